@@ -1,0 +1,5 @@
+"""Allow ``python -m codexrelay``."""
+
+from codexrelay.cli import main
+
+main()

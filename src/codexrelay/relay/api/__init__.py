@@ -1,0 +1,1 @@
+"""HTTP routes: each module parses, calls one domain function, renders."""

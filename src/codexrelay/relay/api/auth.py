@@ -1,0 +1,83 @@
+"""Bootstrap (owner recovery) login and logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from codexrelay.relay import sessions
+from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.deps import (
+    ClientIpDep,
+    ServicesDep,
+    clear_session_cookie,
+    cookie_name,
+    set_session_cookie,
+)
+from codexrelay.relay.services import Services
+from codexrelay.relay.state import SessionVia
+from codexrelay.settings import CamelModel
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class BootstrapBody(CamelModel):
+    token: str
+
+
+def start_session(
+    services: Services,
+    response: Response,
+    *,
+    user_id: str,
+    via: SessionVia,
+    enrollment_only: bool = False,
+    invite_id: str | None = None,
+) -> None:
+    """Open a session and set its cookie (the caller commits the store)."""
+    cfg = services.config
+    issued = sessions.open_session(
+        services.state,
+        user_id=user_id,
+        via=via,
+        now=services.now(),
+        ttl_sec=cfg.session_ttl_sec,
+        max_per_user=cfg.max_sessions_per_user,
+        secret=services.token_secret,
+        rand=services.rand,
+        enrollment_only=enrollment_only,
+        invite_id=invite_id,
+    )
+    set_session_cookie(response, services, issued.cookie_value)
+
+
+@router.post("/bootstrap", response_model=UserEnvelope)
+async def bootstrap_login(
+    body: BootstrapBody, response: Response, services: ServicesDep, address: ClientIpDep
+) -> UserEnvelope:
+    """Owner recovery login with the bootstrap token (R01, O4)."""
+    services.login_limiter.hit(address)
+    owner = sessions.check_bootstrap_token(
+        services.state, body.token, expected_hash=services.config.bootstrap_admin_token_hash
+    )
+    start_session(services, response, user_id=owner.id, via="bootstrap")
+    await services.store.commit()
+    return UserEnvelope(user=UserOut.of(owner))
+
+
+@router.post("/logout", status_code=204)
+async def logout(request: Request, services: ServicesDep) -> Response:
+    """End this session (if any) and clear the cookie."""
+    value = request.cookies.get(cookie_name(services))
+    record = (
+        sessions.resolve_session(
+            services.state, value, secret=services.token_secret, now=services.now()
+        )
+        if value
+        else None
+    )
+    if record is not None:
+        sessions.end_session(services.state, record.id)
+        await services.store.commit()
+    response = Response(status_code=204)
+    clear_session_cookie(response, services)
+    return response

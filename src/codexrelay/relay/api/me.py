@@ -1,0 +1,84 @@
+"""The signed-in user: who they are, their memberships, their sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+
+from codexrelay.errors import AppError, ErrorCode
+from codexrelay.relay import identity, sessions
+from codexrelay.relay.api.schemas import SessionOut, UserOut
+from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
+from codexrelay.relay.state import Role, SessionVia
+from codexrelay.settings import CamelModel
+
+router = APIRouter(prefix="/api/v1/me", tags=["me"])
+
+
+class MembershipOut(CamelModel):
+    workspace_id: str
+    workspace_name: str
+    role: Role
+
+
+class SessionInfo(CamelModel):
+    id: str
+    via: SessionVia
+    expires_at: datetime
+    is_recovery: bool
+    enrollment_locked: bool
+
+
+class MeOut(CamelModel):
+    user: UserOut
+    memberships: list[MembershipOut]
+    session: SessionInfo
+
+
+class SessionsOut(CamelModel):
+    sessions: list[SessionOut]
+
+
+@router.get("", response_model=MeOut)
+async def me(caller: CallerDep, services: ServicesDep) -> MeOut:
+    """Readable by enrollment-locked sessions too, so the app knows what to show (R21)."""
+    memberships = (
+        []
+        if caller.enrollment_locked
+        else [
+            MembershipOut(workspace_id=ws.id, workspace_name=ws.name, role=role)
+            for ws, role in identity.user_workspaces(services.state, caller.user.id)
+        ]
+    )
+    session = caller.session
+    return MeOut(
+        user=UserOut.of(caller.user),
+        memberships=memberships,
+        session=SessionInfo(
+            id=session.id,
+            via=session.via,
+            expires_at=session.expires_at,
+            is_recovery=session.via in sessions.RECOVERY_VIAS,
+            enrollment_locked=caller.enrollment_locked,
+        ),
+    )
+
+
+@router.get("/sessions", response_model=SessionsOut)
+async def list_sessions(caller: ActiveCallerDep, services: ServicesDep) -> SessionsOut:
+    """The caller's own sessions, newest first."""
+    own = sessions.user_sessions(services.state, caller.user.id)
+    return SessionsOut(sessions=[SessionOut.of(s, current_id=caller.session.id) for s in own])
+
+
+@router.delete("/sessions/{session_id}", status_code=204)
+async def end_session(session_id: str, caller: ActiveCallerDep, services: ServicesDep) -> Response:
+    """End one of the caller's sessions (I2); ending the current one also clears the cookie."""
+    if not sessions.end_session(services.state, session_id, user_id=caller.user.id):
+        raise AppError(ErrorCode.NOT_FOUND, "No such session.")
+    await services.store.commit()
+    response = Response(status_code=204)
+    if session_id == caller.session.id:
+        clear_session_cookie(response, services)
+    return response

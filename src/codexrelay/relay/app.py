@@ -1,0 +1,150 @@
+"""The ASGI application factory: routes, error translation, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from codexrelay import __version__
+from codexrelay.crypto import TokenSource
+from codexrelay.errors import AppError, ErrorCode
+from codexrelay.relay import identity, sessions
+from codexrelay.relay.api import auth, me, workspaces
+from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.security import (
+    CatchAllMiddleware,
+    RequestGuardMiddleware,
+    SecurityHeadersMiddleware,
+)
+from codexrelay.relay.services import Clock, Services, utc_now
+from codexrelay.relay.store import StateStore
+
+log = logging.getLogger("codexrelay.relay")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+PRUNE_INTERVAL_SEC = 60.0
+
+StartupHook = Callable[[Services], None]
+# Later subsystems register here what must run once state is loaded (e.g. interrupting
+# tasks that were in flight when the relay stopped).
+STARTUP_HOOKS: list[StartupHook] = []
+
+
+def _error_response(error: AppError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
+    return _error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """Describe the first problem by location only; never echo the offending input."""
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return _error_response(
+            AppError(ErrorCode.INVALID_REQUEST, "The request body is not valid JSON.")
+        )
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    message = f"{where}: {first.get('msg', 'invalid')}."
+    return _error_response(AppError(ErrorCode.INVALID_REQUEST, message, status=422))
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type
+    if exc.status_code == 404:
+        error = AppError(ErrorCode.NOT_FOUND, "Nothing here.")
+    elif exc.status_code == 405:
+        error = AppError(ErrorCode.METHOD_NOT_ALLOWED, "That method is not allowed here.")
+    else:
+        error = AppError(ErrorCode.INVALID_REQUEST, "The request was refused.", status=exc.status_code)
+    return _error_response(error)
+
+
+def run_startup(services: Services) -> None:
+    """Bring loaded state up to date: the owner exists, stale sessions are gone."""
+    now = services.now()
+    if identity.ensure_owner(services.state, now=now, rand=services.rand):
+        log.info("created the owner user and the default workspace")
+    sessions.prune_expired(services.state, now)
+    for hook in STARTUP_HOOKS:
+        hook(services)
+
+
+async def _prune_loop(services: Services) -> None:
+    while True:
+        await asyncio.sleep(PRUNE_INTERVAL_SEC)
+        if sessions.prune_expired(services.state, services.now()):
+            services.store.touch()
+
+
+def create_app(
+    config: RelayConfig,
+    store: StateStore,
+    *,
+    clock: Clock = utc_now,
+    rand: TokenSource = secrets.token_bytes,
+) -> FastAPI:
+    """Build the relay app around an opened store."""
+    services = Services(config=config, store=store, clock=clock, rand=rand)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        run_startup(services)
+        await services.store.commit()
+        pruner = asyncio.create_task(_prune_loop(services))
+        try:
+            yield
+        finally:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+            close = getattr(services.store, "close", None)
+            if close is not None:
+                await close()
+
+    app = FastAPI(
+        title="codexrelay",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, bool]:
+        """Liveness for load balancers and tests; no auth, no detail."""
+        return {"ok": True}
+
+    for module in (auth, me, workspaces):
+        app.include_router(module.router)
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+
+    # add_middleware prepends: the last added runs first (outermost).
+    app.add_middleware(
+        RequestGuardMiddleware,
+        public_origin=config.public_origin,
+        max_body_bytes=config.max_body_bytes,
+    )
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, https=config.https)
+    return app

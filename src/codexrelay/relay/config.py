@@ -1,0 +1,203 @@
+"""The relay's validated, frozen settings (one object per process, built once at start-up)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, PrivateAttr, SecretStr, field_serializer, field_validator
+
+from codexrelay.settings import CamelModel, load_json_model
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class RelayFeatures(CamelModel):
+    """Relay-side feature flags (R09). The agent enforces its own set too."""
+
+    pairings: bool = Field(True, description="true to allow new agent pairing codes")
+    codex_exec: bool = Field(True, description="true to allow codex_exec tasks")
+    codex_exec_write: bool = Field(
+        False, description="true to allow write-mode Codex tasks (off by default, R17)"
+    )
+    run_action: bool = Field(True, description="true to allow predefined actions")
+    read_log: bool = Field(True, description="true to allow predefined log reads")
+
+
+class WebSettings(CamelModel):
+    """What the web app shows about this relay."""
+
+    app_name: str = Field(
+        "codexrelay", min_length=1, max_length=60, description="a short display name"
+    )
+
+
+class RelayConfig(CamelModel):
+    """Every key of the relay config file. Field descriptions double as fix hints and docs."""
+
+    model_config = CamelModel.model_config | {"frozen": True, "validate_assignment": False}
+
+    listen_host: str = Field("127.0.0.1", description="the address to bind, e.g. 127.0.0.1")
+    listen_port: int = Field(8787, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    public_origin: str = Field(
+        ..., description="the origin phones use, e.g. https://relay.example.org"
+    )
+    data_dir: str = Field(
+        "data/relay",
+        min_length=1,
+        description="directory for state.json; relative paths are next to the config file",
+    )
+    session_ttl_sec: int = Field(
+        604800, ge=60, le=2592000, description="session lifetime, 60 to 2592000 seconds"
+    )
+    max_sessions_per_user: int = Field(
+        20, ge=1, le=1000, description="sessions kept per user; the oldest ends first"
+    )
+    max_login_attempts_per_minute: int = Field(
+        10, ge=1, le=100000, description="login attempts per client address a minute"
+    )
+    max_pair_attempts_per_minute: int = Field(
+        10, ge=1, le=100000, description="agent pair attempts per client address a minute"
+    )
+    global_attempts_factor: int = Field(
+        10,
+        ge=1,
+        le=10000,
+        description="relay-wide limit as a multiple of the per-address limits",
+    )
+    bootstrap_admin_token_hash: HexDigest = Field(
+        ..., description="SHA-256 hex of the bootstrap token (`codexrelay secret hash`)"
+    )
+    token_secret: SecretStr = Field(
+        ..., min_length=32, description="a random secret of 32+ chars (`codexrelay secret gen`)"
+    )
+    features: RelayFeatures = Field(default_factory=RelayFeatures, description="feature flags")
+    web: WebSettings = Field(default_factory=WebSettings, description="web app settings")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For "
+        "is believed",
+    )
+    max_body_bytes: int = Field(
+        1048576, ge=1024, le=64 * 1048576, description="request body cap in bytes"
+    )
+    passkey_challenge_ttl_sec: int = Field(
+        300, ge=30, le=300, description="passkey challenge lifetime, 30 to 300 seconds"
+    )
+    pairing_code_ttl_sec: int = Field(
+        600, ge=60, le=3600, description="default pairing code lifetime, 60 to 3600 seconds"
+    )
+    invite_ttl_sec: int = Field(
+        259200, ge=300, le=2592000, description="default invite lifetime in seconds"
+    )
+    agent_token_ttl_sec: int = Field(
+        0,
+        ge=0,
+        le=31536000,
+        description="agent token lifetime in seconds; 0 means tokens last until revoked "
+        "(agents renew before expiry)",
+    )
+    allow_user_workspaces: bool = Field(
+        False, description="true to let any active user create workspaces"
+    )
+    max_prompt_bytes: int = Field(
+        65536, ge=1024, le=1048576, description="largest Codex prompt accepted, in bytes"
+    )
+    max_tasks_per_workspace: int = Field(
+        500, ge=10, le=100000, description="task records kept per workspace; oldest pruned"
+    )
+    task_details_ttl_sec: int = Field(
+        3600, ge=60, le=86400, description="how long finished task details stay in memory"
+    )
+    task_details_max_bytes: int = Field(
+        64 * 1048576,
+        ge=1048576,
+        le=4096 * 1048576,
+        description="memory cap for all held task details, in bytes",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="one of debug, info, warning, error"
+    )
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("public_origin")
+    @classmethod
+    def _normalize_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            msg = "must be http(s)://host[:port]"
+            raise ValueError(msg)
+        if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username:
+            msg = "must be an origin only: no path, query, fragment or credentials"
+            raise ValueError(msg)
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                msg = f"{item!r} is not an IP address or CIDR range"
+                raise ValueError(msg) from None
+        return value
+
+    @field_serializer("token_secret", when_used="json")
+    def _dump_secret(self, value: SecretStr, info: Any) -> str:
+        if info.context and info.context.get("reveal"):
+            return value.get_secret_value()
+        return "**********"
+
+    @property
+    def https(self) -> bool:
+        """Whether the public origin is https (Secure cookies, __Host- prefix, HSTS)."""
+        return self.public_origin.startswith("https://")
+
+    @property
+    def origin_host(self) -> str:
+        """The public origin's host name, which is also the WebAuthn rp id."""
+        return urlsplit(self.public_origin).hostname or ""
+
+    @property
+    def loopback_origin(self) -> bool:
+        """True when the public origin names this machine (local use and tests)."""
+        host = self.origin_host
+        return host in LOOPBACK_HOSTS or host.endswith(".localhost")
+
+    @property
+    def data_path(self) -> Path:
+        """``dataDir`` resolved against the config file's directory."""
+        path = Path(self.data_dir).expanduser()
+        return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+    @property
+    def state_path(self) -> Path:
+        """Where the state file lives."""
+        return self.data_path / "state.json"
+
+    def with_base_dir(self, base: Path) -> RelayConfig:
+        """Remember the config file's directory so relative ``dataDir`` values resolve."""
+        self._base_dir = base
+        return self
+
+    def insecure_origin_problem(self) -> str | None:
+        """Why this origin may not be served without --insecure-http (O1), or None."""
+        if self.https or self.loopback_origin:
+            return None
+        return (
+            f"publicOrigin {self.public_origin} is not https; phones would send session "
+            "cookies in clear text. Put the relay behind HTTPS (see docs/DEPLOYMENT.md) or "
+            "pass --insecure-http for a closed test network"
+        )
+
+
+def load_relay_config(path: Path) -> RelayConfig:
+    """Load and validate the relay config file (raises ``ConfigError``)."""
+    config = load_json_model(RelayConfig, path, "relay")
+    return config.with_base_dir(path.resolve().parent)

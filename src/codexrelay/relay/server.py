@@ -1,0 +1,46 @@
+"""Run the relay under uvicorn with our own logging (no access log with query strings)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from codexrelay.relay.app import create_app
+from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.services import utc_now
+from codexrelay.relay.store import JsonFileStore
+
+log = logging.getLogger("codexrelay.relay")
+
+
+def configure_logging(level: str) -> None:
+    """One plain format for every codexrelay and uvicorn line, on stderr."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    # The access log is ours (CatchAllMiddleware); uvicorn's would print query strings.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def serve(config: RelayConfig) -> None:
+    """Open the store (refusing a bad one before binding), then serve until stopped."""
+    configure_logging(config.log_level)
+    store = JsonFileStore.open(config.state_path, now=utc_now)
+    app = create_app(config, store)
+    log.info("relay listening on %s:%s for %s", config.listen_host, config.listen_port,
+             config.public_origin)
+    uvicorn.run(
+        app,
+        host=config.listen_host,
+        port=config.listen_port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # client addresses come from ratelimit.client_address
+        server_header=False,
+        date_header=True,
+        ws_max_size=1 << 20,
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,63 @@
+"""The per-process service container the HTTP layer hands to domain code."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from codexrelay.crypto import TokenSource
+from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.ratelimit import AttemptLimiter, IPNetwork, parse_networks
+from codexrelay.relay.state import State
+from codexrelay.relay.store import StateStore
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock, millisecond precision, UTC."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use; built once per process by ``create_app``."""
+
+    config: RelayConfig
+    store: StateStore
+    clock: Clock = utc_now
+    rand: TokenSource = secrets.token_bytes
+    login_limiter: AttemptLimiter = field(init=False)
+    pair_limiter: AttemptLimiter = field(init=False)
+    trusted_proxies: tuple[IPNetwork, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.login_limiter = AttemptLimiter(
+            "login",
+            per_address=cfg.max_login_attempts_per_minute,
+            global_factor=cfg.global_attempts_factor,
+        )
+        self.pair_limiter = AttemptLimiter(
+            "pair",
+            per_address=cfg.max_pair_attempts_per_minute,
+            global_factor=cfg.global_attempts_factor,
+        )
+        self.trusted_proxies = parse_networks(cfg.trusted_proxies)
+
+    @property
+    def state(self) -> State:
+        """The live in-memory state."""
+        return self.store.state
+
+    @property
+    def token_secret(self) -> str:
+        """The key for every HMAC'd credential (rotating it ends them all, I3)."""
+        return self.config.token_secret.get_secret_value()
+
+    def now(self) -> datetime:
+        """The current time from the injected clock."""
+        return self.clock()
