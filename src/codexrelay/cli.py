@@ -81,7 +81,7 @@ def relay_init(
     listen_host: str,
     listen_port: int,
     data_dir: str,
-    force: bool,  # noqa: FBT001 - click passes flags positionally by name
+    force: bool,
 ) -> None:
     """Write a relay config with fresh secrets and print the recovery token once."""
     if mode == "production" and not public_origin:
@@ -124,7 +124,7 @@ def relay_init(
     is_flag=True,
     help="Allow a non-loopback http:// publicOrigin (closed test networks only).",
 )
-def relay_start(config_path: Path, insecure_http: bool) -> None:  # noqa: FBT001
+def relay_start(config_path: Path, insecure_http: bool) -> None:
     """Serve the relay until stopped."""
     from codexrelay.relay.server import serve  # noqa: PLC0415 - keep CLI start-up fast
     from codexrelay.relay.store import StateError  # noqa: PLC0415
@@ -157,8 +157,8 @@ def relay_check_config(config_path: Path) -> None:
 )
 def relay_rotate_secrets(
     config_path: Path,
-    bootstrap: bool,  # noqa: FBT001
-    token_secret: bool,  # noqa: FBT001
+    bootstrap: bool,
+    token_secret: bool,
 ) -> None:
     """Rotate the recovery token hash and/or tokenSecret (O3, I3); restart the relay after."""
     if not (bootstrap or token_secret):
@@ -171,9 +171,7 @@ def relay_rotate_secrets(
         updates["bootstrap_admin_token_hash"] = sha256_hex(token)
     if token_secret:
         updates["token_secret"] = new_secret()
-    rotated = RelayConfig.model_validate(
-        {**config.model_dump(), **updates}
-    )
+    rotated = RelayConfig.model_validate({**config.model_dump(), **updates})
     write_config_file(config_path, dump_config(rotated), force=True)
     if bootstrap:
         click.echo(f"Recovery token: {token}")

@@ -51,9 +51,7 @@ def _key_path(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, 
         fields = getattr(current, "model_fields", None)
         field = None
         if fields:
-            field = fields.get(item) or next(
-                (f for f in fields.values() if f.alias == item), None
-            )
+            field = fields.get(item) or next((f for f in fields.values() if f.alias == item), None)
         parts.append(("." if parts else "") + (field.alias or item if field else item))
         if field is not None:
             help_text = field.description or help_text

@@ -71,7 +71,9 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     elif exc.status_code == 405:
         error = AppError(ErrorCode.METHOD_NOT_ALLOWED, "That method is not allowed here.")
     else:
-        error = AppError(ErrorCode.INVALID_REQUEST, "The request was refused.", status=exc.status_code)
+        error = AppError(
+            ErrorCode.INVALID_REQUEST, "The request was refused.", status=exc.status_code
+        )
     return _error_response(error)
 
 

@@ -123,7 +123,9 @@ class CatchAllMiddleware:
         except Exception as exc:  # noqa: BLE001 - the last line of defence by design
             frames = "".join(traceback.format_tb(exc.__traceback__))
             # The exception's own text may quote request data, so only its type is logged.
-            log.error("request %s failed: %s\n%s", request_id, type(exc).__name__, frames)
+            log.error(  # noqa: TRY400 - log.exception would print the exception text
+                "request %s failed: %s\n%s", request_id, type(exc).__name__, frames
+            )
             if status == 0:
                 status = 500
                 error = AppError(ErrorCode.INTERNAL_ERROR, "Something went wrong on the relay.")
@@ -212,9 +214,7 @@ def _media_type_error() -> AppError:
 
 
 def _too_large(limit: int) -> AppError:
-    return AppError(
-        ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is larger than {limit} bytes."
-    )
+    return AppError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is larger than {limit} bytes.")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

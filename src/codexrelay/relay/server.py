@@ -30,8 +30,12 @@ def serve(config: RelayConfig) -> None:
     configure_logging(config.log_level)
     store = JsonFileStore.open(config.state_path, now=utc_now)
     app = create_app(config, store)
-    log.info("relay listening on %s:%s for %s", config.listen_host, config.listen_port,
-             config.public_origin)
+    log.info(
+        "relay listening on %s:%s for %s",
+        config.listen_host,
+        config.listen_port,
+        config.public_origin,
+    )
     uvicorn.run(
         app,
         host=config.listen_host,

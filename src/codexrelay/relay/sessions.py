@@ -102,9 +102,7 @@ def end_session(state: State, session_id: str, *, user_id: str | None = None) ->
 
 def end_user_sessions(state: State, user_id: str, *, keep: str | None = None) -> int:
     """End every session of ``user_id`` except the one whose id is ``keep``."""
-    doomed = [
-        k for k, s in state.sessions.items() if s.user_id == user_id and s.id != keep
-    ]
+    doomed = [k for k, s in state.sessions.items() if s.user_id == user_id and s.id != keep]
     for key in doomed:
         del state.sessions[key]
     return len(doomed)

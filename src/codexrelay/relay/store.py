@@ -153,7 +153,7 @@ class JsonFileStore:
             try:
                 await asyncio.to_thread(write_private_file, self.path, data)
             except OSError as exc:
-                log.error("state write failed: %s", exc.strerror)
+                log.error("state write failed: %s", exc.strerror)  # noqa: TRY400 - errno says enough
                 self._settle(version, failed=True)
                 continue
             self.writes += 1

@@ -83,7 +83,6 @@ async def list_members(
     members = identity.workspace_members(services.state, access.workspace.id)
     return MembersOut(
         members=[
-            MemberOut(user_id=u.id, name=u.name, role=role, status=u.status)
-            for u, role in members
+            MemberOut(user_id=u.id, name=u.name, role=role, status=u.status) for u, role in members
         ]
     )

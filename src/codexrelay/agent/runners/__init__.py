@@ -1,0 +1,1 @@
+"""Task runners: Codex, predefined actions, predefined log reads."""

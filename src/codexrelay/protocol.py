@@ -1,0 +1,238 @@
+"""Typed agent <-> relay messages over the agent's WebSocket, with one parse/dump pair.
+
+Every message is a JSON object with a ``type``. Unknown types, unknown fields and wrong
+shapes are refused (``ProtocolError``), so neither side acts on a message it misreads.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from codexrelay.settings import CamelModel
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20
+
+# Close codes (4000-4999 are application-defined). A "stop" code tells the agent that
+# retrying cannot help, so `agent start` exits instead of reconnecting.
+CLOSE_REVOKED = 4401  # token unknown, revoked, expired or signed with an old tokenSecret
+CLOSE_PROTOCOL = 4400  # malformed or unexpected message, or unsupported protocol version
+CLOSE_REPLACED = 4409  # a newer connection of the same agent took over
+CLOSE_SHUTDOWN = 4503  # relay shutting down; reconnect with backoff
+STOP_CLOSE_CODES = frozenset({CLOSE_REVOKED})
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+TaskKind = Literal["codex_exec", "run_action", "read_log"]
+FinishStatus = Literal["completed", "failed", "cancelled"]
+
+
+class ProtocolError(Exception):
+    """A message that does not parse or does not fit the protocol."""
+
+
+class Message(CamelModel):
+    """Base of every message."""
+
+
+class CatalogItem(Message):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    label: Annotated[str, Field(max_length=120)]
+
+
+class AgentFeatures(Message):
+    codex_exec: bool = False
+    codex_exec_write: bool = False
+    run_action: bool = False
+    read_log: bool = False
+
+
+# ---- agent -> relay -------------------------------------------------------------------
+
+
+class Hello(Message):
+    type: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    version: Annotated[str, Field(max_length=40)]
+    agent_id: Annotated[str, Field(pattern=ID_PATTERN)]
+    hostname: Annotated[str, Field(max_length=255)] = ""
+    workspace_root_name: Annotated[str, Field(max_length=255)] = ""
+    features: AgentFeatures
+    actions: Annotated[list[CatalogItem], Field(default_factory=list, max_length=200)]
+    log_sources: Annotated[list[CatalogItem], Field(default_factory=list, max_length=200)]
+    running_task_ids: Annotated[list[str], Field(default_factory=list, max_length=1000)]
+
+
+class FileChangeInfo(Message):
+    path: Annotated[str, Field(max_length=4096)]
+    kind: Annotated[str, Field(max_length=20)]
+
+
+class ProgressEvent(Message):
+    """One step of a running task, already capped (and redacted) by the agent."""
+
+    kind: Literal["message", "reasoning", "command", "file_change", "web_search", "error", "output"]
+    text: Annotated[str, Field(max_length=65536)] = ""
+    command: Annotated[str, Field(max_length=4096)] | None = None
+    exit_code: int | None = None
+    status: Annotated[str, Field(max_length=20)] | None = None
+    changes: Annotated[list[FileChangeInfo], Field(default_factory=list, max_length=200)]
+
+
+class TaskAccepted(Message):
+    type: Literal["task.accepted"] = "task.accepted"
+    task_id: str
+
+
+class TaskRejected(Message):
+    type: Literal["task.rejected"] = "task.rejected"
+    task_id: str
+    reason: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+    message: Annotated[str, Field(max_length=500)] = ""
+
+
+class TaskStarted(Message):
+    type: Literal["task.started"] = "task.started"
+    task_id: str
+
+
+class TaskProgress(Message):
+    type: Literal["task.progress"] = "task.progress"
+    task_id: str
+    seq: int = 0
+    event: ProgressEvent
+    codex_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+
+
+class TaskFinished(Message):
+    type: Literal["task.finished"] = "task.finished"
+    task_id: str
+    status: FinishStatus
+    exit_code: int | None = None
+    final_message: Annotated[str, Field(max_length=262144)] | None = None
+    output_tail: Annotated[str, Field(max_length=1 << 20)] = ""
+    diff_text: Annotated[str, Field(max_length=1 << 20)] | None = None
+    diff_truncated: bool = False
+    error: Annotated[str, Field(max_length=4000)] | None = None
+    codex_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    redactions: int = 0
+
+
+class SessionPreview(Message):
+    role: Literal["user", "assistant"]
+    text: Annotated[str, Field(max_length=320)]
+
+
+class SessionSummary(Message):
+    session_id: Annotated[str, Field(pattern=UUID_PATTERN)]
+    title: Annotated[str, Field(max_length=180)]
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    cwd: Annotated[str, Field(max_length=4096)]
+    preview: Annotated[list[SessionPreview], Field(default_factory=list, max_length=10)]
+
+
+class SessionsUpdate(Message):
+    type: Literal["sessions"] = "sessions"
+    sessions: Annotated[list[SessionSummary], Field(max_length=500)]
+
+
+class TokenRenew(Message):
+    type: Literal["token.renew"] = "token.renew"
+
+
+# ---- relay -> agent -------------------------------------------------------------------
+
+
+class Welcome(Message):
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    workspace_id: str
+    token_expires_at: datetime | None = None
+    features: AgentFeatures
+
+
+class TaskSpec(Message):
+    """What the relay asks the agent to run; the agent re-checks all of it (R09, R15)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    type: TaskKind
+    prompt: Annotated[str, Field(max_length=1 << 20)] | None = None
+    cwd: Annotated[str, Field(max_length=4096)] | None = None
+    write_access: bool = False
+    resume_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    action_id: Annotated[str, Field(max_length=64)] | None = None
+    log_source_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class TaskDispatch(Message):
+    type: Literal["task"] = "task"
+    task: TaskSpec
+
+
+class TaskCancel(Message):
+    type: Literal["task.cancel"] = "task.cancel"
+    task_id: str
+
+
+class TokenRenewed(Message):
+    type: Literal["token.renewed"] = "token.renewed"
+    agent_token: str
+    expires_at: datetime | None = None
+
+
+AgentMessage = Annotated[
+    Hello
+    | TaskAccepted
+    | TaskRejected
+    | TaskStarted
+    | TaskProgress
+    | TaskFinished
+    | SessionsUpdate
+    | TokenRenew,
+    Field(discriminator="type"),
+]
+RelayMessage = Annotated[
+    Welcome | TaskDispatch | TaskCancel | TokenRenewed, Field(discriminator="type")
+]
+
+_AGENT = TypeAdapter(AgentMessage)
+_RELAY = TypeAdapter(RelayMessage)
+
+
+def _parse(adapter: TypeAdapter[Message], raw: str | bytes) -> Message:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        msg = "message too large"
+        raise ProtocolError(msg)
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        msg = "message is not JSON"
+        raise ProtocolError(msg) from None
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        msg = f"bad message at {where or 'top'}: {first['msg']}"
+        raise ProtocolError(msg) from None
+
+
+def parse_agent_message(raw: str | bytes) -> Message:
+    """Parse what an agent sent (used by the relay)."""
+    return _parse(_AGENT, raw)  # type: ignore[arg-type]
+
+
+def parse_relay_message(raw: str | bytes) -> Message:
+    """Parse what the relay sent (used by the agent)."""
+    return _parse(_RELAY, raw)  # type: ignore[arg-type]
+
+
+def dump_message(message: Message) -> str:
+    """Serialize any message as compact camelCase JSON."""
+    return message.model_dump_json(by_alias=True, exclude_none=True)

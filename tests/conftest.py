@@ -1,0 +1,48 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from codexrelay.relay.app import create_app
+from codexrelay.relay.config import load_relay_config
+from codexrelay.relay.store import JsonFileStore
+from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock the test moves by hand."""
+    return FakeClock()
+
+
+@pytest.fixture
+def relay_setup(tmp_path: Path) -> RelaySetup:
+    """A relay config in a temporary directory."""
+    return write_relay_config(tmp_path / "relay")
+
+
+@pytest.fixture
+def app_client(relay_setup: RelaySetup, clock: FakeClock) -> Iterator[TestClient]:
+    """The relay app in-process (lifespan included), on the fake clock."""
+    config = load_relay_config(relay_setup.config_path)
+    store = JsonFileStore.open(config.state_path, now=clock)
+    app = create_app(config, store, clock=clock)
+    with TestClient(
+        app, base_url=relay_setup.base_url, headers={"Origin": relay_setup.origin}
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def relay(relay_setup: RelaySetup, tmp_path: Path) -> Iterator[RelayProcess]:
+    """A real relay subprocess on a free port."""
+    proc = RelayProcess(setup=relay_setup, log_path=tmp_path / "relay.log").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
