@@ -1,0 +1,1 @@
+"""Stand-ins for services outside the product (the model server), run for real on loopback."""
