@@ -35,6 +35,7 @@ def app_client(relay_setup: RelaySetup, clock: FakeClock) -> Iterator[TestClient
     with TestClient(
         app, base_url=relay_setup.base_url, headers={"Origin": relay_setup.origin}
     ) as client:
+        client.setup = relay_setup  # type: ignore[attr-defined]
         yield client
 
 

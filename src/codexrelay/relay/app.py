@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 from codexrelay import __version__
 from codexrelay.crypto import TokenSource
@@ -75,6 +77,17 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
             ErrorCode.INVALID_REQUEST, "The request was refused.", status=exc.status_code
         )
     return _error_response(error)
+
+
+class WebMount(Mount):
+    """The web app's files at ``/``, stepping aside for ``/api/`` so unknown API paths are
+    JSON 404s and a wrong method on a known API path is a 405, not a static-file miss."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Never claim API paths."""
+        if scope["path"].startswith("/api/"):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def run_startup(services: Services) -> None:
@@ -139,7 +152,7 @@ def create_app(
 
     for module in (auth, me, workspaces):
         app.include_router(module.router)
-    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
 
     # add_middleware prepends: the last added runs first (outermost).
     app.add_middleware(

@@ -92,6 +92,7 @@ class JsonFileStore:
         self._lock_fd = lock_fd
         self._version = 0
         self._durable = 0
+        self._attempted = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -142,13 +143,13 @@ class JsonFileStore:
 
     async def _write_loop(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._version == self._durable:
+            if self._version == self._attempted:
                 if self._closing:
                     return
+                await self._wake.wait()
+                self._wake.clear()
                 continue
-            version = self._version
+            version = self._attempted = self._version
             data = encode_state(self.state)
             try:
                 await asyncio.to_thread(write_private_file, self.path, data)

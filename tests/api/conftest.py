@@ -1,0 +1,58 @@
+"""Helpers for in-process API tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from codexrelay.relay.app import create_app
+from codexrelay.relay.config import load_relay_config
+from codexrelay.relay.services import Services
+from codexrelay.relay.store import JsonFileStore
+from tests.helpers import FakeClock, write_relay_config
+
+ClientFactory = Callable[..., AbstractContextManager[TestClient]]
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, clock: FakeClock) -> ClientFactory:
+    """Build an in-process client for a relay with config overrides (camelCase keys)."""
+    counter = itertools.count()
+
+    @contextmanager
+    def build(
+        *, prepare: Callable[[FastAPI], None] | None = None, **overrides: Any
+    ) -> Iterator[TestClient]:
+        setup = write_relay_config(tmp_path / f"relay{next(counter)}", **overrides)
+        config = load_relay_config(setup.config_path)
+        store = JsonFileStore.open(config.state_path, now=clock)
+        app = create_app(config, store, clock=clock)
+        if prepare is not None:
+            prepare(app)
+        base = config.public_origin if config.https else setup.base_url
+        with TestClient(app, base_url=base, headers={"Origin": config.public_origin}) as client:
+            client.setup = setup  # type: ignore[attr-defined]
+            yield client
+
+    return build
+
+
+def services_of(client: TestClient) -> Services:
+    """The app's service container, for arranging state through the domain layer."""
+    app: FastAPI = client.app  # type: ignore[assignment]
+    services: Services = app.state.services
+    return services
+
+
+def login(client: TestClient) -> None:
+    """Sign the client in as the owner with the recovery token."""
+    token = client.setup.token  # type: ignore[attr-defined]
+    res = client.post("/api/v1/auth/bootstrap", json={"token": token})
+    assert res.status_code == 200, res.text
