@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from codexrelay.crypto import TokenSource
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.passkeys import ChallengeStore
 from codexrelay.relay.ratelimit import AttemptLimiter, IPNetwork, parse_networks
 from codexrelay.relay.state import State
 from codexrelay.relay.store import StateStore
@@ -33,6 +34,8 @@ class Services:
     login_limiter: AttemptLimiter = field(init=False)
     pair_limiter: AttemptLimiter = field(init=False)
     trusted_proxies: tuple[IPNetwork, ...] = field(init=False)
+    # R05: WebAuthn challenges live in this process's memory only.
+    passkey_challenges: ChallengeStore = field(default_factory=ChallengeStore)
 
     def __post_init__(self) -> None:
         cfg = self.config

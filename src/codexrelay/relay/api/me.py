@@ -30,8 +30,13 @@ class SessionInfo(CamelModel):
     enrollment_locked: bool
 
 
+class MeUserOut(UserOut):
+    # O4: lets the app warn after a recovery login that passkeys exist.
+    has_passkey: bool
+
+
 class MeOut(CamelModel):
-    user: UserOut
+    user: MeUserOut
     memberships: list[MembershipOut]
     session: SessionInfo
 
@@ -52,8 +57,10 @@ async def me(caller: CallerDep, services: ServicesDep) -> MeOut:
         ]
     )
     session = caller.session
+    user = caller.user
+    has_passkey = any(p.user_id == user.id for p in services.state.passkeys.values())
     return MeOut(
-        user=UserOut.of(caller.user),
+        user=MeUserOut(**UserOut.of(user).model_dump(), has_passkey=has_passkey),
         memberships=memberships,
         session=SessionInfo(
             id=session.id,

@@ -1,0 +1,196 @@
+"""Passkey ceremonies (R05, R08) and the signed-in user's own passkeys (I2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response
+from pydantic import Field
+
+from codexrelay.relay import passkeys, people
+from codexrelay.relay.api.auth import start_session
+from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
+from codexrelay.relay.passkeys import CeremonyOptions, RelyingParty
+from codexrelay.relay.services import Services
+from codexrelay.relay.state import PasskeyRecord
+from codexrelay.settings import CamelModel
+
+router = APIRouter(prefix="/api/v1", tags=["passkeys"])
+
+Label = Annotated[str, Field(max_length=people.LABEL_MAX)]
+ChallengeId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class RegisterOptionsBody(CamelModel):
+    label: Label | None = None
+
+
+class RegisterVerifyBody(CamelModel):
+    challenge_id: ChallengeId
+    credential: dict[str, Any]
+    label: Label | None = None
+
+
+class LoginOptionsBody(CamelModel):
+    """Empty: a discoverable login names no account up front."""
+
+
+class LoginVerifyBody(CamelModel):
+    challenge_id: ChallengeId
+    credential: dict[str, Any]
+
+
+class RenameBody(CamelModel):
+    label: Label
+
+
+class OptionsOut(CamelModel):
+    challenge_id: str
+    public_key: dict[str, Any]
+
+    @classmethod
+    def of(cls, options: CeremonyOptions) -> OptionsOut:
+        """The options as API.md shapes them."""
+        return cls(challenge_id=options.challenge_id, public_key=options.public_key)
+
+
+class PasskeyOut(CamelModel):
+    credential_id: str
+    label: str
+    transports: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, record: PasskeyRecord) -> PasskeyOut:
+        """The management view of a passkey (never its public key)."""
+        return cls(
+            credential_id=record.credential_id,
+            label=record.label,
+            transports=record.transports,
+            created_at=record.created_at,
+            last_used_at=record.last_used_at,
+        )
+
+
+class PasskeyEnvelope(CamelModel):
+    passkey: PasskeyOut
+
+
+class PasskeysOut(CamelModel):
+    passkeys: list[PasskeyOut]
+
+
+def _rp(services: Services) -> RelyingParty:
+    return RelyingParty.from_config(services.config)
+
+
+@router.post("/auth/passkeys/register/options", response_model=OptionsOut)
+async def register_options(
+    caller: CallerDep, services: ServicesDep, body: RegisterOptionsBody | None = None
+) -> OptionsOut:
+    """Any session may add a passkey, an enrollment-locked one included (R21)."""
+    options = passkeys.start_registration(
+        services.state,
+        services.passkey_challenges,
+        rp=_rp(services),
+        user=caller.user,
+        session_id=caller.session.id,
+        label=people.clean_label(body.label if body else None),
+        now=services.now(),
+        ttl_sec=services.config.passkey_challenge_ttl_sec,
+        rand=services.rand,
+    )
+    return OptionsOut.of(options)
+
+
+@router.post("/auth/passkeys/register/verify", status_code=201, response_model=PasskeyEnvelope)
+async def register_verify(
+    body: RegisterVerifyBody, caller: CallerDep, services: ServicesDep
+) -> PasskeyEnvelope:
+    """Store the new passkey; an enrollment-locked user becomes active (R21)."""
+    record = passkeys.finish_registration(
+        services.state,
+        services.passkey_challenges,
+        rp=_rp(services),
+        session=caller.session,
+        challenge_id=body.challenge_id,
+        credential=body.credential,
+        label=body.label,
+        now=services.now(),
+    )
+    await services.store.commit()
+    return PasskeyEnvelope(passkey=PasskeyOut.of(record))
+
+
+@router.post("/auth/passkeys/login/options", response_model=OptionsOut)
+async def login_options(
+    services: ServicesDep, address: ClientIpDep, body: LoginOptionsBody | None = None
+) -> OptionsOut:
+    """Anyone may start a login; it counts against the login limit (R20)."""
+    del body
+    services.login_limiter.hit(address)
+    options = passkeys.start_login(
+        services.passkey_challenges,
+        rp=_rp(services),
+        now=services.now(),
+        ttl_sec=services.config.passkey_challenge_ttl_sec,
+        rand=services.rand,
+    )
+    return OptionsOut.of(options)
+
+
+@router.post("/auth/passkeys/login/verify", response_model=UserEnvelope)
+async def login_verify(
+    body: LoginVerifyBody, response: Response, services: ServicesDep, address: ClientIpDep
+) -> UserEnvelope:
+    """A verified passkey opens a ``passkey`` session (R02, R20)."""
+    services.login_limiter.hit(address)
+    user = passkeys.finish_login(
+        services.state,
+        services.passkey_challenges,
+        rp=_rp(services),
+        challenge_id=body.challenge_id,
+        credential=body.credential,
+        now=services.now(),
+    )
+    start_session(services, response, user_id=user.id, via="passkey")
+    await services.store.commit()
+    return UserEnvelope(user=UserOut.of(user))
+
+
+@router.get("/me/passkeys", response_model=PasskeysOut)
+async def list_passkeys(caller: ActiveCallerDep, services: ServicesDep) -> PasskeysOut:
+    """The caller's own passkeys."""
+    own = people.user_passkeys(services.state, caller.user.id)
+    return PasskeysOut(passkeys=[PasskeyOut.of(p) for p in own])
+
+
+@router.patch("/me/passkeys/{credential_id}", response_model=PasskeyEnvelope)
+async def rename_passkey(
+    credential_id: str, body: RenameBody, caller: ActiveCallerDep, services: ServicesDep
+) -> PasskeyEnvelope:
+    """Relabel one of the caller's passkeys."""
+    record = people.rename_passkey(
+        services.state, user_id=caller.user.id, credential_id=credential_id, label=body.label
+    )
+    await services.store.commit()
+    return PasskeyEnvelope(passkey=PasskeyOut.of(record))
+
+
+@router.delete("/me/passkeys/{credential_id}", status_code=204)
+async def revoke_passkey(
+    credential_id: str, caller: ActiveCallerDep, services: ServicesDep
+) -> Response:
+    """Revoke one of the caller's passkeys (I2); never the last way in (409 last-passkey)."""
+    people.revoke_passkeys(
+        services.state,
+        user_id=caller.user.id,
+        credential_id=credential_id,
+        now=services.now(),
+        force=False,
+    )
+    await services.store.commit()
+    return Response(status_code=204)
