@@ -22,7 +22,7 @@ from codexrelay import __version__
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay import identity, sessions
-from codexrelay.relay.api import auth, me, workspaces
+from codexrelay.relay.api import auth, me, passkeys, people, workspaces
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.security import (
     CatchAllMiddleware,
@@ -150,7 +150,7 @@ def create_app(
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
 
-    for module in (auth, me, workspaces):
+    for module in (auth, me, workspaces, passkeys, people):
         app.include_router(module.router)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
 
