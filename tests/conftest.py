@@ -14,6 +14,22 @@ from codexrelay.relay.store import JsonFileStore
 from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--run-slow includes the long proofs marked ``slow``."""
+    parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long proofs run only with --run-slow (``make test-slow``), so the default suite
+    stays inside CI's time budget."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long proof: run with `make test-slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     """A clock the test moves by hand."""

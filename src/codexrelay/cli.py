@@ -9,6 +9,7 @@ import click
 
 from codexrelay import __version__
 from codexrelay.crypto import new_secret, sha256_hex
+from codexrelay.demo import demo
 from codexrelay.relay.config import RelayConfig, load_relay_config
 from codexrelay.settings import ConfigError, default_config_path, dump_config, write_config_file
 
@@ -199,3 +200,6 @@ def secret_hash() -> None:
     if not token:
         fail("no token on stdin", 2)
     click.echo(sha256_hex(token))
+
+
+main.add_command(demo)
