@@ -1,0 +1,301 @@
+"""Accepting, queueing, running and reporting tasks, under the agent's own rules.
+
+The relay is not trusted to have checked anything (R09, R15, A4): every task is checked
+again here against this machine's config before it is accepted — feature flags, action
+and log ids, the working directory (after resolving symlinks), write-mode rules (R14,
+R17), resume ids against the local session catalog, and the ledger of task ids already
+accepted (B4). Everything sent back passes through the redaction hook first (B3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from codexrelay.agent.config import AgentConfig, resolve_inside
+from codexrelay.agent.ledger import TaskLedger
+from codexrelay.agent.runners.actions import ActionRunner
+from codexrelay.agent.runners.base import Runner, TaskOutcome, TaskRefusedError
+from codexrelay.agent.runners.codex import CodexExecRunner
+from codexrelay.agent.runners.logs import LogRunner
+from codexrelay.protocol import (
+    UUID_PATTERN,
+    FileChangeInfo,
+    Message,
+    ProgressEvent,
+    TaskAccepted,
+    TaskFinished,
+    TaskKind,
+    TaskProgress,
+    TaskRejected,
+    TaskSpec,
+    TaskStarted,
+)
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Message], Awaitable[None]]
+SessionIds = Callable[[], Collection[str]]
+Redact = Callable[[str], tuple[str, int]]
+UUID_RE = re.compile(UUID_PATTERN)
+DEFAULT_MAX_QUEUED = 100
+# Protocol field limits (characters); redaction may lengthen text, so clip after it.
+TEXT_LIMIT, COMMAND_LIMIT, ERROR_LIMIT = 65536, 4096, 4000
+FINAL_LIMIT, TAIL_LIMIT = 262144, 1 << 20
+
+
+def no_sessions() -> Collection[str]:
+    """The default catalog: nothing can be resumed."""
+    return frozenset()
+
+
+def no_redaction(text: str) -> tuple[str, int]:
+    """The default redaction hook: text unchanged, nothing counted."""
+    return text, 0
+
+
+def default_runners(config: AgentConfig, *, grace_sec: float = 5.0) -> dict[TaskKind, Runner]:
+    """One runner per task type; a second Codex runner (app-server) can replace codex_exec."""
+    return {
+        "codex_exec": CodexExecRunner(config, grace_sec=grace_sec),
+        "run_action": ActionRunner(config, grace_sec=grace_sec),
+        "read_log": LogRunner(config),
+    }
+
+
+@dataclass
+class _Task:
+    """One accepted task while it waits or runs."""
+
+    spec: TaskSpec
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    seq: int = 0
+    redactions: int = 0
+    job: asyncio.Task[None] | None = None
+
+
+class Executor:
+    """Checks, queues (``maxConcurrentTasks`` at once), runs and reports tasks."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        send: Send,
+        *,
+        session_ids: SessionIds = no_sessions,
+        redact: Redact = no_redaction,
+        ledger: TaskLedger | None = None,
+        runners: Mapping[TaskKind, Runner] | None = None,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+    ) -> None:
+        self.config = config
+        self._send_raw = send
+        self._session_ids = session_ids
+        self._redact = redact
+        self.ledger = ledger or TaskLedger.open(config.state_path)
+        self.runners = dict(runners or default_runners(config))
+        self.max_queued = max_queued
+        self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
+        self._tasks: dict[str, _Task] = {}
+
+    # ---- public API -------------------------------------------------------------------
+
+    async def handle(self, spec: TaskSpec) -> bool:
+        """Check ``spec``; reject it, or accept it and start it in the background."""
+        try:
+            self.check(spec)
+        except TaskRefusedError as exc:
+            log.info("rejected task %s: %s", spec.id, exc.reason)
+            await self._send(TaskRejected(task_id=spec.id, reason=exc.reason, message=exc.message))
+            return False
+        self.ledger.record(spec.id)  # durable before the task can start (B4)
+        task = _Task(spec)
+        self._tasks[spec.id] = task
+        await self._send(TaskAccepted(task_id=spec.id))
+        task.job = asyncio.create_task(self._run(task), name=f"task-{spec.id}")
+        return True
+
+    def cancel(self, task_id: str) -> bool:
+        """Stop a queued or running task; it finishes as ``cancelled``. False if unknown."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return False
+        task.cancelled.set()
+        return True
+
+    def running_ids(self) -> list[str]:
+        """Ids of accepted tasks not finished yet (queued or running), for ``hello``."""
+        return list(self._tasks)
+
+    async def join(self) -> None:
+        """Wait until every accepted task has finished and been reported."""
+        while jobs := [task.job for task in self._tasks.values() if task.job is not None]:
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Cancel everything (processes are stopped as groups) and wait for the reports."""
+        for task in self._tasks.values():
+            task.cancelled.set()
+        await self.join()
+
+    # ---- the checklist (R09, R14, R15, R17, A4, B4) -------------------------------------
+
+    def check(self, spec: TaskSpec) -> None:
+        """Raise ``TaskRefusedError`` unless this agent's config allows ``spec`` right now."""
+        if spec.id in self._tasks or spec.id in self.ledger:
+            raise TaskRefusedError("duplicate-task", "this task id was already accepted")
+        if len(self._tasks) >= self.config.max_concurrent_tasks + self.max_queued:
+            raise TaskRefusedError("agent-busy", "too many tasks are waiting on this agent")
+        if spec.type == "codex_exec":
+            self._check_codex(spec)
+        elif spec.type == "run_action":
+            self._check_action(spec)
+        else:
+            self._check_log(spec)
+
+    def _check_codex(self, spec: TaskSpec) -> None:
+        features, codex = self.config.features, self.config.codex
+        if not features.codex_exec:
+            raise TaskRefusedError("feature-disabled", "codexExec is disabled on this agent")
+        if not (spec.prompt or "").strip():
+            raise TaskRefusedError("invalid-task", "a Codex task needs a prompt")
+        self._check_cwd(spec.cwd)
+        if spec.write_access and not features.codex_exec_write:  # R17, A4
+            raise TaskRefusedError("write-mode-disabled", "write mode is off on this agent")
+        if spec.write_access and spec.resume_session_id and not codex.allow_write_on_resume:
+            raise TaskRefusedError(  # R14
+                "write-on-resume-disabled", "this agent does not allow write mode on resume"
+            )
+        if spec.resume_session_id is not None:
+            session = spec.resume_session_id
+            if not UUID_RE.match(session) or session not in self._session_ids():
+                raise TaskRefusedError(
+                    "unknown-session", "no such Codex session under this workspace"
+                )
+
+    def _check_cwd(self, cwd: str | None) -> None:
+        try:
+            path = resolve_inside(self.config.root, cwd or ".")
+        except ValueError:
+            raise TaskRefusedError(
+                "cwd-outside-workspace", "the working directory is outside workspaceRoot"
+            ) from None
+        if not path.is_dir():
+            raise TaskRefusedError("cwd-not-found", "the working directory does not exist")
+
+    def _check_action(self, spec: TaskSpec) -> None:
+        if not self.config.features.run_action:
+            raise TaskRefusedError("feature-disabled", "runAction is disabled on this agent")
+        if spec.action_id not in self.config.actions:  # only listed ids exist (O6, R15)
+            raise TaskRefusedError("unknown-action", "this agent has no such action")
+
+    def _check_log(self, spec: TaskSpec) -> None:
+        if not self.config.features.read_log:
+            raise TaskRefusedError("feature-disabled", "readLog is disabled on this agent")
+        if spec.log_source_id not in self.config.log_sources:
+            raise TaskRefusedError("unknown-log-source", "this agent has no such log source")
+
+    # ---- running ------------------------------------------------------------------------
+
+    async def _run(self, task: _Task) -> None:
+        try:
+            if await self._wait_for_slot(task):
+                try:
+                    outcome = await self._execute(task)
+                finally:
+                    self._slots.release()
+            else:
+                outcome = TaskOutcome(status="cancelled", error="cancelled before it started")
+            await self._finish(task, outcome)
+        finally:
+            self._tasks.pop(task.spec.id, None)
+
+    async def _wait_for_slot(self, task: _Task) -> bool:
+        """Queue for a slot; False if the task is cancelled while it waits."""
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        cancelled = asyncio.ensure_future(task.cancelled.wait())
+        try:
+            await asyncio.wait({acquire, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            acquire.cancel()
+            await asyncio.gather(acquire, cancelled, return_exceptions=True)
+        holding = acquire.done() and not acquire.cancelled()
+        if holding and task.cancelled.is_set():
+            self._slots.release()
+            return False
+        return holding
+
+    async def _execute(self, task: _Task) -> TaskOutcome:
+        spec = task.spec
+        await self._send(TaskStarted(task_id=spec.id))
+
+        async def emit(event: ProgressEvent) -> None:
+            await self._progress(task, event)
+
+        try:
+            return await self.runners[spec.type].run(spec, emit=emit, cancelled=task.cancelled)
+        except TaskRefusedError as exc:
+            return TaskOutcome(status="failed", error=exc.message)
+        except Exception:
+            log.exception("task %s failed inside the agent", spec.id)
+            return TaskOutcome(status="failed", error="the agent failed to run this task")
+
+    async def _progress(self, task: _Task, event: ProgressEvent) -> None:
+        text = self._clean(task, event.text, TEXT_LIMIT)
+        command = None if event.command is None else self._clean(task, event.command, COMMAND_LIMIT)
+        changes = [
+            FileChangeInfo(path=self._clean(task, change.path, 4096), kind=change.kind)
+            for change in event.changes
+        ]
+        clean = ProgressEvent(
+            kind=event.kind,
+            text=text,
+            command=command,
+            exit_code=event.exit_code,
+            status=event.status,
+            changes=changes,
+        )
+        task.seq += 1
+        await self._send(TaskProgress(task_id=task.spec.id, seq=task.seq, event=clean))
+
+    async def _finish(self, task: _Task, outcome: TaskOutcome) -> None:
+        diff = None
+        truncated = outcome.diff_truncated
+        if outcome.diff_text is not None:
+            diff = self._clean(task, outcome.diff_text, TAIL_LIMIT)
+            truncated = truncated or len(diff) < len(outcome.diff_text)
+        final = outcome.final_message
+        error = outcome.error
+        message = TaskFinished(
+            task_id=task.spec.id,
+            status=outcome.status,
+            exit_code=outcome.exit_code,
+            final_message=None if final is None else self._clean(task, final, FINAL_LIMIT),
+            output_tail=self._clean(task, outcome.output_tail, TAIL_LIMIT, keep_tail=True),
+            diff_text=diff,
+            diff_truncated=truncated,
+            error=None if error is None else self._clean(task, error, ERROR_LIMIT),
+            codex_session_id=outcome.codex_session_id,
+            redactions=task.redactions,
+        )
+        log.info("task %s finished: %s", task.spec.id, outcome.status)
+        await self._send(message)
+
+    def _clean(self, task: _Task, text: str, limit: int, *, keep_tail: bool = False) -> str:
+        """Redact ``text`` (counting what was hidden) and clip it to a protocol limit."""
+        clean, count = self._redact(text)
+        task.redactions += count
+        if len(clean) <= limit:
+            return clean
+        return clean[-limit:] if keep_tail else clean[:limit]
+
+    async def _send(self, message: Message) -> None:
+        """Send, never letting a dropped connection take a running task down with it."""
+        try:
+            await self._send_raw(message)
+        except Exception:  # noqa: BLE001 - any send failure: the connection layer reconnects
+            log.warning("could not send %s to the relay", type(message).__name__)

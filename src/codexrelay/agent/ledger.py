@@ -1,0 +1,94 @@
+"""The ids of tasks this agent has accepted, kept on disk so a repeat is refused (B4).
+
+A task is executed at most once: the relay never re-sends a dispatched task, and this
+ledger makes the agent refuse one even if the relay (or someone who replays its messages)
+does, across agent restarts. An id is appended and fsynced before its task starts. The
+file stays bounded: once it holds twice ``capacity`` ids it is rewritten with the newest
+``capacity``, so the newest ``capacity`` ids are always remembered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, write_private_file
+
+LEDGER_FILE = "task-ledger.jsonl"
+DEFAULT_CAPACITY = 10_000
+
+
+class TaskLedger:
+    """An append-only, bounded, durable set of accepted task ids."""
+
+    def __init__(self, path: Path, *, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.path = path
+        self.capacity = capacity
+        self._ids: dict[str, None] = {}  # insertion-ordered: oldest first
+        self._lines = 0
+
+    @classmethod
+    def open(cls, state_dir: Path, *, capacity: int = DEFAULT_CAPACITY) -> TaskLedger:
+        """Load the ledger from ``state_dir`` (0700), creating it if needed."""
+        ensure_private_dir(state_dir)
+        ledger = cls(state_dir / LEDGER_FILE, capacity=capacity)
+        ledger._load()
+        return ledger
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def record(self, task_id: str) -> bool:
+        """Remember ``task_id`` durably; False (and nothing written) if it was seen before."""
+        if task_id in self._ids:
+            return False
+        self._append(task_id)
+        self._ids[task_id] = None
+        self._lines += 1
+        if self._lines >= 2 * self.capacity:
+            self._compact()
+        return True
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            write_private_file(self.path, b"")  # created durably, directory entry included
+            return
+        self.path.chmod(PRIVATE_FILE)
+        if text and not text.endswith("\n"):
+            self._write(b"\n")  # end a torn last line so the next id starts cleanly
+        for line in text.splitlines():
+            try:
+                task_id = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash: its task never started
+            if isinstance(task_id, str):
+                self._ids[task_id] = None
+            self._lines += 1
+
+    def _append(self, task_id: str) -> None:
+        # JSON keeps any id on one line, whatever characters it holds.
+        self._write((json.dumps(task_id) + "\n").encode("utf-8"))
+
+    def _write(self, data: bytes) -> None:
+        """Append ``data`` and fsync before returning."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _compact(self) -> None:
+        keep = list(self._ids)[-self.capacity :]
+        data = "".join(json.dumps(task_id) + "\n" for task_id in keep).encode("utf-8")
+        write_private_file(self.path, data)
+        self._ids = dict.fromkeys(keep)
+        self._lines = len(keep)
