@@ -130,15 +130,17 @@ class SoftAuthenticator:
         rp_id: str | None = None,
         user_verified: bool = True,
         client_type: str = "webauthn.create",
+        credential_id: bytes | None = None,
     ) -> dict[str, Any]:
         """``navigator.credentials.create()`` followed by ``toJSON()``.
 
         ``tag=None`` signs the relay's challenge untagged (a client that skipped the purpose
-        tag); ``challenge`` replaces it outright; ``rp_id`` overrides the options' rp id.
+        tag); ``challenge`` replaces it outright; ``rp_id`` overrides the options' rp id;
+        ``credential_id`` picks the new credential's id.
         """
         rp = rp_id or public_key["rp"]["id"]
         credential = Credential(
-            credential_id=secrets.token_bytes(32),
+            credential_id=credential_id or secrets.token_bytes(32),
             private_key=ec.generate_private_key(ec.SECP256R1()),
             rp_id=rp,
             user_handle=b64url_decode(public_key["user"]["id"]),

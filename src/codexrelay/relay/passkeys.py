@@ -244,6 +244,8 @@ def finish_registration(
     except _WEBAUTHN_FAILURES as exc:
         raise _refusal("registration", exc) from None
     credential_id = b64url(verified.credential_id)
+    if parsed.raw_id != verified.credential_id:
+        raise _bad("The passkey response names a different credential than it attests.")
     if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise _bad("That passkey's credential id is too long.")
     if credential_id in state.passkeys:
