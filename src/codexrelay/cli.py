@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from codexrelay import __version__
+from codexrelay.agent.commands import agent
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo
 from codexrelay.relay.config import RelayConfig, load_relay_config
@@ -203,3 +204,4 @@ def secret_hash() -> None:
 
 
 main.add_command(demo)
+main.add_command(agent)
