@@ -142,12 +142,16 @@ def message_of(line: Line) -> tuple[Role, str, bool] | None:
     return None
 
 
-def _tail_lines(fh: IO[bytes], size: int, budget: int) -> list[bytes]:
-    """Complete lines from the last ``budget`` bytes (the first, partial line dropped)."""
-    start = max(0, size - budget)
-    fh.seek(max(0, start - 1))
-    data = fh.read(size - fh.tell())
-    if start > 0:
+def _tail_lines(fh: IO[bytes], size: int, floor: int) -> list[bytes]:
+    """Complete lines from the last ``TAIL_BYTES`` of the file, never before ``floor``.
+
+    ``floor`` is a line start the head already read up to, so small files are not parsed
+    twice; a window starting mid-line drops that partial line.
+    """
+    start = max(floor, size - TAIL_BYTES)
+    fh.seek(start if start == floor else start - 1)
+    data = fh.read(max(0, size - fh.tell()))
+    if start != floor:
         data = data.partition(b"\n")[2]
     return data.splitlines()
 
@@ -156,27 +160,35 @@ def _tail_lines(fh: IO[bytes], size: int, budget: int) -> list[bytes]:
 class _Head:
     meta: Line | None = None
     prompt: str | None = None
+    floor: int = 0  # where the tail may start: the prompt's line, else the meta line
 
 
 def _read_head(fh: IO[bytes]) -> _Head:
     """``session_meta`` and the first real user prompt, reading at most ``HEAD_BYTES``."""
     meta: Line | None = None
-    used = 0
+    meta_at = used = 0
     while used < HEAD_BYTES:
         raw = fh.readline(HEAD_BYTES - used)
         if not raw:
             break
-        used += len(raw)
+        at, used = used, used + len(raw)
         line = _load(raw)
         if line is None:
             continue
         if meta is None:
-            meta = line if line.get("type") == "session_meta" else None
+            meta, meta_at = (line, at) if line.get("type") == "session_meta" else (None, 0)
             continue
         message = message_of(line)
         if message is not None and message[0] == "user":
-            return _Head(meta, message[1])
-    return _Head(meta)
+            return _Head(meta, message[1], at)
+    return _Head(meta, None, meta_at)
+
+
+def _may_be_message(raw: bytes, *, events_only: bool) -> bool:
+    """Cheap pre-check before parsing: message lines name one of these (Codex never escapes
+    ASCII letters in its JSON), so tool output, usage and, once event items were found,
+    raw items are skipped unparsed."""
+    return b"item_completed" in raw or (not events_only and b'"message"' in raw)
 
 
 def _read_tail(lines: list[bytes]) -> tuple[datetime | None, list[SessionPreview]]:
@@ -185,6 +197,8 @@ def _read_tail(lines: list[bytes]) -> tuple[datetime | None, list[SessionPreview
     events: list[SessionPreview] = []
     raw_items: list[SessionPreview] = []
     for raw in reversed(lines):
+        if updated is not None and not _may_be_message(raw, events_only=bool(events)):
+            continue
         line = _load(raw)
         if line is None:
             continue
@@ -215,7 +229,7 @@ def read_rollout(path: str, session_id: str, stamp: Stamp) -> SessionSummary | N
             head = _read_head(fh)
             if head.meta is None:
                 return None
-            updated, preview = _read_tail(_tail_lines(fh, size, TAIL_BYTES))
+            updated, preview = _read_tail(_tail_lines(fh, size, head.floor))
     except OSError:
         return None
     meta = _payload(head.meta)
