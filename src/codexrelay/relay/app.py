@@ -21,8 +21,10 @@ from starlette.types import Scope
 from codexrelay import __version__
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, sessions
-from codexrelay.relay.api import auth, me, passkeys, people, workspaces
+from codexrelay.protocol import CLOSE_SHUTDOWN
+from codexrelay.relay import identity, pairing, sessions
+from codexrelay.relay.api import agents, auth, me, passkeys, people, workspaces
+from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.security import (
     CatchAllMiddleware,
@@ -103,7 +105,9 @@ def run_startup(services: Services) -> None:
 async def _prune_loop(services: Services) -> None:
     while True:
         await asyncio.sleep(PRUNE_INTERVAL_SEC)
-        if sessions.prune_expired(services.state, services.now()):
+        now = services.now()
+        pruned = sessions.prune_expired(services.state, now)
+        if pruned or pairing.expire_pair_requests(services.state, now):
             services.store.touch()
 
 
@@ -125,6 +129,7 @@ def create_app(
         try:
             yield
         finally:
+            await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
@@ -150,7 +155,7 @@ def create_app(
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
 
-    for module in (auth, me, workspaces, passkeys, people):
+    for module in (auth, me, workspaces, passkeys, people, pairing_api, agents):
         app.include_router(module.router)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
 

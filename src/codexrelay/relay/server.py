@@ -46,5 +46,8 @@ def serve(config: RelayConfig) -> None:
         server_header=False,
         date_header=True,
         ws_max_size=1 << 20,
+        # Pings every 10 s, dead after 10 s more: a vanished agent is noticed within 20 s.
+        ws_ping_interval=10,
+        ws_ping_timeout=10,
         timeout_graceful_shutdown=5,
     )

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from codexrelay.crypto import TokenSource
+from codexrelay.protocol import SessionSummary
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.events import EventBus
+from codexrelay.relay.hub import AgentHub
 from codexrelay.relay.passkeys import ChallengeStore
 from codexrelay.relay.ratelimit import AttemptLimiter, IPNetwork, parse_networks
 from codexrelay.relay.state import State
@@ -21,6 +24,14 @@ def utc_now() -> datetime:
     """The real clock, millisecond precision, UTC."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True)
+class AgentCatalog:
+    """The last session catalog an agent sent, and when (memory only, R12)."""
+
+    sessions: list[SessionSummary]
+    received_at: datetime
 
 
 @dataclass
@@ -36,6 +47,10 @@ class Services:
     trusted_proxies: tuple[IPNetwork, ...] = field(init=False)
     # R05: WebAuthn challenges live in this process's memory only.
     passkey_challenges: ChallengeStore = field(default_factory=ChallengeStore)
+    hub: AgentHub = field(default_factory=AgentHub)
+    events: EventBus = field(default_factory=EventBus)
+    # R12: each agent's Codex session catalog, in memory only, keyed by agent key.
+    catalogs: dict[str, AgentCatalog] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.config

@@ -1,0 +1,225 @@
+"""Pairing codes (phone), code claims and polls (agent), pair-request decisions (phone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+
+from codexrelay.errors import AppError, ErrorCode
+from codexrelay.protocol import CLOSE_REVOKED, ID_PATTERN
+from codexrelay.relay import pairing
+from codexrelay.relay.agentlink import publish_agent
+from codexrelay.relay.deps import Admin, ClientIpDep, ServicesDep
+from codexrelay.relay.identity import WorkspaceAccess
+from codexrelay.relay.services import Services
+from codexrelay.relay.state import PairRequestRecord, PairStatus
+from codexrelay.settings import CamelModel
+
+router = APIRouter(prefix="/api/v1", tags=["pairing"])
+
+
+class CreatePairingBody(CamelModel):
+    note: Annotated[str, Field(max_length=200)] = ""
+    ttl_sec: Annotated[int, Field(ge=60, le=pairing.MAX_PAIRING_TTL_SEC)] | None = None
+
+
+class PairingOut(CamelModel):
+    id: str
+    expires_at: datetime
+
+
+class CreatePairingOut(CamelModel):
+    pairing: PairingOut
+    code: str
+    command: str
+
+
+class ClaimBody(CamelModel):
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+    agent_id: Annotated[str, Field(pattern=ID_PATTERN)]
+    label: Annotated[str, Field(min_length=1, max_length=120)]
+    hostname: Annotated[str, Field(max_length=255)] = ""
+    workspace_root_name: Annotated[str, Field(max_length=255)] = ""
+
+
+class ClaimOut(CamelModel):
+    request_id: str
+    poll_secret: str
+    expires_at: datetime
+
+
+class PollOut(CamelModel):
+    status: PairStatus
+    agent_token: str | None = None
+
+
+class PairRequestOut(CamelModel):
+    id: str
+    agent_id: str
+    label: str
+    hostname: str
+    workspace_root_name: str
+    status: PairStatus
+    replaces_agent: bool
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: PairRequestRecord) -> PairRequestOut:
+        """The phone's view of a pair request."""
+        return cls(
+            id=record.id,
+            agent_id=record.agent_id,
+            label=record.label,
+            hostname=record.hostname,
+            workspace_root_name=record.workspace_root_name,
+            status=record.status,
+            replaces_agent=record.replaces_agent,
+            created_at=record.created_at,
+            expires_at=record.expires_at,
+            decided_at=record.decided_at,
+        )
+
+
+class PairRequestEnvelope(CamelModel):
+    pair_request: PairRequestOut
+
+
+class PairRequestsOut(CamelModel):
+    pair_requests: list[PairRequestOut]
+
+
+def _publish(services: Services, record: PairRequestRecord) -> None:
+    services.events.publish(
+        record.workspace_id,
+        "pair-request",
+        {"pairRequest": PairRequestOut.of(record).model_dump(mode="json", by_alias=True)},
+    )
+
+
+def pair_command(code: str) -> str:
+    """The exact command a person runs on the development server."""
+    return f"codexrelay agent pair --pair-code {code}"
+
+
+@router.post("/workspaces/{wid}/pairings", status_code=201, response_model=CreatePairingOut)
+async def create_pairing(
+    body: CreatePairingBody, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+) -> CreatePairingOut:
+    """An admin creates a one-time pairing code for this workspace (R06)."""
+    if not services.config.features.pairings:
+        raise AppError(ErrorCode.FEATURE_DISABLED, "Pairing new agents is turned off.")
+    record, code = pairing.create_pairing_code(
+        services.state,
+        workspace_id=access.workspace.id,
+        created_by=access.user_id,
+        note=body.note,
+        ttl_sec=body.ttl_sec or services.config.pairing_code_ttl_sec,
+        now=services.now(),
+        secret=services.token_secret,
+        rand=services.rand,
+    )
+    await services.store.commit()
+    return CreatePairingOut(
+        pairing=PairingOut(id=record.id, expires_at=record.expires_at),
+        code=code,
+        command=pair_command(code),
+    )
+
+
+@router.post("/agent/pair", status_code=202, response_model=ClaimOut)
+async def claim_code(body: ClaimBody, services: ServicesDep, address: ClientIpDep) -> ClaimOut:
+    """An agent claims a code; an admin must then approve the request (R06, R20)."""
+    services.pair_limiter.hit(address)
+    if not services.config.features.pairings:
+        raise AppError(ErrorCode.FEATURE_DISABLED, "Pairing new agents is turned off.")
+    request, poll_secret = pairing.claim_pairing_code(
+        services.state,
+        code=body.code,
+        agent_id=body.agent_id,
+        label=body.label,
+        hostname=body.hostname,
+        workspace_root_name=body.workspace_root_name,
+        now=services.now(),
+        secret=services.token_secret,
+        rand=services.rand,
+    )
+    await services.store.commit()
+    _publish(services, request)
+    return ClaimOut(request_id=request.id, poll_secret=poll_secret, expires_at=request.expires_at)
+
+
+@router.get("/agent/pair/{request_id}", response_model=PollOut, response_model_exclude_none=True)
+async def poll_request(request_id: str, request: Request, services: ServicesDep) -> PollOut:
+    """The agent waits for the decision; the token is handed over once, on approval."""
+    scheme, _, poll_secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not poll_secret:
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Send the poll secret as a Bearer token.")
+    result = pairing.poll_pair_request(
+        services.state,
+        request_id=request_id,
+        poll_secret=poll_secret.strip(),
+        now=services.now(),
+        secret=services.token_secret,
+        rand=services.rand,
+        token_ttl_sec=services.config.agent_token_ttl_sec,
+    )
+    if result.agent is not None:
+        await services.store.commit()
+        if result.replaced is not None:
+            await services.hub.disconnect(result.replaced.key, CLOSE_REVOKED, "replaced")
+            publish_agent(services, result.replaced)
+        publish_agent(services, result.agent)
+    return PollOut(status=result.status, agent_token=result.agent_token)
+
+
+@router.get("/workspaces/{wid}/pair-requests", response_model=PairRequestsOut)
+async def list_pair_requests(
+    access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+) -> PairRequestsOut:
+    """Pair requests of this workspace only (R04)."""
+    expired = pairing.expire_pair_requests(services.state, services.now())
+    if expired:
+        services.store.touch()
+    found = pairing.workspace_pair_requests(services.state, access.workspace.id)
+    return PairRequestsOut(pair_requests=[PairRequestOut.of(r) for r in found])
+
+
+async def _decide(
+    services: Services, access: WorkspaceAccess, request_id: str, *, approve: bool
+) -> PairRequestEnvelope:
+    record = pairing.decide_pair_request(
+        services.state,
+        workspace_id=access.workspace.id,
+        request_id=request_id,
+        approve=approve,
+        decided_by=access.user_id,
+        now=services.now(),
+    )
+    await services.store.commit()
+    _publish(services, record)
+    return PairRequestEnvelope(pair_request=PairRequestOut.of(record))
+
+
+@router.post(
+    "/workspaces/{wid}/pair-requests/{request_id}/approve", response_model=PairRequestEnvelope
+)
+async def approve_request(
+    request_id: str, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+) -> PairRequestEnvelope:
+    """An admin of the target workspace approves (R06)."""
+    return await _decide(services, access, request_id, approve=True)
+
+
+@router.post(
+    "/workspaces/{wid}/pair-requests/{request_id}/reject", response_model=PairRequestEnvelope
+)
+async def reject_request(
+    request_id: str, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+) -> PairRequestEnvelope:
+    """An admin of the target workspace rejects."""
+    return await _decide(services, access, request_id, approve=False)
