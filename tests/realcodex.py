@@ -42,9 +42,10 @@ def install_codex(*, timeout: float = 900) -> Path:
     except subprocess.TimeoutExpired:
         raise CodexUnavailableError(f"npm install did not finish within {timeout}s") from None
     if proc.returncode != 0:
-        tail = proc.stderr.strip()[-800:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("npm error")]
+        why = " | ".join(errors[:3]) or proc.stderr.strip()[-400:]
         raise CodexUnavailableError(
-            f"npm could not install @openai/codex@{CODEX_VERSION} (registry unreachable?): {tail}"
+            f"npm could not install @openai/codex@{CODEX_VERSION} (registry unreachable?): {why}"
         )
     return Path(proc.stdout.strip().splitlines()[-1])
 
