@@ -173,6 +173,23 @@ def test_challenge_store_is_bounded():
         store.take(first.id, purpose="login", now=NOW)
 
 
+def test_challenge_store_caps_each_session():
+    """One session's registration attempts cannot push out other people's challenges."""
+    store = ChallengeStore()
+    login = store.issue(purpose="login", now=NOW, ttl_sec=TTL, rand=secrets.token_bytes)
+    made = [
+        store.issue(
+            purpose="register", now=NOW, ttl_sec=TTL, rand=secrets.token_bytes, session_id="s"
+        )
+        for _ in range(passkeys.MAX_PENDING_PER_SESSION + 3)
+    ]
+    assert len(store) == passkeys.MAX_PENDING_PER_SESSION + 1
+    store.take(made[-1].id, purpose="register", now=NOW, session_id="s")
+    with pytest.raises(AppError):
+        store.take(made[0].id, purpose="register", now=NOW, session_id="s")
+    assert store.take(login.id, purpose="login", now=NOW)
+
+
 def test_challenge_store_prunes_expired_on_issue():
     """Expired challenges are dropped when new ones are made."""
     store = ChallengeStore()

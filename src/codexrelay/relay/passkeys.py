@@ -52,6 +52,7 @@ TAGS: dict[Purpose, bytes] = {
 }
 CHALLENGE_BYTES = 32
 MAX_PENDING_CHALLENGES = 10_000
+MAX_PENDING_PER_SESSION = 5
 MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn L2 §5.1: credential ids are at most 1023 bytes
 MAX_TRANSPORTS = 8
 _KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
@@ -114,8 +115,13 @@ class ChallengeStore:
         session_id: str | None = None,
         label: str = "",
     ) -> PendingChallenge:
-        """A fresh challenge; the oldest are dropped past the cap so memory stays bounded."""
+        """A fresh challenge; the oldest are dropped past the caps so memory stays bounded
+        and one session cannot crowd out everyone else's logins."""
         self._prune(now)
+        if session_id is not None:
+            own = [k for k, p in self._pending.items() if p.session_id == session_id]
+            for key in own[: max(0, len(own) - MAX_PENDING_PER_SESSION + 1)]:
+                del self._pending[key]
         while len(self._pending) >= self._max_pending:
             del self._pending[next(iter(self._pending))]
         pending = PendingChallenge(

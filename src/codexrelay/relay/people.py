@@ -200,20 +200,21 @@ def invite_status(invite: InviteRecord, now: datetime) -> InviteStatus:
     return "expired" if invite.expires_at <= now else "pending"
 
 
-def _spent_since(record: InviteRecord | RecoveryCodeRecord) -> datetime | None:
+def _is_stale(record: InviteRecord | RecoveryCodeRecord, cutoff: datetime) -> bool:
     if isinstance(record, InviteRecord):
-        return record.cancelled_at or record.accepted_at
-    return record.used_at
+        spent = record.cancelled_at or record.accepted_at
+    else:
+        spent = record.used_at
+    return record.expires_at <= cutoff or (spent is not None and spent <= cutoff)
 
 
 def prune_codes(state: State, now: datetime) -> None:
     """Forget invites and recovery codes spent or expired more than a week ago."""
     cutoff = now - SPENT_CODE_KEEP
-    for table in (state.invites, state.recovery_codes):
-        for key, record in list(table.items()):
-            spent = _spent_since(record)
-            if record.expires_at <= cutoff or (spent is not None and spent <= cutoff):
-                del table[key]
+    for key in [k for k, r in state.invites.items() if _is_stale(r, cutoff)]:
+        del state.invites[key]
+    for key in [k for k, r in state.recovery_codes.items() if _is_stale(r, cutoff)]:
+        del state.recovery_codes[key]
 
 
 def create_invite(
