@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from codexrelay import __version__
+from codexrelay.agent import lifecycle  # noqa: F401 - registers pair/start/status/stop
 from codexrelay.agent.commands import agent
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo

@@ -1,0 +1,324 @@
+"""The agent's live link to the relay: one outbound WebSocket, reconnected with backoff.
+
+Nothing listens on the development server (A2). Task reports that cannot be sent while the
+link is down wait in an outbox and go out, in order, right after the next ``hello``, so
+every accepted task still reaches a terminal state on the relay. A 401/403 at the upgrade
+or close code 4401 means the token is dead: the agent stops instead of retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from codexrelay import __version__
+from codexrelay.agent.catalog import SessionCatalog
+from codexrelay.agent.config import AgentConfig
+from codexrelay.agent.executor import Executor, Redact, no_redaction
+from codexrelay.agent.status import StatusFile
+from codexrelay.agent.tokenstore import TokenStore
+from codexrelay.protocol import (
+    MAX_MESSAGE_BYTES,
+    STOP_CLOSE_CODES,
+    AgentFeatures,
+    CatalogItem,
+    Hello,
+    Message,
+    ProtocolError,
+    SessionsUpdate,
+    TaskAccepted,
+    TaskCancel,
+    TaskDispatch,
+    TaskFinished,
+    TaskRejected,
+    TaskStarted,
+    TokenRenew,
+    TokenRenewed,
+    Welcome,
+    dump_message,
+    parse_relay_message,
+)
+
+log = logging.getLogger("codexrelay.agent")
+
+BACKOFF_START_SEC = 0.5
+BACKOFF_CAP_SEC = 10.0  # API.md: agents are back within ~10 s of the relay being ready
+WELCOME_TIMEOUT_SEC = 10.0
+CATALOG_INTERVAL_SEC = 5.0
+OUTBOX_LIMIT = 10000
+# Reports that must survive a dropped link; progress is only a live view and may be lost.
+DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished)
+
+EXIT_STOPPED = 0
+EXIT_REVOKED = 3
+
+
+class TokenRevokedError(Exception):
+    """The relay refused this agent's token; retrying cannot help."""
+
+
+def socket_url(relay_base_url: str) -> str:
+    """The WebSocket URL of the relay's agent endpoint."""
+    base = relay_base_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base.removeprefix("https://")
+    elif base.startswith("http://"):
+        base = "ws://" + base.removeprefix("http://")
+    return f"{base}/api/v1/agent/connect"
+
+
+def next_backoff(current: float, rng: random.Random) -> tuple[float, float]:
+    """(sleep now, next base): exponential with full jitter, capped at 10 s."""
+    sleep = rng.uniform(current / 2, current)
+    return sleep, min(current * 2, BACKOFF_CAP_SEC)
+
+
+class AgentConnection:
+    """Owns the executor, the catalog and the socket for one running agent."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        tokens: TokenStore,
+        *,
+        redact: Redact = no_redaction,
+        catalog: SessionCatalog | None = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.tokens = tokens
+        self.catalog = catalog or SessionCatalog(
+            codex_home=config.codex_home, workspace_root=config.root
+        )
+        self._redact = redact
+        self.executor = Executor(
+            config, self.send, session_ids=self.catalog.session_ids, redact=redact
+        )
+        self.status = StatusFile(config.state_path)
+        self._on_state = on_state
+        self._ws: ClientConnection | None = None
+        self._outbox: deque[Message] = deque()
+        self._stop = asyncio.Event()
+        self._catalog_sent: list[Any] | None = None
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self._renewals: asyncio.Queue[datetime | None] = asyncio.Queue()
+
+    # ---- sending ------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        """Send now if connected; keep task reports for later if not."""
+        ws = self._ws
+        if ws is not None and not self._outbox:
+            try:
+                await ws.send(dump_message(message))
+            except ConnectionClosed:
+                pass
+            else:
+                return
+        if isinstance(message, DURABLE_TYPES) and len(self._outbox) < OUTBOX_LIMIT:
+            self._outbox.append(message)
+
+    async def _flush_outbox(self, ws: ClientConnection) -> None:
+        while self._outbox:
+            await ws.send(dump_message(self._outbox[0]))
+            self._outbox.popleft()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the agent to stop (signal handlers call this)."""
+        self._stop.set()
+
+    def _set_state(self, state: str, **details: Any) -> None:
+        self.status.write(
+            state,
+            relay=self.config.relay_base_url,
+            agentId=self.config.agent_id,
+            **details,
+        )
+        if self._on_state is not None:
+            self._on_state(state)
+
+    async def run(self) -> int:
+        """Connect and serve until stopped (0) or the token is refused (3)."""
+        backoff = BACKOFF_START_SEC
+        try:
+            while not self._stop.is_set():
+                self._set_state("connecting")
+                try:
+                    served = await self._connect_once()
+                except TokenRevokedError as exc:
+                    log.error("%s", exc)  # noqa: TRY400 - the reason is the whole story
+                    self._set_state("revoked", error=str(exc))
+                    return EXIT_REVOKED
+                except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+                    log.info("relay unreachable (%s); retrying", type(exc).__name__)
+                    served = False
+                if served:
+                    backoff = BACKOFF_START_SEC
+                if self._stop.is_set():
+                    break
+                sleep, backoff = next_backoff(backoff, self._rng)
+                self._set_state("waiting", retryInSec=round(sleep, 2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), sleep)
+            return EXIT_STOPPED
+        finally:
+            await self.executor.shutdown()
+            self._set_state("stopped")
+
+    async def _connect_once(self) -> bool:
+        """One connection's life; True if it got as far as a welcome."""
+        stored = self.tokens.usable_for(self.config.relay_base_url, self.config.agent_id)
+        if stored is None:
+            msg = "no agent token for this relay and agent id; pair first"
+            raise TokenRevokedError(msg)
+        try:
+            ws = await websockets.connect(
+                socket_url(self.config.relay_base_url),
+                additional_headers={"Authorization": f"Bearer {stored.token}"},
+                user_agent_header=f"codexrelay-agent/{__version__}",
+                max_size=MAX_MESSAGE_BYTES,
+                ping_interval=10,
+                ping_timeout=10,
+                open_timeout=10,
+                close_timeout=5,
+            )
+        except InvalidStatus as exc:
+            if exc.response.status_code in {401, 403}:
+                msg = "the relay refused this agent's token (revoked or replaced); pair again"
+                raise TokenRevokedError(msg) from None
+            raise
+        try:
+            return await self._serve(ws)
+        finally:
+            self._ws = None
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    def _hello(self) -> Hello:
+        cfg = self.config
+        pending = [m.task_id for m in self._outbox if isinstance(m, TaskFinished)]
+        return Hello(
+            version=__version__,
+            agent_id=cfg.agent_id,
+            hostname=socket.gethostname()[:255],
+            workspace_root_name=cfg.root.name,
+            features=AgentFeatures(
+                codex_exec=cfg.features.codex_exec,
+                codex_exec_write=cfg.features.codex_exec_write,
+                run_action=cfg.features.run_action and bool(cfg.actions),
+                read_log=cfg.features.read_log and bool(cfg.log_sources),
+            ),
+            actions=[CatalogItem(id=k, label=v.label) for k, v in cfg.actions.items()],
+            log_sources=[CatalogItem(id=k, label=v.label) for k, v in cfg.log_sources.items()],
+            running_task_ids=[*self.executor.running_ids(), *pending],
+        )
+
+    async def _serve(self, ws: ClientConnection) -> bool:
+        await ws.send(dump_message(self._hello()))
+        welcome = parse_relay_message(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_SEC))
+        if not isinstance(welcome, Welcome):
+            msg = "the relay did not answer hello with welcome"
+            raise ProtocolError(msg)
+        await self._flush_outbox(ws)
+        self._ws = ws
+        self._catalog_sent = None
+        self._set_state("connected", workspaceId=welcome.workspace_id)
+        log.info("connected to %s", self.config.relay_base_url)
+        background = [asyncio.create_task(self._catalog_loop(ws))]
+        if welcome.token_expires_at is not None:
+            self._renewals = asyncio.Queue()
+            background.append(asyncio.create_task(self._renew_loop(ws, welcome.token_expires_at)))
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            receiver = asyncio.create_task(self._receive_loop(ws))
+            done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done:
+                receiver.result()  # re-raise how the link ended
+            else:
+                receiver.cancel()
+        finally:
+            for job in (*background, stopper):
+                job.cancel()
+        return True
+
+    async def _receive_loop(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                try:
+                    message = parse_relay_message(raw)
+                except ProtocolError as exc:
+                    log.warning("ignoring a malformed relay message: %s", exc)
+                    continue
+                await self._handle(message)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code in STOP_CLOSE_CODES:
+                msg = "the relay revoked this agent; pair again with a new code"
+                raise TokenRevokedError(msg) from None
+            raise
+
+    async def _handle(self, message: Message) -> None:
+        if isinstance(message, TaskDispatch):
+            await self.executor.handle(message.task)
+        elif isinstance(message, TaskCancel):
+            self.executor.cancel(message.task_id)
+        elif isinstance(message, TokenRenewed):
+            self.tokens.save(
+                message.agent_token,
+                relay_base_url=self.config.relay_base_url,
+                agent_id=self.config.agent_id,
+            )
+            log.info("agent token renewed")
+            self._renewals.put_nowait(message.expires_at)
+
+    async def _catalog_loop(self, ws: ClientConnection) -> None:
+        """Send the session catalog on connect and whenever it changes (R12: agent-side)."""
+        first = True
+        while True:
+            changed = await asyncio.to_thread(self.catalog.refresh)
+            if changed or first:
+                update = SessionsUpdate(sessions=self._redacted_sessions())
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(dump_message(update))
+                first = False
+            await asyncio.sleep(CATALOG_INTERVAL_SEC)
+
+    def _redacted_sessions(self) -> list[Any]:
+        """Titles and previews pass through the same redaction as task output (B3)."""
+        summaries = []
+        for summary in self.catalog.sessions():
+            title, _ = self._redact(summary.title)
+            preview = [
+                p.model_copy(update={"text": self._redact(p.text)[0][:320]})
+                for p in summary.preview
+            ]
+            summaries.append(summary.model_copy(update={"title": title[:180], "preview": preview}))
+        return summaries
+
+    async def _renew_loop(self, ws: ClientConnection, expires_at: datetime) -> None:
+        """Renew the token when a third of its life is left, so it never lapses silently."""
+        while True:
+            stored = self.tokens.load()
+            now = datetime.now(UTC)
+            issued = stored.saved_at if stored else now
+            lifetime = max((expires_at - issued).total_seconds(), 0.0)
+            remaining = (expires_at - now).total_seconds()
+            await asyncio.sleep(max(0.0, remaining - lifetime / 3))
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(dump_message(TokenRenew()))
+            renewed = await self._renewals.get()
+            if renewed is None:
+                return
+            expires_at = renewed
