@@ -246,7 +246,10 @@ def test_enrollment_lock_on_every_endpoint(owner, wid, app_client, how):
         if (method, path) in ENROLLMENT_ALLOWED | PUBLIC:
             continue
         res = phone.request(method, _fill(path, wid), json={} if method != "GET" else None)
-        assert res.status_code == 403, f"{method} {path}: {res.status_code} {res.text}"
+        assert res.status_code == 403, (
+            f"{method} {path}: {res.status_code} {res.text} (R21; if this route is public "
+            "by design, add it to PUBLIC in tests/api/test_people_api.py)"
+        )
         assert res.json()["error"] == "enrollment-required", f"{method} {path}"
         checked += 1
     assert checked >= 15
