@@ -19,7 +19,7 @@ from tests.agents import (
     wait_online,
     write_agent_config,
 )
-from tests.helpers import PYTHON, wait_until
+from tests.helpers import PYTHON, RelayProcess, wait_until, write_relay_config
 
 
 def _mode(path) -> int:
@@ -147,8 +147,6 @@ def test_code_is_single_use(relay, phone, tmp_path):
 
 def test_pair_brute_force_hits_429(tmp_path):
     """R20: guessing codes quickly runs into the pair rate limit."""
-    from tests.helpers import RelayProcess, write_relay_config
-
     setup = write_relay_config(tmp_path / "relay", maxPairAttemptsPerMinute=5)
     relay = RelayProcess(setup, tmp_path / "relay.log").start()
     try:
