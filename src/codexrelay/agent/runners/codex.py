@@ -36,7 +36,7 @@ STDERR_TAIL_BYTES = 8192
 MAX_LINE_BYTES = 8 << 20
 GIT_TIMEOUT_SEC = 30.0
 MAX_UNTRACKED = 200
-GIT_DIFF = ("git", "-c", "core.quotepath=off", "--no-pager", "diff", "--no-color", "--no-ext-diff")
+GIT_DIFF = ("-c", "core.quotepath=off", "--no-pager", "diff", "--no-color", "--no-ext-diff")
 INSTALL_HINT = (
     "install it with `npm install -g @openai/codex` or set codex.command in the agent config"
 )

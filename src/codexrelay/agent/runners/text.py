@@ -82,7 +82,7 @@ class TailBuffer:
         """Add output; drop the oldest bytes once the buffer is twice the cap."""
         self._data += chunk
         if len(self._data) > 2 * self.max_bytes:
-            del self._data[: len(self._data) - self.max_bytes]
+            del self._data[: _start_boundary(self._data, len(self._data) - self.max_bytes)]
             self.truncated = True
 
     def text(self) -> str:
