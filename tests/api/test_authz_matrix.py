@@ -79,6 +79,15 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", f"{PREFIX}/agents"): Row(Role.VIEWER, body=None, allowed=200),
     ("DELETE", f"{PREFIX}/agents/{{agent_id}}"): Row(Role.ADMIN, body=None),
     ("GET", f"{PREFIX}/agents/{{agent_id}}/sessions"): Row(Role.VIEWER, body=None),
+    # tasks (R09, R04): an unknown agent is 409 agent-not-available once the role passes
+    ("POST", f"{PREFIX}/tasks"): Row(
+        Role.MEMBER, {"agentId": "nope", "type": "run_action", "actionId": "x"}, 409
+    ),
+    ("GET", f"{PREFIX}/tasks"): Row(Role.VIEWER, body=None, allowed=200),
+    ("GET", f"{PREFIX}/tasks/{{task_id}}"): Row(Role.VIEWER, body=None, allowed=404),
+    ("POST", f"{PREFIX}/tasks/{{task_id}}/cancel"): Row(Role.MEMBER, body=None, allowed=404),
+    # live events (viewers+)
+    ("GET", f"{PREFIX}/events"): Row(Role.VIEWER, body=None, allowed=200),
 }
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,9 +22,16 @@ from codexrelay import __version__
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_SHUTDOWN
-from codexrelay.relay import identity, pairing, sessions
-from codexrelay.relay.api import agents, auth, me, passkeys, people, workspaces
+from codexrelay.relay import (
+    app_hooks,
+    identity,
+    pairing,
+    sessions,
+    taskflow,  # noqa: F401 - registers the task handlers and hooks
+)
+from codexrelay.relay.api import agents, auth, events, me, passkeys, people, workspaces
 from codexrelay.relay.api import pairing as pairing_api
+from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.security import (
     CatchAllMiddleware,
@@ -38,11 +45,6 @@ log = logging.getLogger("codexrelay.relay")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PRUNE_INTERVAL_SEC = 60.0
-
-StartupHook = Callable[[Services], None]
-# Later subsystems register here what must run once state is loaded (e.g. interrupting
-# tasks that were in flight when the relay stopped).
-STARTUP_HOOKS: list[StartupHook] = []
 
 
 def _error_response(error: AppError) -> JSONResponse:
@@ -98,7 +100,7 @@ def run_startup(services: Services) -> None:
     if identity.ensure_owner(services.state, now=now, rand=services.rand):
         log.info("created the owner user and the default workspace")
     sessions.prune_expired(services.state, now)
-    for hook in STARTUP_HOOKS:
+    for hook in app_hooks.STARTUP_HOOKS:
         hook(services)
 
 
@@ -109,6 +111,8 @@ async def _prune_loop(services: Services) -> None:
         pruned = sessions.prune_expired(services.state, now)
         if pruned or pairing.expire_pair_requests(services.state, now):
             services.store.touch()
+        for hook in app_hooks.PERIODIC_HOOKS:
+            hook(services)
 
 
 def create_app(
@@ -130,6 +134,8 @@ def create_app(
             yield
         finally:
             await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
+            for stop in app_hooks.SHUTDOWN_HOOKS:
+                await stop(services)
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
@@ -155,7 +161,7 @@ def create_app(
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
 
-    for module in (auth, me, workspaces, passkeys, people, pairing_api, agents):
+    for module in (auth, me, workspaces, passkeys, people, pairing_api, agents, tasks_api, events):
         app.include_router(module.router)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from codexrelay.relay.passkeys import ChallengeStore
 from codexrelay.relay.ratelimit import AttemptLimiter, IPNetwork, parse_networks
 from codexrelay.relay.state import State
 from codexrelay.relay.store import StateStore
+from codexrelay.relay.taskdetails import DetailsStore
 
 Clock = Callable[[], datetime]
 
@@ -51,6 +53,11 @@ class Services:
     events: EventBus = field(default_factory=EventBus)
     # R12: each agent's Codex session catalog, in memory only, keyed by agent key.
     catalogs: dict[str, AgentCatalog] = field(default_factory=dict)
+    # R10: task texts, in memory only.
+    details: DetailsStore = field(init=False)
+    # Agents that dropped off mid-task: their in-flight tasks are interrupted unless they
+    # come back within the grace period.
+    agent_grace: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -65,6 +72,9 @@ class Services:
             global_factor=cfg.global_attempts_factor,
         )
         self.trusted_proxies = parse_networks(cfg.trusted_proxies)
+        self.details = DetailsStore(
+            ttl_sec=cfg.task_details_ttl_sec, max_bytes=cfg.task_details_max_bytes
+        )
 
     @property
     def state(self) -> State:

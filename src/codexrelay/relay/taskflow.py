@@ -1,0 +1,276 @@
+"""Tasks in motion: submit and dispatch, agent reports, cancel, and what phones are told.
+
+The glue between the HTTP layer, the agent hub and the event bus. Every status an agent
+reports is checked: only the agent a task was sent to may report on it, and only forward
+moves count (a finished task never becomes running again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from codexrelay.errors import AppError, ErrorCode
+from codexrelay.protocol import (
+    TaskAccepted,
+    TaskCancel,
+    TaskDispatch,
+    TaskFinished,
+    TaskProgress,
+    TaskRejected,
+    TaskStarted,
+)
+from codexrelay.relay import agentlink, app_hooks, tasks
+from codexrelay.relay.hub import LiveAgent
+from codexrelay.relay.identity import WorkspaceAccess
+from codexrelay.relay.services import Services
+from codexrelay.relay.state import TERMINAL_STATUSES, AgentRecord, Role, TaskRecord
+
+log = logging.getLogger("codexrelay.tasks")
+
+AGENT_GRACE_SEC = 30.0
+MAX_DIFF_CHARS = 512 * 1024  # R18: the relay caps diffs again, whatever the agent sent
+
+METADATA_FIELDS = (
+    "id", "workspace_id", "agent_id", "type", "status", "created_by", "created_at",
+    "updated_at", "started_at", "finished_at", "write_access", "resume_session_id",
+    "action_id", "log_source_id", "cwd", "exit_code", "codex_session_id", "reason",
+    "redactions", "cancel_requested",
+)  # fmt: skip
+
+
+def task_view(task: TaskRecord) -> dict[str, Any]:
+    """Task metadata as API.md names it (camelCase)."""
+    data = task.model_dump(mode="json", by_alias=True, include=set(METADATA_FIELDS))
+    return dict(data)
+
+
+def publish_task(services: Services, task: TaskRecord) -> None:
+    """Tell the workspace's phones the task's new metadata."""
+    services.events.publish(task.workspace_id, "task", {"task": task_view(task)})
+
+
+async def submit(
+    services: Services, access: WorkspaceAccess, request: tasks.TaskRequest
+) -> TaskRecord:
+    """Check, record and dispatch a task right away over the agent's socket."""
+    state = services.state
+    agent = tasks.check_task_request(
+        state,
+        request,
+        workspace_id=access.workspace.id,
+        role=access.role,
+        features=services.config.features,
+        is_online=services.hub.is_online,
+        max_prompt_bytes=services.config.max_prompt_bytes,
+    )
+    now = services.now()
+    task = tasks.create_task(
+        state, request, agent=agent, created_by=access.user_id, now=now, rand=services.rand
+    )
+    services.details.start(task.id, request.prompt)
+    tasks.prune_tasks(state, task.workspace_id, services.config.max_tasks_per_workspace)
+    await services.store.commit()
+    await _dispatch(services, task, request.prompt)
+    return task
+
+
+async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) -> None:
+    """Send once. The status is dispatched before the send so a report can never race it."""
+    live = services.hub.get(task.agent_key)
+    now = services.now()
+    if live is None:
+        tasks.advance(task, "interrupted", now=now)
+        task.reason = "agent-offline"
+    else:
+        tasks.advance(task, "dispatched", now=now)
+        if not await live.send(TaskDispatch(task=tasks.task_spec(task, prompt))):
+            tasks.advance(task, "interrupted", now=services.now())
+            task.reason = "agent-offline"
+    if task.status in TERMINAL_STATUSES:
+        services.details.mark_finished(task.id, services.now())
+    await services.store.commit()
+    publish_task(services, task)
+
+
+async def cancel(services: Services, access: WorkspaceAccess, task: TaskRecord) -> TaskRecord:
+    """The creator or an admin stops a task; the agent stops its process group."""
+    if task.created_by != access.user_id and not access.role.at_least(Role.ADMIN):
+        raise AppError(ErrorCode.FORBIDDEN, "Only the task's creator or an admin can cancel it.")
+    if task.status in TERMINAL_STATUSES:
+        raise AppError(ErrorCode.TASK_FINISHED, f"This task is already {task.status}.")
+    live = services.hub.get(task.agent_key)
+    task.cancel_requested = True
+    task.updated_at = services.now()
+    if task.status == "queued" or live is None:
+        tasks.advance(task, "cancelled", now=services.now())
+        services.details.mark_finished(task.id, services.now())
+    else:
+        await live.send(TaskCancel(task_id=task.id))
+    await services.store.commit()
+    publish_task(services, task)
+    return task
+
+
+# ---- agent reports --------------------------------------------------------------------
+
+
+def _own_task(services: Services, agent: AgentRecord, task_id: str) -> TaskRecord | None:
+    """The task, if this agent is the one it was sent to (else the report is ignored)."""
+    task = services.state.tasks.get(task_id)
+    if task is None or task.agent_key != agent.key:
+        log.warning("agent %s reported on a task that is not its own", agent.key)
+        return None
+    return task
+
+
+async def _on_accepted(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskAccepted
+) -> None:
+    _own_task(services, agent, message.task_id)
+
+
+async def _on_rejected(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskRejected
+) -> None:
+    task = _own_task(services, agent, message.task_id)
+    if task is None or not tasks.advance(task, "rejected", now=services.now()):
+        return
+    task.reason = message.reason
+    services.details.finish(task.id, services.now(), error=message.message or message.reason)
+    await services.store.commit()
+    publish_task(services, task)
+
+
+async def _on_started(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskStarted
+) -> None:
+    task = _own_task(services, agent, message.task_id)
+    if task is None or not tasks.advance(task, "running", now=services.now()):
+        return
+    await services.store.commit()
+    publish_task(services, task)
+
+
+async def _on_progress(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskProgress
+) -> None:
+    task = _own_task(services, agent, message.task_id)
+    if task is None or task.status in TERMINAL_STATUSES:
+        return
+    event = {"seq": message.seq, **message.event.model_dump(by_alias=True, exclude_none=True)}
+    services.details.add_progress(task.id, event)
+    if message.codex_session_id and task.codex_session_id != message.codex_session_id:
+        task.codex_session_id = message.codex_session_id
+        services.store.touch()
+    services.events.publish(
+        task.workspace_id, "task-progress", {"taskId": task.id, "progress": event}
+    )
+
+
+async def _on_finished(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskFinished
+) -> None:
+    task = _own_task(services, agent, message.task_id)
+    if task is None or not tasks.advance(task, message.status, now=services.now()):
+        return
+    task.exit_code = message.exit_code
+    task.codex_session_id = message.codex_session_id or task.codex_session_id
+    task.redactions = message.redactions
+    diff = message.diff_text
+    truncated = message.diff_truncated
+    if diff is not None and len(diff) > MAX_DIFF_CHARS:
+        diff, truncated = diff[:MAX_DIFF_CHARS], True
+    services.details.finish(
+        task.id,
+        services.now(),
+        output_tail=message.output_tail,
+        final_message=message.final_message,
+        diff_text=diff,
+        diff_truncated=truncated,
+        error=message.error,
+    )
+    tasks.prune_tasks(services.state, task.workspace_id, services.config.max_tasks_per_workspace)
+    await services.store.commit()
+    publish_task(services, task)
+
+
+# ---- connections and start-up ---------------------------------------------------------
+
+
+async def _settle(services: Services, changed: list[TaskRecord]) -> None:
+    if not changed:
+        return
+    now = services.now()
+    for task in changed:
+        services.details.mark_finished(task.id, now)
+    await services.store.commit()
+    for task in changed:
+        publish_task(services, task)
+
+
+async def _on_connection(services: Services, agent: AgentRecord, running: list[str] | None) -> None:
+    """On hello: tasks the agent no longer knows are interrupted. On loss: after a grace
+    period without a reconnection, its in-flight tasks are interrupted."""
+    pending = services.agent_grace.pop(agent.key, None)
+    if pending is not None:
+        pending.cancel()
+    if running is not None:
+        changed = tasks.interrupt_agent_tasks(
+            services.state,
+            agent.key,
+            keep=set(running),
+            now=services.now(),
+            reason="agent-restarted",
+        )
+        await _settle(services, changed)
+        return
+
+    async def after_grace() -> None:
+        await asyncio.sleep(AGENT_GRACE_SEC)
+        services.agent_grace.pop(agent.key, None)
+        if services.hub.is_online(agent.key):
+            return
+        changed = tasks.interrupt_agent_tasks(
+            services.state, agent.key, keep=set(), now=services.now(), reason="agent-vanished"
+        )
+        await _settle(services, changed)
+
+    services.agent_grace[agent.key] = asyncio.create_task(after_grace())
+
+
+def _on_startup(services: Services) -> None:
+    """Every task that was in flight when the relay stopped is now interrupted."""
+    changed = tasks.interrupt_all(services.state, now=services.now(), reason="relay-restarted")
+    if changed:
+        log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
+
+
+def _sweep(services: Services) -> None:
+    services.details.sweep(services.now())
+
+
+async def shutdown(services: Services) -> None:
+    """Stop grace timers (relay shutdown)."""
+    for job in services.agent_grace.values():
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+    services.agent_grace.clear()
+
+
+agentlink.HANDLERS.update(
+    {
+        TaskAccepted: _on_accepted,  # type: ignore[dict-item]
+        TaskRejected: _on_rejected,  # type: ignore[dict-item]
+        TaskStarted: _on_started,  # type: ignore[dict-item]
+        TaskProgress: _on_progress,  # type: ignore[dict-item]
+        TaskFinished: _on_finished,  # type: ignore[dict-item]
+    }
+)
+agentlink.CONNECTION_HOOKS.append(_on_connection)
+app_hooks.STARTUP_HOOKS.append(_on_startup)
+app_hooks.PERIODIC_HOOKS.append(_sweep)
+app_hooks.SHUTDOWN_HOOKS.append(shutdown)
