@@ -302,6 +302,16 @@ def test_ledger_survives_a_torn_last_line(tmp_path):
     assert 'id with "quotes"\nand a newline' in TaskLedger.open(state)
 
 
+async def test_executor_refuses_a_task_it_cannot_record(tmp_path):
+    """B4: a task whose id cannot be written to the ledger is refused, never run unrecorded."""
+    executor, outbox = make(tmp_path)
+    ledger = tmp_path / "state" / LEDGER_FILE
+    ledger.unlink()
+    ledger.mkdir()  # appending to it now fails like a broken disk would
+    assert await executor.handle(action("r")) is False
+    assert outbox.rejection("r").reason == "ledger-unavailable"
+
+
 async def test_executor_runs_two_at_a_time_and_queues_the_third(tmp_path):
     """maxConcurrentTasks=2: a third task waits in the queue until a slot frees up."""
     executor, outbox = make(tmp_path)

@@ -111,7 +111,13 @@ class Executor:
             log.info("rejected task %s: %s", spec.id, exc.reason)
             await self._send(TaskRejected(task_id=spec.id, reason=exc.reason, message=exc.message))
             return False
-        self.ledger.record(spec.id)  # durable before the task can start (B4)
+        try:
+            self.ledger.record(spec.id)  # durable before the task can start (B4)
+        except OSError:
+            log.exception("cannot record task %s in the ledger", spec.id)
+            reason, message = "ledger-unavailable", "the agent cannot record this task id"
+            await self._send(TaskRejected(task_id=spec.id, reason=reason, message=message))
+            return False
         task = _Task(spec)
         self._tasks[spec.id] = task
         await self._send(TaskAccepted(task_id=spec.id))

@@ -121,7 +121,8 @@ async def _git(cwd: Path, args: list[str], cap: int) -> tuple[int | None, bytes]
                 return await proc.wait(), bytes(out)
     except TimeoutError:
         pass
-    await kill_now(proc)  # over the cap or too slow: the rest is not needed
+    finally:
+        await kill_now(proc)  # over the cap, too slow or cancelled: the rest is not needed
     return None, bytes(out)
 
 
