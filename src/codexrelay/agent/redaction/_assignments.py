@@ -1,0 +1,294 @@
+"""Secrets assigned to a name that says so: `password=`, `"api_key": "..."`, `AUTH_TOKEN=` (B3).
+
+One regex finds a secret-ish word followed by an assignment (`=`, `:`, `:=`, `=>`, a typed
+`name: str = ...`) and a quoted or bare value; Python then decides from the whole key name and
+the value. The key words come from detect-secrets' keyword plugin (``DENYLIST``), widened with
+tokens and the common `*_secret_key` / `*_access_key` names, and matched at the *end* of the
+key so `max_tokens`, `token_type` or `password_hash` are not taken for secrets. Such near
+misses are still redacted when their value looks random (kind ``high_entropy``).
+
+Bare (unquoted) values are judged with a few code-aware rules so ordinary Python and JS read
+through untouched: a call, index, attribute path, type name or a name that itself says
+password/token/key is code, not a secret. Placeholders (`${DB_PASSWORD}`, `<your-password>`,
+`****`, empty) are never redacted.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+
+from detect_secrets.filters.heuristic import is_potential_uuid
+from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
+from detect_secrets.plugins.keyword import DENYLIST
+
+from codexrelay.agent.redaction._hits import Hit, is_placeholder
+
+# The key words, grouped so each regex starts with a literal that Python's engine finds at
+# memchr speed (`p` for pass/pwd, `k` for key/token, `cre` for secret/cred); one alternation
+# of all the words would make it try every position, several times slower on ordinary code.
+# The rest of the key name is found afterwards by walking left from the match.
+_STEMS = (r"p(?:ass|wd)", r"k(?:ey|en(?<=token))", r"cre(?:d|t(?<=secret))", "contrase")
+_ASSIGNMENT_TAIL = r"""
+    (?P<rest>[\w.-]*+)
+    (?:\\?["'])?\]?\??                                   # end of a quoted or indexed key
+    [ \t]*
+    (?:
+        :(?!:)[ \t]*[A-Za-z_][\w.\[\], |]{0,60}?[ \t]*=(?![=>])   # name: str = value
+      | :=|=>|=(?!=)|:(?!:)
+    )
+    [ \t]*
+    (?:
+        [rbfuRBFU]{0,2}(?P<q>\\?["'`])(?P<quoted>(?:(?!(?P=q))(?:\\.|[^\\\n]))*)(?P=q)
+      | (?:\\?["'`])?(?P<bare>[^\s"'`]+)
+    )
+"""
+_ASSIGNMENTS = tuple(
+    re.compile(f"(?P<stem>{stem})" + _ASSIGNMENT_TAIL, re.VERBOSE) for stem in _STEMS
+)
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$ñ")
+
+_PASSWORD_ENDINGS = r"password|passwd|pwd|passphrase|pass|contraseña|contrasena"  # noqa: S105 (key names, not a password)
+_STRONG_KEY = re.compile(
+    r"(?:^|_)(?:"
+    + "|".join(DENYLIST)
+    + r"|passphrase|token|secrets?|credentials?"
+    + r"|(?:secret|access|signing|encryption|master|app|license|consumer|webhook)_?key)$"
+)
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_SEPARATORS = re.compile(r"[-.\s$]+")
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+_DOTTED = re.compile(r"[A-Za-z_$][\w$]*(?:\??\.[A-Za-z_$][\w$]*)+")
+_STEM_IN_VALUE = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+_RANDOM_CHARS = re.compile(r"[A-Za-z0-9+=_-][A-Za-z0-9+/=_-]{15,1023}")
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+_PASSWORD_WORD = re.compile(_PASSWORD_ENDINGS + r"|(?:db|database|key)_?pass")
+_CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
+
+# Bare words that are types, literals or the prose around a key, never a password.
+_CODE_WORDS = frozenset(
+    (
+        "str",
+        "string",
+        "bytes",
+        "int",
+        "integer",
+        "number",
+        "float",
+        "bool",
+        "boolean",
+        "any",
+        "object",
+        "dict",
+        "list",
+        "tuple",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "undefined",
+        "void",
+        "self",
+        "this",
+        "cls",
+        "required",
+        "optional",
+        "secretstr",
+        "secretbytes",
+        "the",
+        "a",
+        "an",
+        "is",
+        "are",
+        "was",
+        "not",
+        "no",
+        "yes",
+        "on",
+        "off",
+        "set",
+        "unset",
+        "missing",
+        "invalid",
+        "expired",
+        "revoked",
+        "valid",
+        "unknown",
+        "empty",
+        "hidden",
+        "masked",
+        "redacted",
+        "enabled",
+        "disabled",
+        "ok",
+        "error",
+        "default",
+        "env",
+        "environment",
+        "file",
+        "path",
+    )
+)
+_MIN_LENGTH = {"token": 8, "key": 8}
+_ENTROPY = Base64HighEntropyString()
+
+
+def _normalise(key: str) -> str:
+    """`stripeSecretKey`, `x-api-key`, `spring.datasource.password` as snake_case."""
+    return _SEPARATORS.sub("_", _CAMEL.sub(r"\1_\2", key)).lower().strip("_")
+
+
+def key_kind_aws(key: str) -> bool:
+    """True for a key named like AWS's own `SecretAccessKey`."""
+    return _normalise(key).endswith("secret_access_key")
+
+
+@functools.lru_cache(maxsize=4096)
+def key_kind(key: str) -> str | None:
+    """The marker kind for a key that names a secret (`password`, `token`, ...), else None."""
+    name = _normalise(key)
+    if name in {"pwd", "oldpwd"}:  # the shell's working directory, not a password
+        return None
+    match = _STRONG_KEY.search(name)
+    if match is None:
+        return None
+    word = match.group(0).lstrip("_")
+    if _PASSWORD_WORD.fullmatch(word):
+        return "password"
+    if word == "token":
+        return "token"
+    if word.endswith("key"):
+        return "key"
+    return "secret"
+
+
+def _key_at(text: str, stem: int, end: int) -> tuple[str, int]:
+    """The whole key name around a stem (`DATABASE_PASSWORD`, not `PASSWORD`) and its start."""
+    start = stem
+    while start > 0 and text[start - 1] in _KEY_CHARS:
+        start -= 1
+    return text[start:end], start
+
+
+def _trim_bare(value: str, *, in_query: bool) -> str:
+    """A bare value without a query string's next parameter or trailing punctuation."""
+    if in_query:
+        value = re.split(r"[&#]", value, maxsplit=1)[0]
+    value = value.rstrip(",;.")
+    while (
+        value
+        and value[-1] in _CLOSERS
+        and value.count(value[-1]) > value.count(_CLOSERS[value[-1]])
+    ):
+        value = value[:-1].rstrip(",;.")
+    return value
+
+
+def _in_code(line_before_key: str) -> bool:
+    """True when the key sits inside an open call or literal, `f(password=...` or `{ key: `."""
+    return line_before_key.count("(") > line_before_key.count(")") or line_before_key.count(
+        "{"
+    ) > line_before_key.count("}")
+
+
+def _is_code(value: str, key: str, line_before_key: str, line_after: str) -> bool:
+    """True when a bare value is code or prose rather than a literal secret."""
+    if any(c in value for c in "([{"):
+        return True
+    if _DOTTED.fullmatch(value):
+        return True
+    if not _IDENTIFIER.fullmatch(value):
+        return False
+    lowered = value.lower()
+    if lowered in _CODE_WORDS or lowered == key.lower() or _STEM_IN_VALUE.search(value):
+        return True
+    if any(c.isdigit() for c in value):
+        return False
+    snake = "_" in value.strip("_")
+    camel = value[0].islower() and value.lower() != value
+    prose = bool(re.match(r"[ \t]+[A-Za-z]+\b", line_after))
+    return snake or camel or prose or _in_code(line_before_key)
+
+
+def looks_random(value: str) -> bool:
+    """True for a long, mixed-case, digit-bearing, high-entropy token (not a hash or UUID)."""
+    if not _RANDOM_CHARS.fullmatch(value) or is_potential_uuid(value):
+        return False
+    if not (
+        any(c.isdigit() for c in value)
+        and any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+    ):
+        return False
+    return _ENTROPY.calculate_shannon_entropy(value) >= 3.5
+
+
+def _is_prose(value: str, word: str) -> bool:
+    """A quoted sentence such as "Enter your password" or "must be 8 characters."."""
+    return " " in value.strip() and (word in value.lower() or value.rstrip()[-1] in ".!?:")
+
+
+def find_assignments(text: str, folded: str) -> Iterator[Hit]:
+    """Every secret assigned to a secret-naming key in ``text`` (``folded``: in lower case)."""
+    seen: set[int] = set()
+    for pattern in _ASSIGNMENTS:
+        for match in pattern.finditer(folded):
+            value_start = (
+                match.start("quoted") if match.start("quoted") >= 0 else match.start("bare")
+            )
+            if value_start in seen:  # `secret_key=`: found from `secret` and from `key`
+                continue
+            seen.add(value_start)
+            hit = _judge(text, match)
+            if hit is not None:
+                yield hit
+
+
+def _judge(text: str, match: re.Match[str]) -> Hit | None:
+    """The hit for one candidate assignment (matched in lower case), or None."""
+    key, key_start = _key_at(text, match.start("stem"), match.end("rest"))
+    kind = key_kind(key)
+    quoted = match.start("quoted") >= 0
+    if kind is None and match.end() - match.start("quoted" if quoted else "bare") < 16:
+        return None  # a near-miss key is only redacted for a long random value
+    span = _value_span(text, match, key, key_start)
+    if span is None:
+        return None
+    start, end = span
+    value = text[start:end]
+    if is_placeholder(value) or not value.strip():
+        return None
+    if kind is None:
+        return Hit(start, end, "high_entropy", 1) if looks_random(value) else None
+    if not _is_secret_value(value, key, kind, quoted=quoted):
+        return None
+    if _AWS_SECRET.fullmatch(value) and ("aws" in key.lower() or key_kind_aws(key)):
+        kind = "aws_secret_access_key"
+    return Hit(start, end, kind, 2)
+
+
+def _value_span(
+    text: str, match: re.Match[str], key: str, key_start: int
+) -> tuple[int, int] | None:
+    """Where the assigned value is, or None when a bare value is code rather than data."""
+    if match.start("quoted") >= 0:
+        return match.span("quoted")
+    start = match.start("bare")
+    before = text[text.rfind("\n", 0, key_start) + 1 : key_start]
+    value = _trim_bare(text[start : match.end("bare")], in_query=before[-1:] in {"?", "&"})
+    end = start + len(value)
+    newline = text.find("\n", end)
+    after = text[end : len(text) if newline < 0 else newline]
+    return None if _is_code(value, key, before, after) else (start, end)
+
+
+def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
+    """False for a value that just repeats the key's name, a sentence, or is too short."""
+    word = _normalise(key).rsplit("_", 1)[-1]
+    if value.lower() in {word, kind, key.lower()}:
+        return False
+    if quoted and _is_prose(value, word):
+        return False
+    return len(value) >= _MIN_LENGTH.get(kind, 1)
