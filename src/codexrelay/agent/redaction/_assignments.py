@@ -64,6 +64,7 @@ _STEM_IN_VALUE = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECAS
 _RANDOM_CHARS = re.compile(r"[A-Za-z0-9+=_-][A-Za-z0-9+/=_-]{15,1023}")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _PASSWORD_WORD = re.compile(_PASSWORD_ENDINGS + r"|(?:db|database|key)_?pass")
+_MORE_WORDS = re.compile(r"[ \t]+[A-Za-z]+\b")
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
 # Bare words that are types, literals or the prose around a key, never a password.
@@ -193,11 +194,9 @@ def _in_code(line_before_key: str) -> bool:
     ) > line_before_key.count("}")
 
 
-def _is_code(value: str, key: str, line_before_key: str, line_after: str) -> bool:
+def _is_code(value: str, key: str, text: str, key_start: int, end: int) -> bool:
     """True when a bare value is code or prose rather than a literal secret."""
-    if any(c in value for c in "([{"):
-        return True
-    if _DOTTED.fullmatch(value):
+    if "(" in value or "[" in value or "{" in value or _DOTTED.fullmatch(value):
         return True
     if not _IDENTIFIER.fullmatch(value):
         return False
@@ -206,10 +205,12 @@ def _is_code(value: str, key: str, line_before_key: str, line_after: str) -> boo
         return True
     if any(c.isdigit() for c in value):
         return False
-    snake = "_" in value.strip("_")
-    camel = value[0].islower() and value.lower() != value
-    prose = bool(re.match(r"[ \t]+[A-Za-z]+\b", line_after))
-    return snake or camel or prose or _in_code(line_before_key)
+    return bool(
+        "_" in value.strip("_")  # snake_case: a variable, not a password
+        or (value[0].islower() and lowered != value)  # camelCase, likewise
+        or _MORE_WORDS.match(text, end)  # `password: hash with scrypt` is a sentence
+        or _in_code(text[text.rfind("\n", 0, key_start) + 1 : key_start])
+    )
 
 
 def looks_random(value: str) -> bool:
@@ -276,12 +277,10 @@ def _value_span(
     if match.start("quoted") >= 0:
         return match.span("quoted")
     start = match.start("bare")
-    before = text[text.rfind("\n", 0, key_start) + 1 : key_start]
-    value = _trim_bare(text[start : match.end("bare")], in_query=before[-1:] in {"?", "&"})
+    in_query = key_start > 0 and text[key_start - 1] in "?&"
+    value = _trim_bare(text[start : match.end("bare")], in_query=in_query)
     end = start + len(value)
-    newline = text.find("\n", end)
-    after = text[end : len(text) if newline < 0 else newline]
-    return None if _is_code(value, key, before, after) else (start, end)
+    return None if _is_code(value, key, text, key_start, end) else (start, end)
 
 
 def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
