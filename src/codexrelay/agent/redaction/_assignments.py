@@ -40,7 +40,7 @@ _ASSIGNMENT_TAIL = r"""
     )
     [ \t]*
     (?:
-        [rbfuRBFU]{0,2}(?P<q>\\?["'`])(?P<quoted>(?:(?!(?P=q))(?:\\.|[^\\\n]))*)(?P=q)
+        (?P<prefix>[rbfuRBFU]{0,2})(?P<q>\\?["'`])(?P<quoted>(?:(?!(?P=q))(?:\\.|[^\\\n]))*)(?P=q)
       | (?:\\?["'`])?(?P<bare>[^\s"'`]+)
     )
 """
@@ -53,17 +53,20 @@ _PASSWORD_ENDINGS = r"password|passwd|pwd|passphrase|pass|contraseña|contrasena
 _STRONG_KEY = re.compile(
     r"(?:^|_)(?:"
     + "|".join(DENYLIST)
-    + r"|passphrase|token|secrets?|credentials?"
+    + r"|passphrase|token|secrets?"
     + r"|(?:secret|access|signing|encryption|master|app|license|consumer|webhook)_?key)$"
 )
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re.compile(r"[-.\s$]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
-_DOTTED = re.compile(r"[A-Za-z_$][\w$]*(?:\??\.[A-Za-z_$][\w$]*)+")
+_DOTTED = re.compile(r"[A-Za-z_$][\w$]*(?:\??\.[A-Za-z_$][\w$]*)+(?::[A-Za-z_]\w*)?")
 _STEM_IN_VALUE = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
-_RANDOM_CHARS = re.compile(r"[A-Za-z0-9+=_-][A-Za-z0-9+/=_-]{15,1023}")
+_RANDOM_CHARS = re.compile(r"[A-Za-z0-9+=_-][A-Za-z0-9+/=_-]{19,1023}")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _PASSWORD_WORD = re.compile(_PASSWORD_ENDINGS + r"|(?:db|database|key)_?pass")
+_LABEL = re.compile(r"[A-Za-z]+(?:[-_ .][A-Za-z]+)+")
+_REGEX_SYNTAX = re.compile(r"[(\[\\]")
+_BRACKETS = re.compile(r"[()\[\]{}]")
 _MORE_WORDS = re.compile(r"[ \t]+[A-Za-z]+\b")
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
 
@@ -132,7 +135,8 @@ _CODE_WORDS = frozenset(
         "path",
     )
 )
-_MIN_LENGTH = {"token": 8, "key": 8}
+# A value shorter than this is a stub (`"s" * 32`, `"x"`), not a secret worth hiding.
+_MIN_LENGTH = {"token": 8, "key": 8, "password": 4, "secret": 4}
 _ENTROPY = Base64HighEntropyString()
 
 
@@ -174,10 +178,11 @@ def _key_at(text: str, stem: int, end: int) -> tuple[str, int]:
 
 
 def _trim_bare(value: str, *, in_query: bool) -> str:
-    """A bare value without a query string's next parameter or trailing punctuation."""
+    """A bare value without a statement or query parameter after it, or trailing punctuation."""
+    value = value.split(";", 1)[0]  # `e.password=null;let t=...`: a statement ends there
     if in_query:
         value = re.split(r"[&#]", value, maxsplit=1)[0]
-    value = value.rstrip(",;.")
+    value = value.rstrip(",.")
     while (
         value
         and value[-1] in _CLOSERS
@@ -194,9 +199,13 @@ def _in_code(line_before_key: str) -> bool:
     ) > line_before_key.count("}")
 
 
-def _is_code(value: str, key: str, text: str, key_start: int, end: int) -> bool:
-    """True when a bare value is code or prose rather than a literal secret."""
-    if "(" in value or "[" in value or "{" in value or _DOTTED.fullmatch(value):
+def _is_code(value: str, key: str, *, sep: str, tail: str, line_before_key: str) -> bool:
+    """True when a bare value is code or prose rather than a literal secret.
+
+    ``sep`` is the text between key and value, ``tail`` the punctuation trimmed off after
+    the value (the rest of the line follows it).
+    """
+    if _BRACKETS.search(value) or _DOTTED.fullmatch(value):
         return True
     if not _IDENTIFIER.fullmatch(value):
         return False
@@ -208,8 +217,11 @@ def _is_code(value: str, key: str, text: str, key_start: int, end: int) -> bool:
     return bool(
         "_" in value.strip("_")  # snake_case: a variable, not a password
         or (value[0].islower() and lowered != value)  # camelCase, likewise
-        or _MORE_WORDS.match(text, end)  # `password: hash with scrypt` is a sentence
-        or _in_code(text[text.rfind("\n", 0, key_start) + 1 : key_start])
+        or (tail[:1] in {",", ")", ";"} and tail[:1] != "")  # an argument or a statement
+        or " = " in sep  # `password = hashed`, `token = Punctuation`: code style
+        or sep == ":"  # `passwd:gecos`: a namespaced name (YAML needs a space after `:`)
+        or _MORE_WORDS.match(tail)  # `password: hash with scrypt` is a sentence
+        or _in_code(line_before_key)
     )
 
 
@@ -273,14 +285,28 @@ def _judge(text: str, match: re.Match[str]) -> Hit | None:
 def _value_span(
     text: str, match: re.Match[str], key: str, key_start: int
 ) -> tuple[int, int] | None:
-    """Where the assigned value is, or None when a bare value is code rather than data."""
+    """Where the assigned value is, or None when it is code rather than data."""
     if match.start("quoted") >= 0:
-        return match.span("quoted")
-    start = match.start("bare")
+        start, end = match.span("quoted")
+        prefix = match.group("prefix").lower()
+        if "r" in prefix and _REGEX_SYNTAX.search(text, start, end):
+            return None  # `secret = r'([a-z0-9]{64})'`: a pattern for secrets
+        if "${" in text[start:end] or ("f" in prefix and "{" in text[start:end]):
+            return None  # a template filled in at run time
+        return start, end
+    start, raw_end = match.span("bare")
     in_query = key_start > 0 and text[key_start - 1] in "?&"
-    value = _trim_bare(text[start : match.end("bare")], in_query=in_query)
+    value = _trim_bare(text[start:raw_end], in_query=in_query)
     end = start + len(value)
-    return None if _is_code(value, key, text, key_start, end) else (start, end)
+    newline = text.find("\n", end)
+    code = _is_code(
+        value,
+        key,
+        sep=text[match.end("rest") : start],
+        tail=text[end : len(text) if newline < 0 else newline],
+        line_before_key=text[text.rfind("\n", 0, key_start) + 1 : key_start],
+    )
+    return None if code else (start, end)
 
 
 def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
@@ -290,4 +316,10 @@ def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
         return False
     if quoted and _is_prose(value, word):
         return False
-    return len(value) >= _MIN_LENGTH.get(kind, 1)
+    if quoted and value.lower().rstrip("?") in _CODE_WORDS:
+        return False  # `"password": "string"`: a schema's type
+    if quoted and value != value.strip():
+        return False  # `": found from "`: a fragment of prose between quotes
+    if word in value.lower() and _LABEL.fullmatch(value):
+        return False  # `"invalid-bootstrap-token"`: a name for the secret, not the secret
+    return len(value) >= _MIN_LENGTH.get(kind, 4)

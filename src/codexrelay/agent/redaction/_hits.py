@@ -25,6 +25,7 @@ _PLACEHOLDER = re.compile(
   | REDACTED
   | (?:your|my)[-_][\w-]*
   | change[-_]?me
+  | (?i:password|passwd|pass|pwd|secret|token|api[-_]?key|none|null|nil|undefined)
   | \?\?\?+
   """,
     re.VERBOSE,

@@ -111,9 +111,12 @@ def _not_placeholder(value: str) -> bool:
     return not is_placeholder(value)
 
 
+_CODE_VALUE = re.compile(r"[^\n]*[()\[\]{}][^\n]*|[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+")
+
+
 def _header_value(value: str) -> bool:
-    """An Authorization header value that is a credential, not a template or an object."""
-    return not is_placeholder(value) and not value.startswith("{")
+    """An Authorization header value that is a credential, not a template or code."""
+    return not is_placeholder(value) and not _CODE_VALUE.fullmatch(value)
 
 
 _ALNUM = frozenset(string.ascii_letters + string.digits)
@@ -203,7 +206,9 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             PatternRule("slack_webhook", _lower(SlackDetector.denylist[1]), folded=True),
             PatternRule(
                 "slack_webhook",
-                re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]+"),
+                re.compile(
+                    r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]{20,}"
+                ),
                 folded=True,
             ),
         ),
