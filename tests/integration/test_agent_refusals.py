@@ -58,7 +58,7 @@ class FakeRelay:
         assert self.ws is not None
         await self.ws.send(json.dumps({"type": "task", "task": task}))
 
-    async def outcome(self, task_id: str, timeout: float = 15) -> dict:
+    async def outcome(self, task_id: str) -> dict:
         """The agent's rejection or finish report for ``task_id``."""
 
         async def wait() -> dict:
@@ -72,7 +72,7 @@ class FakeRelay:
                 self.new_message.clear()
                 await self.new_message.wait()
 
-        return await asyncio.wait_for(wait(), timeout)
+        return await asyncio.wait_for(wait(), 15)
 
 
 @pytest.fixture
