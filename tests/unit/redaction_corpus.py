@@ -233,6 +233,40 @@ def _generators() -> dict[str, Callable[[random.Random], tuple[str, str, set[str
         value = _b64url(rng.randbytes(32)) + "="
         return value, f"FERNET_KEY={value}", {"high_entropy"}
 
+    def cli_flag(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = _mixed(rng, ALNUM, 16)
+        return value, f"$ docker login --username ci --password {value} ghcr.io", {"password"}
+
+    def curl_user(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = _mixed(rng, ALNUM, 14)
+        return value, f"$ curl -fsS -u admin:{value} https://ci.example.com/api/json", {"password"}
+
+    def xml_password(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = _mixed(rng, ALNUM, 14)
+        text = f"<server>\n  <id>nexus</id>\n  <password>{value}</password>\n</server>"
+        return value, text, {"password"}
+
+    def docker_auth(rng: random.Random) -> tuple[str, str, set[str]]:
+        login = "ci-bot:" + _mixed(rng, ALNUM, 20)
+        value = base64.b64encode(login.encode()).decode()
+        return value, json.dumps({"auths": {"ghcr.io": {"auth": value}}}), {"secret"}
+
+    def google_api_key(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = "AI" + "za" + _mixed(rng, URLSAFE, 35)
+        return value, f'const firebaseConfig = {{ apiKey: "{value}" }};', {"google_api_key"}
+
+    def npm_token(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = "npm" + "_" + _mixed(rng, ALNUM, 36)
+        return value, f"//registry.npmjs.org/:_authToken={value}", {"npm_token", "token"}
+
+    def pypi_token(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = "py" + "pi-AgEIcHlwaS5vcmc" + _mixed(rng, URLSAFE, 80)
+        return value, f"TWINE_PASSWORD={value}", {"pypi_token", "password"}
+
+    def sendgrid(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = "S" + "G." + _mixed(rng, URLSAFE, 22) + "." + _mixed(rng, URLSAFE, 43)
+        return value, f"sendgrid.SendGridAPIClient({value!r})", {"sendgrid_key"}
+
     return {
         "aws_access_key_id": aws_id,
         "aws_secret_ini": aws_secret_ini,
@@ -274,6 +308,14 @@ def _generators() -> dict[str, Callable[[random.Random], tuple[str, str, set[str
         "env_auth_token": env("AUTH_TOKEN", "token"),
         "bearer": bearer,
         "high_entropy": high_entropy,
+        "cli_flag": cli_flag,
+        "curl_user": curl_user,
+        "xml_password": xml_password,
+        "docker_auth": docker_auth,
+        "google_api_key": google_api_key,
+        "npm_token": npm_token,
+        "pypi_token": pypi_token,
+        "sendgrid": sendgrid,
     }
 
 

@@ -15,6 +15,7 @@ password/token/key is code, not a secret. Placeholders (`${DB_PASSWORD}`, `<your
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import Iterator
@@ -29,7 +30,13 @@ from codexrelay.agent.redaction._hits import Hit, is_placeholder
 # memchr speed (`p` for pass/pwd, `k` for key/token, `cre` for secret/cred); one alternation
 # of all the words would make it try every position, several times slower on ordinary code.
 # The rest of the key name is found afterwards by walking left from the match.
-_STEMS = (r"p(?:ass|wd)", r"k(?:ey|en(?<=token))", r"cre(?:d|t(?<=secret))", "contrase")
+_STEMS = (
+    r"p(?:ass|wd)",
+    r"k(?:ey|en(?<=token))",
+    r"cre(?:d|t(?<=secret))",
+    "contrase",
+    r"auth(?=\\?[\"'][ \t]*:)",  # Docker's `"auth": "<base64 of user:password>"`
+)
 _ASSIGNMENT_TAIL = r"""
     (?P<rest>[\w.-]*+)
     (?:\\?["'])?\]?\??                                   # end of a quoted or indexed key
@@ -66,6 +73,7 @@ _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _PASSWORD_WORD = re.compile(_PASSWORD_ENDINGS + r"|(?:db|database|key)_?pass")
 _LABEL = re.compile(r"[A-Za-z]+(?:[-_ .][A-Za-z]+)+")
 _REGEX_SYNTAX = re.compile(r"[(\[\\]")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 _BRACKETS = re.compile(r"[()\[\]{}]")
 _MORE_WORDS = re.compile(r"[ \t]+[A-Za-z]+\b")
 _CLOSERS = {")": "(", "]": "[", "}": "{", ">": "<"}
@@ -225,6 +233,17 @@ def _is_code(value: str, key: str, *, sep: str, tail: str, line_before_key: str)
     )
 
 
+def _is_basic_auth(value: str) -> bool:
+    """True for base64 of `user:password`, as Docker keeps registry logins."""
+    if not _BASE64.fullmatch(value):
+        return False
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return ":" in decoded
+
+
 def looks_random(value: str) -> bool:
     """True for a long, mixed-case, digit-bearing, high-entropy token (not a hash or UUID)."""
     if not _RANDOM_CHARS.fullmatch(value) or is_potential_uuid(value):
@@ -263,23 +282,34 @@ def _judge(text: str, match: re.Match[str]) -> Hit | None:
     """The hit for one candidate assignment (matched in lower case), or None."""
     key, key_start = _key_at(text, match.start("stem"), match.end("rest"))
     kind = key_kind(key)
-    quoted = match.start("quoted") >= 0
-    if kind is None and match.end() - match.start("quoted" if quoted else "bare") < 16:
-        return None  # a near-miss key is only redacted for a long random value
+    if kind is None:
+        return _judge_near_miss(text, match, key, key_start)
     span = _value_span(text, match, key, key_start)
     if span is None:
         return None
     start, end = span
     value = text[start:end]
-    if is_placeholder(value) or not value.strip():
-        return None
-    if kind is None:
-        return Hit(start, end, "high_entropy", 1) if looks_random(value) else None
-    if not _is_secret_value(value, key, kind, quoted=quoted):
+    quoted = match.start("quoted") >= 0
+    if is_placeholder(value) or not _is_secret_value(value, key, kind, quoted=quoted):
         return None
     if _AWS_SECRET.fullmatch(value) and ("aws" in key.lower() or key_kind_aws(key)):
         kind = "aws_secret_access_key"
-    return Hit(start, end, kind, 2)
+    return Hit(start, end, kind, 2, anchor=key_start)
+
+
+def _judge_near_miss(text: str, match: re.Match[str], key: str, key_start: int) -> Hit | None:
+    """A key that does not name a secret outright: only a random-looking value is hidden."""
+    quoted = match.start("quoted") >= 0
+    if key == "auth" and quoted:
+        start, end = match.span("quoted")
+        found = _is_basic_auth(text[start:end])
+        return Hit(start, end, "secret", 2, anchor=key_start) if found else None
+    if match.end() - match.start("quoted" if quoted else "bare") < 20:
+        return None  # too short to be random, whatever it is
+    span = _value_span(text, match, key, key_start)
+    if span is None or not looks_random(text[span[0] : span[1]]):
+        return None
+    return Hit(span[0], span[1], "high_entropy", 1, anchor=key_start)
 
 
 def _value_span(
@@ -312,7 +342,7 @@ def _value_span(
 def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
     """False for a value that just repeats the key's name, a sentence, or is too short."""
     word = _normalise(key).rsplit("_", 1)[-1]
-    if value.lower() in {word, kind, key.lower()}:
+    if not value.strip() or value.lower() in {word, kind, key.lower()}:
         return False
     if quoted and _is_prose(value, word):
         return False

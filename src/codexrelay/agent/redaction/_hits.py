@@ -48,7 +48,9 @@ class Hit:
     """``text[start:end]`` is (part of) a secret of ``kind``.
 
     ``counted`` is false for the continuation lines of a private key that began in an earlier
-    chunk, so a key is counted once. ``priority`` picks the kind when hits overlap.
+    chunk, so a key is counted once. ``priority`` picks the kind when hits overlap. ``anchor``
+    is where the evidence begins (the `password =` before a value), which a stream must not
+    cut between; it defaults to ``start``.
     """
 
     start: int
@@ -56,6 +58,11 @@ class Hit:
     kind: str
     priority: int = 2
     counted: bool = True
+    anchor: int = -1
+
+    def __post_init__(self) -> None:
+        if self.anchor < 0 or self.anchor > self.start:
+            object.__setattr__(self, "anchor", self.start)
 
 
 def merge_hits(hits: list[Hit]) -> list[Hit]:
@@ -72,6 +79,7 @@ def merge_hits(hits: list[Hit]) -> list[Hit]:
                 top.kind,
                 top.priority,
                 last.counted or hit.counted,
+                min(last.anchor, hit.anchor),
             )
         else:
             merged.append(hit)

@@ -27,6 +27,8 @@ from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.basic_auth import RESERVED_CHARACTERS, SUB_DELIMITER_CHARACTERS
 from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
+from detect_secrets.plugins.pypi_token import PypiTokenDetector
+from detect_secrets.plugins.sendgrid import SendGridDetector
 from detect_secrets.plugins.slack import SlackDetector
 
 from codexrelay.agent.redaction._hits import Hit, is_placeholder
@@ -63,7 +65,7 @@ class PatternRule:
             if start >= end or (start > 0 and scan[start - 1] in self.fenced):
                 continue
             if self.accept is None or self.accept(text[start:end]):
-                yield Hit(start, end, self.kind, self.priority)
+                yield Hit(start, end, self.kind, self.priority, anchor=match.start())
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +131,13 @@ _URL_CREDENTIALS = re.compile(rf"://[^{_URL_FORBIDDEN}\s]*:(?P<secret>[^{_URL_FO
 
 FORMAT_RULES: tuple[RuleFamily, ...] = (
     RuleFamily(
-        re.compile(r"A(?:KIA|SIA|BIA|CCA|3T)"),
+        re.compile(r"A(?:KIA|SIA|BIA|CCA|3T|Iza)"),
         (
+            PatternRule(
+                "google_api_key",
+                re.compile(r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
+                fenced=_WORD,
+            ),
             PatternRule("aws_access_key_id", re.compile(_AWS_ID.pattern + "(?![A-Za-z0-9])")),
             # An access key id and its secret often share a line (the console's CSV); the
             # library only pairs them inside quotes.
@@ -170,6 +177,16 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             ),
         ),
         folded_gate=True,
+    ),
+    RuleFamily(
+        re.compile("pypi-"), tuple(PatternRule("pypi_token", p) for p in PypiTokenDetector.denylist)
+    ),
+    RuleFamily(
+        None,
+        (
+            PatternRule("npm_token", re.compile(r"npm_[A-Za-z0-9]{36,}"), fenced=_ALNUM),
+            PatternRule("sendgrid_key", SendGridDetector.denylist[0], fenced=_ALNUM),
+        ),
     ),
     # The library only knows the legacy `...T3BlbkFJ...` OpenAI key shape.
     RuleFamily(
@@ -258,6 +275,40 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
                 ),
                 "secret",
                 _header_value,
+                folded=True,
+                priority=2,
+            ),
+            # Command lines: `--password hunter2`, `--api-key=...`, `curl -u user:pass`.
+            PatternRule(
+                "password",
+                re.compile(
+                    r"--(?:[a-z0-9]+-)*(?:password|passwd|pass|token|secret|api-?key"
+                    r"|access-key|secret-key)(?:=|[ \t]+)[\"']?(?P<secret>[^\s\"'`-][^\s\"'`]*)"
+                ),
+                "secret",
+                _not_placeholder,
+                folded=True,
+                fenced=_WORD,
+                priority=2,
+            ),
+            PatternRule(
+                "password",
+                re.compile(r"-(?:u|-user)[ \t]+[^\s:\"'`]+:(?P<secret>[^\s\"'`]+)"),
+                "secret",
+                _not_placeholder,
+                fenced=_WORD,
+                priority=2,
+            ),
+            # XML settings files (Maven's settings.xml): `<password>...</password>`.
+            PatternRule(
+                "password",
+                re.compile(
+                    r"<(?P<tag>password|passwd|passphrase|secret|token|apikey|api_key|accesskey"
+                    r"|secretkey|client_secret|access_token|auth_token)>"
+                    r"(?P<secret>[^<\n]+)</(?P=tag)>"
+                ),
+                "secret",
+                _not_placeholder,
                 folded=True,
                 priority=2,
             ),

@@ -2,8 +2,8 @@
 
 Only whole lines are redacted and released; the unfinished last line is held back until its
 newline arrives. A line longer than ``max_line_chars`` (a minified bundle, a progress bar
-without newlines) is released in pieces cut at whitespace away from any `key = value` or
-`Bearer`, keeping the last ``keep_chars`` (longer than any token we detect) held back.
+without newlines) is released in pieces cut at whitespace, never inside a secret or between
+it and its key, keeping the last 2 KB (longer than any token we detect) held back.
 A private key block is never held: its lines are redacted as they arrive and the open block
 is remembered across chunks.
 """
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from codexrelay.agent.redaction.redactor import Redactor
 
 # Text ending like this must not be cut after: the value that follows belongs to it.
-_OPEN_END = re.compile(r"(?:[=:>]|bearer|basic|token|authorization)[ \t\"']*$", re.IGNORECASE)
+_OPEN_END = re.compile(
+    r"(?:[=:>]|bearer|basic|token|authorization|(?:^|\s)--?[\w-]+)[ \t\"']*$", re.IGNORECASE
+)
 
 
 class StreamRedactor:
@@ -64,8 +66,9 @@ class StreamRedactor:
         """Where to cut an over-long unfinished line so that no secret is split.
 
         Prefer whitespace not right after `=`, `:` or `Bearer`, within the last
-        ``max_line_chars``; never inside a secret found in the whole held text (any secret
-        shorter than ``keep_chars`` that starts before the cut is complete in it).
+        ``max_line_chars``; never inside a secret found in the whole held text, nor between
+        a secret and the key or flag that marks it (the last 2 KB stay held, so any secret
+        that starts before the cut is complete in that text).
         """
         limit = len(text) - self._keep
         floor = max(line_start, len(text) - self._max_line)
@@ -80,7 +83,7 @@ class StreamRedactor:
                 break
             pos = space
         hits, _ = self._redactor.scan(text, open_block=self._open_block)
-        for hit in hits:
-            if hit.start < cut < hit.end:
-                cut = hit.start
+        for hit in reversed(hits):
+            if hit.anchor < cut < hit.end:
+                cut = hit.anchor
         return max(cut, line_start)
