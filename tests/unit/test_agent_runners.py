@@ -24,6 +24,8 @@ from codexrelay.agent.runners.logs import LogRunner, read_last_lines
 from codexrelay.agent.runners.text import TailBuffer, cap_head, cap_tail
 from codexrelay.protocol import ProgressEvent, TaskSpec
 from tests.fakes import fake_agent_config_data
+from tests.fakes.model_server import ModelServer
+from tests.realcodex import CodexUnavailableError, codex_env, install_codex, write_codex_home
 
 GRACE = 0.3
 GIT = shutil.which("git") or "git"
@@ -160,7 +162,7 @@ async def test_action_runner_timeout_terms_then_kills_the_group(tmp_path):
     assert outcome.status == "failed"
     assert "did not finish within 1s" in (outcome.error or "")
     assert "started" in recorder.text()
-    assert not pid_alive(int(pidfile.read_text()))
+    await poll(lambda: not pid_alive(int(pidfile.read_text())), within=5)
 
 
 async def test_action_runner_cancel_stops_the_group(tmp_path):
@@ -173,7 +175,7 @@ async def test_action_runner_cancel_stops_the_group(tmp_path):
     cancelled.set()
     outcome, _ = await asyncio.wait_for(job, 10)
     assert outcome.status == "cancelled"
-    assert not pid_alive(int(pidfile.read_text()))
+    await poll(lambda: not pid_alive(int(pidfile.read_text())), within=5)
 
 
 async def test_action_runner_caps_output_tail_on_a_character(tmp_path):
@@ -406,7 +408,7 @@ async def test_codex_runner_timeout_kills_a_hanging_cli_and_its_children(tmp_pat
     assert outcome.status == "failed"
     assert "did not finish within 1s" in (outcome.error or "")
     assert "error" in recorder.kinds()
-    assert not pid_alive(int(pidfile.read_text()))
+    await poll(lambda: not pid_alive(int(pidfile.read_text())), within=5)
 
 
 async def test_codex_runner_cancel_stops_the_run(tmp_path):
@@ -422,7 +424,7 @@ async def test_codex_runner_cancel_stops_the_run(tmp_path):
     outcome, _ = await asyncio.wait_for(job, 10)
     assert outcome.status == "cancelled"
     assert outcome.codex_session_id is not None
-    assert not pid_alive(int(pidfile.read_text()))
+    await poll(lambda: not pid_alive(int(pidfile.read_text())), within=5)
 
 
 async def test_codex_runner_resume_continues_the_same_session(tmp_path):
@@ -587,3 +589,28 @@ def test_cap_head_and_tail_cut_on_characters(text, cap):
     assert len(head.encode()) <= cap
     assert len(tail.encode()) <= cap
     assert head_cut == tail_cut == (len(text.encode()) > cap)
+
+
+# ---- the real CLI ---------------------------------------------------------------------
+
+
+@pytest.mark.realcodex
+@pytest.mark.timeout(300)
+async def test_codex_runner_drives_the_real_cli(tmp_path, monkeypatch):
+    """The runner's argv, stdin and event parsing work with the pinned @openai/codex CLI."""
+    try:
+        launcher = await asyncio.to_thread(install_codex)
+    except CodexUnavailableError as exc:
+        pytest.skip(f"cannot run the real Codex CLI: {exc}")
+    with ModelServer() as server:
+        home = write_codex_home(tmp_path / "home", server.base_url)
+        for name, value in codex_env(home, tmp_path / "tmp").items():
+            monkeypatch.setenv(name, value)
+        runner = codex_runner(tmp_path, codex={"command": [str(launcher)], "home": str(home)})
+        first, recorder = await run(runner, codex_spec("hello real cli"))
+        sid = first.codex_session_id
+        second, _ = await run(runner, codex_spec("again", id="c2", resume_session_id=sid))
+    assert (first.status, first.exit_code, recorder.kinds()) == ("completed", 0, ["message"])
+    assert first.final_message == "MOCK_REPLY: hello real cli"
+    assert (second.status, second.codex_session_id) == ("completed", sid)
+    assert second.final_message == "MOCK_REPLY: again"
