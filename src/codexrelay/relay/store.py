@@ -29,6 +29,8 @@ from codexrelay.settings import describe_validation_error
 
 log = logging.getLogger("codexrelay.store")
 
+LAZY_WRITE_DELAY_SEC = 0.25
+
 
 class StateError(Exception):
     """The state file cannot be used; the relay must not start (and must not overwrite it)."""
@@ -80,7 +82,7 @@ def read_state(path: Path) -> State | None:
 
 def encode_state(state: State) -> bytes:
     """The on-disk bytes of ``state``."""
-    return state.model_dump_json(by_alias=True, indent=1).encode("utf-8") + b"\n"
+    return state.model_dump_json(by_alias=True).encode("utf-8") + b"\n"
 
 
 class JsonFileStore:
@@ -97,6 +99,7 @@ class JsonFileStore:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
+        self._lazy: asyncio.Task[None] | None = None
         self.writes = 0
 
     @classmethod
@@ -132,8 +135,14 @@ class JsonFileStore:
         await asyncio.shield(future)
 
     def touch(self) -> None:
-        """Schedule a write without waiting for it."""
+        """Schedule a write without waiting for it, batched over ``LAZY_WRITE_DELAY_SEC``
+        so a stream of low-value changes costs a few writes, not one each."""
         self._version += 1
+        if self._lazy is None or self._lazy.done():
+            self._lazy = asyncio.get_running_loop().create_task(self._lazy_kick())
+
+    async def _lazy_kick(self) -> None:
+        await asyncio.sleep(LAZY_WRITE_DELAY_SEC)
         self._kick()
 
     def _kick(self) -> None:
@@ -178,6 +187,8 @@ class JsonFileStore:
     async def close(self) -> None:
         """Flush pending changes, stop the writer and release the data dir lock."""
         self._closing = True
+        if self._lazy is not None:
+            self._lazy.cancel()
         if self._writer is not None and not self._writer.done():
             self._wake.set()
             with contextlib.suppress(Exception):

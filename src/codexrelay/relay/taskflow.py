@@ -115,6 +115,9 @@ async def cancel(services: Services, access: WorkspaceAccess, task: TaskRecord) 
 
 
 # ---- agent reports --------------------------------------------------------------------
+# Reports are saved with touch(): the writer coalesces them, and the agent's message loop
+# never waits on the disk. A crash before the write leaves the task non-terminal on disk,
+# which start-up turns into ``interrupted``: never a wrong "completed".
 
 
 def _own_task(services: Services, agent: AgentRecord, task_id: str) -> TaskRecord | None:
