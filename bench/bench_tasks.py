@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-
 from tests.agents import default_workspace, pair_agent
 from tests.helpers import RelayProcess, write_relay_config
 
@@ -44,7 +43,7 @@ class EventClock:
 
     def _read(self) -> None:
         with (
-            httpx.Client(cookies=self._cookies, timeout=None) as client,
+            httpx.Client(cookies=self._cookies, timeout=httpx.Timeout(10, read=None)) as client,
             client.stream("GET", self._url) as res,
         ):
             event = ""
