@@ -224,6 +224,10 @@ def _generators() -> dict[str, Callable[[random.Random], tuple[str, str, set[str
 
         return make
 
+    def secret_key_base(rng: random.Random) -> tuple[str, str, set[str]]:
+        value = rng.randbytes(64).hex()
+        return value, f"SECRET_KEY_BASE={value}", {"key"}
+
     def bearer(rng: random.Random) -> tuple[str, str, set[str]]:
         value = _mixed(rng, URLSAFE, 40)
         text = f"curl -H 'Authorization: Bearer {value}' https://api.example.com/v1/me"
@@ -306,6 +310,8 @@ def _generators() -> dict[str, Callable[[random.Random], tuple[str, str, set[str
         "env_database_password": env("DATABASE_PASSWORD", "password"),
         "env_stripe_secret_key": env("STRIPE_SECRET_KEY", "key"),
         "env_auth_token": env("AUTH_TOKEN", "token"),
+        "env_pgpassword": env("PGPASSWORD", "password"),
+        "env_secret_key_base": secret_key_base,
         "bearer": bearer,
         "high_entropy": high_entropy,
         "cli_flag": cli_flag,

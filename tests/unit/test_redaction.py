@@ -314,6 +314,17 @@ def test_stream_bounds_what_a_long_line_holds_back() -> None:
     assert sum(map(len, released)) > 0
 
 
+def test_stream_keeps_moving_through_one_huge_value() -> None:
+    """B3: a line that is one endless `password=...` value still drains; nothing piles up."""
+    stream = REDACTOR.stream(max_line_chars=8192)
+    text, _ = stream.feed("password=")
+    for _ in range(60):
+        more, _ = stream.feed("x1" * 2048)
+        text += more
+        assert stream.held <= 8192 + 4096
+    assert text.startswith("password=[REDACTED:password]")
+
+
 def test_stream_long_line_never_splits_a_secret() -> None:
     """B3: cutting a long line keeps every secret whole, wherever the cut falls."""
     rng = random.Random(2)

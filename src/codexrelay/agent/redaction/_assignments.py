@@ -47,8 +47,8 @@ _ASSIGNMENT_TAIL = r"""
     )
     [ \t]*
     (?:
-        (?P<prefix>[rbfuRBFU]{0,2})(?P<q>\\?["'`])(?P<quoted>(?:(?!(?P=q))(?:\\.|[^\\\n]))*)(?P=q)
-      | (?:\\?["'`])?(?P<bare>[^\s"'`]+)
+        (?P<prefix>[rbfuRBFU]{0,2})(?P<q>\\?["'`])(?P<quoted>(?:(?!(?P=q))(?:\\.|[^\\\n])){0,1024})(?P=q)
+      | (?:\\?["'`])?(?P<bare>[^\s"'`]{1,1024})
     )
 """
 _ASSIGNMENTS = tuple(
@@ -58,10 +58,12 @@ _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 
 _PASSWORD_ENDINGS = r"password|passwd|pwd|passphrase|pass|contraseña|contrasena"  # noqa: S105 (key names, not a password)
 _STRONG_KEY = re.compile(
-    r"(?:^|_)(?:"
+    r"(?:(?:^|_)(?:"
     + "|".join(DENYLIST)
     + r"|passphrase|token|secrets?"
-    + r"|(?:secret|access|signing|encryption|master|app|license|consumer|webhook)_?key)$"
+    + r"|(?:secret|access|signing|encryption|master|app|license|consumer|webhook)_?key"
+    + r"|secret_?key_?base)"
+    + r"|password|passwd|passphrase|secret|token)$"  # also run together: `PGPASSWORD`
 )
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re.compile(r"[-.\s$]+")
@@ -148,6 +150,7 @@ _MIN_LENGTH = {"token": 8, "key": 8, "password": 4, "secret": 4}
 _ENTROPY = Base64HighEntropyString()
 
 
+@functools.lru_cache(maxsize=4096)
 def _normalise(key: str) -> str:
     """`stripeSecretKey`, `x-api-key`, `spring.datasource.password` as snake_case."""
     return _SEPARATORS.sub("_", _CAMEL.sub(r"\1_\2", key)).lower().strip("_")
@@ -172,7 +175,7 @@ def key_kind(key: str) -> str | None:
         return "password"
     if word == "token":
         return "token"
-    if word.endswith("key"):
+    if word.endswith(("key", "key_base", "keybase")):
         return "key"
     return "secret"
 
@@ -180,7 +183,8 @@ def key_kind(key: str) -> str | None:
 def _key_at(text: str, stem: int, end: int) -> tuple[str, int]:
     """The whole key name around a stem (`DATABASE_PASSWORD`, not `PASSWORD`) and its start."""
     start = stem
-    while start > 0 and text[start - 1] in _KEY_CHARS:
+    floor = max(0, stem - 128)  # no key name is longer; stops a walk through a huge blob
+    while start > floor and text[start - 1] in _KEY_CHARS:
         start -= 1
     return text[start:end], start
 
@@ -279,18 +283,23 @@ def find_assignments(text: str, folded: str) -> Iterator[Hit]:
 
 
 def _judge(text: str, match: re.Match[str]) -> Hit | None:
-    """The hit for one candidate assignment (matched in lower case), or None."""
+    """The hit for one candidate assignment (matched in lower case), or None.
+
+    Cheap checks first: most candidates in ordinary code fail on length or on a type name.
+    """
     key, key_start = _key_at(text, match.start("stem"), match.end("rest"))
     kind = key_kind(key)
     if kind is None:
         return _judge_near_miss(text, match, key, key_start)
-    span = _value_span(text, match, key, key_start)
+    span = _value_span(text, match, key_start)
     if span is None:
         return None
     start, end = span
     value = text[start:end]
     quoted = match.start("quoted") >= 0
     if is_placeholder(value) or not _is_secret_value(value, key, kind, quoted=quoted):
+        return None
+    if not quoted and _bare_is_code(text, match, key, key_start, end):
         return None
     if _AWS_SECRET.fullmatch(value) and ("aws" in key.lower() or key_kind_aws(key)):
         kind = "aws_secret_access_key"
@@ -306,16 +315,16 @@ def _judge_near_miss(text: str, match: re.Match[str], key: str, key_start: int) 
         return Hit(start, end, "secret", 2, anchor=key_start) if found else None
     if match.end() - match.start("quoted" if quoted else "bare") < 20:
         return None  # too short to be random, whatever it is
-    span = _value_span(text, match, key, key_start)
+    span = _value_span(text, match, key_start)
     if span is None or not looks_random(text[span[0] : span[1]]):
+        return None
+    if not quoted and _bare_is_code(text, match, key, key_start, span[1]):
         return None
     return Hit(span[0], span[1], "high_entropy", 1, anchor=key_start)
 
 
-def _value_span(
-    text: str, match: re.Match[str], key: str, key_start: int
-) -> tuple[int, int] | None:
-    """Where the assigned value is, or None when it is code rather than data."""
+def _value_span(text: str, match: re.Match[str], key_start: int) -> tuple[int, int] | None:
+    """Where the assigned value is, or None when a quoted value is a pattern or template."""
     if match.start("quoted") >= 0:
         start, end = match.span("quoted")
         prefix = match.group("prefix").lower()
@@ -326,17 +335,22 @@ def _value_span(
         return start, end
     start, raw_end = match.span("bare")
     in_query = key_start > 0 and text[key_start - 1] in "?&"
-    value = _trim_bare(text[start:raw_end], in_query=in_query)
-    end = start + len(value)
+    value = text[start:raw_end]
+    if text[match.end("rest") : start] == ":":  # `{password:!0,x:1}`: minified code, not YAML
+        value = re.split(r"[,}]", value, maxsplit=1)[0]
+    return start, start + len(_trim_bare(value, in_query=in_query))
+
+
+def _bare_is_code(text: str, match: re.Match[str], key: str, key_start: int, end: int) -> bool:
+    """True when the bare value ending at ``end`` is code or prose, read in its line."""
     newline = text.find("\n", end)
-    code = _is_code(
-        value,
+    return _is_code(
+        text[match.start("bare") : end],
         key,
-        sep=text[match.end("rest") : start],
+        sep=text[match.end("rest") : match.start("bare")],
         tail=text[end : len(text) if newline < 0 else newline],
         line_before_key=text[text.rfind("\n", 0, key_start) + 1 : key_start],
     )
-    return None if code else (start, end)
 
 
 def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
@@ -350,6 +364,6 @@ def _is_secret_value(value: str, key: str, kind: str, *, quoted: bool) -> bool:
         return False  # `"password": "string"`: a schema's type
     if quoted and value != value.strip():
         return False  # `": found from "`: a fragment of prose between quotes
-    if word in value.lower() and _LABEL.fullmatch(value):
+    if word in value.lower() and (_LABEL.fullmatch(value) or value.isalpha()):
         return False  # `"invalid-bootstrap-token"`: a name for the secret, not the secret
     return len(value) >= _MIN_LENGTH.get(kind, 4)

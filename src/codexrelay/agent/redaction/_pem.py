@@ -37,6 +37,7 @@ _BODY = re.compile(
 )
 _JUNK = " \t+-\"'#/*>|;,"
 _DIGITS = re.compile(r"[0-9]")
+_MAX_LINE = 512
 _TRAILER = re.compile(r"(?:\\[nr]|[ \t\"',;+)\r])*")
 
 
@@ -47,6 +48,8 @@ def _shape(prefix: str) -> str:
 
 def _body_line(text: str, pos: int, line_end: int, shape: str) -> re.Match[str] | None:
     """The body of one line of a key block, or None when the line ends the block."""
+    if line_end - pos > _MAX_LINE:
+        return None  # key lines are short; a long line is something else (and slow to try)
     header = _HEADER.fullmatch(text, pos, line_end)
     if header is not None:
         return header

@@ -127,7 +127,9 @@ _AWS_ID = AWSKeyDetector.denylist[0]
 _BASE64_40 = r"(?<![A-Za-z0-9/+=])(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
 # The library's Basic Auth regex needs a user name; `redis://:password@host` has none.
 _URL_FORBIDDEN = re.escape(RESERVED_CHARACTERS + SUB_DELIMITER_CHARACTERS)
-_URL_CREDENTIALS = re.compile(rf"://[^{_URL_FORBIDDEN}\s]*:(?P<secret>[^{_URL_FORBIDDEN}\s]+)@")
+_URL_CREDENTIALS = re.compile(
+    rf"://[^{_URL_FORBIDDEN}\s]{{0,256}}:(?P<secret>[^{_URL_FORBIDDEN}\s]{{1,256}})@"
+)
 
 FORMAT_RULES: tuple[RuleFamily, ...] = (
     RuleFamily(
@@ -172,7 +174,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             # The library caps personal tokens at 50 characters; newer ones add a dotted tail.
             PatternRule(
                 "gitlab_token",
-                re.compile(r"glpat-[A-Za-z0-9_-]{20,}(?:\.[A-Za-z0-9_-]+)*"),
+                re.compile(r"glpat-[A-Za-z0-9_-]{20,255}(?:\.[A-Za-z0-9_-]{1,64}){0,4}"),
                 fenced=_WORD,
             ),
         ),
@@ -193,11 +195,11 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
         re.compile("sk-"),
         (
             PatternRule(
-                "anthropic_api_key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}"), fenced=_WORD
+                "anthropic_api_key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,512}"), fenced=_WORD
             ),
             PatternRule(
                 "openai_api_key",
-                re.compile(r"sk-(?!ant-)(?:[a-z]+-)?[A-Za-z0-9_-]{20,}"),
+                re.compile(r"sk-(?!ant-)(?:[a-z]+-)?[A-Za-z0-9_-]{20,512}"),
                 accept=_mixed,
                 fenced=_WORD,
             ),
@@ -210,7 +212,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             # Rotating (`xoxe.xoxp-`), refresh (`xoxe-`) and app-level (`xapp-`) tokens.
             PatternRule(
                 "slack_token",
-                re.compile(r"x(?:ox[abeoprs](?:\.xox[bp])?|app)-[A-Za-z0-9-]{10,}"),
+                re.compile(r"x(?:ox[abeoprs](?:\.xox[bp])?|app)-[A-Za-z0-9-]{10,255}"),
                 accept=_mixed,
                 fenced=_ALNUM,
             ),
@@ -224,7 +226,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             PatternRule(
                 "slack_webhook",
                 re.compile(
-                    r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]{20,}"
+                    r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/-]{20,255}"
                 ),
                 folded=True,
             ),
@@ -239,19 +241,19 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
         (
             PatternRule(
                 "stripe_key",
-                re.compile(r"k_(?:live|test)_[0-9a-zA-Z]{10,}"),
+                re.compile(r"k_(?:live|test)_[0-9a-zA-Z]{10,255}"),
                 accept=lambda value: not value.startswith("pk_test_"),
                 fenced=_ALNUM,
                 lead="srp",
             ),
-            PatternRule("stripe_key", re.compile(r"whsec_[A-Za-z0-9+/=]{20,}"), fenced=_ALNUM),
+            PatternRule("stripe_key", re.compile(r"whsec_[A-Za-z0-9+/=]{20,255}"), fenced=_ALNUM),
             # The library's JWT regex ends lazily, so it never covers the signature; its
             # check that header and payload decode to JSON is kept.
             PatternRule(
                 "jwt",
                 re.compile(
-                    r"eyJ[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}"
-                    r"(?:\.[A-Za-z0-9_-]*={0,2})?"
+                    r"eyJ[A-Za-z0-9_-]{4,1024}={0,2}\.[A-Za-z0-9_-]{4,2048}={0,2}"
+                    r"(?:\.[A-Za-z0-9_-]{0,1024}={0,2})?"
                 ),
                 accept=JwtTokenDetector.is_formally_valid,
                 fenced=_WORD,
@@ -259,7 +261,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             PatternRule("url_password", _URL_CREDENTIALS, "secret", _not_placeholder, priority=2),
             PatternRule(
                 "bearer_token",
-                re.compile(r"bearer[ \t]+(?P<secret>[a-z0-9._~+/-]{16,}=*)"),
+                re.compile(r"bearer[ \t]+(?P<secret>[a-z0-9._~+/-]{16,2048}={0,2})"),
                 "secret",
                 _bearer_value,
                 folded=True,
@@ -271,7 +273,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
                 re.compile(
                     r"authorization(?:\\?[\"'])?[ \t]*[:=][ \t]*(?:\\?[\"'])?"
                     r"(?:(?:bearer|basic|token|bot|digest|apikey|sso-key|key)[ \t]+)?"
-                    r"(?P<secret>[^\s\"'`,;\\]{8,})"
+                    r"(?P<secret>[^\s\"'`,;\\]{8,2048})"
                 ),
                 "secret",
                 _header_value,
@@ -283,7 +285,8 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
                 "password",
                 re.compile(
                     r"--(?:[a-z0-9]+-)*(?:password|passwd|pass|token|secret|api-?key"
-                    r"|access-key|secret-key)(?:=|[ \t]+)[\"']?(?P<secret>[^\s\"'`-][^\s\"'`]*)"
+                    r"|access-key|secret-key)(?:=|[ \t]+)[\"']?"
+                    r"(?P<secret>[^\s\"'`-][^\s\"'`]{0,255})"
                 ),
                 "secret",
                 _not_placeholder,
@@ -293,7 +296,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
             ),
             PatternRule(
                 "password",
-                re.compile(r"-(?:u|-user)[ \t]+[^\s:\"'`]+:(?P<secret>[^\s\"'`]+)"),
+                re.compile(r"-(?:u|-user)[ \t]+[^\s:\"'`]{1,128}:(?P<secret>[^\s\"'`]{1,256})"),
                 "secret",
                 _not_placeholder,
                 fenced=_WORD,
@@ -305,7 +308,7 @@ FORMAT_RULES: tuple[RuleFamily, ...] = (
                 re.compile(
                     r"<(?P<tag>password|passwd|passphrase|secret|token|apikey|api_key|accesskey"
                     r"|secretkey|client_secret|access_token|auth_token)>"
-                    r"(?P<secret>[^<\n]+)</(?P=tag)>"
+                    r"(?P<secret>[^<\n]{1,1024})</(?P=tag)>"
                 ),
                 "secret",
                 _not_placeholder,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from codexrelay.agent.redaction import _assignments, _pem
@@ -91,9 +91,3 @@ def _fold(text: str) -> str:
     if len(folded) != len(text):  # a rare character (`İ`) lower-cases to two
         folded = text.translate(_ASCII_LOWER)
     return folded
-
-
-def iter_kinds(text: str) -> Iterator[str]:
-    """The kinds named by the markers in a redacted text (for logs and tests)."""
-    for match in re.finditer(r"\[REDACTED:([a-z_]+)\]", text):
-        yield match.group(1)

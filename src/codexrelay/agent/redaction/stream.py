@@ -3,7 +3,8 @@
 Only whole lines are redacted and released; the unfinished last line is held back until its
 newline arrives. A line longer than ``max_line_chars`` (a minified bundle, a progress bar
 without newlines) is released in pieces cut at whitespace, never inside a secret or between
-it and its key, keeping the last 2 KB (longer than any token we detect) held back.
+it and its key, keeping the last 4 KB (longer than any secret we detect but a private key
+inside one JSON line) held back.
 A private key block is never held: its lines are redacted as they arrive and the open block
 is remembered across chunks.
 """
@@ -28,7 +29,7 @@ class StreamRedactor:
     def __init__(self, redactor: Redactor, *, max_line_chars: int = 8192) -> None:
         self._redactor = redactor
         self._max_line = max(max_line_chars, 256)
-        self._keep = min(2048, self._max_line // 2)
+        self._keep = min(4096, self._max_line // 2)
         self._pending = ""
         self._open_block: str | None = None
 
@@ -67,7 +68,7 @@ class StreamRedactor:
 
         Prefer whitespace not right after `=`, `:` or `Bearer`, within the last
         ``max_line_chars``; never inside a secret found in the whole held text, nor between
-        a secret and the key or flag that marks it (the last 2 KB stay held, so any secret
+        a secret and the key or flag that marks it (the last 4 KB stay held, so any secret
         that starts before the cut is complete in that text).
         """
         limit = len(text) - self._keep
@@ -86,4 +87,4 @@ class StreamRedactor:
         for hit in reversed(hits):
             if hit.anchor < cut < hit.end:
                 cut = hit.anchor
-        return max(cut, line_start)
+        return cut if cut > line_start else limit  # a secret longer than 4 KB may be split
