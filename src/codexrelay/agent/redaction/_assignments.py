@@ -1,6 +1,6 @@
 """Secrets assigned to a name that says so: `password=`, `"api_key": "..."`, `AUTH_TOKEN=` (B3).
 
-One regex finds a secret-ish word followed by an assignment (`=`, `:`, `:=`, `=>`, a typed
+A few regexes find a secret-ish word followed by an assignment (`=`, `:`, `:=`, `=>`, a typed
 `name: str = ...`) and a quoted or bare value; Python then decides from the whole key name and
 the value. The key words come from detect-secrets' keyword plugin (``DENYLIST``), widened with
 tokens and the common `*_secret_key` / `*_access_key` names, and matched at the *end* of the
@@ -56,7 +56,8 @@ _ASSIGNMENTS = tuple(
 )
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$ñ")
 
-_PASSWORD_ENDINGS = r"password|passwd|pwd|passphrase|pass|contraseña|contrasena"  # noqa: S105 (key names, not a password)
+# Key names, not a password (hence the noqa).
+_PASSWORD_ENDINGS = r"password|passwd|pwd|passphrase|pass|contraseña|contrasena"  # noqa: S105
 _STRONG_KEY = re.compile(
     r"(?:(?:^|_)(?:"
     + "|".join(DENYLIST)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from codexrelay.agent.redaction import _assignments, _pem
@@ -21,8 +20,6 @@ from codexrelay.agent.redaction.settings import RedactionSettings
 
 if TYPE_CHECKING:
     from codexrelay.agent.redaction.stream import StreamRedactor
-
-Finder = Callable[[str], Iterable[Hit]]
 
 
 def _custom_rule(pattern: str) -> RuleFamily:
