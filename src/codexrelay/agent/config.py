@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
+from codexrelay.agent.redaction import RedactionSettings
 from codexrelay.protocol import ID_PATTERN
 from codexrelay.settings import CamelModel, load_json_model
 
@@ -182,6 +183,10 @@ class AgentConfig(CamelModel):
     )
     max_concurrent_tasks: int = Field(
         2, ge=1, le=32, description="tasks run at once, 1 to 32; more wait in a queue"
+    )
+    redaction: RedactionSettings = Field(
+        default_factory=RedactionSettings,
+        description="secret redaction of everything sent to the relay (on by default)",
     )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -25,7 +25,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from codexrelay import __version__
 from codexrelay.agent.catalog import SessionCatalog
 from codexrelay.agent.config import AgentConfig
-from codexrelay.agent.executor import Executor, Redact, no_redaction
+from codexrelay.agent.executor import Executor
+from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.protocol import (
@@ -92,7 +93,7 @@ class AgentConnection:
         config: AgentConfig,
         tokens: TokenStore,
         *,
-        redact: Redact = no_redaction,
+        redactor: Redactor | None = None,
         catalog: SessionCatalog | None = None,
         on_state: Callable[[str], None] | None = None,
     ) -> None:
@@ -101,9 +102,10 @@ class AgentConnection:
         self.catalog = catalog or SessionCatalog(
             codex_home=config.codex_home, workspace_root=config.root
         )
-        self._redact = redact
+        self.redactor = redactor or Redactor(config.redaction)
+        self._redact = self.redactor.redact
         self.executor = Executor(
-            config, self.send, session_ids=self.catalog.session_ids, redact=redact
+            config, self.send, session_ids=self.catalog.session_ids, redactor=self.redactor
         )
         self.status = StatusFile(config.state_path)
         self._on_state = on_state

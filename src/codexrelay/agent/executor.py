@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from codexrelay.agent.config import AgentConfig, resolve_inside
 from codexrelay.agent.ledger import TaskLedger
+from codexrelay.agent.redaction import Redactor, StreamRedactor
 from codexrelay.agent.runners.actions import ActionRunner
 from codexrelay.agent.runners.base import Runner, TaskOutcome, TaskRefusedError
 from codexrelay.agent.runners.codex import CodexExecRunner
@@ -75,6 +76,9 @@ class _Task:
     seq: int = 0
     redactions: int = 0
     job: asyncio.Task[None] | None = None
+    # Streamed output passes through one stream redactor per task, so a secret split
+    # across two chunks is still caught (B3).
+    stream: StreamRedactor | None = None
 
 
 class Executor:
@@ -87,6 +91,7 @@ class Executor:
         *,
         session_ids: SessionIds = no_sessions,
         redact: Redact = no_redaction,
+        redactor: Redactor | None = None,
         ledger: TaskLedger | None = None,
         runners: Mapping[TaskKind, Runner] | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
@@ -94,7 +99,8 @@ class Executor:
         self.config = config
         self._send_raw = send
         self._session_ids = session_ids
-        self._redact = redact
+        self._redactor = redactor
+        self._redact = redactor.redact if redactor is not None else redact
         self.ledger = ledger or TaskLedger.open(config.state_path)
         self.runners = dict(runners or default_runners(config))
         self.max_queued = max_queued
@@ -251,6 +257,9 @@ class Executor:
             return TaskOutcome(status="failed", error="the agent failed to run this task")
 
     async def _progress(self, task: _Task, event: ProgressEvent) -> None:
+        if event.kind == "output" and self._redactor is not None:
+            await self._stream_output(task, event.text)
+            return
         text = self._clean(task, event.text, TEXT_LIMIT)
         command = None if event.command is None else self._clean(task, event.command, COMMAND_LIMIT)
         changes = [
@@ -268,7 +277,23 @@ class Executor:
         task.seq += 1
         await self._send(TaskProgress(task_id=task.spec.id, seq=task.seq, event=clean))
 
+    async def _stream_output(self, task: _Task, chunk: str, *, final: bool = False) -> None:
+        """Feed streamed output through the task's stream redactor and send what is safe."""
+        if task.stream is None:
+            if self._redactor is None or final:
+                return
+            task.stream = self._redactor.stream()
+        text, count = task.stream.flush() if final else task.stream.feed(chunk)
+        task.redactions += count
+        if not text:
+            return
+        for start in range(0, len(text), TEXT_LIMIT):
+            task.seq += 1
+            piece = ProgressEvent(kind="output", text=text[start : start + TEXT_LIMIT])
+            await self._send(TaskProgress(task_id=task.spec.id, seq=task.seq, event=piece))
+
     async def _finish(self, task: _Task, outcome: TaskOutcome) -> None:
+        await self._stream_output(task, "", final=True)
         diff = None
         truncated = outcome.diff_truncated
         if outcome.diff_text is not None:

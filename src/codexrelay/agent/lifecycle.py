@@ -17,6 +17,7 @@ from codexrelay.agent.commands import agent, agent_config_option, load_agent_or_
 from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.connection import EXIT_REVOKED, AgentConnection
 from codexrelay.agent.enroll import PairingError, claim_code, wait_for_token
+from codexrelay.agent.redaction import startup_warning
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore, TokenStoreError
 
@@ -40,6 +41,8 @@ def _configure_logging() -> None:
 def serve(config: AgentConfig, tokens: TokenStore) -> int:
     """Run the agent until SIGINT/SIGTERM (0) or until its token is refused (3)."""
     _configure_logging()
+    if (warning := startup_warning(config.redaction)) is not None:
+        click.echo(warning, err=True)
     if StatusFile(config.state_path).running_pid() not in {None, os.getpid()}:
         _fail(f"another agent is already running with state dir {config.state_path}")
 

@@ -19,7 +19,7 @@ from codexrelay.relay.state import Role, SessionRecord, UserRecord
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The process's service container."""
     services: Services = request.app.state.services
     return services
@@ -57,7 +57,7 @@ def clear_session_cookie(response: Response, services: Services) -> None:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def client_ip(request: Request, services: ServicesDep) -> str:
+async def client_ip(request: Request, services: ServicesDep) -> str:
     """The caller's address for rate limits (X-Forwarded-For only from trusted proxies)."""
     return client_address(request.scope, services.trusted_proxies)
 
@@ -75,7 +75,7 @@ class Caller:
         return self.user.status == "enrollment-locked" or self.session.enrollment_only
 
 
-def current_caller(request: Request, services: ServicesDep) -> Caller:
+async def current_caller(request: Request, services: ServicesDep) -> Caller:
     """The session behind the cookie; 401 ``unauthenticated`` without a live one."""
     value = request.cookies.get(cookie_name(services))
     now = services.now()
@@ -95,7 +95,7 @@ def current_caller(request: Request, services: ServicesDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
-def active_caller(caller: CallerDep) -> Caller:
+async def active_caller(caller: CallerDep) -> Caller:
     """A caller who has finished enrollment (R21); others get 403 ``enrollment-required``."""
     if caller.enrollment_locked:
         raise AppError(

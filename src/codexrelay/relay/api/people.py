@@ -42,7 +42,7 @@ INVITE_TTL_MIN, INVITE_TTL_MAX = 300, 2592000
 RECOVERY_TTL_MIN, RECOVERY_TTL_MAX = 300, 604800
 
 
-def instance_owner(caller: ActiveCallerDep) -> Caller:
+async def instance_owner(caller: ActiveCallerDep) -> Caller:
     """Only the relay's owner user administers other users (I2)."""
     if not caller.user.is_owner:
         raise AppError(ErrorCode.FORBIDDEN, "Only the relay owner can manage users.")
