@@ -155,12 +155,14 @@ def pair_agent(
     directory: Path,
     *,
     agent_id: str = "devbox",
+    process_env: dict[str, str] | None = None,
     **overrides: Any,
 ) -> AgentProcess:
     """Pair a new agent end to end (code, claim, approve) and leave it serving."""
     config = write_agent_config(directory, relay.setup.base_url, agent_id=agent_id, **overrides)
     code = create_code(client, wid)
-    agent = AgentProcess(config, directory / "agent.log").start("pair", "--pair-code", code)
+    agent = AgentProcess(config, directory / "agent.log", env=dict(process_env or {}))
+    agent.start("pair", "--pair-code", code)
     request = pending_request(client, wid, agent_id)
     res = client.post(f"/api/v1/workspaces/{wid}/pair-requests/{request['id']}/approve")
     assert res.status_code == 200, res.text

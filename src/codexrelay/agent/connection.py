@@ -65,6 +65,20 @@ EXIT_STOPPED = 0
 EXIT_REVOKED = 3
 
 
+class ResumableIds:
+    """The catalog's session ids, refreshed once on a miss so a session recorded moments
+    ago (by the task just before) can be resumed without waiting for the next scan."""
+
+    def __init__(self, catalog: SessionCatalog) -> None:
+        self._catalog = catalog
+
+    def __contains__(self, session_id: object) -> bool:
+        if session_id in self._catalog.session_ids():
+            return True
+        self._catalog.refresh()
+        return session_id in self._catalog.session_ids()
+
+
 class TokenRevokedError(Exception):
     """The relay refused this agent's token; retrying cannot help."""
 
@@ -105,7 +119,7 @@ class AgentConnection:
         self.redactor = redactor or Redactor(config.redaction)
         self._redact = self.redactor.redact
         self.executor = Executor(
-            config, self.send, session_ids=self.catalog.session_ids, redactor=self.redactor
+            config, self.send, session_ids=self._resumable_ids, redactor=self.redactor
         )
         self.status = StatusFile(config.state_path)
         self._on_state = on_state
@@ -115,6 +129,9 @@ class AgentConnection:
         self._catalog_sent: list[Any] | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._renewals: asyncio.Queue[datetime | None] = asyncio.Queue()
+
+    def _resumable_ids(self) -> ResumableIds:
+        return ResumableIds(self.catalog)
 
     # ---- sending ------------------------------------------------------------------------
 

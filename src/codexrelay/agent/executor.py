@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from codexrelay.agent.config import AgentConfig, resolve_inside
@@ -39,7 +39,7 @@ from codexrelay.protocol import (
 log = logging.getLogger(__name__)
 
 Send = Callable[[Message], Awaitable[None]]
-SessionIds = Callable[[], Collection[str]]
+SessionIds = Callable[[], Container[str]]
 Redact = Callable[[str], tuple[str, int]]
 UUID_RE = re.compile(UUID_PATTERN)
 DEFAULT_MAX_QUEUED = 100
@@ -48,7 +48,7 @@ TEXT_LIMIT, COMMAND_LIMIT, ERROR_LIMIT = 65536, 4096, 4000
 FINAL_LIMIT, TAIL_LIMIT = 262144, 1 << 20
 
 
-def no_sessions() -> Collection[str]:
+def no_sessions() -> Container[str]:
     """The default catalog: nothing can be resumed."""
     return frozenset()
 
