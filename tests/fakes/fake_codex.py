@@ -593,7 +593,7 @@ class FakeRun:
         elif word == "sleep":
             time.sleep(float(arg))
         elif word == "child-pidfile":
-            child = subprocess.Popen(["sleep", "300"])  # noqa: S607 - a test fake
+            child = subprocess.Popen(["sleep", "300"])
             Path(arg).write_text(str(child.pid), encoding="utf-8")
         elif word == "hang":
             self.hang()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
 import httpx
 import pytest
 
-from tests.agents import AgentProcess, wait_online
-from tests.helpers import wait_until
-from tests.integration.conftest import finished, run, submit, task
+from tests.agents import AgentProcess, default_workspace, pair_agent, wait_online
+from tests.helpers import RelayProcess, wait_until, write_relay_config
+from tests.integration.conftest import World, finished, run, submit, task
 
 
 def test_run_action_completes_with_output(world):
@@ -225,3 +226,45 @@ def test_agent_restart_interrupts_unknown_tasks(world):
     done = finished(world, task_id, timeout=30)
     assert done["status"] == "interrupted"
     assert done["reason"] == "agent-restarted"
+
+
+def test_write_mode_returns_capped_diff(tmp_path):
+    """A4/R17/R18: with write mode allowed on both sides, an admin's task may write, and the
+    phone gets the git diff of the change."""
+    setup = write_relay_config(tmp_path / "relay", features={"codexExecWrite": True})
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    phone = relay.login()
+    wid = default_workspace(phone)
+    workspace = tmp_path / "agent" / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "README.md").write_text("hello\n")
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "init"],
+    ):
+        subprocess.run(["git", *args], cwd=workspace, check=True)
+    agent = pair_agent(
+        relay, phone, wid, tmp_path / "agent", features={"codexExec": True, "codexExecWrite": True}
+    )
+    world = World(relay, phone, wid, agent, tmp_path)
+    try:
+        done = run(
+            world,
+            type="codex_exec",
+            writeAccess=True,
+            prompt="FAKE: write README.md goodbye\nFAKE: message edited",
+        )
+        assert done["status"] == "completed", done
+        assert done["writeAccess"] is True
+        assert "-hello" in done["diffText"]
+        assert "+goodbye" in done["diffText"]
+        assert done["diffTruncated"] is False
+        assert (workspace / "README.md").read_text().startswith("goodbye")
+        read_only = run(world, type="codex_exec", prompt="FAKE: write NEW.md nope")
+        assert read_only["diffText"] is None
+        assert not (workspace / "NEW.md").exists()
+    finally:
+        agent.stop()
+        phone.close()
+        relay.stop()
