@@ -17,6 +17,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium.sh
 	$(PY) -m ruff check src tests bench
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

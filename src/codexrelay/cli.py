@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -16,6 +18,7 @@ from codexrelay.relay.config import RelayConfig, load_relay_config
 from codexrelay.settings import ConfigError, default_config_path, dump_config, write_config_file
 
 RELAY_CONFIG_ENV = "CODEXRELAY_RELAY_CONFIG"
+F = TypeVar("F", bound=Callable[..., Any])
 BOOTSTRAP_PREFIX = "crb_"
 
 
@@ -30,7 +33,7 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def relay_config_option() -> click.Option:
+def relay_config_option() -> Callable[[F], F]:
     """--config for relay commands (env CODEXRELAY_RELAY_CONFIG, else ./relay.json)."""
     return click.option(
         "--config",

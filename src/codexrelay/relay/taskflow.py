@@ -266,11 +266,11 @@ async def shutdown(services: Services) -> None:
 
 agentlink.HANDLERS.update(
     {
-        TaskAccepted: _on_accepted,  # type: ignore[dict-item]
-        TaskRejected: _on_rejected,  # type: ignore[dict-item]
-        TaskStarted: _on_started,  # type: ignore[dict-item]
-        TaskProgress: _on_progress,  # type: ignore[dict-item]
-        TaskFinished: _on_finished,  # type: ignore[dict-item]
+        TaskAccepted: _on_accepted,
+        TaskRejected: _on_rejected,
+        TaskStarted: _on_started,
+        TaskProgress: _on_progress,
+        TaskFinished: _on_finished,
     }
 )
 agentlink.CONNECTION_HOOKS.append(_on_connection)

@@ -46,8 +46,8 @@ async def _stream(
     last_id = request.headers.get("last-event-id")
     with services.events.subscribe(wid) as queue:
         yield f"retry: {RETRY_MS}\n\n"
-        for event in services.events.missed(wid, last_id):
-            yield event.frame()
+        for missed in services.events.missed(wid, last_id):
+            yield missed.frame()
         while _still_allowed(services, session_hash, user_id, wid):
             try:
                 event: Event | None = await asyncio.wait_for(queue.get(), HEARTBEAT_SEC)
