@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -234,3 +237,47 @@ def test_repairing_replaces_token_once_approved(relay, phone, tmp_path):
         assert [a["agentId"] for a in agents] == ["devbox"]
     finally:
         repair.stop()
+
+
+def test_agent_renews_token_before_expiry(tmp_path):
+    """Agent tokens never lapse silently: the agent renews over its socket before expiry."""
+    setup = write_relay_config(tmp_path / "relay", agentTokenTtlSec=6)
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    client = relay.login()
+    wid = default_workspace(client)
+    agent = pair_agent(relay, client, wid, tmp_path / "a")
+    token_file = tmp_path / "a" / "state" / "agent-token.json"
+    first = json.loads(token_file.read_text())["token"]
+    try:
+        wait_until(
+            lambda: json.loads(token_file.read_text())["token"] != first,
+            timeout=10,
+            what="a renewed token",
+        )
+        second = json.loads(token_file.read_text())["token"]
+        wait_until(
+            lambda: json.loads(token_file.read_text())["token"] != second,
+            timeout=10,
+            what="a second renewal",
+        )
+        assert agent.running()
+        assert agent_info(client, wid, "devbox")["online"] is True
+    finally:
+        agent.stop()
+        client.close()
+        relay.stop()
+
+
+@pytest.mark.slow
+def test_dead_agent_detected_within_30_seconds(relay, phone, tmp_path):
+    """A frozen agent (no pongs) is marked offline by the relay's pings within 30 s."""
+    wid = default_workspace(phone)
+    agent = pair_agent(relay, phone, wid, tmp_path / "a")
+    try:
+        os.kill(agent.proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        wait_online(phone, wid, "devbox", online=False, timeout=30)
+        print(f"dead agent noticed after {time.monotonic() - started:.1f}s")
+    finally:
+        os.kill(agent.proc.pid, signal.SIGCONT)
+        agent.stop()
