@@ -6,9 +6,11 @@ from datetime import datetime
 
 from fastapi import APIRouter, Response
 
+from codexrelay.crypto import b64url, keyed_hash
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay import identity, sessions
 from codexrelay.relay.api.schemas import SessionOut, UserOut
+from codexrelay.relay.config import RelayFeatures
 from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
 from codexrelay.relay.state import Role, SessionVia
 from codexrelay.settings import CamelModel
@@ -35,10 +37,22 @@ class MeUserOut(UserOut):
     has_passkey: bool
 
 
+class RelayInfo(CamelModel):
+    """What the web app shows about this relay: its name and its feature flags (R09)."""
+
+    app_name: str
+    features: RelayFeatures
+
+
 class MeOut(CamelModel):
     user: MeUserOut
     memberships: list[MembershipOut]
     session: SessionInfo
+    relay: RelayInfo
+
+
+class CacheKeyOut(CamelModel):
+    key: str
 
 
 class SessionsOut(CamelModel):
@@ -69,7 +83,18 @@ async def me(caller: CallerDep, services: ServicesDep) -> MeOut:
             is_recovery=session.via in sessions.RECOVERY_VIAS,
             enrollment_locked=caller.enrollment_locked,
         ),
+        relay=RelayInfo(app_name=services.config.web.app_name, features=services.config.features),
     )
+
+
+@router.get("/cache-key", response_model=CacheKeyOut)
+async def cache_key(caller: ActiveCallerDep, services: ServicesDep) -> CacheKeyOut:
+    """The user's device-cache key (B5, R11): 32 bytes only a signed-in, enrolled session
+    can fetch, so one user's cached task details are unreadable to another user of the same
+    browser and to whoever holds the phone without a session. Rotating ``tokenSecret`` (I3)
+    makes every device cache unreadable."""
+    digest = keyed_hash(services.token_secret, "device-cache", caller.user.id)
+    return CacheKeyOut(key=b64url(bytes.fromhex(digest)))
 
 
 @router.get("/sessions", response_model=SessionsOut)
