@@ -1,0 +1,1 @@
+"""Reliability and security proofs: fuzzing, faults, crashes, brute force, leaks, abuse."""
