@@ -32,6 +32,7 @@ from codexrelay.relay import (
 from codexrelay.relay.api import agents, auth, events, me, passkeys, people, workspaces
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import tasks as tasks_api
+from codexrelay.relay.api.schemas import ERROR_RESPONSES
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.security import (
     CatchAllMiddleware,
@@ -156,13 +157,13 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses=ERROR_RESPONSES)
     async def healthz() -> dict[str, bool]:
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
 
     for module in (auth, me, workspaces, passkeys, people, pairing_api, agents, tasks_api, events):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
 
     # add_middleware prepends: the last added runs first (outermost).

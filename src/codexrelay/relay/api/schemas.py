@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from codexrelay.relay.state import Role, SessionRecord, SessionVia, UserRecord, UserStatus
 from codexrelay.settings import CamelModel
@@ -54,3 +55,10 @@ class SessionOut(CamelModel):
 class ErrorOut(CamelModel):
     error: str
     message: str
+    request_id: str | None = None  # only on 500s, to match a log line
+
+
+# Every route may answer with the one error shape (API.md), so the schema says so.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {"model": ErrorOut, "description": "An error: a stable code and one sentence"}
+}
