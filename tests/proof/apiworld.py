@@ -154,7 +154,7 @@ def send(world: ApiWorld, method: str, url: str, **kwargs: Any) -> Any:
     with world.client.stream(method, url, **kwargs) as res:
         if res.headers.get("content-type", "").startswith("text/event-stream"):
             res.is_stream_consumed = True
-            res._content = b""  # noqa: SLF001 - the stream never ends; only its head is checked
+            res._content = b""
             return res
         res.read()
     world.client.cookies.clear()
