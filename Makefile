@@ -16,6 +16,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-chromium.sh
+	deploy/ensure-caddy.sh
 	$(PY) -m ruff check src tests bench
 	$(PY) -m mypy
 	$(PY) -m pytest

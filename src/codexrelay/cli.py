@@ -15,6 +15,8 @@ from codexrelay.agent.commands import agent
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo
 from codexrelay.relay.config import RelayConfig, load_relay_config
+from codexrelay.relay.scaffold import scaffold_command
+from codexrelay.relay.snapshot import snapshot_command
 from codexrelay.settings import ConfigError, default_config_path, dump_config, write_config_file
 
 RELAY_CONFIG_ENV = "CODEXRELAY_RELAY_CONFIG"
@@ -209,3 +211,5 @@ def secret_hash() -> None:
 
 main.add_command(demo)
 main.add_command(agent)
+relay.add_command(scaffold_command)
+relay.add_command(relay_config_option()(snapshot_command))
