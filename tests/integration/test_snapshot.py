@@ -160,3 +160,29 @@ def test_snapshot_preserves_an_unusable_state_file(tmp_path, content, problem):
     assert manifest["files"]["state.json"]["sha256"] == hashlib.sha256(content).hexdigest()
     with tarfile.open(fileobj=io.BytesIO(out.read_bytes())) as archive:
         assert "relay-snapshot/SHA256SUMS" in archive.getnames()
+
+
+def test_snapshot_keeps_the_audit_trail_but_never_the_signing_key(tmp_path):
+    """The audit files and the public key go into the snapshot for analysis; the private
+    signing key in dataDir, the lock file and temporary files do not."""
+    setup = write_relay_config(tmp_path / "relay")
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    relay.login().close()
+    relay.stop()
+    data = setup.data_dir
+    (data / "audit").mkdir(exist_ok=True)
+    (data / "audit" / "000000000001-000.jsonl").write_text('{"seq": 1}\n')
+    (data / "audit" / ".partial.tmp").write_text("x")
+    (data / "extra-signing-key.pem").write_text("PRIVATE")
+    (data / "extra-signing-key.pub").write_text("PUBLIC")
+    out = tmp_path / "snap.tar.gz"
+    res = snapshot(setup.config_path, out)
+    assert res.returncode == 0, res.stderr
+    files = members(out)
+    manifest = check_consistent(files)
+    assert files["audit/000000000001-000.jsonl"] == b'{"seq": 1}\n'
+    assert files["extra-signing-key.pub"] == b"PUBLIC"
+    assert set(manifest["files"]) == set(files) - {"manifest.json", "SHA256SUMS"}
+    for name, content in files.items():
+        assert not name.endswith((".pem", ".lock", ".tmp")), name
+        assert b"PRIVATE" not in content

@@ -3,8 +3,9 @@
 The store replaces ``state.json`` by rename and never writes it in place, so one plain read
 gets a whole version of the file even while the relay runs; no lock and no pause are needed.
 The snapshot is a gzip'd tar, mode 0600, holding the exact bytes of ``state.json``, the config
-with ``tokenSecret`` masked, a ``manifest.json`` (time, schema version, counts, sha256 of each
-file) and ``SHA256SUMS`` for ``sha256sum -c``. A corrupt or unknown-version state file is
+with ``tokenSecret`` masked, the audit trail (``audit/`` and the public key, never the private
+one), a ``manifest.json`` (time, schema version, counts, sha256 of each file) and
+``SHA256SUMS`` for ``sha256sum -c``. A corrupt or unknown-version state file is
 preserved too, flagged in the manifest: that is exactly when someone will want to look at it.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import secrets
 import socket
 import tarfile
 from datetime import UTC, datetime
@@ -23,7 +26,7 @@ import click
 from pydantic import ValidationError
 
 from codexrelay import __version__
-from codexrelay.fileio import write_private_file
+from codexrelay.fileio import PRIVATE_FILE, fsync_dir
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.state import SCHEMA_VERSION, State
 
@@ -71,55 +74,88 @@ def _file_entry(data: bytes) -> dict[str, Any]:
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def build_snapshot(config: RelayConfig, *, now: datetime) -> tuple[bytes, dict[str, Any]]:
-    """The archive bytes and its manifest. Raises ``SnapshotError`` if there is no state."""
-    path = config.state_path
+def audit_files(data_dir: Path) -> list[tuple[str, Path]]:
+    """The audit trail (``audit/``) and the public half of its key, never the private key."""
+    found = [(p.name, p) for p in sorted(data_dir.glob("*.pub")) if p.is_file()]
+    audit = data_dir / "audit"
+    if audit.is_dir():
+        found += [
+            (str(p.relative_to(data_dir)), p)
+            for p in sorted(audit.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")
+        ]
+    return found
+
+
+def read_state_bytes(path: Path) -> bytes:
+    """One read of a file the store replaces only by rename: always one whole version."""
     try:
-        state = path.read_bytes()  # one read of a file replaced only by rename: consistent
+        return path.read_bytes()
     except FileNotFoundError:
         msg = f"{path} does not exist: this relay has no state to preserve"
         raise SnapshotError(msg) from None
     except OSError as exc:
         msg = f"cannot read {path}: {exc.strerror}"
         raise SnapshotError(msg) from None
-    files = {"state.json": state, "relay-config.json": masked_config(config)}
-    manifest = {
-        "format": FORMAT,
-        "createdAt": now.isoformat().replace("+00:00", "Z"),
-        "codexrelayVersion": __version__,
-        "host": socket.gethostname(),
-        "statePath": str(path),
-        "supportedSchemaVersion": SCHEMA_VERSION,
-        "state": inspect_state(state),
-        "files": {name: _file_entry(data) for name, data in files.items()},
-    }
-    files["manifest.json"] = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
-    sums = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in files.items())
-    files["SHA256SUMS"] = sums.encode("utf-8")
-    return _tar_gz(files, mtime=now), manifest
 
 
-def _tar_gz(files: dict[str, bytes], *, mtime: datetime) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"relay-snapshot/{name}")
-            info.size = len(data)
-            info.mode = 0o600
-            info.mtime = int(mtime.timestamp())
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+def write_archive(config: RelayConfig, out: Path, *, now: datetime) -> dict[str, Any]:
+    """Write the gzip'd tar to ``out`` (0600, atomically, durable); return the manifest.
+
+    Files are read one at a time so a long audit trail never has to fit in memory twice.
+    Audit files are append-only, so each read is a prefix of the trail that the offline
+    verifier accepts (a line being appended at that instant shows as torn, as after a crash).
+    """
+    state = read_state_bytes(config.state_path)
+    entries: dict[str, dict[str, Any]] = {}
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            with tarfile.open(fileobj=fh, mode="w:gz") as archive:
+
+                def add(name: str, data: bytes) -> None:
+                    info = tarfile.TarInfo(f"relay-snapshot/{name}")
+                    info.size = len(data)
+                    info.mode = PRIVATE_FILE
+                    info.mtime = int(now.timestamp())
+                    archive.addfile(info, io.BytesIO(data))
+                    entries[name] = _file_entry(data)
+
+                add("state.json", state)
+                add("relay-config.json", masked_config(config))
+                for name, path in audit_files(config.data_path):
+                    add(name, path.read_bytes())
+                manifest = {
+                    "format": FORMAT,
+                    "createdAt": now.isoformat().replace("+00:00", "Z"),
+                    "codexrelayVersion": __version__,
+                    "host": socket.gethostname(),
+                    "statePath": str(config.state_path),
+                    "supportedSchemaVersion": SCHEMA_VERSION,
+                    "state": inspect_state(state),
+                    "files": dict(entries),
+                }
+                add("manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+                sums = "".join(f"{e['sha256']}  {n}\n" for n, e in entries.items())
+                add("SHA256SUMS", sums.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(out.parent)
+    return manifest
 
 
 def write_snapshot(config: RelayConfig, out: Path, *, force: bool) -> dict[str, Any]:
-    """Build the snapshot and write it atomically, 0600; refuses to replace without ``force``."""
+    """Write the snapshot, 0600; refuses to replace an existing file without ``force``."""
     if out.exists() and not force:
         msg = f"{out} already exists; pass --force to replace it"
         raise SnapshotError(msg)
-    archive, manifest = build_snapshot(config, now=datetime.now(UTC))
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_private_file(out, archive)
-    return manifest
+    return write_archive(config, out, now=datetime.now(UTC))
 
 
 def describe(manifest: dict[str, Any]) -> str:
