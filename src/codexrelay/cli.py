@@ -14,6 +14,7 @@ from codexrelay.agent import lifecycle  # noqa: F401 - registers pair/start/stat
 from codexrelay.agent.commands import agent
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo
+from codexrelay.relay.audit.commands import audit, init_key, relay_audit
 from codexrelay.relay.config import RelayConfig, load_relay_config
 from codexrelay.relay.scaffold import scaffold_command
 from codexrelay.relay.snapshot import snapshot_command
@@ -118,6 +119,9 @@ def relay_init(
     click.echo(f"Wrote {config_path} (mode 0600).")
     click.echo(f"URL: {config.public_origin}/")
     click.echo(f"Recovery token: {token}")
+    # B2: the audit signing key is made now, so its public key can be noted down with the token.
+    signer = init_key(config.with_base_dir(config_path.resolve().parent))
+    click.echo(f"Audit public key: {signer.public_text}")
     click.echo(
         "Store the recovery token in a password manager now: it is shown only once and the "
         "relay keeps only its hash.",
@@ -213,3 +217,7 @@ main.add_command(demo)
 main.add_command(agent)
 relay.add_command(scaffold_command)
 relay.add_command(relay_config_option()(snapshot_command))
+relay.add_command(relay_audit)
+for _command in relay_audit.commands.values():
+    relay_config_option()(_command)
+main.add_command(audit)

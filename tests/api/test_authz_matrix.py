@@ -88,6 +88,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", f"{PREFIX}/tasks/{{task_id}}/cancel"): Row(Role.MEMBER, body=None, allowed=404),
     # live events (viewers+)
     ("GET", f"{PREFIX}/events"): Row(Role.VIEWER, body=None, allowed=200),
+    # audit trail (B2): admins read and export their workspace's records
+    ("GET", f"{PREFIX}/audit"): Row(Role.ADMIN, body=None, allowed=200),
+    ("GET", f"{PREFIX}/audit/export"): Row(Role.ADMIN, body=None, allowed=200),
 }
 
 
@@ -196,7 +199,9 @@ def probe(world: World, caller: str, method: str, path: str, body: Any) -> tuple
     if body is not None:
         kwargs["json"] = body
     with world.client.stream(method, path, **kwargs) as res:
-        if res.headers.get("content-type", "").startswith("text/event-stream"):
+        if res.headers.get("content-type", "").startswith(
+            ("text/event-stream", "application/x-ndjson")
+        ):
             return res.status_code, None
         res.read()
         payload = res.json() if res.content else None

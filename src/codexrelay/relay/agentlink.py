@@ -28,7 +28,7 @@ from codexrelay.protocol import (
     TokenRenewed,
     Welcome,
 )
-from codexrelay.relay import pairing
+from codexrelay.relay import audit, pairing
 from codexrelay.relay.hub import LiveAgent
 from codexrelay.relay.services import AgentCatalog, Services
 from codexrelay.relay.state import AgentRecord, CatalogEntry
@@ -186,6 +186,13 @@ async def _dispatch(
             secret=services.token_secret,
             rand=services.rand,
             ttl_sec=services.config.agent_token_ttl_sec,
+        )
+        await services.audit.record(
+            "agent.token-renewed",
+            now=services.now(),
+            workspace=agent.workspace_id,
+            actor=audit.agent_actor(agent),
+            target={"agentKey": agent.key, "agentId": agent.agent_id},
         )
         await services.store.commit()
         await live.send(TokenRenewed(agent_token=token, expires_at=agent.token_expires_at))

@@ -30,9 +30,11 @@ from codexrelay.relay import (
     taskflow,  # noqa: F401 - registers the task handlers and hooks
 )
 from codexrelay.relay.api import agents, auth, events, me, passkeys, people, workspaces
+from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
+from codexrelay.relay.audit.context import audit_refusal
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.security import (
     CatchAllMiddleware,
@@ -52,9 +54,9 @@ def _error_response(error: AppError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)  # noqa: S101 - registered for AppError only
-    return _error_response(exc)
+    return _error_response(await audit_refusal(request, exc))  # B2: refusals on record
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -98,6 +100,11 @@ class WebMount(Mount):
 def run_startup(services: Services) -> None:
     """Bring loaded state up to date: the owner exists, stale sessions are gone."""
     now = services.now()
+    services.audit.start(
+        bootstrap_hash=services.config.bootstrap_admin_token_hash,
+        token_secret=services.token_secret,
+        now=now,
+    )
     if identity.ensure_owner(services.state, now=now, rand=services.rand):
         log.info("created the owner user and the default workspace")
     sessions.prune_expired(services.state, now)
@@ -130,6 +137,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         run_startup(services)
         await services.store.commit()
+        await services.audit.flush()
         pruner = asyncio.create_task(_prune_loop(services))
         try:
             yield
@@ -140,6 +148,7 @@ def create_app(
             pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
+            await services.audit.close()
             close = getattr(services.store, "close", None)
             if close is not None:
                 await close()
@@ -164,6 +173,7 @@ def create_app(
 
     for module in (auth, me, workspaces, passkeys, people, pairing_api, agents, tasks_api, events):
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    app.include_router(audit_api.router, responses=ERROR_RESPONSES)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
 
     # add_middleware prepends: the last added runs first (outermost).

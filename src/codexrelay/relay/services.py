@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from codexrelay.crypto import TokenSource
 from codexrelay.protocol import SessionSummary
+from codexrelay.relay.audit import AuditTrail
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.events import EventBus
 from codexrelay.relay.hub import AgentHub
@@ -58,6 +59,8 @@ class Services:
     # Agents that dropped off mid-task: their in-flight tasks are interrupted unless they
     # come back within the grace period.
     agent_grace: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # B2: the signed, hash-chained audit trail in dataDir/audit/.
+    audit: AuditTrail = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -75,6 +78,7 @@ class Services:
         self.details = DetailsStore(
             ttl_sec=cfg.task_details_ttl_sec, max_bytes=cfg.task_details_max_bytes
         )
+        self.audit = AuditTrail(cfg.data_path)
 
     @property
     def state(self) -> State:

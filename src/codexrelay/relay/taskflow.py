@@ -22,7 +22,7 @@ from codexrelay.protocol import (
     TaskRejected,
     TaskStarted,
 )
-from codexrelay.relay import agentlink, app_hooks, tasks
+from codexrelay.relay import agentlink, app_hooks, audit, tasks
 from codexrelay.relay.hub import LiveAgent
 from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.services import Services
@@ -53,7 +53,11 @@ def publish_task(services: Services, task: TaskRecord) -> None:
 
 
 async def submit(
-    services: Services, access: WorkspaceAccess, request: tasks.TaskRequest
+    services: Services,
+    access: WorkspaceAccess,
+    request: tasks.TaskRequest,
+    *,
+    actor: audit.Actor | None = None,
 ) -> TaskRecord:
     """Check, record and dispatch a task right away over the agent's socket."""
     state = services.state
@@ -72,6 +76,7 @@ async def submit(
     )
     services.details.start(task.id, request.prompt)
     tasks.prune_tasks(state, task.workspace_id, services.config.max_tasks_per_workspace)
+    await audit.task_created(services, task, actor or {"type": "user", "userId": access.user_id})
     await services.store.commit()
     await _dispatch(services, task, request.prompt)
     return task
@@ -91,11 +96,18 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
             task.reason = "agent-offline"
     if task.status in TERMINAL_STATUSES:
         services.details.mark_finished(task.id, services.now())
+        audit.task_finished(services, task)
     await services.store.commit()
     publish_task(services, task)
 
 
-async def cancel(services: Services, access: WorkspaceAccess, task: TaskRecord) -> TaskRecord:
+async def cancel(
+    services: Services,
+    access: WorkspaceAccess,
+    task: TaskRecord,
+    *,
+    actor: audit.Actor | None = None,
+) -> TaskRecord:
     """The creator or an admin stops a task; the agent stops its process group."""
     if task.created_by != access.user_id and not access.role.at_least(Role.ADMIN):
         raise AppError(ErrorCode.FORBIDDEN, "Only the task's creator or an admin can cancel it.")
@@ -104,9 +116,13 @@ async def cancel(services: Services, access: WorkspaceAccess, task: TaskRecord) 
     live = services.hub.get(task.agent_key)
     task.cancel_requested = True
     task.updated_at = services.now()
+    await audit.task_cancel_requested(
+        services, task, actor or {"type": "user", "userId": access.user_id}
+    )
     if task.status == "queued" or live is None:
         tasks.advance(task, "cancelled", now=services.now())
         services.details.mark_finished(task.id, services.now())
+        audit.task_finished(services, task)
     else:
         await live.send(TaskCancel(task_id=task.id))
     await services.store.commit()
@@ -143,6 +159,7 @@ async def _on_rejected(
         return
     task.reason = message.reason
     services.details.finish(task.id, services.now(), error=message.message or message.reason)
+    audit.task_finished(services, task, audit.agent_actor(agent))
     await services.store.commit()
     publish_task(services, task)
 
@@ -196,6 +213,7 @@ async def _on_finished(
         error=message.error,
     )
     tasks.prune_tasks(services.state, task.workspace_id, services.config.max_tasks_per_workspace)
+    audit.task_finished(services, task, audit.agent_actor(agent))
     await services.store.commit()
     publish_task(services, task)
 
@@ -209,6 +227,7 @@ async def _settle(services: Services, changed: list[TaskRecord]) -> None:
     now = services.now()
     for task in changed:
         services.details.mark_finished(task.id, now)
+        audit.task_finished(services, task)
     await services.store.commit()
     for task in changed:
         publish_task(services, task)
@@ -247,6 +266,8 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
 def _on_startup(services: Services) -> None:
     """Every task that was in flight when the relay stopped is now interrupted."""
     changed = tasks.interrupt_all(services.state, now=services.now(), reason="relay-restarted")
+    for task in changed:
+        audit.task_finished(services, task)
     if changed:
         log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
 

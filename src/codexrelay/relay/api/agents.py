@@ -12,6 +12,7 @@ from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_REVOKED, SessionPreview
 from codexrelay.relay import pairing
 from codexrelay.relay.agentlink import agent_view, publish_agent, serve_agent
+from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.deps import Admin, ServicesDep, Viewer
 from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.settings import CamelModel
@@ -69,11 +70,21 @@ async def list_agents(
 
 @router.delete("/workspaces/{wid}/agents/{agent_id}", status_code=204)
 async def revoke_agent(
-    agent_id: str, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+    agent_id: str,
+    access: Annotated[WorkspaceAccess, Admin],
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> Response:
     """R07, I1: the token dies and the socket closes at once with a stop code."""
     agent = pairing.revoke_agent(
         services.state, workspace_id=access.workspace.id, agent_id=agent_id, now=services.now()
+    )
+    await audit.record(
+        "agent.revoked",
+        workspace=agent.workspace_id,
+        agentKey=agent.key,
+        agentId=agent.agent_id,
+        reason="revoked",
     )
     await services.store.commit()
     await services.hub.disconnect(agent.key, CLOSE_REVOKED, "agent revoked")

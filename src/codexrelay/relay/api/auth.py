@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request, Response
 
 from codexrelay.relay import sessions
 from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.audit import ref, session_actor
+from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.deps import (
     ClientIpDep,
     ServicesDep,
@@ -14,7 +16,7 @@ from codexrelay.relay.deps import (
     set_session_cookie,
 )
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import SessionVia
+from codexrelay.relay.state import SessionRecord, SessionVia
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -32,7 +34,7 @@ def start_session(
     via: SessionVia,
     enrollment_only: bool = False,
     invite_id: str | None = None,
-) -> None:
+) -> SessionRecord:
     """Open a session and set its cookie (the caller commits the store)."""
     cfg = services.config
     issued = sessions.open_session(
@@ -48,24 +50,30 @@ def start_session(
         invite_id=invite_id,
     )
     set_session_cookie(response, services, issued.cookie_value)
+    return issued.record
 
 
 @router.post("/bootstrap", response_model=UserEnvelope)
 async def bootstrap_login(
-    body: BootstrapBody, response: Response, services: ServicesDep, address: ClientIpDep
+    body: BootstrapBody,
+    response: Response,
+    services: ServicesDep,
+    address: ClientIpDep,
+    audit: AuditDep,
 ) -> UserEnvelope:
-    """Owner recovery login with the bootstrap token (R01, O4)."""
+    """Owner recovery login with the bootstrap token (R01); every one is audited (O4)."""
     services.login_limiter.hit(address)
     owner = sessions.check_bootstrap_token(
         services.state, body.token, expected_hash=services.config.bootstrap_admin_token_hash
     )
-    start_session(services, response, user_id=owner.id, via="bootstrap")
+    session = start_session(services, response, user_id=owner.id, via="bootstrap")
+    await audit.record("auth.bootstrap.login", actor=session_actor(session), userId=owner.id)
     await services.store.commit()
     return UserEnvelope(user=UserOut.of(owner))
 
 
 @router.post("/logout", status_code=204)
-async def logout(request: Request, services: ServicesDep) -> Response:
+async def logout(request: Request, services: ServicesDep, audit: AuditDep) -> Response:
     """End this session (if any) and clear the cookie."""
     value = request.cookies.get(cookie_name(services))
     record = (
@@ -77,6 +85,9 @@ async def logout(request: Request, services: ServicesDep) -> Response:
     )
     if record is not None:
         sessions.end_session(services.state, record.id)
+        await audit.record(
+            "session.ended", userId=record.user_id, session=ref(record.id), reason="logout"
+        )
         await services.store.commit()
     response = Response(status_code=204)
     clear_session_cookie(response, services)

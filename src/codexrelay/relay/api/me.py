@@ -10,6 +10,8 @@ from codexrelay.crypto import b64url, keyed_hash
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay import identity, sessions
 from codexrelay.relay.api.schemas import SessionOut, UserOut
+from codexrelay.relay.audit import ref
+from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.config import RelayFeatures
 from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
 from codexrelay.relay.state import Role, SessionVia
@@ -105,10 +107,15 @@ async def list_sessions(caller: ActiveCallerDep, services: ServicesDep) -> Sessi
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
-async def end_session(session_id: str, caller: ActiveCallerDep, services: ServicesDep) -> Response:
+async def end_session(
+    session_id: str, caller: ActiveCallerDep, services: ServicesDep, audit: AuditDep
+) -> Response:
     """End one of the caller's sessions (I2); ending the current one also clears the cookie."""
     if not sessions.end_session(services.state, session_id, user_id=caller.user.id):
         raise AppError(ErrorCode.NOT_FOUND, "No such session.")
+    await audit.record(
+        "session.ended", userId=caller.user.id, session=ref(session_id), reason="revoked"
+    )
     await services.store.commit()
     response = Response(status_code=204)
     if session_id == caller.session.id:

@@ -14,6 +14,8 @@ from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_REVOKED, ID_PATTERN
 from codexrelay.relay import pairing
 from codexrelay.relay.agentlink import publish_agent
+from codexrelay.relay.audit import agent_actor
+from codexrelay.relay.audit.context import AuditContext, AuditDep
 from codexrelay.relay.deps import Admin, ClientIpDep, ServicesDep
 from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.services import Services
@@ -123,7 +125,10 @@ def qr_svg(text: str) -> str:
 
 @router.post("/workspaces/{wid}/pairings", status_code=201, response_model=CreatePairingOut)
 async def create_pairing(
-    body: CreatePairingBody, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+    body: CreatePairingBody,
+    access: Annotated[WorkspaceAccess, Admin],
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> CreatePairingOut:
     """An admin creates a one-time pairing code for this workspace (R06)."""
     if not services.config.features.pairings:
@@ -138,6 +143,7 @@ async def create_pairing(
         secret=services.token_secret,
         rand=services.rand,
     )
+    await audit.record("pairing.created", workspace=access.workspace.id, pairingId=record.id)
     await services.store.commit()
     return CreatePairingOut(
         pairing=PairingOut(id=record.id, expires_at=record.expires_at),
@@ -148,7 +154,9 @@ async def create_pairing(
 
 
 @router.post("/agent/pair", status_code=202, response_model=ClaimOut)
-async def claim_code(body: ClaimBody, services: ServicesDep, address: ClientIpDep) -> ClaimOut:
+async def claim_code(
+    body: ClaimBody, services: ServicesDep, address: ClientIpDep, audit: AuditDep
+) -> ClaimOut:
     """An agent claims a code; an admin must then approve the request (R06, R20)."""
     services.pair_limiter.hit(address)
     if not services.config.features.pairings:
@@ -164,13 +172,22 @@ async def claim_code(body: ClaimBody, services: ServicesDep, address: ClientIpDe
         secret=services.token_secret,
         rand=services.rand,
     )
+    await audit.record(
+        "pairing.claimed",
+        workspace=request.workspace_id,
+        pairingId=request.pairing_id,
+        requestId=request.id,
+        agentId=request.agent_id,
+    )
     await services.store.commit()
     _publish(services, request)
     return ClaimOut(request_id=request.id, poll_secret=poll_secret, expires_at=request.expires_at)
 
 
 @router.get("/agent/pair/{request_id}", response_model=PollOut, response_model_exclude_none=True)
-async def poll_request(request_id: str, request: Request, services: ServicesDep) -> PollOut:
+async def poll_request(
+    request_id: str, request: Request, services: ServicesDep, audit: AuditDep
+) -> PollOut:
     """The agent waits for the decision; the token is handed over once, on approval."""
     scheme, _, poll_secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not poll_secret:
@@ -185,6 +202,12 @@ async def poll_request(request_id: str, request: Request, services: ServicesDep)
         token_ttl_sec=services.config.agent_token_ttl_sec,
     )
     if result.agent is not None:
+        actor, wid = agent_actor(result.agent), result.agent.workspace_id
+        if result.replaced is not None:
+            old = result.replaced
+            target = {"agentKey": old.key, "agentId": old.agent_id, "reason": "replaced"}
+            await audit.record("agent.revoked", workspace=wid, actor=actor, **target)
+        await audit.record("agent.token-issued", workspace=wid, actor=actor, requestId=request_id)
         await services.store.commit()
         if result.replaced is not None:
             await services.hub.disconnect(result.replaced.key, CLOSE_REVOKED, "replaced")
@@ -206,7 +229,12 @@ async def list_pair_requests(
 
 
 async def _decide(
-    services: Services, access: WorkspaceAccess, request_id: str, *, approve: bool
+    services: Services,
+    access: WorkspaceAccess,
+    request_id: str,
+    *,
+    approve: bool,
+    audit: AuditContext,
 ) -> PairRequestEnvelope:
     record = pairing.decide_pair_request(
         services.state,
@@ -216,6 +244,9 @@ async def _decide(
         decided_by=access.user_id,
         now=services.now(),
     )
+    event = "pair-request.approved" if approve else "pair-request.rejected"
+    wid = access.workspace.id
+    await audit.record(event, workspace=wid, requestId=record.id, agentId=record.agent_id)
     await services.store.commit()
     _publish(services, record)
     return PairRequestEnvelope(pair_request=PairRequestOut.of(record))
@@ -225,17 +256,23 @@ async def _decide(
     "/workspaces/{wid}/pair-requests/{request_id}/approve", response_model=PairRequestEnvelope
 )
 async def approve_request(
-    request_id: str, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+    request_id: str,
+    access: Annotated[WorkspaceAccess, Admin],
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> PairRequestEnvelope:
     """An admin of the target workspace approves (R06)."""
-    return await _decide(services, access, request_id, approve=True)
+    return await _decide(services, access, request_id, approve=True, audit=audit)
 
 
 @router.post(
     "/workspaces/{wid}/pair-requests/{request_id}/reject", response_model=PairRequestEnvelope
 )
 async def reject_request(
-    request_id: str, access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
+    request_id: str,
+    access: Annotated[WorkspaceAccess, Admin],
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> PairRequestEnvelope:
     """An admin of the target workspace rejects."""
-    return await _decide(services, access, request_id, approve=False)
+    return await _decide(services, access, request_id, approve=False, audit=audit)

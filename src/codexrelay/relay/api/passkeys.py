@@ -11,6 +11,8 @@ from pydantic import Field
 from codexrelay.relay import passkeys, people
 from codexrelay.relay.api.auth import start_session
 from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.audit import ref, session_actor
+from codexrelay.relay.audit.context import AuditDep, memberships
 from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
 from codexrelay.relay.passkeys import CeremonyOptions, RelyingParty
 from codexrelay.relay.services import Services
@@ -108,9 +110,10 @@ async def register_options(
 
 @router.post("/auth/passkeys/register/verify", status_code=201, response_model=PasskeyEnvelope)
 async def register_verify(
-    body: RegisterVerifyBody, caller: CallerDep, services: ServicesDep
+    body: RegisterVerifyBody, caller: CallerDep, services: ServicesDep, audit: AuditDep
 ) -> PasskeyEnvelope:
     """Store the new passkey; an enrollment-locked user becomes active (R21)."""
+    before = memberships(services, caller.user.id)
     record = passkeys.finish_registration(
         services.state,
         services.passkey_challenges,
@@ -121,6 +124,10 @@ async def register_verify(
         label=body.label,
         now=services.now(),
     )
+    await audit.record(
+        "passkey.registered", userId=caller.user.id, credential=ref(record.credential_id)
+    )
+    await audit.memberships_changed(caller.user.id, before)  # an invitee's first passkey
     await services.store.commit()
     return PasskeyEnvelope(passkey=PasskeyOut.of(record))
 
@@ -144,7 +151,11 @@ async def login_options(
 
 @router.post("/auth/passkeys/login/verify", response_model=UserEnvelope)
 async def login_verify(
-    body: LoginVerifyBody, response: Response, services: ServicesDep, address: ClientIpDep
+    body: LoginVerifyBody,
+    response: Response,
+    services: ServicesDep,
+    address: ClientIpDep,
+    audit: AuditDep,
 ) -> UserEnvelope:
     """A verified passkey opens a ``passkey`` session (R02, R20)."""
     services.login_limiter.hit(address)
@@ -156,7 +167,9 @@ async def login_verify(
         credential=body.credential,
         now=services.now(),
     )
-    start_session(services, response, user_id=user.id, via="passkey")
+    session = start_session(services, response, user_id=user.id, via="passkey")
+    credential = ref(str(body.credential.get("id", "")))
+    await audit.record("auth.passkey.login", actor=session_actor(session), credential=credential)
     await services.store.commit()
     return UserEnvelope(user=UserOut.of(user))
 
@@ -182,7 +195,7 @@ async def rename_passkey(
 
 @router.delete("/me/passkeys/{credential_id}", status_code=204)
 async def revoke_passkey(
-    credential_id: str, caller: ActiveCallerDep, services: ServicesDep
+    credential_id: str, caller: ActiveCallerDep, services: ServicesDep, audit: AuditDep
 ) -> Response:
     """Revoke one of the caller's passkeys (I2); never the last way in (409 last-passkey)."""
     people.revoke_passkeys(
@@ -192,5 +205,6 @@ async def revoke_passkey(
         now=services.now(),
         force=False,
     )
+    await audit.record("passkey.revoked", userId=caller.user.id, credential=ref(credential_id))
     await services.store.commit()
     return Response(status_code=204)

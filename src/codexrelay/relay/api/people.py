@@ -13,6 +13,8 @@ from codexrelay.relay import people, sessions
 from codexrelay.relay.api.auth import start_session
 from codexrelay.relay.api.passkeys import PasskeyOut, PasskeysOut
 from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.audit import ref, session_actor
+from codexrelay.relay.audit.context import AuditDep, memberships
 from codexrelay.relay.deps import (
     ActiveCallerDep,
     Admin,
@@ -206,12 +208,14 @@ def _issue_recovery(
 
 @router.patch("/workspaces/{wid}/members/{user_id}", response_model=MemberEnvelope)
 async def change_role(
-    user_id: str, body: RoleBody, access: AdminAccess, services: ServicesDep
+    user_id: str, body: RoleBody, access: AdminAccess, services: ServicesDep, audit: AuditDep
 ) -> MemberEnvelope:
     """Admins move viewers and members; owners move anyone, never the last owner."""
+    before = memberships(services, user_id)
     user = people.change_role(
         services.state, access=access, user_id=user_id, role=body.role, now=services.now()
     )
+    await audit.memberships_changed(user_id, before)
     await services.store.commit()
     return MemberEnvelope(
         member=MemberOut(user_id=user.id, name=user.name, role=body.role, status=user.status)
@@ -219,9 +223,13 @@ async def change_role(
 
 
 @router.delete("/workspaces/{wid}/members/{user_id}", status_code=204)
-async def remove_member(user_id: str, access: ViewerAccess, services: ServicesDep) -> Response:
+async def remove_member(
+    user_id: str, access: ViewerAccess, services: ServicesDep, audit: AuditDep
+) -> Response:
     """Remove someone below you, or leave (any role); the last owner cannot go (409)."""
     people.remove_member(services.state, access=access, user_id=user_id, now=services.now())
+    wid, left = access.workspace.id, user_id == access.user_id
+    await audit.record("member.removed", workspace=wid, userId=user_id, left=left)
     await services.store.commit()
     return Response(status_code=204)
 
@@ -232,12 +240,20 @@ async def remove_member(user_id: str, access: ViewerAccess, services: ServicesDe
     response_model=IssuedRecoveryOut,
 )
 async def issue_member_recovery_code(
-    user_id: str, access: AdminAccess, services: ServicesDep, body: RecoveryIssueBody | None = None
+    user_id: str,
+    access: AdminAccess,
+    services: ServicesDep,
+    audit: AuditDep,
+    body: RecoveryIssueBody | None = None,
 ) -> IssuedRecoveryOut:
     """A workspace admin recovers a member they outrank in every shared workspace."""
     people.check_recovery_authority(services.state, access=access, user_id=user_id)
     issued = _issue_recovery(
         services, user_id=user_id, issued_by=access.user_id, ttl_sec=body.ttl_sec if body else None
+    )
+    code_id = issued.recovery_code.id
+    await audit.record(
+        "recovery.issued", workspace=access.workspace.id, userId=user_id, recoveryCodeId=code_id
     )
     await services.store.commit()
     return issued
@@ -248,7 +264,7 @@ async def issue_member_recovery_code(
 
 @router.post("/workspaces/{wid}/invites", status_code=201, response_model=IssuedInviteOut)
 async def create_invite(
-    body: InviteBody, access: AdminAccess, services: ServicesDep
+    body: InviteBody, access: AdminAccess, services: ServicesDep, audit: AuditDep
 ) -> IssuedInviteOut:
     """A one-time invite code, shown only in this response."""
     now = services.now()
@@ -262,6 +278,8 @@ async def create_invite(
         secret=services.token_secret,
         rand=services.rand,
     )
+    invite_id, wid = issued.invite.id, access.workspace.id
+    await audit.record("invite.created", workspace=wid, inviteId=invite_id, role=body.role.value)
     await services.store.commit()
     return IssuedInviteOut(
         invite=InviteOut.of(issued.invite, now),
@@ -279,11 +297,14 @@ async def list_invites(access: AdminAccess, services: ServicesDep) -> InvitesOut
 
 
 @router.delete("/workspaces/{wid}/invites/{invite_id}", status_code=204)
-async def cancel_invite(invite_id: str, access: AdminAccess, services: ServicesDep) -> Response:
+async def cancel_invite(
+    invite_id: str, access: AdminAccess, services: ServicesDep, audit: AuditDep
+) -> Response:
     """Cancel an invite that has not yet made anyone a member."""
     people.cancel_invite(
         services.state, workspace_id=access.workspace.id, invite_id=invite_id, now=services.now()
     )
+    await audit.record("invite.cancelled", workspace=access.workspace.id, inviteId=invite_id)
     await services.store.commit()
     return Response(status_code=204)
 
@@ -311,28 +332,45 @@ async def accept_invite(
     response: Response,
     services: ServicesDep,
     address: ClientIpDep,
+    audit: AuditDep,
 ) -> UserEnvelope:
     """Spend an invite (R20, R21): a signed-in active user joins; anyone else becomes a new
     enrollment-locked user with an enrollment-only ``invite`` session."""
     services.login_limiter.hit(address)
+    member = _signed_in_member(request, services)
+    before = memberships(services, member.id) if member is not None else {}
     accepted = people.accept_invite(
         services.state,
         code=body.code,
         name=body.name,
-        member=_signed_in_member(request, services),
+        member=member,
         now=services.now(),
         secret=services.token_secret,
         rand=services.rand,
     )
+    actor = None
     if accepted.new_user:
-        start_session(
-            services,
-            response,
-            user_id=accepted.user.id,
-            via="invite",
-            enrollment_only=True,
-            invite_id=accepted.invite.id,
+        actor = session_actor(
+            start_session(
+                services,
+                response,
+                user_id=accepted.user.id,
+                via="invite",
+                enrollment_only=True,
+                invite_id=accepted.invite.id,
+            )
         )
+    invite = accepted.invite
+    await audit.record(
+        "invite.accepted",
+        workspace=invite.workspace_id,
+        actor=actor,
+        inviteId=invite.id,
+        userId=accepted.user.id,
+        role=invite.role.value,
+        newUser=accepted.new_user,
+    )
+    await audit.memberships_changed(accepted.user.id, before)  # an active user joins now
     await services.store.commit()
     return UserEnvelope(user=UserOut.of(accepted.user))
 
@@ -342,14 +380,21 @@ async def accept_invite(
 
 @router.post("/auth/recovery/redeem", response_model=UserEnvelope)
 async def redeem_recovery_code(
-    body: RedeemBody, response: Response, services: ServicesDep, address: ClientIpDep
+    body: RedeemBody,
+    response: Response,
+    services: ServicesDep,
+    address: ClientIpDep,
+    audit: AuditDep,
 ) -> UserEnvelope:
     """A recovery code opens an enrollment-only session to register a new passkey (R20)."""
     services.login_limiter.hit(address)
     user = people.redeem_recovery_code(
         services.state, code=body.code, now=services.now(), secret=services.token_secret
     )
-    start_session(services, response, user_id=user.id, via="recovery-code", enrollment_only=True)
+    session = start_session(
+        services, response, user_id=user.id, via="recovery-code", enrollment_only=True
+    )
+    await audit.record("recovery.redeemed", actor=session_actor(session), userId=user.id)
     await services.store.commit()
     return UserEnvelope(user=UserOut.of(user))
 
@@ -368,12 +413,14 @@ async def issue_recovery_code(
     user_id: str,
     caller: InstanceOwnerDep,
     services: ServicesDep,
+    audit: AuditDep,
     body: RecoveryIssueBody | None = None,
 ) -> IssuedRecoveryOut:
     """The owner issues a recovery code for anyone."""
     issued = _issue_recovery(
         services, user_id=user_id, issued_by=caller.user.id, ttl_sec=body.ttl_sec if body else None
     )
+    await audit.record("recovery.issued", userId=user_id, recoveryCodeId=issued.recovery_code.id)
     await services.store.commit()
     return issued
 
@@ -395,6 +442,7 @@ async def revoke_user_passkey(
     credential_id: str,
     _: InstanceOwnerDep,
     services: ServicesDep,
+    audit: AuditDep,
     force: Annotated[bool, Query()] = False,
 ) -> Response:
     """Revoke one passkey of any user; ``?force=true`` even if it is their last way in."""
@@ -405,6 +453,8 @@ async def revoke_user_passkey(
         now=services.now(),
         force=force,
     )
+    credential = ref(credential_id)
+    await audit.record("passkey.revoked", userId=user_id, credential=credential, forced=force)
     await services.store.commit()
     return Response(status_code=204)
 
@@ -414,20 +464,25 @@ async def revoke_user_passkeys(
     user_id: str,
     _: InstanceOwnerDep,
     services: ServicesDep,
+    audit: AuditDep,
     force: Annotated[bool, Query()] = False,
 ) -> Response:
     """Revoke every passkey of a user (I2); ``?force=true`` past the last-passkey guard."""
-    people.revoke_passkeys(
+    count = people.revoke_passkeys(
         services.state, user_id=user_id, credential_id=None, now=services.now(), force=force
     )
+    await audit.record("passkey.revoked", userId=user_id, count=count, forced=force)
     await services.store.commit()
     return Response(status_code=204)
 
 
 @router.delete("/users/{user_id}/sessions", status_code=204)
-async def end_user_sessions(user_id: str, _: InstanceOwnerDep, services: ServicesDep) -> Response:
+async def end_user_sessions(
+    user_id: str, _: InstanceOwnerDep, services: ServicesDep, audit: AuditDep
+) -> Response:
     """End every session of a user at once (I2)."""
     people.find_user(services.state, user_id)
-    sessions.end_user_sessions(services.state, user_id)
+    count = sessions.end_user_sessions(services.state, user_id)
+    await audit.record("session.ended", userId=user_id, count=count, reason="revoked-all")
     await services.store.commit()
     return Response(status_code=204)

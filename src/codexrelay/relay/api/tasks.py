@@ -10,6 +10,7 @@ from pydantic import Field
 
 from codexrelay.protocol import TaskKind
 from codexrelay.relay import taskflow, tasks
+from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.deps import Member, ServicesDep, Viewer
 from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.state import TaskStatus
@@ -92,11 +93,14 @@ def _out(task: Any) -> TaskOut:
 
 @router.post("", status_code=201, response_model=TaskEnvelope)
 async def submit_task(
-    body: TaskBody, access: Annotated[WorkspaceAccess, Member], services: ServicesDep
+    body: TaskBody,
+    access: Annotated[WorkspaceAccess, Member],
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> TaskEnvelope:
     """Member+ submit; write mode needs admin+ and both sides' flags (R09, R17)."""
     request = tasks.TaskRequest(**body.model_dump())
-    task = await taskflow.submit(services, access, request)
+    task = await taskflow.submit(services, access, request, actor=audit.actor)
     return TaskEnvelope(task=_out(task))
 
 
@@ -125,9 +129,12 @@ async def get_task(
 
 @router.post("/{task_id}/cancel", response_model=TaskEnvelope)
 async def cancel_task(
-    task_id: str, access: Annotated[WorkspaceAccess, Member], services: ServicesDep
+    task_id: str,
+    access: Annotated[WorkspaceAccess, Member],
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> TaskEnvelope:
     """The creator or an admin+ cancels; the agent stops the process group."""
     task = tasks.get_task(services.state, access.workspace.id, task_id)
-    await taskflow.cancel(services, access, task)
+    await taskflow.cancel(services, access, task, actor=audit.actor)
     return TaskEnvelope(task=_out(task))

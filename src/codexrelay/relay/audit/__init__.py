@@ -1,0 +1,28 @@
+"""The relay's tamper-evident audit trail (B2, O4): a hash-chained, Ed25519-signed,
+append-only record of every security event, with signed exports (docs/AUDIT.md).
+
+The format and the offline verifier live in ``codexrelay.auditverify``; this package
+writes (``log``), keeps the key (``keys``), reads and exports (``reading``), and hooks the
+relay's requests in (``context``, imported by the HTTP layer only).
+"""
+
+from __future__ import annotations
+
+from codexrelay.auditverify import INSTANCE
+from codexrelay.relay.audit.actors import ANONYMOUS, RELAY, Actor, agent_actor, ref, session_actor
+from codexrelay.relay.audit.events import task_cancel_requested, task_created, task_finished
+from codexrelay.relay.audit.trail import AuditTrail
+
+__all__ = [
+    "ANONYMOUS",
+    "INSTANCE",
+    "RELAY",
+    "Actor",
+    "AuditTrail",
+    "agent_actor",
+    "ref",
+    "session_actor",
+    "task_cancel_requested",
+    "task_created",
+    "task_finished",
+]
