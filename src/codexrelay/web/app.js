@@ -1,58 +1,315 @@
-// Minimal shell: recovery sign-in and the signed-in user's workspaces.
+// The phone app: boot, sign-in state, the workspace shell, a tiny hash router and the live
+// feed. Screens live in js/views/; every one builds DOM with textContent only (R19).
+
+import { ApiError, get, post, ws } from "./js/api.js";
+import * as cache from "./js/cache.js";
+import { fill, h, toast } from "./js/dom.js";
+import { roleAtLeast } from "./js/format.js";
+import { LiveFeed } from "./js/live.js";
+import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
+import { newTaskScreen } from "./js/views/newtask.js";
+import { pairScreen } from "./js/views/pair.js";
+import { peopleScreen } from "./js/views/people.js";
+import { settingsScreen } from "./js/views/settings.js";
+import { enrollScreen, inviteScreen, recoveryScreen, signInScreen } from "./js/views/signin.js";
+import { taskDetailScreen, taskListScreen } from "./js/views/tasks.js";
+
 const $ = (id) => document.getElementById(id);
 
-async function api(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: {} };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const res = await fetch(path, init);
-  const data = res.status === 204 ? null : await res.json().catch(() => null);
-  if (!res.ok) {
-    const message = (data && data.message) || `The relay answered ${res.status}.`;
-    throw new Error(message);
-  }
-  return data;
+const ROUTES = [
+  [/^\/tasks\/([\w-]+)$/, taskDetailScreen],
+  [/^\/tasks$/, taskListScreen],
+  [/^\/new$/, newTaskScreen],
+  [/^\/agents\/([\w.-]+)\/sessions$/, sessionsScreen],
+  [/^\/agents$/, agentsScreen],
+  [/^\/pair$/, pairScreen],
+  [/^\/people$/, peopleScreen],
+  [/^\/settings$/, settingsScreen],
+];
+
+const TABS = [
+  ["/tasks", "Tasks"],
+  ["/new", "New task"],
+  ["/agents", "Agents"],
+  ["/people", "People"],
+  ["/settings", "Settings"],
+];
+
+/** Shared state every screen reads through `app`. */
+export const app = {
+  me: null,
+  wid: null,
+  role: null,
+  agents: [],
+  screen: null,
+  pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
+  live: null,
+
+  workspaceName() {
+    const m = this.me && this.me.memberships.find((x) => x.workspaceId === this.wid);
+    return m ? m.workspaceName : "";
+  },
+  can(minimum) {
+    return !!this.role && roleAtLeast(this.role, minimum);
+  },
+  features() {
+    return (this.me && this.me.relay && this.me.relay.features) || {};
+  },
+  agent(agentId) {
+    return this.agents.find((a) => a.agentId === agentId) || null;
+  },
+  async loadAgents() {
+    const { agents } = await get(ws(this.wid, "/agents"));
+    this.agents = agents;
+    return agents;
+  },
+  go(path) {
+    if (location.hash === `#${path}`) render();
+    else location.hash = path;
+  },
+  async refreshMe() {
+    this.me = await get("/api/v1/me");
+    return this.me;
+  },
+  start,
+  signOut,
+};
+
+// ---- routing ----
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, "") || "/tasks";
+  const [path, query = ""] = raw.split("?");
+  return { path, query: new URLSearchParams(query) };
 }
 
-function show(section) {
-  $("signin").hidden = section !== "signin";
-  $("home").hidden = section !== "home";
+async function render() {
+  if (!app.me || !app.wid) return;
+  const { path, query } = parseHash();
+  const found = ROUTES.find(([pattern]) => pattern.test(path));
+  if (!found) {
+    app.go("/tasks");
+    return;
+  }
+  const [pattern, screen] = found;
+  const params = path.match(pattern).slice(1).map(decodeURIComponent);
+  if (app.screen && app.screen.dispose) app.screen.dispose();
+  app.screen = null;
+  for (const link of $("tabbar").querySelectorAll("a")) {
+    const active = path === link.dataset.path || path.startsWith(`${link.dataset.path}/`)
+      || (link.dataset.path === "/agents" && path === "/pair");
+    if (active) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const root = h("div", { class: "screen" });
+  fill($("view"), root);
+  const handle = (await screen(app, root, params, query)) || {};
+  if (!root.isConnected) {
+    if (handle.dispose) handle.dispose();
+    return;
+  }
+  app.screen = handle;
+  const title = root.querySelector(".screen-title");
+  if (title && document.activeElement === document.body) title.focus({ preventScroll: true });
 }
 
-async function refresh() {
+// ---- the live feed ----
+
+function onLiveEvent(type, data) {
+  if (type === "agent" && data.agent) {
+    const index = app.agents.findIndex((a) => a.agentId === data.agent.agentId);
+    if (index >= 0) app.agents[index] = data.agent;
+    else app.agents.push(data.agent);
+  }
+  if (type === "pair-request" && data.pairRequest && data.pairRequest.status === "pending"
+      && app.can("admin") && parseHash().path !== "/pair") {
+    toast(`Agent "${data.pairRequest.label}" asks to join. Open Agents › Pair to approve it.`);
+  }
+  if (app.screen && app.screen.onEvent) app.screen.onEvent(type, data);
+}
+
+const LIVE_WORDS = { live: "Live", connecting: "Connecting…", offline: "Offline" };
+
+function onLiveStatus(status) {
+  const dot = $("live-status");
+  dot.dataset.state = status;
+  dot.textContent = LIVE_WORDS[status];
+}
+
+// ---- the shell ----
+
+function showShell(visible) {
+  $("topbar").hidden = !visible;
+  $("tabbar").hidden = !visible;
+  if (!visible) fill($("banner"));
+}
+
+function chooseWorkspace() {
+  const memberships = app.me.memberships;
+  const saved = localStorage.getItem(`codexrelay.workspace.${app.me.user.id}`);
+  const chosen = memberships.find((m) => m.workspaceId === saved) || memberships[0] || null;
+  app.wid = chosen ? chosen.workspaceId : null;
+  app.role = chosen ? chosen.role : null;
+}
+
+function renderWorkspaceSelect() {
+  const select = $("workspace-select");
+  fill(select, app.me.memberships.map((m) => h("option", { value: m.workspaceId, selected: m.workspaceId === app.wid }, `${m.workspaceName} (${m.role})`)));
+  select.disabled = app.me.memberships.length < 2;
+}
+
+function renderBanner() {
+  const { user, session } = app.me;
+  const banner = $("banner");
+  fill(banner);
+  if (session.isRecovery && user.hasPasskey) {
+    // O4: once a passkey exists the recovery token is for recovery only.
+    banner.append(h("p", { class: "warning", id: "recovery-warning" },
+      h("strong", {}, "Recovery sign-in. "),
+      "You signed in with the recovery token although you have a passkey. "
+      + "Use the token for recovery only; sign in with your passkey from now on. "
+      + "If you did not do this, end your other sessions in Settings."));
+  } else if (session.isRecovery) {
+    banner.append(h("p", { class: "warning", id: "recovery-warning" },
+      h("strong", {}, "Recovery sign-in. "),
+      "The recovery token is for owner recovery only. Create a passkey in Settings for daily use.",
+      " ", h("a", { href: "#/settings" }, "Create a passkey")));
+  }
+}
+
+function renderNoWorkspace() {
+  showShell(false);
+  fill($("view"), h("div", { class: "screen" },
+    h("h2", { class: "screen-title", tabindex: "-1" }, "No workspace yet"),
+    h("p", {}, `Signed in as ${app.me.user.name}. You are not a member of any workspace. Ask an admin for an invite link.`),
+    h("button", { type: "button", class: "secondary", onclick: () => signOut() }, "Sign out")));
+}
+
+/** Work out who we are and show the right screen. */
+async function start() {
+  let me = null;
+  app.me = null;
   try {
-    const me = await api("GET", "/api/v1/me");
-    $("user-name").textContent = me.user.name;
-    $("recovery-warning").hidden = !me.session.isRecovery;
-    const list = $("workspaces");
-    list.replaceChildren(...me.memberships.map((m) => {
-      const li = document.createElement("li");
-      li.textContent = `${m.workspaceName} (${m.role})`;
-      return li;
-    }));
-    show("home");
-  } catch {
-    show("signin");
-  }
-}
-
-$("recovery-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  $("signin-error").textContent = "";
-  try {
-    await api("POST", "/api/v1/auth/bootstrap", { token: $("recovery-token").value });
-    $("recovery-token").value = "";
-    await refresh();
+    me = await app.refreshMe();
   } catch (err) {
-    $("signin-error").textContent = err.message;
+    if (!(err instanceof ApiError) || err.status !== 401) {
+      showShell(false);
+      fill($("view"), h("div", { class: "screen" }, h("h2", { class: "screen-title" }, "Cannot reach the relay"),
+        h("p", { class: "error", role: "alert" }, err.message),
+        h("button", { type: "button", class: "primary", onclick: () => start() }, "Try again")));
+      return;
+    }
   }
-});
+  if (app.live) app.live.close();
+  if (app.pending && app.pending.kind === "recovery") {
+    showShell(false);
+    await recoveryScreen(app, $("view"));
+    return;
+  }
+  if (!me) {
+    app.me = null;
+    cache.lock();
+    showShell(false);
+    if (app.pending && app.pending.kind === "invite") await inviteScreen(app, $("view"));
+    else await signInScreen(app, $("view"));
+    return;
+  }
+  if (me.session.enrollmentLocked) {
+    // R21: an invitee (or a recovering user) sees nothing until a passkey is registered.
+    showShell(false);
+    await enrollScreen(app, $("view"));
+    return;
+  }
+  if (app.pending && app.pending.kind === "invite") {
+    showShell(false);
+    await inviteScreen(app, $("view"));
+    return;
+  }
+  try {
+    await cache.unlock(me.user.id);
+  } catch {
+    // The cache stays locked: details are still shown live, just not kept on the device.
+  }
+  chooseWorkspace();
+  if (!app.wid) {
+    renderNoWorkspace();
+    return;
+  }
+  document.title = me.relay.appName;
+  $("app-title").textContent = me.relay.appName;
+  showShell(true);
+  renderWorkspaceSelect();
+  renderBanner();
+  app.agents = [];
+  app.loadAgents().catch(() => {});
+  app.live.open(app.wid);
+  await render();
+}
 
-$("signout").addEventListener("click", async () => {
-  await api("POST", "/api/v1/auth/logout");
-  show("signin");
-});
+async function signOut() {
+  if (app.live) app.live.close();
+  try {
+    await post("/api/v1/auth/logout");
+  } catch {
+    // The cookie is cleared by the relay; if it is unreachable the session ends by expiry.
+  }
+  cache.lock();
+  app.me = null;
+  app.wid = null;
+  app.role = null;
+  location.hash = "";
+  await start();
+}
 
-refresh();
+function readPendingCode() {
+  const match = location.hash.match(/^#(invite|recovery)=([A-Za-z0-9 -]{4,64})$/);
+  if (!match) return;
+  app.pending = { kind: match[1], code: match[2] };
+  // The code is a credential: keep it out of the address bar and history.
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
+}
+
+function buildTabs() {
+  fill($("tabbar"), TABS.map(([path, label]) => h("a", { href: `#${path}`, dataset: { path } },
+    h("span", { class: `tab-icon icon-${path.slice(1)}`, "aria-hidden": "true" }), h("span", {}, label))));
+}
+
+function boot() {
+  app.live = new LiveFeed(onLiveEvent, onLiveStatus);
+  buildTabs();
+  readPendingCode();
+  $("workspace-select").addEventListener("change", (event) => {
+    const m = app.me.memberships.find((x) => x.workspaceId === event.target.value);
+    if (!m) return;
+    localStorage.setItem(`codexrelay.workspace.${app.me.user.id}`, m.workspaceId);
+    app.wid = m.workspaceId;
+    app.role = m.role;
+    app.agents = [];
+    app.loadAgents().catch(() => {});
+    app.live.open(app.wid);
+    app.go("/tasks");
+  });
+  $("confirm-cancel").addEventListener("click", () => $("confirm").close("cancel"));
+  $("confirm-ok").addEventListener("click", () => $("confirm").close("ok"));
+  window.addEventListener("hashchange", () => {
+    readPendingCode();
+    if (app.pending) start();
+    else render();
+  });
+  window.addEventListener("codexrelay:unauthenticated", () => {
+    if (app.me) {
+      toast("Your session has ended. Sign in again.", "error");
+      app.me = null;
+      start();
+    }
+  });
+  window.addEventListener("codexrelay:enrollment-required", () => {
+    if (app.me && !app.me.session.enrollmentLocked) start();
+  });
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/sw.js").catch(() => {});
+  }
+  start();
+}
+
+boot();

@@ -1,0 +1,174 @@
+// Task details cached on this device (R11), encrypted per user (B5).
+//
+// The key comes from the relay (GET /api/v1/me/cache-key, signed-in users only) and is
+// imported as a non-extractable WebCrypto key held in memory only: one user's records are
+// unreadable to another user of the same browser, and to anyone holding the phone without a
+// session. Record names are an HMAC of the task id under the same user's key, so another
+// user cannot even find which tasks are cached. "Clear data on this device" destroys it all (I6).
+
+import { get } from "./api.js";
+import { toB64url, toBytes } from "./passkey.js";
+
+const DB_NAME = "codexrelay-device";
+const STORE = "details";
+const MAX_RECORDS = 300;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+let keys = null; // { userId, aes, index }
+let dbPromise = null;
+
+/** Derive the AES-GCM and index keys from the relay's 32 bytes (non-extractable). */
+export async function deriveKeys(rawBytes) {
+  const base = await crypto.subtle.importKey("raw", rawBytes, "HKDF", false, ["deriveKey"]);
+  const params = (info) => ({ name: "HKDF", hash: "SHA-256", salt: enc.encode("codexrelay/device-cache"), info: enc.encode(info) });
+  const aes = await crypto.subtle.deriveKey(
+    params("codexrelay/device-cache/aes-gcm/v1"), base, { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"],
+  );
+  const index = await crypto.subtle.deriveKey(
+    params("codexrelay/device-cache/index/v1"), base, { name: "HMAC", hash: "SHA-256", length: 256 }, false, ["sign"],
+  );
+  return { aes, index };
+}
+
+/** Fetch this user's key from the relay and hold it in memory. */
+export async function unlock(userId) {
+  if (keys && keys.userId === userId) return;
+  keys = null;
+  const { key } = await get("/api/v1/me/cache-key");
+  const raw = toBytes(key);
+  const derived = await deriveKeys(raw);
+  raw.fill(0);
+  keys = { userId, ...derived };
+}
+
+/** Forget the key (sign-out): the records stay, unreadable without a session. */
+export function lock() {
+  keys = null;
+}
+
+export function isUnlocked() {
+  return keys !== null;
+}
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function openDb() {
+  if (!dbPromise) {
+    dbPromise = new Promise((resolve, reject) => {
+      const req = indexedDB.open(DB_NAME, 1);
+      req.onupgradeneeded = () => {
+        const store = req.result.createObjectStore(STORE, { keyPath: "k" });
+        store.createIndex("t", "t");
+      };
+      req.onsuccess = () => {
+        const db = req.result;
+        db.onversionchange = () => {
+          db.close();
+          dbPromise = null;
+        };
+        resolve(db);
+      };
+      req.onerror = () => {
+        dbPromise = null;
+        reject(req.error);
+      };
+    });
+  }
+  return dbPromise;
+}
+
+async function recordName(index, taskId) {
+  return toB64url(await crypto.subtle.sign("HMAC", index, enc.encode(`task:${taskId}`)));
+}
+
+/** Decrypt one stored record with `derived` keys; null when they are not the owner's. */
+export async function decryptRecord(derived, record) {
+  try {
+    const plain = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: record.iv, additionalData: enc.encode(record.k) }, derived.aes, record.ct,
+    );
+    return JSON.parse(dec.decode(plain));
+  } catch {
+    return null;
+  }
+}
+
+/** Save a task's details for the signed-in user (no-op while locked). */
+export async function saveTask(task) {
+  if (!keys) return;
+  const { aes, index } = keys;
+  const k = await recordName(index, task.id);
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const body = enc.encode(JSON.stringify({ task, savedAt: new Date().toISOString() }));
+  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: enc.encode(k) }, aes, body);
+  const db = await openDb();
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).put({ k, iv, ct, t: Date.now() });
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+  await prune(db);
+}
+
+async function prune(db) {
+  const tx = db.transaction(STORE, "readwrite");
+  const store = tx.objectStore(STORE);
+  const total = await request(store.count());
+  if (total <= MAX_RECORDS) return;
+  let extra = total - MAX_RECORDS;
+  const cursorReq = store.index("t").openCursor();
+  cursorReq.onsuccess = () => {
+    const cursor = cursorReq.result;
+    if (!cursor || extra <= 0) return;
+    cursor.delete();
+    extra -= 1;
+    cursor.continue();
+  };
+}
+
+/** The signed-in user's cached copy of a task: { task, savedAt } or null. */
+export async function loadTask(taskId) {
+  if (!keys) return null;
+  const snapshot = keys;
+  const k = await recordName(snapshot.index, taskId);
+  const db = await openDb();
+  const record = await request(db.transaction(STORE).objectStore(STORE).get(k));
+  return record ? decryptRecord(snapshot, record) : null;
+}
+
+/** How many records this device holds (for every user; they cannot be told apart). */
+export async function countRecords() {
+  const db = await openDb();
+  return request(db.transaction(STORE).objectStore(STORE).count());
+}
+
+/** I6: delete IndexedDB, Cache Storage, the service worker and local/session storage. */
+export async function clearDevice() {
+  if (dbPromise) {
+    const db = await dbPromise.catch(() => null);
+    if (db) db.close();
+    dbPromise = null;
+  }
+  await new Promise((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(DB_NAME);
+    req.onsuccess = resolve;
+    req.onerror = () => reject(req.error);
+    req.onblocked = resolve; // deleted once the last other tab lets go
+  });
+  // The worker goes first so it cannot refill the cache while the cache is deleted.
+  if (navigator.serviceWorker) {
+    for (const reg of await navigator.serviceWorker.getRegistrations()) await reg.unregister();
+  }
+  if (window.caches) {
+    for (const name of await caches.keys()) await caches.delete(name);
+  }
+  localStorage.clear();
+  sessionStorage.clear();
+}

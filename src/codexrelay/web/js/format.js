@@ -1,0 +1,104 @@
+// Words for what the relay reports: times, statuses, roles, task kinds and reasons.
+
+export const TERMINAL = new Set(["completed", "failed", "cancelled", "rejected", "interrupted"]);
+export const ROLES = ["viewer", "member", "admin", "owner"];
+
+export function roleAtLeast(role, minimum) {
+  return ROLES.indexOf(role) >= ROLES.indexOf(minimum);
+}
+
+const STATUS_WORDS = {
+  queued: "Queued",
+  dispatched: "Sent to agent",
+  running: "Running",
+  completed: "Completed",
+  failed: "Failed",
+  cancelled: "Cancelled",
+  rejected: "Refused by agent",
+  interrupted: "Interrupted",
+};
+
+export function statusWord(status) {
+  return STATUS_WORDS[status] || status;
+}
+
+const REASONS = {
+  "agent-offline": "The agent was not connected when the task was sent.",
+  "agent-restarted": "The agent restarted while the task was running.",
+  "agent-vanished": "The agent disconnected while the task was running and did not come back.",
+  "relay-restarted": "The relay restarted while the task was running.",
+  "duplicate-task": "The agent had already run a task with this id.",
+  "agent-busy": "Too many tasks were waiting on the agent.",
+  "feature-disabled": "The agent does not allow this kind of task.",
+  "invalid-task": "The agent found the task incomplete.",
+  "write-mode-disabled": "Write mode is off on the agent.",
+  "write-on-resume-disabled": "The agent does not allow write mode when continuing a session.",
+  "unknown-session": "The agent has no such Codex session under its workspace.",
+  "cwd-outside-workspace": "The folder is outside the agent's workspace.",
+  "cwd-not-found": "The folder does not exist on the agent.",
+  "unknown-action": "The agent has no such action.",
+  "unknown-log-source": "The agent has no such log source.",
+  "ledger-unavailable": "The agent could not record the task, so it did not run it.",
+};
+
+export function reasonSentence(reason) {
+  if (!reason) return "";
+  return REASONS[reason] || `Reason given: ${reason.replace(/-/g, " ")}.`;
+}
+
+const TYPE_WORDS = { codex_exec: "Codex", run_action: "Action", read_log: "Log" };
+
+/** "Codex", "Action: Say hello", "Log: App log". */
+export function taskTitle(task, agent) {
+  const base = TYPE_WORDS[task.type] || task.type;
+  if (task.type === "run_action") return `${base}: ${labelOf(agent && agent.actions, task.actionId)}`;
+  if (task.type === "read_log") return `${base}: ${labelOf(agent && agent.logSources, task.logSourceId)}`;
+  return task.resumeSessionId ? `${base} (continued session)` : base;
+}
+
+function labelOf(items, id) {
+  const found = (items || []).find((item) => item.id === id);
+  return found ? found.label : id;
+}
+
+const UNITS = [
+  [60, "second"],
+  [60, "minute"],
+  [24, "hour"],
+  [7, "day"],
+  [4.35, "week"],
+  [12, "month"],
+  [Infinity, "year"],
+];
+
+/** "3 minutes ago" / "in 9 minutes". */
+export function relative(iso, now = Date.now()) {
+  if (!iso) return "never";
+  let delta = (new Date(iso).getTime() - now) / 1000;
+  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  for (const [size, unit] of UNITS) {
+    if (Math.abs(delta) < size) return rtf.format(Math.round(delta), unit);
+    delta /= size;
+  }
+  return "";
+}
+
+export function absolute(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString();
+}
+
+/** A <time> element showing a relative time, with the exact one on hover/long-press. */
+export function timeText(iso) {
+  const el = document.createElement("time");
+  if (iso) {
+    el.dateTime = iso;
+    el.title = absolute(iso);
+  }
+  el.textContent = relative(iso);
+  return el;
+}
+
+export function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}

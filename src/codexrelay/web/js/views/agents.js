@@ -1,0 +1,138 @@
+// Agents of the workspace (online state, what each allows, revoke with confirmation: R07,
+// I1) and an agent's recent Codex sessions with "Continue" (R12, R13: the agent filters them).
+
+import { del, get, ws } from "../api.js";
+import { busy, confirmDialog, fill, h, loading, screenTitle, toast } from "../dom.js";
+import { relative, timeText } from "../format.js";
+
+const FEATURES = [
+  ["codexExec", "Codex"],
+  ["codexExecWrite", "Write mode"],
+  ["runAction", "Actions"],
+  ["readLog", "Logs"],
+];
+
+function presence(agent) {
+  if (agent.revokedAt) return h("span", { class: "presence revoked" }, h("span", { class: "dot", "aria-hidden": "true" }), "Revoked ", timeText(agent.revokedAt));
+  if (agent.online) return h("span", { class: "presence online" }, h("span", { class: "dot", "aria-hidden": "true" }), "Online");
+  return h("span", { class: "presence offline" }, h("span", { class: "dot", "aria-hidden": "true" }),
+    agent.lastSeenAt ? `Offline · last seen ${relative(agent.lastSeenAt)}` : "Offline · never connected");
+}
+
+function listOf(title, items) {
+  if (!items.length) return h("p", { class: "muted small" }, `${title}: none`);
+  return h("div", { class: "catalog" }, h("span", { class: "muted small" }, `${title}:`),
+    h("ul", { class: "tags" }, items.map((i) => h("li", { class: "chip", title: i.id }, i.label))));
+}
+
+function agentCard(app, agent, onRevoke) {
+  const features = h("ul", { class: "tags", "aria-label": "Allowed on this agent" }, FEATURES.map(([key, word]) =>
+    h("li", { class: `chip ${agent.features[key] ? "on" : "off"}` }, `${word}: ${agent.features[key] ? "on" : "off"}`)));
+  const buttons = [];
+  if (!agent.revokedAt) {
+    buttons.push(h("a", { class: "button secondary", href: `#/agents/${encodeURIComponent(agent.agentId)}/sessions` }, "Sessions"));
+    if (app.can("member")) buttons.push(h("a", { class: "button secondary", href: `#/new?agent=${encodeURIComponent(agent.agentId)}` }, "New task"));
+    if (app.can("admin")) {
+      const revoke = h("button", { type: "button", class: "danger" }, "Revoke");
+      revoke.addEventListener("click", async () => {
+        const ok = await confirmDialog(
+          `Revoke agent "${agent.label}"? Its token stops working at once and it disconnects. To use it again, pair it anew.`,
+          "Revoke agent",
+        );
+        if (ok) await busy(revoke, () => onRevoke(agent), { label: "Revoking…" });
+      });
+      buttons.push(revoke);
+    }
+  }
+  return h("li", { class: `card agent-card${agent.revokedAt ? " is-revoked" : ""}`, dataset: { agentId: agent.agentId } },
+    h("div", { class: "card-row" }, h("h3", {}, agent.label), presence(agent)),
+    h("dl", { class: "meta compact" },
+      h("dt", {}, "Agent id"), h("dd", {}, h("code", {}, agent.agentId)),
+      h("dt", {}, "Host"), h("dd", {}, agent.hostname || "unknown"),
+      h("dt", {}, "Workspace folder"), h("dd", {}, agent.workspaceRootName || "unknown")),
+    features,
+    listOf("Actions", agent.actions),
+    listOf("Logs", agent.logSources),
+    buttons.length ? h("div", { class: "actions" }, buttons) : null);
+}
+
+export async function agentsScreen(app, root) {
+  const body = h("div", {}, loading("Loading agents…"));
+  fill(root, h("div", { class: "screen-head" }, screenTitle("Agents"),
+    app.can("admin") ? h("a", { href: "#/pair", class: "button primary" }, "Pair an agent") : null), body);
+
+  const revoke = async (agent) => {
+    await del(ws(app.wid, `/agents/${encodeURIComponent(agent.agentId)}`));
+    toast(`Agent "${agent.label}" was revoked.`);
+    await app.loadAgents();
+    draw();
+  };
+  const draw = () => {
+    const live = app.agents.filter((a) => !a.revokedAt);
+    const revoked = app.agents.filter((a) => a.revokedAt);
+    fill(body,
+      live.length ? h("ul", { class: "cards", "aria-label": "Agents" }, live.map((a) => agentCard(app, a, revoke)))
+        : h("p", { class: "empty" }, "No agents yet.", app.can("admin") ? " Pair one to get started." : ""),
+      revoked.length ? h("details", { class: "panel" }, h("summary", {}, `Revoked agents (${revoked.length})`),
+        h("ul", { class: "cards" }, revoked.map((a) => agentCard(app, a, revoke)))) : null);
+  };
+  try {
+    await app.loadAgents();
+  } catch (err) {
+    fill(body, h("p", { class: "error", role: "alert" }, err.message));
+    return {};
+  }
+  draw();
+  return {
+    onEvent(type) {
+      if (type === "agent") draw();
+    },
+  };
+}
+
+const REFRESH_MS = 5000;
+
+export async function sessionsScreen(app, root, [agentId]) {
+  const body = h("div", {}, loading("Loading sessions…"));
+  const status = h("p", { class: "muted small", role: "status" });
+  if (!app.agent(agentId)) await app.loadAgents().catch(() => {});
+  const agent = app.agent(agentId);
+  fill(root, h("a", { href: "#/agents", class: "back" }, "‹ Agents"),
+    screenTitle(`Codex sessions on ${agent ? agent.label : agentId}`),
+    h("p", { class: "hint" }, "Recent sessions under the agent's workspace, as the agent last reported them."),
+    status, body);
+  let timer = null;
+  let shown = null;
+  const load = async () => {
+    let res;
+    try {
+      res = await get(ws(app.wid, `/agents/${encodeURIComponent(agentId)}/sessions`));
+    } catch (err) {
+      fill(body, h("p", { class: "error", role: "alert" }, err.message));
+      return;
+    }
+    const fingerprint = JSON.stringify(res);
+    if (fingerprint === shown) return; // unchanged: keep the page still under the finger
+    shown = fingerprint;
+    fill(status, res.agentOnline ? "Agent online" : "Agent offline", res.updatedAt ? [" · updated ", timeText(res.updatedAt)] : "");
+    if (!res.sessions.length) {
+      fill(body, h("p", { class: "empty" }, res.agentOnline ? "No Codex sessions under this agent's workspace yet."
+        : "The agent is offline, so its sessions are not known right now."));
+      return;
+    }
+    fill(body, h("ul", { class: "cards", "aria-label": "Sessions" }, res.sessions.map((s) => {
+      // The session's cwd is absolute on the agent; a task's cwd is relative to the
+      // workspace root, so "Continue" starts at the root rather than guess a path.
+      const q = new URLSearchParams({ agent: agentId, resume: s.sessionId, title: s.title || s.sessionId });
+      return h("li", { class: "card session-card", dataset: { sessionId: s.sessionId } },
+        h("div", { class: "card-row" }, h("h3", {}, s.title || "Untitled session"), h("span", { class: "muted small" }, timeText(s.updatedAt))),
+        (s.preview || []).length ? h("ul", { class: "preview-lines" }, s.preview.map((p) =>
+          h("li", { class: `preview-${p.role}` }, h("span", { class: "prog-kind" }, p.role === "user" ? "You" : "Codex"), " ", p.text))) : null,
+        app.can("member") && res.agentOnline ? h("div", { class: "actions" },
+          h("a", { class: "button primary", href: `#/new?${q}` }, "Continue")) : null);
+    })));
+  };
+  await load();
+  timer = setInterval(load, REFRESH_MS);
+  return { dispose: () => clearInterval(timer) };
+}

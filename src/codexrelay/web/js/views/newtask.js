@@ -1,0 +1,150 @@
+// New task: agent and type, Codex prompt / folder / write mode, action or log picker.
+// Every switch that the relay or the agent forbids is disabled and says why (R09, R17).
+
+import { post, ws } from "../api.js";
+import { busy, errorLine, field, fill, h, loading, screenTitle } from "../dom.js";
+
+const TYPES = [
+  ["codex_exec", "Codex", "codexExec", "Codex tasks"],
+  ["run_action", "Action", "runAction", "actions"],
+  ["read_log", "Log", "readLog", "log reads"],
+];
+
+/** Why `type` cannot run on `agent`, or "" when it can. */
+function typeBlock(app, agent, relayFlag, words) {
+  if (!app.features()[relayFlag]) return `${words[0].toUpperCase()}${words.slice(1)} are turned off on the relay.`;
+  if (!agent) return "Choose an agent first.";
+  if (!agent.features[relayFlag]) return `This agent does not allow ${words}.`;
+  return "";
+}
+
+/** Why write mode is off, or "" when it may be switched on. */
+export function writeBlock(app, agent, resuming) {
+  if (!app.can("admin")) return "Write mode needs the admin role.";
+  if (!app.features().codexExecWrite) return "Write mode is off on the relay.";
+  if (agent && !agent.features.codexExecWrite) return "Write mode is off on this agent.";
+  if (resuming) return "A continued session runs read-only from here.";
+  return "";
+}
+
+export async function newTaskScreen(app, root, _params, query) {
+  fill(root, screenTitle("New task"), loading("Loading agents…"));
+  if (!app.can("member")) {
+    fill(root, screenTitle("New task"), h("p", { class: "notice" },
+      `Your role in this workspace (${app.role}) can read tasks but not start them.`));
+    return {};
+  }
+  let agents;
+  try {
+    agents = (await app.loadAgents()).filter((a) => !a.revokedAt);
+  } catch (err) {
+    fill(root, screenTitle("New task"), h("p", { class: "error", role: "alert" }, err.message));
+    return {};
+  }
+  if (!agents.length) {
+    fill(root, screenTitle("New task"), h("p", { class: "empty" }, "No agents in this workspace yet. ",
+      app.can("admin") ? h("a", { href: "#/pair" }, "Pair an agent") : "Ask an admin to pair one."));
+    return {};
+  }
+  const resume = query.get("resume");
+  const resumeTitle = query.get("title");
+
+  const agentSelect = h("select", { name: "agent" }, agents.map((a) => h("option", {
+    value: a.agentId, selected: a.agentId === query.get("agent"),
+  }, `${a.label}${a.online ? "" : " (offline)"}`)));
+  const agentNote = h("p", { class: "hint", role: "status" });
+
+  const typeRadios = TYPES.map(([value, label]) => h("input", { type: "radio", name: "type", value, id: `type-${value}` }));
+  const typeNotes = TYPES.map(() => h("span", { class: "hint block" }));
+  const typeField = h("fieldset", { class: "types" }, h("legend", {}, "What to run"),
+    TYPES.map(([value, label], i) => h("div", { class: "radio" }, typeRadios[i], h("label", { for: `type-${value}` }, label), typeNotes[i])));
+
+  const prompt = h("textarea", { name: "prompt", rows: "6", required: true, spellcheck: "true" });
+  const cwd = h("input", { type: "text", name: "cwd", autocomplete: "off", autocapitalize: "off", spellcheck: "false", placeholder: "src/app" });
+  const write = h("input", { type: "checkbox", role: "switch", id: "write-mode", name: "write" });
+  const writeNote = h("p", { class: "hint", id: "write-note" });
+  write.setAttribute("aria-describedby", "write-note");
+  const codexPanel = h("div", { class: "panel-body" },
+    resume ? h("p", { class: "notice" }, "Continuing the Codex session ", h("strong", {}, resumeTitle || resume), ".") : null,
+    field(resume ? "What next?" : "Prompt", prompt),
+    resume ? null : field("Folder (inside the agent's workspace)", cwd, "Leave empty for the workspace root. A relative path such as src/app."),
+    h("div", { class: "switch-row" }, write, h("label", { for: "write-mode" }, "Write mode: let Codex change files")),
+    writeNote);
+
+  const actionSelect = h("select", { name: "action" });
+  const logSelect = h("select", { name: "log" });
+  const actionPanel = h("div", { class: "panel-body" }, field("Which action", actionSelect, "Only the actions the agent's config lists."));
+  const logPanel = h("div", { class: "panel-body" }, field("Which log", logSelect, "Only the logs the agent's config lists."));
+
+  const submit = h("button", { type: "submit", class: "primary wide" }, "Run task");
+  const error = errorLine();
+  const form = h("form", { class: "new-task" }, field("Agent", agentSelect), agentNote, typeField,
+    codexPanel, actionPanel, logPanel, submit, error);
+
+  const current = () => agents.find((a) => a.agentId === agentSelect.value) || null;
+  const chosenType = () => (typeRadios.find((r) => r.checked) || {}).value;
+
+  const update = () => {
+    const agent = current();
+    agentNote.textContent = agent && !agent.online ? "This agent is offline right now; a task cannot be sent to it." : "";
+    let firstAllowed = null;
+    TYPES.forEach(([value, , flag, words], i) => {
+      const block = resume && value !== "codex_exec" ? "Only a Codex task can continue a session." : typeBlock(app, agent, flag, words);
+      typeRadios[i].disabled = !!block;
+      typeNotes[i].textContent = block;
+      if (!block && !firstAllowed) firstAllowed = typeRadios[i];
+      if (block && typeRadios[i].checked) typeRadios[i].checked = false;
+    });
+    if (!chosenType() && firstAllowed) firstAllowed.checked = true;
+    const type = chosenType();
+    codexPanel.hidden = type !== "codex_exec";
+    prompt.required = type === "codex_exec"; // a hidden required field would block the form
+    actionPanel.hidden = type !== "run_action";
+    logPanel.hidden = type !== "read_log";
+    const block = writeBlock(app, agent, !!resume);
+    write.disabled = !!block;
+    if (block) write.checked = false;
+    writeNote.textContent = block || "Codex runs with the workspace-write sandbox: it can edit files under the folder.";
+    const keepAction = actionSelect.value;
+    fill(actionSelect, (agent ? agent.actions : []).map((a) => h("option", { value: a.id, selected: a.id === keepAction }, a.label)));
+    const keepLog = logSelect.value;
+    fill(logSelect, (agent ? agent.logSources : []).map((s) => h("option", { value: s.id, selected: s.id === keepLog }, s.label)));
+    submit.disabled = !type || !agent || !agent.online;
+  };
+  agentSelect.addEventListener("change", update);
+  for (const radio of typeRadios) radio.addEventListener("change", update);
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const type = chosenType();
+    const body = { agentId: agentSelect.value, type };
+    if (type === "codex_exec") {
+      body.prompt = prompt.value;
+      if (cwd.value.trim()) body.cwd = cwd.value.trim();
+      body.writeAccess = write.checked;
+      if (resume) body.resumeSessionId = resume;
+    } else if (type === "run_action") {
+      body.actionId = actionSelect.value;
+    } else {
+      body.logSourceId = logSelect.value;
+    }
+    busy(submit, async () => {
+      const { task } = await post(ws(app.wid, "/tasks"), body);
+      app.go(`/tasks/${task.id}`);
+    }, { label: "Sending…", errLine: error });
+  });
+
+  fill(root, screenTitle(resume ? "Continue a Codex session" : "New task"), form);
+  update();
+  return {
+    onEvent(type) {
+      if (type === "agent") {
+        agents = app.agents.filter((a) => !a.revokedAt);
+        const keep = agentSelect.value;
+        fill(agentSelect, agents.map((a) => h("option", { value: a.agentId, selected: a.agentId === keep },
+          `${a.label}${a.online ? "" : " (offline)"}`)));
+        update();
+      }
+    },
+  };
+}

@@ -1,0 +1,261 @@
+"""A phone in a real browser: Debian's Chromium through Playwright, a virtual passkey.
+
+Each ``Phone`` is its own browser context (its own cookies and storage, like a separate
+device) at 390x844 with a CDP virtual authenticator. It records console errors, page errors
+and CSP violations across navigations; ``assert_clean`` fails on any of them (R19).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+
+from tests.helpers import ROOT, RelayProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Nothing leaves the machine: every host but the loopback relay fails to resolve.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+]
+PHONE_SIZE = {"width": 390, "height": 844}
+SMALL_PHONE = {"width": 360, "height": 740}
+SCREENSHOT_DIR = ROOT / "docs" / "screenshots"
+# Reported by an init script, so violations are seen whatever Chromium's own console says.
+CSP_MARK = "CSP-VIOLATION"
+CSP_LISTENER = (
+    "document.addEventListener('securitypolicyviolation', (e) => console.warn("
+    f"'{CSP_MARK} ' + e.violatedDirective + ' ' + e.blockedURI));"
+)
+HTTP_ERROR = "Failed to load resource: the server responded with a status of "
+
+expect.set_options(timeout=20_000)
+
+
+class Phone:
+    """One device: a browser context with a virtual platform authenticator."""
+
+    def __init__(
+        self,
+        browser: Browser,
+        relay: RelayProcess,
+        *,
+        name: str = "phone",
+        size: dict[str, int] | None = None,
+    ) -> None:
+        self.relay = relay
+        self.origin = relay.setup.origin
+        self.name = name
+        self.context = browser.new_context(
+            base_url=self.origin,
+            viewport=size or PHONE_SIZE,
+            device_scale_factor=1,
+            is_mobile=True,
+            has_touch=True,
+            locale="en-GB",
+            timezone_id="UTC",
+        )
+        self.context.add_init_script(CSP_LISTENER)
+        self.page: Page = self.context.new_page()
+        self.csp: list[str] = []
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        self.http_errors: list[tuple[str, str]] = []
+        self.page.on("console", self._on_console)
+        self.page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        self.cdp = self.context.new_cdp_session(self.page)
+        self.cdp.send("WebAuthn.enable")
+        self.authenticator = self.add_authenticator()
+
+    def add_authenticator(self) -> str:
+        """A platform authenticator with resident keys and user verification."""
+        options = {
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": True,
+            "hasUserVerification": True,
+            "isUserVerified": True,
+        }
+        result = self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+        return str(result["authenticatorId"])
+
+    def swap_authenticator(self) -> None:
+        """Take this phone's passkeys away and give it a fresh, empty authenticator."""
+        remove = {"authenticatorId": self.authenticator}
+        self.cdp.send("WebAuthn.removeVirtualAuthenticator", remove)
+        self.authenticator = self.add_authenticator()
+
+    def credentials(self) -> list[dict[str, Any]]:
+        """The passkeys the virtual authenticator holds."""
+        result = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator})
+        return list(result["credentials"])
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if CSP_MARK in text or "Content Security Policy" in text:
+            self.csp.append(text)
+        elif message.type == "error" and text.startswith(HTTP_ERROR):
+            # An HTTP error answer the app handles (401 when signed out, 403 for an
+            # enrollment-only session, a 4xx the user is shown): recorded, checked below.
+            self.http_errors.append((text.removeprefix(HTTP_ERROR), message.location["url"]))
+        elif message.type == "error":
+            self.console_errors.append(text)
+
+    def open(self, path: str = "/") -> Page:
+        """Load the app at ``path`` (a fragment such as ``/#/agents`` included)."""
+        self.page.goto(f"{self.origin}{path}")
+        return self.page
+
+    def fetch_json(self, path: str, method: str = "GET", body: Any = None) -> dict[str, Any]:
+        """Call the API from inside the page (same origin, the page's own cookie)."""
+        result: dict[str, Any] = self.page.evaluate(
+            """async ([path, method, body]) => {
+                const init = { method, headers: {} };
+                if (body !== null) {
+                    init.headers['Content-Type'] = 'application/json';
+                    init.body = JSON.stringify(body);
+                }
+                const res = await fetch(path, init);
+                const text = await res.text();
+                return { status: res.status, body: text ? JSON.parse(text) : null };
+            }""",
+            [path, method, body],
+        )
+        return result
+
+    def screenshot(self, name: str, tmp_dir: Path) -> Path:
+        """A phone-size screenshot; into docs/screenshots when CODEXRELAY_SCREENSHOTS=1."""
+        self.page.wait_for_timeout(0)
+        directory = SCREENSHOT_DIR if os.environ.get("CODEXRELAY_SCREENSHOTS") == "1" else tmp_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.png"
+        self.page.screenshot(path=str(path), animations="disabled", caret="hide")
+        return path
+
+    def assert_clean(self) -> None:
+        """R19: no CSP violation, no console or page error, no server error, no inline style."""
+        assert not self.csp, f"CSP violations on {self.name}: {self.csp}"
+        assert not self.page_errors, f"page errors on {self.name}: {self.page_errors}"
+        assert not self.console_errors, f"console errors on {self.name}: {self.console_errors}"
+        bad = [e for e in self.http_errors if not e[0].startswith("4") or "/api/" not in e[1]]
+        assert not bad, f"failed loads on {self.name}: {bad}"
+        styled = self.page.evaluate("document.querySelectorAll('[style]').length")
+        assert styled == 0, "an element carries an inline style attribute"
+        self.assert_fits()
+
+    def assert_fits(self) -> None:
+        """Nothing on the current screen is wider than the phone (no sideways scrolling)."""
+        wide = self.page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter((e) => e.getBoundingClientRect().right > window.visualViewport.width + 1)
+                .filter((e) => !e.closest('pre, [hidden]'))
+                .slice(0, 5).map((e) => `${e.tagName}.${e.className}`)"""
+        )
+        assert not wide, f"wider than the {self.name}'s screen: {wide}"
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def dump_logs(*paths: Path) -> str:
+    """Server logs for a failure message."""
+    parts = [f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}" for p in paths]
+    return "\n".join(parts)
+
+
+# ---- flows shared by the test modules ----
+
+
+def recovery_sign_in(phone: Phone) -> None:
+    """Sign in from the sign-in screen with the relay's recovery token."""
+    page = phone.page
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.locator("summary", has_text="Recovery token").click()
+    page.get_by_label("Recovery token").fill(phone.relay.setup.token)
+    page.get_by_role("button", name="Sign in with recovery token").click()
+    expect(page.locator("#tabbar")).to_be_visible()
+
+
+def add_passkey(phone: Phone, label: str) -> None:
+    """Create a passkey from Settings."""
+    page = phone.page
+    page.get_by_role("link", name="Settings").click()
+    expect(page.locator("#view .loading")).to_have_count(0)
+    before = page.locator(".passkey-card").count()
+    page.get_by_label("Name for a new passkey").fill(label)
+    page.get_by_role("button", name="Create a passkey on this device").click()
+    expect(page.locator(".passkey-card")).to_have_count(before + 1)
+
+
+def sign_out(phone: Phone) -> None:
+    """Sign out from Settings."""
+    page = phone.page
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def passkey_sign_in(phone: Phone) -> None:
+    """Sign in with the discoverable passkey on this phone's authenticator."""
+    page = phone.page
+    page.get_by_role("button", name="Sign in with passkey").click()
+    expect(page.locator("#tabbar")).to_be_visible()
+
+
+def owner_phone(browser: Browser, relay: RelayProcess, name: str = "owner") -> Phone:
+    """A phone where the owner has a passkey and is signed in with it."""
+    phone = Phone(browser, relay, name=name)
+    phone.open("/")
+    recovery_sign_in(phone)
+    add_passkey(phone, "Owner phone")
+    sign_out(phone)
+    passkey_sign_in(phone)
+    return phone
+
+
+def go(phone: Phone, tab: str) -> None:
+    """Open a tab of the bottom bar."""
+    phone.page.locator("#tabbar").get_by_role("link", name=tab).click()
+
+
+def in_page_storage(phone: Phone) -> dict[str, Any]:
+    """What this device holds: IndexedDB names and records, caches, workers, web storage."""
+    result: dict[str, Any] = phone.page.evaluate(
+        """async () => {
+            const dbs = (await indexedDB.databases()).map((d) => d.name);
+            let records = 0;
+            if (dbs.includes('codexrelay-device')) {
+                const db = await new Promise((ok, fail) => {
+                    const req = indexedDB.open('codexrelay-device');
+                    req.onsuccess = () => ok(req.result);
+                    req.onerror = () => fail(req.error);
+                });
+                if (db.objectStoreNames.contains('details')) {
+                    records = await new Promise((ok) => {
+                        const req = db.transaction('details').objectStore('details').count();
+                        req.onsuccess = () => ok(req.result);
+                    });
+                }
+                db.close();
+            }
+            return {
+                databases: dbs,
+                records,
+                caches: await caches.keys(),
+                workers: (await navigator.serviceWorker.getRegistrations()).length,
+                local: localStorage.length,
+                session: sessionStorage.length,
+            };
+        }"""
+    )
+    return result
