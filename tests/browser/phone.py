@@ -135,7 +135,7 @@ class Phone:
 
     def screenshot(self, name: str, tmp_dir: Path) -> Path:
         """A phone-size screenshot; into docs/screenshots when CODEXRELAY_SCREENSHOTS=1."""
-        self.page.wait_for_timeout(0)
+        self.page.evaluate("document.querySelectorAll('.toast').forEach((t) => t.remove())")
         directory = SCREENSHOT_DIR if os.environ.get("CODEXRELAY_SCREENSHOTS") == "1" else tmp_dir
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{name}.png"

@@ -93,6 +93,7 @@ export async function pairScreen(app, root) {
       const made = codeCard(res);
       timer = made.timer;
       fill(codeArea, made.card);
+      made.card.scrollIntoView({ block: "start" });
     }, { label: "Creating…", errLine: error });
   });
 

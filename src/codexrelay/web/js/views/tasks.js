@@ -210,19 +210,19 @@ export async function taskDetailScreen(app, root, [taskId]) {
   const drawBody = () => {
     const d = details || {};
     const parts = [];
-    if (d.prompt) parts.push(section("Prompt", h("pre", { class: "prompt" }, d.prompt)));
+    if (d.error) parts.push(section("Error", h("p", { class: "error-text" }, d.error)));
+    if (d.finalMessage) parts.push(section("Final message", h("div", { class: "final-message" }, d.finalMessage)));
     // For actions and logs the live output is the progress; once the tail is in, it says it all.
     const tailCoversProgress = task.type !== "codex_exec" && d.outputTail && TERMINAL.has(task.status);
     if ((progress.length || !TERMINAL.has(task.status)) && !tailCoversProgress) {
       parts.push(section("Progress", progress.length ? progressList : h("p", { class: "muted" }, "Waiting for the agent…")));
     }
-    if (d.finalMessage) parts.push(section("Final message", h("div", { class: "final-message" }, d.finalMessage)));
-    if (d.error) parts.push(section("Error", h("p", { class: "error-text" }, d.error)));
-    if (d.outputTail) parts.push(section(task.type === "codex_exec" ? "Output (last lines)" : "Output", h("pre", { class: "out output-tail", tabindex: "0" }, d.outputTail)));
     if (d.diffText) {
       parts.push(section("Changes", diffView(d.diffText),
         d.diffTruncated ? h("p", { class: "muted small" }, "The diff was cut to its first part.") : null));
     }
+    if (d.outputTail) parts.push(section(task.type === "codex_exec" ? "Output (last lines)" : "Output", h("pre", { class: "out output-tail", tabindex: "0" }, d.outputTail)));
+    if (d.prompt) parts.push(section("Prompt", h("pre", { class: "prompt" }, d.prompt)));
     if (!parts.length && TERMINAL.has(task.status)) parts.push(h("p", { class: "muted" }, "Nothing to show."));
     fill(body, parts);
   };

@@ -1,0 +1,146 @@
+"""People on phones: an admin invites someone from one browser, the invitee enrolls in
+another and sees nothing before their passkey; roles limit what the UI offers (R03, R21,
+O5, B7)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.agents import AgentProcess, default_workspace, pair_agent
+from tests.browser.phone import SMALL_PHONE, Phone, go, owner_phone
+from tests.helpers import RelayProcess
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def owner(browser: Browser, relay: RelayProcess) -> Iterator[Phone]:
+    """The owner's phone, signed in with a passkey."""
+    phone = owner_phone(browser, relay)
+    yield phone
+    phone.assert_clean()
+    phone.close()
+
+
+@pytest.fixture(scope="module")
+def agent(relay: RelayProcess, module_dir: Path) -> Iterator[AgentProcess]:
+    """An agent in the Default workspace (paired over the API) with write mode on."""
+    client = relay.login()
+    try:
+        wid = default_workspace(client)
+        features = {"codexExec": True, "codexExecWrite": True, "runAction": True, "readLog": True}
+        process = pair_agent(relay, client, wid, module_dir / "agent", features=features)
+    finally:
+        client.close()
+    yield process
+    process.stop()
+
+
+def create_invite(owner: Phone, role: str, note: str) -> str:
+    """Create an invite on the People screen; returns the link shown once."""
+    page = owner.page
+    go(owner, "People")
+    page.get_by_label("Role", exact=True).select_option(role)
+    page.get_by_label("Note (optional)").fill(note)
+    page.get_by_role("button", name="Create invite").click()
+    shown = page.get_by_role("region", name="New invite")
+    expect(shown).to_contain_text("Shown once")
+    return shown.locator("code.command-text").inner_text().strip()
+
+
+def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
+    browser: Browser, relay: RelayProcess, owner: Phone, agent: AgentProcess, tmp_path: Path
+):
+    """R21, O5: the invite link opens enrollment on another phone; until the passkey exists
+    the invitee sees no workspace and the API refuses them; then they land in it as a member,
+    and write mode says it needs the admin role."""
+    url = create_invite(owner, "member", "Ada's phone")
+    assert re.fullmatch(rf"{relay.setup.origin}/#invite=[0-9A-Z-]+", url)
+    owner.screenshot("09-people", tmp_path)
+    wid = owner.fetch_json("/api/v1/me")["body"]["memberships"][0]["workspaceId"]
+
+    ada = Phone(browser, relay, name="invitee", size=SMALL_PHONE)
+    try:
+        page = ada.open(url.removeprefix(relay.setup.origin))
+        expect(page.get_by_role("heading", name="You are invited")).to_be_visible()
+        assert "#invite" not in page.url, "the code stays in the address bar"
+        page.get_by_label("Your name").fill("Ada")
+        page.get_by_role("button", name="Accept invite").click()
+        expect(page.get_by_role("heading", name="Create your passkey")).to_be_visible()
+        ada.screenshot("02-enroll", tmp_path)
+
+        # Nothing of the workspace before the passkey: not on screen, not from the API.
+        expect(page.locator("#tabbar")).to_be_hidden()
+        assert "Default" not in page.locator("body").inner_text()
+        page.evaluate("location.hash = '#/agents'")
+        expect(page.get_by_role("heading", name="Create your passkey")).to_be_visible()
+        me = ada.fetch_json("/api/v1/me")["body"]
+        assert me["memberships"] == []
+        assert me["session"]["enrollmentLocked"] is True
+        for path in ("/api/v1/workspaces", f"/api/v1/workspaces/{wid}/tasks",
+                     f"/api/v1/workspaces/{wid}/agents", "/api/v1/me/cache-key"):  # fmt: skip
+            res = ada.fetch_json(path)
+            assert res["status"] == 403, path
+            assert res["body"]["error"] == "enrollment-required", path
+
+        page.get_by_role("button", name="Create passkey").click()
+        expect(page.locator("#tabbar")).to_be_visible()
+        expect(page.locator("#workspace-select")).to_contain_text("Default (member)")
+        ada.assert_fits()
+
+        go(ada, "New task")
+        page.get_by_label("Codex", exact=True).check()
+        switch = page.get_by_role("switch", name="Write mode: let Codex change files")
+        expect(switch).to_be_disabled()
+        expect(page.locator("#write-note")).to_have_text("Write mode needs the admin role.")
+        go(ada, "People")
+        expect(page.get_by_role("button", name="Create invite")).to_have_count(0)
+        expect(page.locator(".member-card", has_text="Ada")).to_contain_text("member")
+        ada.assert_fits()
+
+        go(owner, "Tasks")
+        go(owner, "People")
+        expect(owner.page.locator(".member-card", has_text="Ada")).to_contain_text("member")
+        expect(owner.page.locator(".invite-card").first).to_contain_text("accepted")
+        ada.assert_clean()
+    finally:
+        ada.close()
+
+
+def test_role_change_and_invite_cancel(browser: Browser, relay: RelayProcess, owner: Phone):
+    """B7, O5: an admin lowers a member to viewer, who can then only read; a pending invite
+    can be cancelled."""
+    url = create_invite(owner, "member", "Ben's phone")
+    ben = Phone(browser, relay, name="ben", size=SMALL_PHONE)
+    try:
+        page = ben.open(url.removeprefix(relay.setup.origin))
+        page.get_by_label("Your name").fill("Ben")
+        page.get_by_role("button", name="Accept invite").click()
+        page.get_by_role("button", name="Create passkey").click()
+        expect(page.locator("#tabbar")).to_be_visible()
+
+        go(owner, "Tasks")
+        go(owner, "People")
+        card = owner.page.locator(".member-card", has_text="Ben")
+        card.get_by_role("combobox").select_option("viewer")
+        card.get_by_role("button", name="Change role").click()
+        expect(owner.page.locator(".member-card", has_text="Ben")).to_contain_text("viewer")
+
+        page.reload()
+        go(ben, "New task")
+        expect(page.locator(".notice")).to_contain_text(
+            "(viewer) can read tasks but not start them"
+        )
+        ben.assert_clean()
+    finally:
+        ben.close()
+
+    create_invite(owner, "viewer", "never used")
+    pending = owner.page.locator(".invite-card", has_text="never used")
+    pending.get_by_role("button", name="Cancel invite").click()
+    expect(owner.page.locator(".invite-card", has_text="never used")).to_contain_text("cancelled")
