@@ -8,10 +8,11 @@ returns once that is done. Requests await it before they are answered: the same 
 
 Files are named by the sequence number of their first record and never rewritten: each
 start, and each rotation past ``max_file_bytes``, opens a new file, and the chain runs on
-across them. A line torn by a crash is left as it is (it was never acknowledged); the
-next start says so in an ``audit.recovered`` record and carries on from the last complete
-record. ``checkpoint.json`` remembers the chain heads at a file boundary so a start need
-not read every file; the verifier never relies on it.
+across them (a single batch is never split, so the size limit is soft). A line torn by a
+crash is left as it is (it was never acknowledged); the next start says so in an
+``audit.recovered`` record and carries on from the last complete record.
+``checkpoint.json`` remembers the chain heads at a file boundary so a start need not read
+every file; the verifier never relies on it.
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ def scan(directory: Path) -> tuple[Head, Recovery]:
     start = _load_checkpoint(directory)
     if start is not None and start[0] in {p.name for p in files}:
         after, head = start
-        todo = [p for p in files if p.name > after]
-        found = _scan_files(todo, head.copy())
+        # The checkpoint's own file is read again: it may have gained a torn tail since.
+        found = _scan_files([p for p in files if p.name >= after], head.copy())
         if found is not None:
             return found
     found = _scan_files(files, Head())
@@ -157,30 +158,22 @@ def scan(directory: Path) -> tuple[Head, Recovery]:
 
 
 def _scan_files(files: list[Path], head: Head) -> tuple[Head, Recovery] | None:
-    """Apply every readable record; None if the first one does not follow ``head``."""
+    """Apply every readable record past ``head``; None if they do not follow it."""
     recovery = Recovery()
-    first = True
     for index, path in enumerate(files):
+        newest = index == len(files) - 1
         lines, tail = read_lines(path)
         for line in lines:
             record = _parse(line)
             if record is None:
-                recovery.unreadable_lines += 1
+                recovery.unreadable_lines += newest
                 continue
-            if (
-                first
-                and head.seq
-                and (record["seq"], record.get("prev"))
-                != (
-                    head.seq + 1,
-                    head.hash,
-                )
-            ):
+            if record["seq"] <= head.seq:
+                continue
+            if head.seq and (record["seq"], record.get("prev")) != (head.seq + 1, head.hash):
                 return None
-            first = False
-            if record["seq"] > head.seq:
-                head.apply(record)
-        if tail and index == len(files) - 1:
+            head.apply(record)
+        if tail and newest:
             recovery.torn_bytes = len(tail)
             recovery.torn_sha256 = hashlib.sha256(tail).hexdigest()
     return head, recovery
