@@ -593,3 +593,70 @@ def test_audit_public_key_file_matches_served_key(app_client, owner):
     served = owner.get("/api/v1/audit/public-key").json()
     assert parse_public_key(pub) is not None
     assert pub.strip() == served["publicKeyPem"].strip()
+
+
+def test_owner_revoking_a_users_passkeys_is_recorded(owner, wid, app_client):
+    """I2: the owner revoking one passkey of a user, then all of them, leaves one record each
+    by the owner's session."""
+    member = join_by_invite(owner, wid, "member", "Pat")
+    member.enroll("Second")
+    uid = member.get("/api/v1/me").json()["user"]["id"]
+    first = member.get("/api/v1/me/passkeys").json()["passkeys"][0]["credentialId"]
+    watch = Watch(app_client)
+    assert owner.delete(f"/api/v1/users/{uid}/passkeys/{first}").status_code == 204
+    one = watch.one("passkey.revoked")
+    assert one["actor"] == session_of(owner)
+    assert one["target"] == {"userId": uid, "credential": ref(first), "forced": False}
+    assert owner.delete(f"/api/v1/users/{uid}/passkeys", params={"force": "true"}).is_success
+    assert watch.one("passkey.revoked")["target"] == {"userId": uid, "count": 1, "forced": True}
+
+
+def test_a_new_signing_key_is_recorded_and_both_keys_verify(tmp_path):
+    """B2: if the signing key is replaced, the next start records the change (old and new
+    key ids) and the chain verifies with both public keys, not with either alone."""
+    clock = FakeClock()
+    setup = write_relay_config(tmp_path / "relay")
+    with _start(setup, clock):
+        pass
+    old = parse_public_key((setup.data_dir / "audit-signing-key.pub").read_text())
+    (setup.data_dir / "audit-signing-key.pem").unlink()
+    with _start(setup, clock):
+        pass
+    new = parse_public_key((setup.data_dir / "audit-signing-key.pub").read_text())
+    records = [json.loads(line) for _, _, line, _ in iter_dir(setup.data_dir / "audit") if line]
+    assert [r["event"] for r in records] == ["relay.started", "audit.key-changed", "relay.started"]
+    assert records[1]["target"]["previousKeyId"] == records[0]["target"]["keyId"]
+    audit_dir = setup.data_dir / "audit"
+    assert verify_dir(audit_dir, [old, new]).ok
+    assert verify_dir(audit_dir, [old]).problem.seq == 2
+    assert verify_dir(audit_dir, [new]).problem.seq == 1
+
+
+def test_tasks_interrupted_by_a_restart_are_recorded_as_finished(tmp_path):
+    """R10, B2: a task in flight when the relay stopped is recorded as finished
+    (interrupted) by the relay at the next start."""
+    clock = FakeClock()
+    setup = write_relay_config(tmp_path / "relay")
+    with _start(setup, clock) as client:
+        client.headers["Origin"] = setup.origin
+        owner = Phone(client).bootstrap(setup.token)
+        wid = owner.get("/api/v1/me").json()["memberships"][0]["workspaceId"]
+        with _agent_socket(client, owner, wid) as ws:
+            ws.send_json(_hello("devbox"))
+            ws.receive_json()
+            res = owner.post(
+                f"/api/v1/workspaces/{wid}/tasks",
+                json={"agentId": "devbox", "type": "run_action", "actionId": "tests"},
+            )
+            task_id = res.json()["task"]["id"]
+            ws.receive_json()
+            ws.send_json({"type": "task.started", "taskId": task_id})
+            owner.get(f"/api/v1/workspaces/{wid}/tasks/{task_id}")
+    with _start(setup, clock) as client:
+        records = trail(client)
+    finished = [r for r in records if r["event"] == "task.finished"]
+    assert len(finished) == 1
+    assert finished[0]["actor"] == {"type": "relay"}
+    assert finished[0]["target"]["taskId"] == task_id
+    assert finished[0]["target"]["status"] == "interrupted"
+    assert finished[0]["target"]["reason"] == "relay-restarted"
