@@ -169,6 +169,8 @@ class Report:
     last_seq: int | None = None
     first_time: str | None = None
     last_time: str | None = None
+    first_hash: str | None = None
+    last_hash: str | None = None
     problem: Problem | None = None
     warnings: list[str] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
@@ -323,7 +325,9 @@ def _note(report: Report, record: dict[str, Any]) -> None:
     report.records += 1
     if report.first_seq is None:
         report.first_seq, report.first_time = record["seq"], record["time"]
+        report.first_hash = record["hash"]
     report.last_seq, report.last_time = record["seq"], record["time"]
+    report.last_hash = record["hash"]
 
 
 # --- bundles ---
@@ -351,6 +355,8 @@ def _compare_manifest(manifest: dict[str, Any], report: Report, digest: str) -> 
         "count": report.records,
         "firstSeq": report.first_seq,
         "lastSeq": report.last_seq,
+        "firstHash": report.first_hash,
+        "lastHash": report.last_hash,
         "recordsDigest": digest,
     }
     for name, value in expected.items():

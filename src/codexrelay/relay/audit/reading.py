@@ -165,6 +165,7 @@ def bundle(
         "lastSeq": last["seq"] if last else None,
         "firstTime": first["time"] if first else None,
         "lastTime": last["time"] if last else None,
+        "firstHash": first["hash"] if first else None,
         "lastHash": last["hash"] if last else None,
         "startsAfter": first[link] if first else None,
         "headSeq": head["seq"] if head else 0,
