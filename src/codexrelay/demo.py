@@ -181,7 +181,9 @@ def write_sample_workspace(workspace: Path) -> str | None:
 
 def write_relay_config(layout: Layout, port: int) -> tuple[RelayConfig, str]:
     """A fresh relay config for http://localhost:PORT and its recovery token."""
-    token = "crb_" + new_secret()
+    from codexrelay.cli import new_bootstrap_token  # noqa: PLC0415 - cli imports us
+
+    token = new_bootstrap_token()
     config = RelayConfig(
         listen_host="127.0.0.1",
         listen_port=port,
