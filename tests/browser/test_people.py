@@ -144,3 +144,23 @@ def test_role_change_and_invite_cancel(browser: Browser, relay: RelayProcess, ow
     pending = owner.page.locator(".invite-card", has_text="never used")
     pending.get_by_role("button", name="Cancel invite").click()
     expect(owner.page.locator(".invite-card", has_text="never used")).to_contain_text("cancelled")
+
+
+def test_admin_reads_the_audit_trail(owner: Phone, agent: AgentProcess, tmp_path: Path):
+    """B2, O4: an admin reads the workspace's signed records in the app, newest first, and
+    filters them by event; a recovery-token sign-in is flagged."""
+    create_invite(owner, "viewer", "audit check")
+    page = owner.page
+    page.get_by_role("link", name="Open the audit trail").click()
+    expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
+    records = page.locator(".audit-card")
+    expect(records.first).to_contain_text("invite.created")
+    expect(page.locator(".audit-card", has_text="pairing.created").first).to_be_visible()
+    owner.screenshot("12-audit", tmp_path)
+    page.get_by_label("Event").fill("invite.*")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(".audit-card", has_text="pairing.created")).to_have_count(0)
+    events = records.locator("strong").all_inner_texts()
+    assert events
+    assert all(e.startswith("invite.") for e in events)
+    owner.assert_fits()

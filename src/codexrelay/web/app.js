@@ -7,6 +7,7 @@ import { fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
+import { auditScreen } from "./js/views/audit.js";
 import { newTaskScreen } from "./js/views/newtask.js";
 import { pairScreen } from "./js/views/pair.js";
 import { peopleScreen } from "./js/views/people.js";
@@ -25,6 +26,7 @@ const ROUTES = [
   [/^\/pair$/, pairScreen],
   [/^\/people$/, peopleScreen],
   [/^\/settings$/, settingsScreen],
+  [/^\/audit$/, auditScreen],
 ];
 
 const TABS = [
@@ -97,7 +99,8 @@ async function render() {
   app.screen = null;
   for (const link of $("tabbar").querySelectorAll("a")) {
     const active = path === link.dataset.path || path.startsWith(`${link.dataset.path}/`)
-      || (link.dataset.path === "/agents" && path === "/pair");
+      || (link.dataset.path === "/agents" && path === "/pair")
+      || (link.dataset.path === "/people" && path === "/audit");
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }

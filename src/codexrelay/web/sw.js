@@ -22,6 +22,7 @@ const SHELL = [
   "/js/live.js",
   "/js/passkey.js",
   "/js/views/agents.js",
+  "/js/views/audit.js",
   "/js/views/newtask.js",
   "/js/views/pair.js",
   "/js/views/people.js",

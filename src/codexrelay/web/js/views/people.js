@@ -137,7 +137,9 @@ export async function peopleScreen(app, root) {
         shownArea.scrollIntoView({ block: "nearest" });
       }, { label: "Creating…", errLine: error });
     });
-    parts.push(h("h3", {}, "Invite someone"), form, h("h3", {}, "Invites"), invites);
+    parts.push(h("h3", {}, "Invite someone"), form, h("h3", {}, "Invites"), invites,
+      h("h3", {}, "Audit trail"), h("p", { class: "hint" }, "Who did what here: sign-ins, invites, pairings, tasks."),
+      h("a", { class: "button secondary", href: "#/audit" }, "Open the audit trail"));
   }
   parts.push(h("h3", {}, "You"), h("p", { class: "muted" }, `Your role here: ${app.role}.`), leave, leaveError);
   fill(root, parts);
