@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import secrets
 import socket
 import tarfile
 from datetime import UTC, datetime
@@ -26,7 +24,7 @@ import click
 from pydantic import ValidationError
 
 from codexrelay import __version__
-from codexrelay.fileio import PRIVATE_FILE, fsync_dir
+from codexrelay.fileio import PRIVATE_FILE, write_private_file
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.state import SCHEMA_VERSION, State
 
@@ -99,54 +97,43 @@ def read_state_bytes(path: Path) -> bytes:
         raise SnapshotError(msg) from None
 
 
-def write_archive(config: RelayConfig, out: Path, *, now: datetime) -> dict[str, Any]:
-    """Write the gzip'd tar to ``out`` (0600, atomically, durable); return the manifest.
+def build_archive(config: RelayConfig, *, now: datetime) -> tuple[bytes, dict[str, Any]]:
+    """The gzip'd tar and its manifest. Raises ``SnapshotError`` if there is no state.
 
-    Files are read one at a time so a long audit trail never has to fit in memory twice.
     Audit files are append-only, so each read is a prefix of the trail that the offline
     verifier accepts (a line being appended at that instant shows as torn, as after a crash).
     """
     state = read_state_bytes(config.state_path)
     entries: dict[str, dict[str, Any]] = {}
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w:gz") as archive:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
 
-                def add(name: str, data: bytes) -> None:
-                    info = tarfile.TarInfo(f"relay-snapshot/{name}")
-                    info.size = len(data)
-                    info.mode = PRIVATE_FILE
-                    info.mtime = int(now.timestamp())
-                    archive.addfile(info, io.BytesIO(data))
-                    entries[name] = _file_entry(data)
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(f"relay-snapshot/{name}")
+            info.size = len(data)
+            info.mode = PRIVATE_FILE
+            info.mtime = int(now.timestamp())
+            archive.addfile(info, io.BytesIO(data))
+            entries[name] = _file_entry(data)
 
-                add("state.json", state)
-                add("relay-config.json", masked_config(config))
-                for name, path in audit_files(config.data_path):
-                    add(name, path.read_bytes())
-                manifest = {
-                    "format": FORMAT,
-                    "createdAt": now.isoformat().replace("+00:00", "Z"),
-                    "codexrelayVersion": __version__,
-                    "host": socket.gethostname(),
-                    "statePath": str(config.state_path),
-                    "supportedSchemaVersion": SCHEMA_VERSION,
-                    "state": inspect_state(state),
-                    "files": dict(entries),
-                }
-                add("manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-                sums = "".join(f"{e['sha256']}  {n}\n" for n, e in entries.items())
-                add("SHA256SUMS", sums.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(out.parent)
-    return manifest
+        add("state.json", state)
+        add("relay-config.json", masked_config(config))
+        for name, path in audit_files(config.data_path):
+            add(name, path.read_bytes())
+        manifest = {
+            "format": FORMAT,
+            "createdAt": now.isoformat().replace("+00:00", "Z"),
+            "codexrelayVersion": __version__,
+            "host": socket.gethostname(),
+            "statePath": str(config.state_path),
+            "supportedSchemaVersion": SCHEMA_VERSION,
+            "state": inspect_state(state),
+            "files": dict(entries),
+        }
+        add("manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        sums = "".join(f"{e['sha256']}  {n}\n" for n, e in entries.items())
+        add("SHA256SUMS", sums.encode("utf-8"))
+    return buffer.getvalue(), manifest
 
 
 def write_snapshot(config: RelayConfig, out: Path, *, force: bool) -> dict[str, Any]:
@@ -154,8 +141,10 @@ def write_snapshot(config: RelayConfig, out: Path, *, force: bool) -> dict[str, 
     if out.exists() and not force:
         msg = f"{out} already exists; pass --force to replace it"
         raise SnapshotError(msg)
+    archive, manifest = build_archive(config, now=datetime.now(UTC))
     out.parent.mkdir(parents=True, exist_ok=True)
-    return write_archive(config, out, now=datetime.now(UTC))
+    write_private_file(out, archive)  # 0600, atomic and durable
+    return manifest
 
 
 def describe(manifest: dict[str, Any]) -> str:
