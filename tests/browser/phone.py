@@ -134,7 +134,9 @@ class Phone:
         return result
 
     def screenshot(self, name: str, tmp_dir: Path) -> Path:
-        """A phone-size screenshot; into docs/screenshots when CODEXRELAY_SCREENSHOTS=1."""
+        """A phone-size screenshot of a main screen, which must be usable (see
+        ``assert_usable``); into docs/screenshots when CODEXRELAY_SCREENSHOTS=1."""
+        self.assert_usable()
         self.page.evaluate("document.querySelectorAll('.toast').forEach((t) => t.remove())")
         directory = SCREENSHOT_DIR if os.environ.get("CODEXRELAY_SCREENSHOTS") == "1" else tmp_dir
         directory.mkdir(parents=True, exist_ok=True)
@@ -158,6 +160,28 @@ class Phone:
         )
         assert not styled, f"elements carry inline style attributes: {styled}"
         self.assert_fits()
+
+    def assert_usable(self) -> None:
+        """The current screen fits the phone, every control has a label, and every control
+        is at least 44 px tall for a thumb."""
+        self.assert_fits()
+        unlabelled = self.page.evaluate(
+            """() => [...document.querySelectorAll('input, select, textarea')]
+                .filter((e) => e.getClientRects().length)
+                .filter((e) => !e.labels.length && !e.getAttribute('aria-label'))
+                .map((e) => e.outerHTML.slice(0, 120))"""
+        )
+        assert not unlabelled, f"controls without a label: {unlabelled}"
+        small = self.page.evaluate(
+            """() => [...document.querySelectorAll(
+                    'button, a.button, .tabbar a, .back, summary, select, textarea, '
+                    + 'input:not([type=radio]):not([type=checkbox])')]
+                .filter((e) => e.getClientRects().length)
+                .filter((e) => !e.closest('[hidden], dialog:not([open])'))
+                .filter((e) => e.getBoundingClientRect().height < 44)
+                .map((e) => `${e.tagName} ${e.textContent.trim().slice(0, 30)}`)"""
+        )
+        assert not small, f"touch targets under 44 px: {small}"
 
     def assert_fits(self) -> None:
         """Nothing on the current screen is wider than the phone (no sideways scrolling)."""

@@ -53,6 +53,17 @@ def create_invite(owner: Phone, role: str, note: str) -> str:
     return shown.locator("code.command-text").inner_text().strip()
 
 
+def enroll(browser: Browser, relay: RelayProcess, url: str, name: str) -> Phone:
+    """A new phone that opens an invite link, gives a name and creates a passkey."""
+    phone = Phone(browser, relay, name=name, size=SMALL_PHONE)
+    page = phone.open(url.removeprefix(relay.setup.origin))
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Accept invite").click()
+    page.get_by_role("button", name="Create passkey").click()
+    expect(page.locator("#tabbar")).to_be_visible()
+    return phone
+
+
 def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
     browser: Browser, relay: RelayProcess, owner: Phone, agent: AgentProcess, tmp_path: Path
 ):
@@ -91,7 +102,7 @@ def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
         page.get_by_role("button", name="Create passkey").click()
         expect(page.locator("#tabbar")).to_be_visible()
         expect(page.locator("#workspace-select")).to_contain_text("Default (member)")
-        ada.assert_fits()
+        ada.assert_usable()
 
         go(ada, "New task")
         page.get_by_label("Codex", exact=True).check()
@@ -101,7 +112,7 @@ def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
         go(ada, "People")
         expect(page.get_by_role("button", name="Create invite")).to_have_count(0)
         expect(page.locator(".member-card", has_text="Ada")).to_contain_text("member")
-        ada.assert_fits()
+        ada.assert_usable()
 
         go(owner, "Tasks")
         go(owner, "People")
@@ -115,15 +126,9 @@ def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
 def test_role_change_and_invite_cancel(browser: Browser, relay: RelayProcess, owner: Phone):
     """B7, O5: an admin lowers a member to viewer, who can then only read; a pending invite
     can be cancelled."""
-    url = create_invite(owner, "member", "Ben's phone")
-    ben = Phone(browser, relay, name="ben", size=SMALL_PHONE)
+    ben = enroll(browser, relay, create_invite(owner, "member", "Ben's phone"), "Ben")
     try:
-        page = ben.open(url.removeprefix(relay.setup.origin))
-        page.get_by_label("Your name").fill("Ben")
-        page.get_by_role("button", name="Accept invite").click()
-        page.get_by_role("button", name="Create passkey").click()
-        expect(page.locator("#tabbar")).to_be_visible()
-
+        page = ben.page
         go(owner, "Tasks")
         go(owner, "People")
         card = owner.page.locator(".member-card", has_text="Ben")
@@ -163,4 +168,63 @@ def test_admin_reads_the_audit_trail(owner: Phone, agent: AgentProcess, tmp_path
     events = records.locator("strong").all_inner_texts()
     assert events
     assert all(e.startswith("invite.") for e in events)
-    owner.assert_fits()
+    owner.assert_usable()
+
+
+def test_recovery_code_lets_a_member_register_a_new_passkey(
+    browser: Browser, relay: RelayProcess, owner: Phone
+):
+    """I2, R21: an admin makes a one-time recovery code in the UI; on a new phone it opens
+    only passkey registration, after which the member is back in their workspace."""
+    cleo = enroll(browser, relay, create_invite(owner, "member", "Cleo's phone"), "Cleo")
+    cleo.close()  # the phone is lost
+    page = owner.page
+    go(owner, "Tasks")
+    go(owner, "People")
+    page.locator(".member-card", has_text="Cleo").get_by_role(
+        "button", name="Recovery code"
+    ).click()
+    page.locator("#confirm").get_by_role("button", name="Make code").click()
+    shown = page.get_by_role("region", name="Recovery code for Cleo")
+    url = shown.locator("code.command-text").inner_text().strip()
+    assert re.fullmatch(rf"{relay.setup.origin}/#recovery=[0-9A-Z-]+", url)
+
+    new_phone = Phone(browser, relay, name="new phone", size=SMALL_PHONE)
+    try:
+        screen = new_phone.open(url.removeprefix(relay.setup.origin))
+        screen.get_by_role("button", name="Recover my account").click()
+        expect(screen.get_by_role("heading", name="Register a new passkey")).to_be_visible()
+        expect(screen.locator("#tabbar")).to_be_hidden()
+        screen.get_by_role("button", name="Register a new passkey").click()
+        expect(screen.locator("#workspace-select")).to_contain_text("Default (member)")
+        go(new_phone, "Settings")
+        expect(screen.locator(".passkey-card")).to_have_count(2)
+        new_phone.assert_clean()
+    finally:
+        new_phone.close()
+
+
+def test_workspace_switcher_changes_what_is_shown(relay: RelayProcess, owner: Phone):
+    """R03: the switcher moves between the person's workspaces; each shows only its own
+    agents and tasks."""
+    client = relay.login()
+    try:
+        client.post("/api/v1/workspaces", json={"name": "Side project"}).raise_for_status()
+    finally:
+        client.close()
+    page = owner.page
+    go(owner, "Agents")
+    page.reload()  # the new membership arrives with the next /me
+    select = page.locator("#workspace-select")
+    expect(select.locator("option")).to_have_count(2)
+    select.select_option(label="Side project (owner)")
+    expect(page).to_have_url(re.compile("#/tasks$"))
+    expect(page.locator(".empty")).to_contain_text("No tasks yet")
+    go(owner, "Agents")
+    expect(page.locator(".empty")).to_contain_text("No agents yet")
+    page.reload()
+    expect(select).to_have_value(re.compile(".+"))
+    assert "Side project" in select.locator("option:checked").inner_text()
+    select.select_option(label="Default (owner)")
+    go(owner, "People")
+    expect(page.locator(".member-card", has_text="Owner")).to_be_visible()

@@ -126,3 +126,35 @@ def test_csp_blocks_eval_and_inline_script(phone: Phone):
     assert set(origins) <= {phone.origin}
     phone.csp.clear()  # the two violations this test caused on purpose
     phone.console_errors.clear()
+
+
+CACHED_PATHS = """async () => {
+    const paths = [];
+    for (const name of await caches.keys()) {
+        const cache = await caches.open(name);
+        for (const request of await cache.keys()) paths.push(new URL(request.url).pathname);
+    }
+    return paths;
+}"""
+
+
+def test_app_is_installable_and_caches_only_its_shell(phone: Phone):
+    """PWA: Chromium finds the app installable (manifest, icons, service worker); the
+    worker's cache holds the app's static files and never an API response."""
+    page = phone.open("/")
+    recovery_sign_in(phone)
+    go(phone, "Agents")
+    expect(page.locator("#view .loading")).to_have_count(0)
+    wait_until(
+        lambda: page.evaluate("navigator.serviceWorker.controller !== null"),
+        what="the service worker to control the page",
+    )
+    errors = phone.cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    # Playwright's contexts are off-the-record profiles; that is the test's doing, not the app's.
+    assert [e for e in errors if e["errorId"] != "in-incognito"] == []
+    manifest = phone.cdp.send("Page.getAppManifest")
+    assert manifest["errors"] == []
+    assert manifest["url"].endswith("/manifest.webmanifest")
+    cached = wait_until(lambda: page.evaluate(CACHED_PATHS), what="the app shell in the cache")
+    assert {"/", "/app.js", "/app.css", "/js/cache.js"} <= set(cached)
+    assert not [p for p in cached if p.startswith("/api/")], cached

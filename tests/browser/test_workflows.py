@@ -74,7 +74,7 @@ def devbox(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{dump_logs(directory / 'agent.log')}") from None
     expect(request).to_contain_text("workspace")
-    owner.assert_fits()
+    owner.assert_usable()
     owner.screenshot("05-pair-agent", tmp_path_factory.mktemp("shots"))
     request.get_by_role("button", name="Approve").click()
     expect(page.locator(".request-card")).to_have_count(0)
@@ -116,7 +116,7 @@ def test_agent_list_shows_what_the_agent_allows(owner: Phone, devbox: AgentProce
     for text in ("Codex: on", "Write mode: on", "Actions: on", "Logs: on", "Say hello", "App log"):
         expect(card).to_contain_text(text)
     expect(owner.page.locator("#live-status")).to_have_text("Live")
-    owner.assert_fits()
+    owner.assert_usable()
     owner.screenshot("04-agents", tmp_path)
 
 
@@ -173,8 +173,11 @@ def test_codex_task_shows_live_progress_and_final_message(
     assert GITHUB_TOKEN not in page.locator(".progress-list").inner_text()
     expect(page.locator(".prog-message").first).to_contain_text("The deploy token is")
     expect(page.locator(".running-note")).to_have_count(0)
-    owner.assert_fits()
+    owner.assert_usable()
     owner.screenshot("07-task-detail", tmp_path)
+    page.emulate_media(color_scheme="dark")
+    owner.screenshot("07-task-detail-dark", tmp_path)
+    page.emulate_media(color_scheme="light")
     go(owner, "Tasks")
     expect(page.locator(".task-card").first).to_contain_text("Codex")
     expect(page.locator(".task-card").first).to_contain_text("Explain the project")
@@ -197,7 +200,7 @@ def test_write_mode_task_shows_a_coloured_diff(owner: Phone, devbox: AgentProces
     expect(removed).to_be_visible()
     colours = [x.evaluate("(el) => getComputedStyle(el).backgroundColor") for x in (added, removed)]
     assert colours[0] != colours[1]
-    owner.assert_fits()
+    owner.assert_usable()
 
 
 def test_running_task_can_be_cancelled(owner: Phone, devbox: AgentProcess):
