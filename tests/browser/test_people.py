@@ -227,4 +227,4 @@ def test_workspace_switcher_changes_what_is_shown(relay: RelayProcess, owner: Ph
     assert "Side project" in select.locator("option:checked").inner_text()
     select.select_option(label="Default (owner)")
     go(owner, "People")
-    expect(page.locator(".member-card", has_text="Owner")).to_be_visible()
+    expect(page.locator(".member-card", has_text="Owner (you)")).to_be_visible()
