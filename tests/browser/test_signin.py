@@ -74,8 +74,9 @@ def test_passkeys_and_sessions_are_managed_from_settings(browser: Browser, relay
         page = owner.page
         go(owner, "Settings")
         card = page.locator(".passkey-card", has_text="Owner phone").first
-        card.get_by_role("textbox").fill("Renamed phone")
         card.get_by_role("button", name="Rename").click()
+        card.get_by_role("textbox").fill("Renamed phone")
+        card.get_by_role("button", name="Save name").click()
         expect(page.locator(".passkey-card", has_text="Renamed phone")).to_have_count(1)
 
         owner.swap_authenticator()  # a second security key: this one holds no passkey yet

@@ -147,6 +147,10 @@ def test_codex_task_shows_live_progress_and_final_message(
     open_new_task(owner)
     write = page.get_by_role("switch", name="Write mode: let Codex change files")
     expect(write).to_be_enabled()
+    page.get_by_label("Prompt").fill("Find out why the login test is flaky and propose a fix.")
+    page.get_by_label("Folder (inside the agent's workspace)").fill("services/auth")
+    owner.screenshot("06-new-task", tmp_path)
+    page.get_by_label("Folder (inside the agent's workspace)").fill("")
     page.get_by_label("Prompt").fill(
         "Explain the project\n"
         "FAKE: slow 0.7\n"
@@ -155,7 +159,6 @@ def test_codex_task_shows_live_progress_and_final_message(
         f"FAKE: message The deploy token is {GITHUB_TOKEN}\n"
         "FAKE: message All done: the project has a README."
     )
-    owner.screenshot("06-new-task", tmp_path)
     run_task(owner)
     first = page.locator(".progress-list .prog").first
     expect(first).to_be_visible()

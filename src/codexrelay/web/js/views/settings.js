@@ -24,13 +24,23 @@ const VIA_WORDS = {
 
 function passkeyCard(pk, reload) {
   const error = errorLine();
-  const label = h("input", { type: "text", maxlength: "60", value: pk.label, autocomplete: "off" });
-  const rename = h("button", { type: "button", class: "secondary" }, "Rename");
-  rename.addEventListener("click", () => busy(rename, async () => {
-    await patch(`/api/v1/me/passkeys/${encodeURIComponent(pk.credentialId)}`, { label: label.value.trim() });
-    toast("Passkey renamed.");
-    await reload();
-  }, { label: "Saving…", errLine: error }));
+  const label = h("input", { type: "text", maxlength: "60", value: pk.label, autocomplete: "off", required: true });
+  const save = h("button", { type: "submit", class: "primary" }, "Save name");
+  const renameForm = h("form", { class: "rename", hidden: true }, field(`New name for "${pk.label}"`, label), save);
+  const rename = h("button", { type: "button", class: "secondary", "aria-expanded": "false" }, "Rename");
+  rename.addEventListener("click", () => {
+    renameForm.hidden = !renameForm.hidden;
+    rename.setAttribute("aria-expanded", String(!renameForm.hidden));
+    if (!renameForm.hidden) label.focus();
+  });
+  renameForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(save, async () => {
+      await patch(`/api/v1/me/passkeys/${encodeURIComponent(pk.credentialId)}`, { label: label.value.trim() });
+      toast("Passkey renamed.");
+      await reload();
+    }, { label: "Saving…", errLine: error });
+  });
   const revoke = h("button", { type: "button", class: "danger" }, "Revoke");
   revoke.addEventListener("click", async () => {
     if (!(await confirmDialog(`Revoke the passkey "${pk.label}"? It can no longer sign you in.`, "Revoke passkey"))) return;
@@ -43,8 +53,7 @@ function passkeyCard(pk, reload) {
   return h("li", { class: "card passkey-card", dataset: { credentialId: pk.credentialId } },
     h("div", { class: "card-row" }, h("h4", {}, pk.label), h("span", { class: "muted small" }, "last used ", timeText(pk.lastUsedAt))),
     h("p", { class: "muted small" }, "Created ", timeText(pk.createdAt)),
-    field(`New name for "${pk.label}"`, label),
-    h("div", { class: "actions" }, rename, revoke), error);
+    h("div", { class: "actions" }, rename, revoke), renameForm, error);
 }
 
 function sessionCard(s, reload) {
