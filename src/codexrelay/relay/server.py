@@ -23,6 +23,12 @@ def configure_logging(level: str) -> None:
     )
     # The access log is ours (CatchAllMiddleware); uvicorn's would print query strings.
     logging.getLogger("uvicorn.access").disabled = True
+    # At debug level the websockets library logs, through uvicorn.error, every upgrade header
+    # (the agent's Bearer token) and an excerpt of every frame (task texts, previews): R10,
+    # R12. Those loggers never go below INFO, whatever logLevel says.
+    floor = max(logging.getLevelNamesMapping()[level.upper()], logging.INFO)
+    for name in ("uvicorn.error", "websockets"):
+        logging.getLogger(name).setLevel(floor)
 
 
 def serve(config: RelayConfig) -> None:
