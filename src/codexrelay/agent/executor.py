@@ -190,12 +190,16 @@ class Executor:
 
     def _check_cwd(self, cwd: str | None) -> None:
         try:
-            path = resolve_inside(self.config.root, cwd or ".")
+            usable = resolve_inside(self.config.root, cwd or ".").is_dir()
         except ValueError:
             raise TaskRefusedError(
                 "cwd-outside-workspace", "the working directory is outside workspaceRoot"
             ) from None
-        if not path.is_dir():
+        except (OSError, RuntimeError):
+            # A name too long, or a symlink loop (pathlib raises RuntimeError): a refusal,
+            # never an error that drops the connection or stops the agent (R15).
+            usable = False
+        if not usable:
             raise TaskRefusedError("cwd-not-found", "the working directory does not exist")
 
     def _check_action(self, spec: TaskSpec) -> None:
