@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.agents import AgentProcess, default_workspace, pair_agent
 from tests.browser.phone import Phone, go, in_page_storage, owner_phone, sign_out
-from tests.helpers import RelayProcess, wait_until
+from tests.helpers import RelayProcess, wait_until, write_relay_config
 
 pytestmark = pytest.mark.browser
 
@@ -44,6 +44,14 @@ DECRYPT_ALL = """async () => {
 
 
 @pytest.fixture(scope="module")
+def relay(module_dir: Path) -> Iterator[RelayProcess]:
+    """A relay with its defaults: write mode off on the relay side (R17)."""
+    proc = RelayProcess(write_relay_config(module_dir / "relay"), module_dir / "relay.log").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
 def agent(relay: RelayProcess, module_dir: Path) -> Iterator[AgentProcess]:
     """An agent in the Default workspace, paired over the API."""
     client = relay.login()
@@ -72,6 +80,9 @@ def run_hello(phone: Phone) -> str:
     agent = page.get_by_label("Agent", exact=True)
     expect(agent.locator("option", has_text="devbox label")).not_to_contain_text("offline")
     agent.select_option(value="devbox")
+    page.get_by_label("Codex", exact=True).check()
+    # R17: the relay's default forbids write mode, and the switch says so.
+    expect(page.locator("#write-note")).to_have_text("Write mode is off on the relay.")
     page.get_by_label("Action", exact=True).check()
     page.get_by_label("Which action").select_option(label="Say hello")
     page.get_by_role("button", name="Run task").click()
@@ -153,6 +164,9 @@ def test_expired_details_come_from_the_device_until_cleared(
 
     go(owner, "Settings")
     expect(owner.page.locator("#view .loading")).to_have_count(0)
+    flags = page.get_by_role("list", name="Relay features")
+    expect(flags.locator("li", has_text="Write-mode Codex tasks")).to_contain_text("off")
+    expect(flags.locator("li", has_text="Predefined actions")).to_contain_text("on")
     owner.screenshot("11-settings", tmp_path)
     page.get_by_role("button", name="Clear data on this device").click()
     page.locator("#confirm").get_by_role("button", name="Clear data").click()

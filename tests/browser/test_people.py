@@ -124,8 +124,8 @@ def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
 
 
 def test_role_change_and_invite_cancel(browser: Browser, relay: RelayProcess, owner: Phone):
-    """B7, O5: an admin lowers a member to viewer, who can then only read; a pending invite
-    can be cancelled."""
+    """B7, O5: an admin lowers a member to viewer, who can then only read and leaves; a
+    pending invite can be cancelled."""
     ben = enroll(browser, relay, create_invite(owner, "member", "Ben's phone"), "Ben")
     try:
         page = ben.page
@@ -141,6 +141,10 @@ def test_role_change_and_invite_cancel(browser: Browser, relay: RelayProcess, ow
         expect(page.locator(".notice")).to_contain_text(
             "(viewer) can read tasks but not start them"
         )
+        go(ben, "People")
+        page.get_by_role("button", name="Leave this workspace").click()
+        page.locator("#confirm").get_by_role("button", name="Leave").click()
+        expect(page.get_by_role("heading", name="No workspace yet")).to_be_visible()
         ben.assert_clean()
     finally:
         ben.close()

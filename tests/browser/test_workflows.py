@@ -218,6 +218,24 @@ def test_running_task_can_be_cancelled(owner: Phone, devbox: AgentProcess):
     expect(page.get_by_role("button", name="Cancel task")).to_have_count(0)
 
 
+def test_refusals_are_explained_in_sentences(owner: Phone, devbox: AgentProcess):
+    """The relay's refusal shows its own sentence; the agent's refusal shows why in words
+    (the folder is checked again on the agent)."""
+    page = owner.page
+    open_new_task(owner)
+    page.get_by_label("Prompt").fill("Look around")
+    folder = page.get_by_label("Folder (inside the agent's workspace)")
+    folder.fill("../outside")
+    page.get_by_role("button", name="Run task").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "The working directory must be a path inside the agent's workspace, like src/app."
+    )
+    folder.fill("no/such/folder")
+    run_task(owner)
+    expect(status_of(owner)).to_have_text("Refused by agent")
+    expect(page.locator(".error-notice")).to_have_text("The folder does not exist on the agent.")
+
+
 def test_codex_session_can_be_continued(owner: Phone, devbox: AgentProcess, tmp_path):
     """R12, R14: the agent's recent sessions are listed; Continue opens a resume task with
     write mode off, and it runs against the same session."""
