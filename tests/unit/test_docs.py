@@ -261,3 +261,12 @@ def test_every_cited_test_file_exists():
     assert cited
     missing = sorted(name for name in cited if not (ROOT / name).is_file())
     assert not missing, missing
+
+
+def test_every_relative_link_in_the_readme_resolves():
+    """Links from the README to docs and screenshots point at files that exist."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\((?!https?:|#)([^)#]+)", readme)
+    assert targets
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, missing
