@@ -1,4 +1,4 @@
-"""Fixtures for the real-browser tests: one Chromium per run, one relay per module."""
+"""Fixtures for the real-browser tests: one Chromium and one relay per test module."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from tests.browser.phone import CHROMIUM, LAUNCH_ARGS
 from tests.helpers import RelayProcess, write_relay_config
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the whole run."""
+    """One headless Chromium per test module.
+
+    Not per session: Playwright's sync API keeps its event loop running while it is open,
+    and the asyncio tests that run after this directory need the thread's loop free.
+    """
     if not CHROMIUM.exists():
         pytest.fail(
             "Debian's /usr/bin/chromium is missing: run scripts/ensure-chromium.sh "
