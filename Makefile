@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow lint typecheck bench clean
+.PHONY: demo test test-fast test-slow proof lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ test-fast: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow --run-slow
+
+# Every reliability and security proof, long ones included, with the figures they print.
+proof: $(STAMP)
+	$(PY) -m pytest tests/proof --run-slow -s
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench
