@@ -101,7 +101,8 @@ def test_second_user_cannot_read_the_first_users_cache(
     browser: Browser, relay: RelayProcess, owner: Phone, agent: AgentProcess
 ):
     """B5: on a shared browser a second user finds the first user's cached details but can
-    neither locate nor decrypt them, while the first user could."""
+    neither locate nor decrypt them, nor can anyone once the first user signed out; the first
+    user could."""
     page = owner.page
     task_id = run_hello(owner)
     wait_until(lambda: in_page_storage(owner)["records"] >= 1, what="a cached record")
@@ -120,6 +121,11 @@ def test_second_user_cannot_read_the_first_users_cache(
     finally:
         client.close()
     sign_out(owner)
+    # Signed out, the phone holds the records but not the key, and the relay will not give it.
+    assert (
+        page.evaluate(f"async () => (await import('/js/cache.js')).loadTask('{task_id}')") is None
+    )
+    assert owner.fetch_json("/api/v1/me/cache-key")["status"] == 401
     owner.swap_authenticator()  # the second person's passkey lives on their own key
     owner.open(url.removeprefix(relay.setup.origin))
     page.get_by_label("Your name").fill("Bea")
