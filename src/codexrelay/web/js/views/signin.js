@@ -5,11 +5,12 @@ import { post } from "../api.js";
 import { busy, errorLine, field, fill, h, screenTitle, showError } from "../dom.js";
 import { passkeysSupported, registerPasskey, signInWithPasskey } from "../passkey.js";
 
-function codeFrom(text) {
+/** A pasted link says what it is; a bare code is what the person picked. */
+function codeFrom(text, kind) {
   const trimmed = text.trim();
   const match = trimmed.match(/#(invite|recovery)=([A-Za-z0-9 -]+)$/);
   if (match) return { kind: match[1], code: match[2] };
-  return trimmed ? { kind: "invite", code: trimmed } : null;
+  return trimmed ? { kind, code: trimmed } : null;
 }
 
 export async function signInScreen(app, container) {
@@ -34,11 +35,12 @@ export async function signInScreen(app, container) {
   });
 
   const codeInput = h("input", { type: "text", autocomplete: "off", autocapitalize: "characters", spellcheck: "false", required: true });
-  const codeForm = h("form", {}, field("Invite or recovery code (or the whole link)", codeInput),
+  const kind = h("select", {}, h("option", { value: "invite" }, "An invite"), h("option", { value: "recovery" }, "A recovery code"));
+  const codeForm = h("form", {}, field("What do you have?", kind), field("The code (or the whole link)", codeInput),
     h("button", { type: "submit", class: "secondary wide" }, "Continue"));
   codeForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    app.pending = codeFrom(codeInput.value);
+    app.pending = codeFrom(codeInput.value, kind.value);
     if (app.pending) app.start();
   });
 
