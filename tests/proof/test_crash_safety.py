@@ -40,7 +40,10 @@ class Acks:
 
 def _worker(relay: RelayProcess, wid: str, acks: Acks, stop: threading.Event, seed: int) -> None:
     rng = random.Random(seed)
-    client = relay.login()
+    try:
+        client = relay.login()
+    except (httpx.HTTPError, AssertionError):
+        return  # the kill came before this client had signed in
     try:
         n = 0
         while not stop.is_set():
