@@ -194,7 +194,7 @@ async def _on_finished(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskFinished
 ) -> None:
     task = _own_task(services, agent, message.task_id)
-    if task is None or not tasks.advance(task, message.status, now=services.now()):
+    if task is None or not tasks.settle_final_report(task, message.status, now=services.now()):
         return
     task.exit_code = message.exit_code
     task.codex_session_id = message.codex_session_id or task.codex_session_id
@@ -256,7 +256,7 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
         if services.hub.is_online(agent.key):
             return
         changed = tasks.interrupt_agent_tasks(
-            services.state, agent.key, keep=set(), now=services.now(), reason="agent-vanished"
+            services.state, agent.key, keep=set(), now=services.now(), reason=tasks.AGENT_VANISHED
         )
         await _settle(services, changed)
 

@@ -26,6 +26,7 @@ from codexrelay.relay.state import (
 )
 
 MAX_CWD_CHARS = 1024
+AGENT_VANISHED = "agent-vanished"
 
 # Forward moves only: a finished task never runs again (B4) and never changes state.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -213,6 +214,24 @@ def advance(task: TaskRecord, status: TaskStatus, *, now: datetime) -> bool:
     if status in TERMINAL_STATUSES:
         task.finished_at = now
     return True
+
+
+def settle_final_report(task: TaskRecord, status: TaskStatus, *, now: datetime) -> bool:
+    """Apply an agent's own final report on its task.
+
+    A forward move as usual; and one correction: a task the relay marked ``interrupted``
+    only because its agent stayed away past the grace period takes the status the agent
+    reports when it comes back (the agent ran it, so its word is the truth). Never a
+    non-terminal status, so a finished task still never runs again (B4).
+    """
+    late = task.status == "interrupted" and task.reason == AGENT_VANISHED
+    if late and status in TERMINAL_STATUSES and status != "interrupted":
+        task.status = status
+        task.reason = None
+        task.updated_at = now
+        task.finished_at = now
+        return True
+    return advance(task, status, now=now)
 
 
 def interrupt_all(state: State, *, now: datetime, reason: str) -> list[TaskRecord]:
