@@ -660,3 +660,14 @@ def test_tasks_interrupted_by_a_restart_are_recorded_as_finished(tmp_path):
     assert finished[0]["target"]["taskId"] == task_id
     assert finished[0]["target"]["status"] == "interrupted"
     assert finished[0]["target"]["reason"] == "relay-restarted"
+
+
+def test_workspace_creation_is_recorded(owner, app_client):
+    """B2: a new workspace is recorded in its own chain with its creator as the actor."""
+    watch = Watch(app_client)
+    res = owner.post("/api/v1/workspaces", json={"name": "Team B"})
+    assert res.status_code == 201
+    record = watch.one("workspace.created")
+    assert record["workspace"] == res.json()["workspace"]["id"]
+    assert record["actor"] == session_of(owner)
+    assert record["target"] == {"name": "Team B"}

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay import identity
+from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.deps import ActiveCallerDep, ServicesDep, Viewer
 from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.state import Role, UserStatus
@@ -57,7 +58,7 @@ async def list_workspaces(caller: ActiveCallerDep, services: ServicesDep) -> Wor
 
 @router.post("", status_code=201, response_model=WorkspaceEnvelope)
 async def create_workspace(
-    body: CreateWorkspaceBody, caller: ActiveCallerDep, services: ServicesDep
+    body: CreateWorkspaceBody, caller: ActiveCallerDep, services: ServicesDep, audit: AuditDep
 ) -> WorkspaceEnvelope:
     """The instance owner (or anyone, if ``allowUserWorkspaces``) creates a workspace."""
     if not (caller.user.is_owner or services.config.allow_user_workspaces):
@@ -69,6 +70,7 @@ async def create_workspace(
         now=services.now(),
         rand=services.rand,
     )
+    await audit.record("workspace.created", workspace=workspace.id, name=workspace.name)
     await services.store.commit()
     return WorkspaceEnvelope(
         workspace=WorkspaceItem(id=workspace.id, name=workspace.name, role=Role.OWNER)
