@@ -106,7 +106,12 @@ async function render() {
   }
   const root = h("div", { class: "screen" });
   fill($("view"), root);
-  const handle = (await screen(app, root, params, query)) || {};
+  let handle = {};
+  try {
+    handle = (await screen(app, root, params, query)) || {};
+  } catch (err) {
+    fill(root, h("p", { class: "error", role: "alert" }, err.message || "This screen could not be shown."));
+  }
   if (!root.isConnected) {
     if (handle.dispose) handle.dispose();
     return;
