@@ -44,6 +44,7 @@ export const app = {
   role: null,
   agents: [],
   screen: null,
+  early: null, // live events held while a screen is being built
   pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
   live: null,
 
@@ -106,6 +107,10 @@ async function render() {
   }
   const root = h("div", { class: "screen" });
   fill($("view"), root);
+  // Events that arrive while the screen fetches its data are kept and handed over once it
+  // is up, so a task that finishes during that fetch is not missed.
+  const early = [];
+  app.early = early;
   let handle = {};
   try {
     handle = (await screen(app, root, params, query)) || {};
@@ -117,6 +122,8 @@ async function render() {
     return;
   }
   app.screen = handle;
+  if (app.early === early) app.early = null;
+  if (handle.onEvent) for (const [type, data] of early) handle.onEvent(type, data);
   const title = root.querySelector(".screen-title");
   if (title && document.activeElement === document.body) title.focus({ preventScroll: true });
 }
@@ -133,7 +140,8 @@ function onLiveEvent(type, data) {
       && app.can("admin") && parseHash().path !== "/pair") {
     toast(`Agent "${data.pairRequest.label}" asks to join. Open Agents › Pair to approve it.`);
   }
-  if (app.screen && app.screen.onEvent) app.screen.onEvent(type, data);
+  if (app.early) app.early.push([type, data]);
+  else if (app.screen && app.screen.onEvent) app.screen.onEvent(type, data);
 }
 
 const LIVE_WORDS = { live: "Live", connecting: "Connecting…", offline: "Offline" };

@@ -7,6 +7,12 @@ import * as cache from "../cache.js";
 import { busy, fill, h, loading, screenTitle } from "../dom.js";
 import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText } from "../format.js";
 
+/** Whether `next` is a later state of the task than `current` (events can be replayed). */
+function isNewer(next, current) {
+  if (TERMINAL.has(current.status) && !TERMINAL.has(next.status)) return false;
+  return new Date(next.updatedAt).getTime() >= new Date(current.updatedAt).getTime();
+}
+
 function statusChip(status) {
   return h("span", { class: `chip status status-${status}` }, statusWord(status));
 }
@@ -59,6 +65,7 @@ export async function taskListScreen(app, root) {
       if (type === "agent") draw();
       if (type !== "task") return;
       const index = tasks.findIndex((t) => t.id === data.task.id);
+      if (index >= 0 && !isNewer(data.task, tasks[index])) return;
       if (index >= 0) tasks[index] = data.task;
       else tasks.unshift(data.task);
       draw();
@@ -260,7 +267,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
         const wasEmpty = progress.length === 0;
         addProgress(data.progress);
         if (wasEmpty) drawBody();
-      } else if (type === "task" && data.task.id === taskId) {
+      } else if (type === "task" && data.task.id === taskId && isNewer(data.task, task)) {
         const finishedNow = TERMINAL.has(data.task.status) && !TERMINAL.has(task.status);
         task = { ...task, ...data.task };
         drawHeader();
