@@ -22,8 +22,8 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from codexrelay.crypto import new_id
-from codexrelay.errors import AppError, ErrorCode
 from codexrelay.fileio import ensure_private_dir, write_private_file
+from codexrelay.relay.durability import DurableWaiters
 from codexrelay.relay.state import SCHEMA_VERSION, State
 from codexrelay.settings import describe_validation_error
 
@@ -95,7 +95,7 @@ class JsonFileStore:
         self._version = 0
         self._durable = 0
         self._attempted = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters = DurableWaiters()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -128,11 +128,9 @@ class JsonFileStore:
     async def commit(self) -> None:
         """Return once a write that includes every change made so far is durable."""
         self._version += 1
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._version, future))
+        waiting = self._waiters.wait_for(self._version)
         self._kick()
-        # The writer owns the write; a client that disconnects must not cancel it.
-        await asyncio.shield(future)
+        await waiting
 
     def touch(self) -> None:
         """Schedule a write without waiting for it, batched over ``LAZY_WRITE_DELAY_SEC``
@@ -164,25 +162,11 @@ class JsonFileStore:
                 await asyncio.to_thread(write_private_file, self.path, data)
             except OSError as exc:
                 log.error("state write failed: %s", exc.strerror)  # noqa: TRY400 - errno says enough
-                self._settle(version, failed=True)
+                self._waiters.settle(version, failed=True)
                 continue
             self.writes += 1
             self._durable = version
-            self._settle(version, failed=False)
-
-    def _settle(self, version: int, *, failed: bool) -> None:
-        keep: list[tuple[int, asyncio.Future[None]]] = []
-        for target, future in self._waiters:
-            if target > version:
-                keep.append((target, future))
-            elif not future.done():
-                if failed:
-                    future.set_exception(
-                        AppError(ErrorCode.STORAGE_UNAVAILABLE, "The relay could not save.")
-                    )
-                else:
-                    future.set_result(None)
-        self._waiters = keep
+            self._waiters.settle(version, failed=False)
 
     async def close(self) -> None:
         """Flush pending changes, stop the writer and release the data dir lock."""

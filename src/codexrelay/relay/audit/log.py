@@ -36,9 +36,9 @@ from codexrelay.auditverify import (
     read_lines,
     record_hash,
 )
-from codexrelay.errors import AppError, ErrorCode
 from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, fsync_dir, write_private_file
 from codexrelay.relay.audit.keys import Signer
+from codexrelay.relay.durability import DurableWaiters
 
 log = logging.getLogger("codexrelay.audit")
 
@@ -208,7 +208,7 @@ class AuditLog:
         self._durable = head.seq
         self._durable_head = head.copy()
         self._pending: list[Entry] = []
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters = DurableWaiters()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -270,11 +270,9 @@ class AuditLog:
         target = self.head.seq if seq is None else seq
         if target <= self._durable:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((target, future))
+        waiting = self._waiters.wait_for(target)
         self._kick()
-        # The writer owns the write; a client that goes away must not cancel it.
-        await asyncio.shield(future)
+        await waiting
 
     def _kick(self) -> None:
         try:
@@ -299,28 +297,14 @@ class AuditLog:
             except OSError as exc:
                 log.error("audit write failed: %s", exc.strerror)  # noqa: TRY400 - errno says enough
                 self._pending[:0] = batch  # kept, in order: the chain must not lose a link
-                self._settle(batch[-1].seq, failed=True)
+                self._waiters.settle(batch[-1].seq, failed=True)
                 if self._closing:
                     return
                 await self._wake.wait()  # retry with the next record, not in a tight loop
                 self._wake.clear()
                 continue
             self._durable = batch[-1].seq
-            self._settle(self._durable, failed=False)
-
-    def _settle(self, seq: int, *, failed: bool) -> None:
-        keep: list[tuple[int, asyncio.Future[None]]] = []
-        for target, future in self._waiters:
-            if target > seq:
-                keep.append((target, future))
-            elif not future.done():
-                if failed:
-                    future.set_exception(
-                        AppError(ErrorCode.STORAGE_UNAVAILABLE, "The relay could not save.")
-                    )
-                else:
-                    future.set_result(None)
-        self._waiters = keep
+            self._waiters.settle(self._durable, failed=False)
 
     # --- the writer's side (a worker thread, one batch at a time) ---
 
