@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from codexrelay import __version__
 from codexrelay.agent import lifecycle  # noqa: F401 - registers pair/start/status/stop
 from codexrelay.agent.commands import agent
+from codexrelay.cliconfig import fail, load_relay_or_exit, relay_config_option
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo
 from codexrelay.relay.audit.commands import audit, init_key, relay_audit
-from codexrelay.relay.config import RelayConfig, load_relay_config
+from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.scaffold import scaffold_command
+from codexrelay.relay.sessions import new_bootstrap_token
 from codexrelay.relay.snapshot import snapshot_command
-from codexrelay.settings import ConfigError, default_config_path, dump_config, write_config_file
-
-RELAY_CONFIG_ENV = "CODEXRELAY_RELAY_CONFIG"
-F = TypeVar("F", bound=Callable[..., Any])
-BOOTSTRAP_PREFIX = "crb_"
-
-
-def new_bootstrap_token() -> str:
-    """A fresh owner recovery token (256 bits, prefixed so scanners recognise it)."""
-    return BOOTSTRAP_PREFIX + new_secret()
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print a one-line error to stderr and exit."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def relay_config_option() -> Callable[[F], F]:
-    """--config for relay commands (env CODEXRELAY_RELAY_CONFIG, else ./relay.json)."""
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=lambda: default_config_path(RELAY_CONFIG_ENV, "relay.json"),
-        show_default="$CODEXRELAY_RELAY_CONFIG or ./relay.json",
-        help="Relay config file.",
-    )
-
-
-def load_relay_or_exit(path: Path) -> RelayConfig:
-    """Load the relay config or print every problem and exit 2."""
-    try:
-        return load_relay_config(path)
-    except ConfigError as exc:
-        for line in exc.lines:
-            click.echo(f"error: {exc.path}: {line}", err=True)
-        sys.exit(2)
+from codexrelay.settings import dump_config, write_config_file
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

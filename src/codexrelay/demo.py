@@ -34,6 +34,7 @@ import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.sessions import new_bootstrap_token
 from codexrelay.settings import dump_config, write_config_file
 
 DEFAULT_PORT = 8787
@@ -181,7 +182,6 @@ def write_sample_workspace(workspace: Path) -> str | None:
 
 def write_relay_config(layout: Layout, port: int) -> tuple[RelayConfig, str]:
     """A fresh relay config for http://localhost:PORT and its recovery token."""
-    from codexrelay.cli import new_bootstrap_token  # noqa: PLC0415 - cli imports us
 
     token = new_bootstrap_token()
     config = RelayConfig(

@@ -20,10 +20,9 @@ import click
 from pydantic import ValidationError
 
 from codexrelay.agent.config import AgentConfig, build_init_config, load_agent_config
+from codexrelay.cliconfig import config_option, fail, load_or_exit
 from codexrelay.fileio import ensure_private_dir
 from codexrelay.settings import (
-    ConfigError,
-    default_config_path,
     describe_validation_error,
     dump_config,
     write_config_file,
@@ -34,31 +33,14 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
 def agent_config_option() -> Callable[[F], F]:
     """--config for agent commands (env CODEXRELAY_AGENT_CONFIG, else ./agent.json)."""
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=lambda: default_config_path(AGENT_CONFIG_ENV, "agent.json"),
-        show_default="$CODEXRELAY_AGENT_CONFIG or ./agent.json",
-        help="Agent config file.",
-    )
+    return config_option(AGENT_CONFIG_ENV, "agent.json", "Agent")
 
 
 def load_agent_or_exit(path: Path) -> AgentConfig:
     """Load the agent config or print every problem and exit 2."""
-    try:
-        return load_agent_config(path)
-    except ConfigError as exc:
-        for line in exc.lines:
-            click.echo(f"error: {exc.path}: {line}", err=True)
-        sys.exit(2)
+    return load_or_exit(load_agent_config, path)
 
 
 def default_agent_id() -> str:
@@ -115,7 +97,7 @@ def agent_init(
 ) -> None:
     """Write an agent config (mode 0600, no secrets in it)."""
     if mode == "production" and (problem := _production_url_problem(relay_url)):
-        _fail(problem, 2)
+        fail(problem, 2)
     agent_id = agent_id or default_agent_id()
     try:
         config = build_init_config(
@@ -133,7 +115,7 @@ def agent_init(
     try:
         write_config_file(config_path, dump_config(config), force=force)
     except FileExistsError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     config.with_base_dir(config_path.resolve().parent)
     ensure_private_dir(config.state_path)
     click.echo(f"Wrote {config_path} (mode 0600).")

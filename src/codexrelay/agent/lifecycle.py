@@ -20,16 +20,12 @@ from codexrelay.agent.enroll import PairingError, claim_code, wait_for_token
 from codexrelay.agent.redaction import startup_warning
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore, TokenStoreError
+from codexrelay.cliconfig import fail
 
 EXIT_NOT_PAIRED = 2
 STOP_WAIT_SEC = 30.0
 
 log = logging.getLogger("codexrelay.agent")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def _configure_logging() -> None:
@@ -44,7 +40,7 @@ def serve(config: AgentConfig, tokens: TokenStore) -> int:
     if (warning := startup_warning(config.redaction)) is not None:
         click.echo(warning, err=True)
     if StatusFile(config.state_path).running_pid() not in {None, os.getpid()}:
-        _fail(f"another agent is already running with state dir {config.state_path}")
+        fail(f"another agent is already running with state dir {config.state_path}")
 
     async def main() -> int:
         connection = AgentConnection(config, tokens)
@@ -76,7 +72,7 @@ def agent_pair(config_path: Path, pair_code: str, no_start: bool) -> None:
     try:
         claim = claim_code(config, pair_code)
     except PairingError as exc:
-        _fail(f"pairing failed: {exc}")
+        fail(f"pairing failed: {exc}")
         return
     click.echo(f"Pair request {claim.request_id} sent to {config.relay_base_url}.")
     click.echo("Approve it on your phone (Agents -> Pending requests).", err=True)
@@ -90,7 +86,7 @@ def agent_pair(config_path: Path, pair_code: str, no_start: bool) -> None:
 
             token = wait_for_token(config, claim, on_poll=on_poll)
     except PairingError as exc:
-        _fail(f"pairing failed: {exc}")
+        fail(f"pairing failed: {exc}")
         return
     # Only now is an earlier token replaced: a rejected or expired re-pairing keeps it (I5).
     tokens.save(token, relay_base_url=config.relay_base_url, agent_id=config.agent_id)
@@ -109,10 +105,10 @@ def agent_start(config_path: Path) -> None:
     try:
         stored = tokens.usable_for(config.relay_base_url, config.agent_id)
     except TokenStoreError as exc:
-        _fail(str(exc), EXIT_NOT_PAIRED)
+        fail(str(exc), EXIT_NOT_PAIRED)
         return
     if stored is None:
-        _fail(
+        fail(
             f"pair first: no agent token for {config.relay_base_url} as {config.agent_id}. "
             "Create a code on the phone (Agents -> Pair an agent), then run "
             "`codexrelay agent pair --pair-code CODE`.",
@@ -167,4 +163,4 @@ def agent_stop(config_path: Path) -> None:
             click.echo(f"Stopped agent (pid {pid}).")
             return
         time.sleep(0.1)
-    _fail(f"agent (pid {pid}) did not stop within {STOP_WAIT_SEC:.0f}s; kill it with kill -9")
+    fail(f"agent (pid {pid}) did not stop within {STOP_WAIT_SEC:.0f}s; kill it with kill -9")

@@ -20,9 +20,11 @@ from string import Template
 
 import click
 
+from codexrelay.cliconfig import fail
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.fileio import write_private_file
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.sessions import new_bootstrap_token
 from codexrelay.settings import dump_config
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}$")
@@ -362,7 +364,6 @@ def scaffold_command(
     force: bool,
 ) -> None:
     """Write a Caddyfile, hardened systemd units and a production relay config (O1, O2)."""
-    from codexrelay.cli import fail, new_bootstrap_token  # noqa: PLC0415 - cli imports us
 
     try:
         name = check_domain(domain)

@@ -15,6 +15,7 @@ from codexrelay.crypto import (
     constant_time_equal,
     keyed_hash,
     new_id,
+    new_secret,
     sha256_hex,
 )
 from codexrelay.errors import AppError, ErrorCode
@@ -22,6 +23,7 @@ from codexrelay.relay import identity
 from codexrelay.relay.state import SessionRecord, SessionVia, State, UserRecord
 
 SESSION_PREFIX = "crs_"
+BOOTSTRAP_PREFIX = "crb_"
 RECOVERY_VIAS: frozenset[str] = frozenset({"bootstrap", "recovery-code"})
 
 
@@ -120,6 +122,11 @@ def prune_expired(state: State, now: datetime) -> int:
     for key in doomed:
         del state.sessions[key]
     return len(doomed)
+
+
+def new_bootstrap_token() -> str:
+    """A fresh owner recovery token (256 bits, prefixed so scanners recognise it)."""
+    return BOOTSTRAP_PREFIX + new_secret()
 
 
 def check_bootstrap_token(state: State, token: str, *, expected_hash: str) -> UserRecord:

@@ -24,6 +24,7 @@ import click
 from pydantic import ValidationError
 
 from codexrelay import __version__
+from codexrelay.cliconfig import fail, load_relay_or_exit
 from codexrelay.fileio import PRIVATE_FILE, write_private_file
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.state import SCHEMA_VERSION, State
@@ -167,7 +168,6 @@ def describe(manifest: dict[str, Any]) -> str:
 @click.option("--force", is_flag=True, help="Replace an existing snapshot file.")
 def snapshot_command(config_path: Path, out: Path, force: bool) -> None:
     """Copy the relay's state (safe while it runs) for analysis before deleting it (I4)."""
-    from codexrelay.cli import fail, load_relay_or_exit  # noqa: PLC0415 - cli imports us
 
     config = load_relay_or_exit(config_path)
     try:

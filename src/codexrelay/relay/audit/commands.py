@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from codexrelay import auditverify
+from codexrelay.cliconfig import fail, load_relay_or_exit
 from codexrelay.fileio import PRIVATE_FILE, fsync_dir
 from codexrelay.relay.audit.keys import Signer, ensure_signer, load_signer, signing_key_path
 from codexrelay.relay.audit.reading import ExportScope, bundle
@@ -88,7 +89,6 @@ def export_command(
     config_path: Path, since: str | None, workspace: str | None, out: Path, force: bool
 ) -> None:
     """Write a signed export bundle (safe while the relay runs)."""
-    from codexrelay.cli import fail, load_relay_or_exit  # noqa: PLC0415 - cli imports us
 
     config = load_relay_or_exit(config_path)
     scope = ExportScope(workspace=workspace, since=_parse_time(since))
@@ -113,7 +113,6 @@ def export_command(
 @relay_audit.command("public-key")
 def public_key_command(config_path: Path) -> None:
     """Print the audit public key (give it to whoever verifies exports)."""
-    from codexrelay.cli import fail, load_relay_or_exit  # noqa: PLC0415 - cli imports us
 
     config = load_relay_or_exit(config_path)
     try:
