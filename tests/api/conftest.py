@@ -12,9 +12,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from codexrelay.relay import identity, sessions
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
+from codexrelay.relay.state import Role
 from codexrelay.relay.store import JsonFileStore
 from tests.helpers import FakeClock, write_relay_config
 
@@ -56,3 +58,44 @@ def login(client: TestClient) -> None:
     token = client.setup.token  # type: ignore[attr-defined]
     res = client.post("/api/v1/auth/bootstrap", json={"token": token})
     assert res.status_code == 200, res.text
+
+
+def make_user(client: TestClient, workspace_id: str | None, role: Role) -> str:
+    """A user made through the domain layer, a member of ``workspace_id`` with ``role``."""
+    services = services_of(client)
+    user = identity.create_user(
+        services.state, name=f"{role.value} user", now=services.now(), rand=services.rand
+    )
+    if workspace_id:
+        identity.set_membership(
+            services.state,
+            user_id=user.id,
+            workspace_id=workspace_id,
+            role=role,
+            now=services.now(),
+        )
+    return user.id
+
+
+def sign_in_as(client: TestClient, user_id: str) -> None:
+    """Give the client a fresh passkey-style session of ``user_id`` (cookie replaced)."""
+    services = services_of(client)
+    issued = sessions.open_session(
+        services.state,
+        user_id=user_id,
+        via="passkey",
+        now=services.now(),
+        ttl_sec=3600,
+        max_per_user=20,
+        secret=services.token_secret,
+        rand=services.rand,
+    )
+    client.cookies.clear()
+    client.cookies.set("codexrelay-session", issued.cookie_value)
+
+
+def sign_in_with_role(client: TestClient, workspace_id: str | None, role: Role) -> str:
+    """A new user with ``role`` in ``workspace_id``, signed in on ``client``."""
+    user_id = make_user(client, workspace_id, role)
+    sign_in_as(client, user_id)
+    return user_id

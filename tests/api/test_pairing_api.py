@@ -6,9 +6,8 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from codexrelay.protocol import PROTOCOL_VERSION
-from codexrelay.relay import identity, sessions
 from codexrelay.relay.state import Role
-from tests.api.conftest import login, services_of
+from tests.api.conftest import login, sign_in_with_role
 
 
 def _wid(client) -> str:
@@ -39,29 +38,6 @@ def _poll(client, claim):
         f"/api/v1/agent/pair/{claim['requestId']}",
         headers={"Authorization": f"Bearer {claim['pollSecret']}"},
     )
-
-
-def _as_user(client, wid, role: Role) -> None:
-    services = services_of(client)
-    user = identity.create_user(
-        services.state, name=role.value, now=services.now(), rand=services.rand
-    )
-    if wid:
-        identity.set_membership(
-            services.state, user_id=user.id, workspace_id=wid, role=role, now=services.now()
-        )
-    issued = sessions.open_session(
-        services.state,
-        user_id=user.id,
-        via="passkey",
-        now=services.now(),
-        ttl_sec=3600,
-        max_per_user=20,
-        secret=services.token_secret,
-        rand=services.rand,
-    )
-    client.cookies.clear()
-    client.cookies.set("codexrelay-session", issued.cookie_value)
 
 
 def _paired_token(client, wid, agent_id="devbox") -> str:
@@ -183,7 +159,7 @@ def test_member_cannot_create_codes_or_approve(app_client):
     login(app_client)
     wid = _wid(app_client)
     claim = _claim(app_client, _code(app_client, wid)["code"]).json()
-    _as_user(app_client, wid, Role.MEMBER)
+    sign_in_with_role(app_client, wid, Role.MEMBER)
     assert app_client.post(f"/api/v1/workspaces/{wid}/pairings", json={}).status_code == 403
     url = f"/api/v1/workspaces/{wid}/pair-requests"
     assert app_client.get(url).status_code == 403
@@ -196,7 +172,7 @@ def test_admin_of_other_workspace_sees_nothing(app_client):
     wid_b = _wid(app_client)
     claim = _claim(app_client, _code(app_client, wid_b)["code"]).json()
     wid_a = app_client.post("/api/v1/workspaces", json={"name": "A"}).json()["workspace"]["id"]
-    _as_user(app_client, wid_a, Role.ADMIN)
+    sign_in_with_role(app_client, wid_a, Role.ADMIN)
     assert app_client.get(f"/api/v1/workspaces/{wid_b}/pair-requests").status_code == 404
     res = app_client.post(f"/api/v1/workspaces/{wid_b}/pair-requests/{claim['requestId']}/approve")
     assert res.status_code == 404

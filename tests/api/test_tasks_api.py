@@ -6,34 +6,10 @@ import contextlib
 
 import pytest
 
-from codexrelay.relay import identity, sessions
 from codexrelay.relay.state import Role
 from codexrelay.relay.taskdetails import DetailsStore
-from tests.api.conftest import login, services_of
+from tests.api.conftest import login, sign_in_with_role
 from tests.api.test_pairing_api import _hello, _paired_token, _wid
-
-
-def _as(client, wid, role: Role) -> str:
-    services = services_of(client)
-    user = identity.create_user(
-        services.state, name=role.value, now=services.now(), rand=services.rand
-    )
-    identity.set_membership(
-        services.state, user_id=user.id, workspace_id=wid, role=role, now=services.now()
-    )
-    issued = sessions.open_session(
-        services.state,
-        user_id=user.id,
-        via="passkey",
-        now=services.now(),
-        ttl_sec=3600,
-        max_per_user=20,
-        secret=services.token_secret,
-        rand=services.rand,
-    )
-    client.cookies.clear()
-    client.cookies.set("codexrelay-session", issued.cookie_value)
-    return user.id
 
 
 @contextlib.contextmanager
@@ -176,7 +152,7 @@ def test_write_mode_needs_admin_and_both_flags(make_client):
             )
             assert res.status_code == 201
             assert ws.receive_json()["task"]["writeAccess"] is True
-            _as(client, wid, Role.MEMBER)
+            sign_in_with_role(client, wid, Role.MEMBER)
             res = client.post(
                 f"/api/v1/workspaces/{wid}/tasks",
                 json={
@@ -239,11 +215,11 @@ def test_viewer_cannot_submit_and_member_cancels_only_own(app_client):
     with _agent(app_client, wid) as ws:
         owner_task = _submit(app_client, wid, type="run_action", actionId="tests").json()["task"]
         ws.receive_json()
-        _as(app_client, wid, Role.VIEWER)
+        sign_in_with_role(app_client, wid, Role.VIEWER)
         res = _submit(app_client, wid, type="run_action", actionId="tests")
         assert (res.status_code, res.json()["error"]) == (403, "forbidden")
         assert _get(app_client, wid, owner_task["id"])["id"] == owner_task["id"]
-        _as(app_client, wid, Role.MEMBER)
+        sign_in_with_role(app_client, wid, Role.MEMBER)
         res = app_client.post(f"/api/v1/workspaces/{wid}/tasks/{owner_task['id']}/cancel")
         assert (res.status_code, res.json()["error"]) == (403, "forbidden")
         mine = _submit(app_client, wid, type="run_action", actionId="tests").json()["task"]

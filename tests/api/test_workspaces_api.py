@@ -5,42 +5,9 @@ from __future__ import annotations
 import pytest
 
 from codexrelay.errors import AppError
-from codexrelay.relay import identity, sessions
+from codexrelay.relay import identity
 from codexrelay.relay.state import Role
-from tests.api.conftest import login, services_of
-
-
-def _sign_in_as(client, user_id: str) -> None:
-    """Open a session for a user made through the domain layer, and use its cookie."""
-    services = services_of(client)
-    issued = sessions.open_session(
-        services.state,
-        user_id=user_id,
-        via="passkey",
-        now=services.now(),
-        ttl_sec=3600,
-        max_per_user=20,
-        secret=services.token_secret,
-        rand=services.rand,
-    )
-    client.cookies.clear()
-    client.cookies.set("codexrelay-session", issued.cookie_value)
-
-
-def _user_with_role(client, workspace_id: str | None, role: Role) -> str:
-    services = services_of(client)
-    user = identity.create_user(
-        services.state, name=f"{role.value} user", now=services.now(), rand=services.rand
-    )
-    if workspace_id:
-        identity.set_membership(
-            services.state,
-            user_id=user.id,
-            workspace_id=workspace_id,
-            role=role,
-            now=services.now(),
-        )
-    return user.id
+from tests.api.conftest import login, make_user, services_of, sign_in_as
 
 
 def test_first_start_creates_owner_and_default_workspace(app_client):
@@ -72,7 +39,7 @@ def test_non_owner_cannot_create_workspace(app_client):
     """Only the instance owner creates workspaces unless allowUserWorkspaces is set."""
     login(app_client)
     wid = app_client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
-    _sign_in_as(app_client, _user_with_role(app_client, wid, Role.ADMIN))
+    sign_in_as(app_client, make_user(app_client, wid, Role.ADMIN))
     res = app_client.post("/api/v1/workspaces", json={"name": "Mine"})
     assert res.status_code == 403
     assert res.json()["error"] == "forbidden"
@@ -81,7 +48,7 @@ def test_non_owner_cannot_create_workspace(app_client):
 def test_users_may_create_workspaces_when_allowed(make_client):
     """allowUserWorkspaces lets any active user create a workspace."""
     with make_client(allowUserWorkspaces=True) as client:
-        _sign_in_as(client, _user_with_role(client, None, Role.VIEWER))
+        sign_in_as(client, make_user(client, None, Role.VIEWER))
         assert client.post("/api/v1/workspaces", json={"name": "Mine"}).status_code == 201
 
 
@@ -89,8 +56,8 @@ def test_members_listed_for_viewer(app_client):
     """Viewers see the member list with roles and statuses."""
     login(app_client)
     wid = app_client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
-    viewer = _user_with_role(app_client, wid, Role.VIEWER)
-    _sign_in_as(app_client, viewer)
+    viewer = make_user(app_client, wid, Role.VIEWER)
+    sign_in_as(app_client, viewer)
     members = app_client.get(f"/api/v1/workspaces/{wid}/members").json()["members"]
     assert [m["role"] for m in members] == ["owner", "viewer"]
     assert set(members[0]) == {"userId", "name", "role", "status"}
@@ -105,7 +72,7 @@ def test_other_workspace_is_not_found(app_client):
         for w in app_client.get("/api/v1/workspaces").json()["workspaces"]
         if w["name"] == "Default"
     )
-    _sign_in_as(app_client, _user_with_role(app_client, default, Role.OWNER))
+    sign_in_as(app_client, make_user(app_client, default, Role.OWNER))
     res = app_client.get(f"/api/v1/workspaces/{wid}/members")
     assert res.status_code == 404
     assert res.json()["error"] == "not-found"
@@ -128,7 +95,7 @@ def test_too_low_role_is_forbidden(app_client):
     login(app_client)
     wid = app_client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
     services = services_of(app_client)
-    viewer = _user_with_role(app_client, wid, Role.VIEWER)
+    viewer = make_user(app_client, wid, Role.VIEWER)
     with pytest.raises(AppError) as exc:
         identity.check_workspace_access(
             services.state, user_id=viewer, workspace_id=wid, minimum=Role.MEMBER
