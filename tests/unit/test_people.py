@@ -9,7 +9,7 @@ import pytest
 
 from codexrelay.crypto import keyed_hash, normalize_code
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, people, sessions
+from codexrelay.relay import identity, invites, people, sessions
 from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.state import PasskeyRecord, Role, State, UserRecord
 
@@ -51,8 +51,8 @@ class World:
         found = identity.find_membership(self.state, user.id, workspace_id or self.ws.id)
         return found.role if found else None
 
-    def invite(self, by: UserRecord, role: Role, ttl: int = 3600) -> people.IssuedInvite:
-        return people.create_invite(
+    def invite(self, by: UserRecord, role: Role, ttl: int = 3600) -> invites.IssuedInvite:
+        return invites.create_invite(
             self.state,
             access=self.access(by),
             role=role,
@@ -64,7 +64,7 @@ class World:
         )
 
     def accept(self, code: str, *, member: UserRecord | None = None, now: datetime = NOW):
-        return people.accept_invite(
+        return invites.accept_invite(
             self.state, code=code, name="New", member=member, now=now, secret=SECRET, rand=RAND
         )
 
@@ -137,7 +137,7 @@ def test_invite_role_ceiling(world, inviter_role, role, allowed):
 def test_check_role_grant_refuses_above_own_role():
     """A role above the granter's own is refused even below admin."""
     with pytest.raises(AppError):
-        people.check_role_grant(Role.VIEWER, Role.MEMBER)
+        identity.check_role_grant(Role.VIEWER, Role.MEMBER)
 
 
 def test_invite_accept_makes_enrollment_locked_user_without_membership(world):
@@ -147,7 +147,7 @@ def test_invite_accept_makes_enrollment_locked_user_without_membership(world):
     assert accepted.new_user
     assert accepted.user.status == "enrollment-locked"
     assert world.role_of(accepted.user) is None
-    assert people.invite_status(issued.invite, NOW) == "accepted"
+    assert invites.invite_status(issued.invite, NOW) == "accepted"
 
 
 def test_invite_is_one_time(world):
@@ -179,7 +179,7 @@ def test_invite_needs_a_name_for_a_new_user(world):
     """A new user must give a name; the code is not spent when they do not."""
     issued = world.invite(world.owner, Role.MEMBER)
     with pytest.raises(AppError) as excinfo:
-        people.accept_invite(
+        invites.accept_invite(
             world.state, code=issued.code, name="  ", member=None, now=NOW, secret=SECRET, rand=RAND
         )
     assert _code(excinfo) == ErrorCode.INVALID_REQUEST
@@ -189,8 +189,10 @@ def test_invite_needs_a_name_for_a_new_user(world):
 def test_cancelled_invite_is_refused(world):
     """A cancelled code no longer works."""
     issued = world.invite(world.owner, Role.MEMBER)
-    people.cancel_invite(world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW)
-    assert people.invite_status(issued.invite, NOW) == "cancelled"
+    invites.cancel_invite(
+        world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
+    )
+    assert invites.invite_status(issued.invite, NOW) == "cancelled"
     with pytest.raises(AppError):
         world.accept(issued.code)
 
@@ -200,7 +202,9 @@ def test_cancel_after_accept_disables_the_unenrolled_invitee(world):
     issued = world.invite(world.owner, Role.MEMBER)
     accepted = world.accept(issued.code)
     session = world.enroll_session(accepted.user, issued.invite.id)
-    people.cancel_invite(world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW)
+    invites.cancel_invite(
+        world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
+    )
     assert accepted.user.status == "disabled"
     assert session.token_hash not in world.state.sessions
 
@@ -209,11 +213,11 @@ def test_cancel_after_enrollment_is_a_conflict(world):
     """An invite that already made a member cannot be cancelled; remove the member instead."""
     issued = world.invite(world.owner, Role.MEMBER)
     accepted = world.accept(issued.code)
-    people.finish_enrollment(
+    invites.finish_enrollment(
         world.state, session=world.enroll_session(accepted.user, issued.invite.id), now=NOW
     )
     with pytest.raises(AppError) as excinfo:
-        people.cancel_invite(
+        invites.cancel_invite(
             world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
         )
     assert _code(excinfo) == ErrorCode.CONFLICT
@@ -226,7 +230,7 @@ def test_cancel_invite_of_another_workspace_is_not_found(world):
     )
     issued = world.invite(world.owner, Role.MEMBER)
     with pytest.raises(AppError) as excinfo:
-        people.cancel_invite(
+        invites.cancel_invite(
             world.state, workspace_id=other.id, invite_id=issued.invite.id, now=NOW
         )
     assert _code(excinfo) == ErrorCode.NOT_FOUND
@@ -237,7 +241,7 @@ def test_enrollment_grants_invite_membership_once(world):
     issued = world.invite(world.owner, Role.VIEWER)
     accepted = world.accept(issued.code)
     session = world.enroll_session(accepted.user, issued.invite.id)
-    people.finish_enrollment(world.state, session=session, now=NOW)
+    invites.finish_enrollment(world.state, session=session, now=NOW)
     assert accepted.user.status == "active"
     assert world.role_of(accepted.user) == Role.VIEWER
     assert session.enrollment_only is False
@@ -245,7 +249,7 @@ def test_enrollment_grants_invite_membership_once(world):
     people.remove_member(
         world.state, access=world.access(world.owner), user_id=accepted.user.id, now=NOW
     )
-    people.finish_enrollment(world.state, session=session, now=NOW)
+    invites.finish_enrollment(world.state, session=session, now=NOW)
     assert world.role_of(accepted.user) is None
 
 
@@ -255,7 +259,7 @@ def test_active_member_accepting_invite_gains_membership(world):
         world.state, name="Other", owner_id=world.owner.id, now=NOW, rand=RAND
     )
     bob = world.person(Role.ADMIN)
-    issued = people.create_invite(
+    issued = invites.create_invite(
         world.state,
         access=world.access(world.owner, other.id),
         role=Role.MEMBER,
@@ -286,8 +290,8 @@ def test_removed_admin_pending_invites_are_cancelled(world):
 def test_old_spent_codes_are_pruned(world):
     """Invites spent or expired more than a week ago are forgotten."""
     old = world.invite(world.owner, Role.MEMBER, ttl=600)
-    later = NOW + people.SPENT_CODE_KEEP + timedelta(seconds=601)
-    people.prune_codes(world.state, later)
+    later = NOW + invites.SPENT_CODE_KEEP + timedelta(seconds=601)
+    invites.prune_codes(world.state, later)
     assert old.invite.id not in world.state.invites
 
 
@@ -416,8 +420,8 @@ def test_removal_ends_workspace_access_at_once(world):
 # --- recovery codes ---
 
 
-def _issue(world: World, user: UserRecord, ttl: int = 600) -> people.IssuedRecoveryCode:
-    return people.issue_recovery_code(
+def _issue(world: World, user: UserRecord, ttl: int = 600) -> invites.IssuedRecoveryCode:
+    return invites.issue_recovery_code(
         world.state,
         user_id=user.id,
         issued_by=world.owner.id,
@@ -433,10 +437,10 @@ def test_recovery_code_redeems_once(world):
     person = world.person(Role.MEMBER)
     issued = _issue(world, person)
     assert issued.code not in world.state.model_dump_json()
-    user = people.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+    user = invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
     assert user is person
     with pytest.raises(AppError) as excinfo:
-        people.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
     assert _code(excinfo) == ErrorCode.INVALID_OR_EXPIRED_CODE
 
 
@@ -444,7 +448,7 @@ def test_recovery_code_expires(world):
     """An expired recovery code is refused."""
     issued = _issue(world, world.person(Role.MEMBER), ttl=600)
     with pytest.raises(AppError):
-        people.redeem_recovery_code(
+        invites.redeem_recovery_code(
             world.state, code=issued.code, now=NOW + timedelta(seconds=600), secret=SECRET
         )
 
@@ -455,14 +459,14 @@ def test_new_recovery_code_replaces_the_old(world):
     first = _issue(world, person)
     _issue(world, person)
     with pytest.raises(AppError):
-        people.redeem_recovery_code(world.state, code=first.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.state, code=first.code, now=NOW, secret=SECRET)
 
 
 def test_invite_code_is_not_a_recovery_code(world):
     """Codes are domain-separated: an invite code never redeems as a recovery code."""
     issued = world.invite(world.owner, Role.MEMBER)
     with pytest.raises(AppError):
-        people.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
 
 
 def test_recovery_code_for_disabled_user_refused(world):
@@ -471,7 +475,7 @@ def test_recovery_code_for_disabled_user_refused(world):
     issued = _issue(world, person)
     person.status = "disabled"
     with pytest.raises(AppError):
-        people.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
     with pytest.raises(AppError) as excinfo:
         _issue(world, person)
     assert _code(excinfo) == ErrorCode.CONFLICT
@@ -481,13 +485,13 @@ def test_admin_recovery_authority_needs_outranking_everywhere(world):
     """R03: an admin may recover a member only if they outrank them in every workspace."""
     admin = world.person(Role.ADMIN, "Admin")
     member = world.person(Role.MEMBER, "Member")
-    people.check_recovery_authority(world.state, access=world.access(admin), user_id=member.id)
+    invites.check_recovery_authority(world.state, access=world.access(admin), user_id=member.id)
     elsewhere = identity.create_workspace(
         world.state, name="Elsewhere", owner_id=member.id, now=NOW, rand=RAND
     )
     assert world.role_of(member, elsewhere.id) == Role.OWNER
     with pytest.raises(AppError) as excinfo:
-        people.check_recovery_authority(world.state, access=world.access(admin), user_id=member.id)
+        invites.check_recovery_authority(world.state, access=world.access(admin), user_id=member.id)
     assert _code(excinfo) == ErrorCode.FORBIDDEN
 
 
@@ -497,14 +501,14 @@ def test_admin_cannot_recover_equal_or_higher(world, target):
     admin = world.person(Role.ADMIN, "Admin")
     person = world.person(target)
     with pytest.raises(AppError):
-        people.check_recovery_authority(world.state, access=world.access(admin), user_id=person.id)
+        invites.check_recovery_authority(world.state, access=world.access(admin), user_id=person.id)
 
 
 def test_admin_cannot_recover_the_instance_owner(world):
     """The relay owner is recovered only with the bootstrap token."""
     admin = world.person(Role.OWNER, "Co-owner")
     with pytest.raises(AppError):
-        people.check_recovery_authority(
+        invites.check_recovery_authority(
             world.state, access=world.access(admin), user_id=world.owner.id
         )
 

@@ -29,7 +29,7 @@ from codexrelay.relay import (
     sessions,
     taskflow,  # noqa: F401 - registers the task handlers and hooks
 )
-from codexrelay.relay.api import agents, auth, events, me, passkeys, people, workspaces
+from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import tasks as tasks_api
@@ -171,7 +171,19 @@ def create_app(
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
 
-    for module in (auth, me, workspaces, passkeys, people, pairing_api, agents, tasks_api, events):
+    routers = (
+        auth,
+        me,
+        workspaces,
+        passkeys,
+        people,
+        invites,
+        pairing_api,
+        agents,
+        tasks_api,
+        events,
+    )
+    for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(audit_api.router, responses=ERROR_RESPONSES)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))

@@ -6,6 +6,7 @@ nothing inside workspaces one is not a member of.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from codexrelay.relay.state import (
 
 DEFAULT_WORKSPACE_NAME = "Default"
 OWNER_NAME = "Owner"
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -139,3 +141,28 @@ def check_workspace_access(
             f"This needs the {minimum.value} role or higher in this workspace.",
         )
     return WorkspaceAccess(workspace=workspace, role=membership.role, user_id=user_id)
+
+
+def check_role_grant(actor: Role, role: Role) -> None:
+    """Nobody grants above their own role; only owners grant admin or owner."""
+    if role.at_least(Role.ADMIN) and actor != Role.OWNER:
+        raise AppError(
+            ErrorCode.FORBIDDEN, "Only workspace owners can grant the admin or owner role."
+        )
+    if not actor.at_least(role):
+        raise AppError(ErrorCode.FORBIDDEN, "You cannot grant a role above your own.")
+
+
+def grant_membership(
+    state: State, *, user_id: str, workspace_id: str, role: Role, now: datetime
+) -> None:
+    """Add a membership, never lowering a role the user already holds there."""
+    existing = find_membership(state, user_id, workspace_id)
+    if existing is None or not existing.role.at_least(role):
+        set_membership(state, user_id=user_id, workspace_id=workspace_id, role=role, now=now)
+
+
+def clean_text(value: str | None, limit: int) -> str:
+    """Single-line, trimmed, control characters removed, capped."""
+    printable = "".join(ch for ch in value or "" if ch.isprintable() or ch.isspace())
+    return _SPACES.sub(" ", printable).strip()[:limit]

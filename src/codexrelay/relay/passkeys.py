@@ -39,7 +39,7 @@ from webauthn.helpers.structs import (
 
 from codexrelay.crypto import TokenSource, b64url, b64url_decode
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import people
+from codexrelay.relay import invites, people
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.state import PasskeyRecord, SessionRecord, State, UserRecord
 
@@ -267,7 +267,7 @@ def finish_registration(
         created_at=now,
     )
     state.passkeys[credential_id] = record
-    people.finish_enrollment(state, session=session, now=now)
+    invites.finish_enrollment(state, session=session, now=now)
     return record
 
 

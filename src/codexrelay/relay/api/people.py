@@ -5,32 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay import people, sessions
-from codexrelay.relay.api.auth import start_session
 from codexrelay.relay.api.passkeys import PasskeyOut, PasskeysOut
-from codexrelay.relay.api.schemas import UserEnvelope, UserOut
-from codexrelay.relay.audit import ref, session_actor
+from codexrelay.relay.audit import ref
 from codexrelay.relay.audit.context import AuditDep, memberships
 from codexrelay.relay.deps import (
     ActiveCallerDep,
     Admin,
     Caller,
-    ClientIpDep,
     ServicesDep,
     Viewer,
-    cookie_name,
 )
 from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.services import Services
 from codexrelay.relay.state import (
-    InviteRecord,
-    RecoveryCodeRecord,
     Role,
-    UserRecord,
     UserStatus,
 )
 from codexrelay.settings import CamelModel
@@ -72,79 +64,6 @@ class MemberEnvelope(CamelModel):
     member: MemberOut
 
 
-class InviteBody(CamelModel):
-    role: Role
-    note: Annotated[str, Field(max_length=200)] | None = None
-    ttl_sec: Annotated[int, Field(ge=INVITE_TTL_MIN, le=INVITE_TTL_MAX)] | None = None
-
-
-class InviteOut(CamelModel):
-    id: str
-    role: Role
-    note: str
-    status: people.InviteStatus
-    created_by: str
-    created_at: datetime
-    expires_at: datetime
-    accepted_by: str | None
-    accepted_at: datetime | None
-
-    @classmethod
-    def of(cls, invite: InviteRecord, now: datetime) -> InviteOut:
-        """The public view of an invite (never its code hash)."""
-        return cls(
-            id=invite.id,
-            role=invite.role,
-            note=invite.note,
-            status=people.invite_status(invite, now),
-            created_by=invite.created_by,
-            created_at=invite.created_at,
-            expires_at=invite.expires_at,
-            accepted_by=invite.accepted_by,
-            accepted_at=invite.accepted_at,
-        )
-
-
-class IssuedInviteOut(CamelModel):
-    invite: InviteOut
-    code: str
-    url: str
-
-
-class InvitesOut(CamelModel):
-    invites: list[InviteOut]
-
-
-class AcceptBody(CamelModel):
-    code: Code
-    name: Annotated[str, Field(max_length=people.NAME_MAX)] | None = None
-
-
-class RecoveryIssueBody(CamelModel):
-    ttl_sec: Annotated[int, Field(ge=RECOVERY_TTL_MIN, le=RECOVERY_TTL_MAX)] | None = None
-
-
-class RecoveryCodeOut(CamelModel):
-    id: str
-    user_id: str
-    expires_at: datetime
-
-    @classmethod
-    def of(cls, record: RecoveryCodeRecord) -> RecoveryCodeOut:
-        """The public view of a recovery code record."""
-        return cls(id=record.id, user_id=record.user_id, expires_at=record.expires_at)
-
-
-class IssuedRecoveryOut(CamelModel):
-    recovery_code: RecoveryCodeOut
-    code: str
-    url: str
-
-
-class RedeemBody(CamelModel):
-    code: Code
-
-
 class UserMembershipOut(CamelModel):
     workspace_id: str
     workspace_name: str
@@ -184,25 +103,6 @@ class UsersOut(CamelModel):
     users: list[UserAdminOut]
 
 
-def _issue_recovery(
-    services: Services, *, user_id: str, issued_by: str, ttl_sec: int | None
-) -> IssuedRecoveryOut:
-    issued = people.issue_recovery_code(
-        services.state,
-        user_id=user_id,
-        issued_by=issued_by,
-        ttl_sec=ttl_sec or people.RECOVERY_CODE_TTL_SEC,
-        now=services.now(),
-        secret=services.token_secret,
-        rand=services.rand,
-    )
-    return IssuedRecoveryOut(
-        recovery_code=RecoveryCodeOut.of(issued.record),
-        code=issued.code,
-        url=f"{services.config.public_origin}/#recovery={issued.code}",
-    )
-
-
 # --- members (R03, B7) ---
 
 
@@ -234,171 +134,6 @@ async def remove_member(
     return Response(status_code=204)
 
 
-@router.post(
-    "/workspaces/{wid}/members/{user_id}/recovery-code",
-    status_code=201,
-    response_model=IssuedRecoveryOut,
-)
-async def issue_member_recovery_code(
-    user_id: str,
-    access: AdminAccess,
-    services: ServicesDep,
-    audit: AuditDep,
-    body: RecoveryIssueBody | None = None,
-) -> IssuedRecoveryOut:
-    """A workspace admin recovers a member they outrank in every shared workspace."""
-    people.check_recovery_authority(services.state, access=access, user_id=user_id)
-    issued = _issue_recovery(
-        services, user_id=user_id, issued_by=access.user_id, ttl_sec=body.ttl_sec if body else None
-    )
-    code_id = issued.recovery_code.id
-    await audit.record(
-        "recovery.issued", workspace=access.workspace.id, userId=user_id, recoveryCodeId=code_id
-    )
-    await services.store.commit()
-    return issued
-
-
-# --- invites (R21, O5) ---
-
-
-@router.post("/workspaces/{wid}/invites", status_code=201, response_model=IssuedInviteOut)
-async def create_invite(
-    body: InviteBody, access: AdminAccess, services: ServicesDep, audit: AuditDep
-) -> IssuedInviteOut:
-    """A one-time invite code, shown only in this response."""
-    now = services.now()
-    issued = people.create_invite(
-        services.state,
-        access=access,
-        role=body.role,
-        note=body.note,
-        ttl_sec=body.ttl_sec or services.config.invite_ttl_sec,
-        now=now,
-        secret=services.token_secret,
-        rand=services.rand,
-    )
-    invite_id, wid = issued.invite.id, access.workspace.id
-    await audit.record("invite.created", workspace=wid, inviteId=invite_id, role=body.role.value)
-    await services.store.commit()
-    return IssuedInviteOut(
-        invite=InviteOut.of(issued.invite, now),
-        code=issued.code,
-        url=f"{services.config.public_origin}/#invite={issued.code}",
-    )
-
-
-@router.get("/workspaces/{wid}/invites", response_model=InvitesOut)
-async def list_invites(access: AdminAccess, services: ServicesDep) -> InvitesOut:
-    """The workspace's invites with their status, newest first."""
-    now = services.now()
-    found = people.workspace_invites(services.state, access.workspace.id)
-    return InvitesOut(invites=[InviteOut.of(i, now) for i in found])
-
-
-@router.delete("/workspaces/{wid}/invites/{invite_id}", status_code=204)
-async def cancel_invite(
-    invite_id: str, access: AdminAccess, services: ServicesDep, audit: AuditDep
-) -> Response:
-    """Cancel an invite that has not yet made anyone a member."""
-    people.cancel_invite(
-        services.state, workspace_id=access.workspace.id, invite_id=invite_id, now=services.now()
-    )
-    await audit.record("invite.cancelled", workspace=access.workspace.id, inviteId=invite_id)
-    await services.store.commit()
-    return Response(status_code=204)
-
-
-def _signed_in_member(request: Request, services: Services) -> UserRecord | None:
-    """The caller, if a fully enrolled user is signed in: they join, no new user is made."""
-    cookie = request.cookies.get(cookie_name(services))
-    record = (
-        sessions.resolve_session(
-            services.state, cookie, secret=services.token_secret, now=services.now()
-        )
-        if cookie
-        else None
-    )
-    user = services.state.users.get(record.user_id) if record else None
-    if record is None or user is None or record.enrollment_only or user.status != "active":
-        return None
-    return user
-
-
-@router.post("/invites/accept", response_model=UserEnvelope)
-async def accept_invite(
-    body: AcceptBody,
-    request: Request,
-    response: Response,
-    services: ServicesDep,
-    address: ClientIpDep,
-    audit: AuditDep,
-) -> UserEnvelope:
-    """Spend an invite (R20, R21): a signed-in active user joins; anyone else becomes a new
-    enrollment-locked user with an enrollment-only ``invite`` session."""
-    services.login_limiter.hit(address)
-    member = _signed_in_member(request, services)
-    before = memberships(services, member.id) if member is not None else {}
-    accepted = people.accept_invite(
-        services.state,
-        code=body.code,
-        name=body.name,
-        member=member,
-        now=services.now(),
-        secret=services.token_secret,
-        rand=services.rand,
-    )
-    actor = None
-    if accepted.new_user:
-        actor = session_actor(
-            start_session(
-                services,
-                response,
-                user_id=accepted.user.id,
-                via="invite",
-                enrollment_only=True,
-                invite_id=accepted.invite.id,
-            )
-        )
-    invite = accepted.invite
-    await audit.record(
-        "invite.accepted",
-        workspace=invite.workspace_id,
-        actor=actor,
-        inviteId=invite.id,
-        userId=accepted.user.id,
-        role=invite.role.value,
-        newUser=accepted.new_user,
-    )
-    await audit.memberships_changed(accepted.user.id, before)  # an active user joins now
-    await services.store.commit()
-    return UserEnvelope(user=UserOut.of(accepted.user))
-
-
-# --- recovery codes ---
-
-
-@router.post("/auth/recovery/redeem", response_model=UserEnvelope)
-async def redeem_recovery_code(
-    body: RedeemBody,
-    response: Response,
-    services: ServicesDep,
-    address: ClientIpDep,
-    audit: AuditDep,
-) -> UserEnvelope:
-    """A recovery code opens an enrollment-only session to register a new passkey (R20)."""
-    services.login_limiter.hit(address)
-    user = people.redeem_recovery_code(
-        services.state, code=body.code, now=services.now(), secret=services.token_secret
-    )
-    session = start_session(
-        services, response, user_id=user.id, via="recovery-code", enrollment_only=True
-    )
-    await audit.record("recovery.redeemed", actor=session_actor(session), userId=user.id)
-    await services.store.commit()
-    return UserEnvelope(user=UserOut.of(user))
-
-
 # --- the instance owner's administration (I2) ---
 
 
@@ -406,23 +141,6 @@ async def redeem_recovery_code(
 async def list_users(_: InstanceOwnerDep, services: ServicesDep) -> UsersOut:
     """Every user on this relay."""
     return UsersOut(users=[UserAdminOut.of(s) for s in people.list_users(services.state)])
-
-
-@router.post("/users/{user_id}/recovery-code", status_code=201, response_model=IssuedRecoveryOut)
-async def issue_recovery_code(
-    user_id: str,
-    caller: InstanceOwnerDep,
-    services: ServicesDep,
-    audit: AuditDep,
-    body: RecoveryIssueBody | None = None,
-) -> IssuedRecoveryOut:
-    """The owner issues a recovery code for anyone."""
-    issued = _issue_recovery(
-        services, user_id=user_id, issued_by=caller.user.id, ttl_sec=body.ttl_sec if body else None
-    )
-    await audit.record("recovery.issued", userId=user_id, recoveryCodeId=issued.recovery_code.id)
-    await services.store.commit()
-    return issued
 
 
 @router.get("/users/{user_id}/passkeys", response_model=PasskeysOut)
