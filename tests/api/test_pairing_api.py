@@ -50,6 +50,15 @@ def _paired_token(client, wid, agent_id="devbox") -> str:
     return _poll(client, claim).json()["agentToken"]
 
 
+def _assert_socket_refused(client, *, headers: dict[str, str]) -> None:
+    """The agent socket is denied (before or right after the upgrade)."""
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/api/v1/agent/connect", headers=headers) as ws,
+    ):
+        ws.receive_json()
+
+
 def _hello(agent_id="devbox", **extra):
     return {
         "type": "hello",
@@ -209,13 +218,7 @@ def test_agent_socket_hello_welcome_and_advertised_catalog(app_client):
 )
 def test_agent_socket_refuses_bad_tokens(app_client, token):
     """Bad tokens are denied before the upgrade is accepted."""
-    with (
-        pytest.raises(WebSocketDisconnect),
-        app_client.websocket_connect(
-            "/api/v1/agent/connect", headers={"Authorization": f"Bearer {token}"}
-        ) as ws,
-    ):
-        ws.receive_json()
+    _assert_socket_refused(app_client, headers={"Authorization": f"Bearer {token}"})
 
 
 def test_agent_socket_refuses_wrong_agent_id_and_bad_messages(app_client):
@@ -242,14 +245,9 @@ def test_agent_socket_refuses_foreign_origin(app_client):
     """A browser page on another origin cannot open the agent socket."""
     login(app_client)
     token = _paired_token(app_client, _wid(app_client))
-    with (
-        pytest.raises(WebSocketDisconnect),
-        app_client.websocket_connect(
-            "/api/v1/agent/connect",
-            headers={"Authorization": f"Bearer {token}", "Origin": "https://evil.example"},
-        ) as ws,
-    ):
-        ws.receive_json()
+    _assert_socket_refused(
+        app_client, headers={"Authorization": f"Bearer {token}", "Origin": "https://evil.example"}
+    )
 
 
 def test_revoke_closes_socket_with_stop_code(app_client):
@@ -265,11 +263,7 @@ def test_revoke_closes_socket_with_stop_code(app_client):
         with pytest.raises(WebSocketDisconnect) as exc:
             ws.receive_json()
         assert exc.value.code == 4401
-    with (
-        pytest.raises(WebSocketDisconnect),
-        app_client.websocket_connect("/api/v1/agent/connect", headers=headers) as ws,
-    ):
-        ws.receive_json()
+    _assert_socket_refused(app_client, headers=headers)
     assert app_client.delete(f"/api/v1/workspaces/{wid}/agents/devbox").status_code == 404
 
 
@@ -290,21 +284,9 @@ def test_token_renewal_replaces_token(make_client, clock):
             assert renewed["type"] == "token.renewed"
             new_token = renewed["agentToken"]
         assert new_token != token
-        with (
-            pytest.raises(WebSocketDisconnect),
-            client.websocket_connect(
-                "/api/v1/agent/connect", headers={"Authorization": f"Bearer {token}"}
-            ) as ws,
-        ):
-            ws.receive_json()
+        _assert_socket_refused(client, headers={"Authorization": f"Bearer {token}"})
         clock.advance(3601)
-        with (
-            pytest.raises(WebSocketDisconnect),
-            client.websocket_connect(
-                "/api/v1/agent/connect", headers={"Authorization": f"Bearer {new_token}"}
-            ) as ws,
-        ):
-            ws.receive_json()
+        _assert_socket_refused(client, headers={"Authorization": f"Bearer {new_token}"})
 
 
 def test_sessions_catalog_kept_in_memory_only(app_client):
