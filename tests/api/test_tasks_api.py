@@ -34,6 +34,13 @@ def _agent(client, wid, agent_id="devbox", write=False):
         yield ws
 
 
+def _settle(ws) -> None:
+    """Wait until the relay has handled everything sent so far on this agent socket: the
+    relay answers messages in order, so a token renewal's answer is a barrier."""
+    ws.send_json({"type": "token.renew"})
+    assert ws.receive_json()["type"] == "token.renewed"
+
+
 def _submit(client, wid, **body):
     return client.post(f"/api/v1/workspaces/{wid}/tasks", json={"agentId": "devbox", **body})
 
@@ -87,8 +94,7 @@ def test_dispatch_sends_task_and_reports_advance(app_client):
                 "redactions": 2,
             }
         )
-        ws.send_json({"type": "token.renew"})
-        ws.receive_json()
+        _settle(ws)
     done = _get(app_client, wid, task["id"])
     assert done["status"] == "completed"
     assert done["finalMessage"] == "done"
@@ -121,12 +127,10 @@ def test_reports_only_move_forward_and_only_from_the_right_agent(app_client):
         ws.send_json(
             {"type": "task.finished", "taskId": task_id, "status": "completed", "exitCode": 0}
         )
-        ws.send_json({"type": "token.renew"})
-        ws.receive_json()
+        _settle(ws)
     with _agent(app_client, wid, "intruder") as other:
         other.send_json({"type": "task.finished", "taskId": task_id, "status": "completed"})
-        other.send_json({"type": "token.renew"})
-        other.receive_json()
+        _settle(other)
     done = _get(app_client, wid, task_id)
     assert (done["status"], done["exitCode"]) == ("failed", 1)
 
@@ -245,8 +249,7 @@ def test_details_expire_after_ttl(make_client, clock):
                     "finalMessage": "m",
                 }
             )
-            ws.send_json({"type": "token.renew"})
-            ws.receive_json()
+            _settle(ws)
         assert _get(client, wid, task_id)["finalMessage"] == "m"
         clock.advance(61)
         expired = _get(client, wid, task_id)
@@ -268,8 +271,7 @@ def test_task_history_pruned_per_workspace(make_client, clock):
                 ]
                 ws.receive_json()
                 ws.send_json({"type": "task.finished", "taskId": task_id, "status": "completed"})
-            ws.send_json({"type": "token.renew"})
-            ws.receive_json()
+            _settle(ws)
         listed = client.get(f"/api/v1/workspaces/{wid}/tasks").json()["tasks"]
         assert len(listed) == 10
         assert listed[0]["id"] == task_id
@@ -290,8 +292,7 @@ def test_diff_capped_on_relay(app_client):
                 "diffText": "+x\n" * 200000,
             }
         )
-        ws.send_json({"type": "token.renew"})
-        ws.receive_json()
+        _settle(ws)
     done = _get(app_client, wid, task_id)
     assert done["diffTruncated"] is True
     assert len(done["diffText"]) <= 512 * 1024
