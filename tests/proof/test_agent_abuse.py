@@ -183,6 +183,8 @@ UNUSABLE_CWDS = [
     "loop/x",
     "dangling",
     "nope",
+    "nope/..",  # the kernel needs ``nope`` to exist; it is never folded away
+    "-o/etc/passwd/../../..",
     "a" * 300,
     "sub/" + "b" * 256,
     ("c" * 200 + "/") * 20,
@@ -293,7 +295,10 @@ def test_generated_escaping_cwds_never_run(agent, before, after, escape):
     """R13, R15 (hypothesis): any cwd built around an escape (absolute, more ``..`` than
     the path has levels, or the symlink out) plus arbitrary pieces is refused; nothing runs."""
     if escape == "climb":
-        middle = [*before, *([".."] * (len(before) + 1))]
+        # One ``..`` more than the levels ``before`` could descend (a piece may hold a
+        # slash, ``-o/etc/passwd``), so the path always climbs above workspaceRoot.
+        levels = sum(1 for part in "/".join(before).split("/") if part not in ("", "."))
+        middle = [*before, *([".."] * (levels + 1))]
     else:
         middle = [escape.rstrip("/") or escape, *before] if escape != "escape" else ["escape"]
     cwd = (

@@ -180,10 +180,12 @@ async def test_executor_accepts_cwd_inside_workspace(tmp_path):
     assert argv[argv.index("-C") + 1] == str((tmp_path / "ws" / "pkg").resolve())
 
 
-async def test_executor_refuses_missing_cwd(tmp_path):
-    """A cwd inside the root that does not exist is refused before Codex starts."""
+@pytest.mark.parametrize("cwd", ["nope", "nope/..", "-o/etc/passwd/../../.."])
+async def test_executor_refuses_missing_cwd(tmp_path, cwd):
+    """A cwd inside the root that does not exist is refused before Codex starts, also when
+    ``..`` would fold the missing part away on paper (the kernel walks every component)."""
     executor, outbox = make(tmp_path)
-    await executor.handle(codex("c", cwd="nope"))
+    await executor.handle(codex("c", cwd=cwd))
     assert outbox.rejection("c").reason == "cwd-not-found"
 
 

@@ -31,18 +31,25 @@ def default_codex_home() -> str:
     return os.environ.get("CODEX_HOME") or str(Path("~/.codex").expanduser())
 
 
-def resolve_inside(root: Path, relative: str) -> Path:
-    """Resolve ``relative`` against ``root`` (symlinks too) or raise if it leaves ``root``."""
+def resolve_inside(root: Path, relative: str, *, strict: bool = False) -> Path:
+    """Resolve ``relative`` against ``root`` (symlinks too) or raise if it leaves ``root``.
+
+    ``strict`` walks the path as the kernel would: every component must exist, so
+    ``missing/../..`` is not quietly folded into ``.`` (raises ``OSError``).
+    """
     if "\x00" in relative:
         msg = "must not contain NUL characters"
         raise ValueError(msg)
     if Path(relative).is_absolute():
         msg = f"{relative!r} must be relative to workspaceRoot"
         raise ValueError(msg)
-    resolved = (root / relative).resolve()
-    if not resolved.is_relative_to(root):
-        msg = f"{relative!r} resolves outside workspaceRoot {root}"
-        raise ValueError(msg)
+    for walk in (False, True) if strict else (False,):
+        # The lenient walk first, so a path that climbs out is named as outside even
+        # when a component on the way is missing.
+        resolved = (root / relative).resolve(strict=walk)
+        if not resolved.is_relative_to(root):
+            msg = f"{relative!r} resolves outside workspaceRoot {root}"
+            raise ValueError(msg)
     return resolved
 
 

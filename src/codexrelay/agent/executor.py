@@ -190,7 +190,7 @@ class Executor:
 
     def _check_cwd(self, cwd: str | None) -> None:
         try:
-            usable = resolve_inside(self.config.root, cwd or ".").is_dir()
+            usable = resolve_inside(self.config.root, cwd or ".", strict=True).is_dir()
         except ValueError:
             raise TaskRefusedError(
                 "cwd-outside-workspace", "the working directory is outside workspaceRoot"

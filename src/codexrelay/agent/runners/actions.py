@@ -65,9 +65,12 @@ class ActionRunner:
 
     def _cwd(self, action: ActionConfig) -> Path:
         """The action's directory, re-checked now: a symlink may have moved since start-up."""
-        cwd = resolve_inside(self.config.root, action.cwd)
+        msg = f"{action.cwd!r} is not an existing directory under workspaceRoot"
+        try:
+            cwd = resolve_inside(self.config.root, action.cwd, strict=True)
+        except (OSError, RuntimeError):  # missing, too long, or a symlink loop
+            raise ValueError(msg) from None
         if not cwd.is_dir():
-            msg = f"{action.cwd!r} is not an existing directory under workspaceRoot"
             raise ValueError(msg)
         return cwd
 

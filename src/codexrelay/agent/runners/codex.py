@@ -161,8 +161,8 @@ class CodexExecRunner:
     async def run(self, spec: TaskSpec, *, emit: Emit, cancelled: asyncio.Event) -> TaskOutcome:
         """Run one Codex turn (new or resumed) and report how it ended."""
         try:
-            cwd = resolve_inside(self.config.root, spec.cwd or ".")
-        except ValueError as exc:
+            cwd = resolve_inside(self.config.root, spec.cwd or ".", strict=True)
+        except (ValueError, OSError, RuntimeError) as exc:
             return TaskOutcome(status="failed", error=f"cwd: {exc}")
         write = spec.write_access and self._write_allowed(spec)
         argv = build_exec_argv(
