@@ -25,11 +25,11 @@ test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit tests/api
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow --run-slow
+	$(PY) -m pytest -m slow --run-slow --hypothesis-profile=explore
 
 # Every reliability and security proof, long ones included, with the figures they print.
 proof: $(STAMP)
-	$(PY) -m pytest tests/proof --run-slow -s
+	$(PY) -m pytest tests/proof --run-slow --hypothesis-profile=explore -s
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests bench

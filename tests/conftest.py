@@ -7,11 +7,19 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.store import JsonFileStore
 from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
+
+# The default suite (and CI) replays the same generated examples every run, so a result
+# never depends on the draw; ``make test-slow`` and ``make proof`` explore fresh ones
+# (``--hypothesis-profile=explore``) and print a reproduction blob for any failure.
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile("repeatable")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
