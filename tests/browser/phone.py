@@ -7,11 +7,14 @@ and CSP violations across navigations; ``assert_clean`` fails on any of them (R1
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+import zxingcpp
+from PIL import Image
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect
 
 from tests.helpers import ROOT, RelayProcess
 
@@ -38,6 +41,14 @@ CSP_LISTENER = (
     f"'{CSP_MARK} ' + e.violatedDirective + ' ' + e.blockedURI));"
 )
 HTTP_ERROR = "Failed to load resource: the server responded with a status of "
+# WCAG 2.2 contrast (1.4.3) for every visible piece of text on the screen: its colour
+# against the backgrounds actually painted behind it (alpha composited up to the page),
+# 4.5:1, or 3:1 for large text. Disabled controls are exempt, as WCAG exempts them.
+LOW_CONTRAST = "\n".join(
+    line
+    for line in (Path(__file__).parent / "contrast.js").read_text().splitlines()
+    if not line.startswith("//")
+)
 
 expect.set_options(timeout=20_000)
 
@@ -144,6 +155,19 @@ class Phone:
         self.page.screenshot(path=str(path), animations="disabled", caret="hide")
         return path
 
+    @staticmethod
+    def scan_qr(image: Locator) -> str:
+        """What another device's camera reads from the QR code on screen: the rendered
+        pixels, decoded by ZXing (not the data the page was built from)."""
+        expect(image).to_be_visible()
+        # Where a person would hold it: mid-screen, clear of the tab bar and any toast.
+        image.evaluate("(img) => img.scrollIntoView({ block: 'center' })")
+        image.page.evaluate("document.querySelectorAll('.toast').forEach((t) => t.remove())")
+        shot = Image.open(io.BytesIO(image.screenshot(animations="disabled")))
+        found = zxingcpp.read_barcodes(shot)
+        assert len(found) == 1, f"{len(found)} QR codes readable on screen"
+        return found[0].text
+
     def assert_clean(self) -> None:
         """R19: no CSP violation, no console or page error, no server error, no inline style."""
         assert not self.csp, f"CSP violations on {self.name}: {self.csp}"
@@ -162,9 +186,10 @@ class Phone:
         self.assert_fits()
 
     def assert_usable(self) -> None:
-        """The current screen fits the phone, every control has a label, and every control
-        is at least 44 px tall for a thumb."""
+        """The current screen fits the phone, every control has a label, every control is
+        at least 44 px tall for a thumb, and all text is readable (WCAG contrast)."""
         self.assert_fits()
+        self.assert_contrast()
         unlabelled = self.page.evaluate(
             """() => [...document.querySelectorAll('input, select, textarea')]
                 .filter((e) => e.getClientRects().length)
@@ -182,6 +207,11 @@ class Phone:
                 .map((e) => `${e.tagName} ${e.textContent.trim().slice(0, 30)}`)"""
         )
         assert not small, f"touch targets under 44 px: {small}"
+
+    def assert_contrast(self) -> None:
+        """Every visible text meets WCAG 2.2 AA contrast in the colour scheme in use."""
+        low = self.page.evaluate(LOW_CONTRAST)
+        assert not low, f"text below WCAG AA contrast: {low[:8]}"
 
     def assert_fits(self) -> None:
         """Nothing on the current screen is wider than the phone (no sideways scrolling)."""

@@ -50,7 +50,10 @@ def create_invite(owner: Phone, role: str, note: str) -> str:
     page.get_by_role("button", name="Create invite").click()
     shown = page.get_by_role("region", name="New invite")
     expect(shown).to_contain_text("Shown once")
-    return shown.locator("code.command-text").inner_text().strip()
+    url = shown.locator("code.command-text").inner_text().strip()
+    # The other phone may scan the code instead of opening the link: both say the same.
+    assert owner.scan_qr(shown.get_by_role("img", name=re.compile("QR code of the link"))) == url
+    return url
 
 
 def enroll(browser: Browser, relay: RelayProcess, url: str, name: str) -> Phone:
@@ -192,6 +195,7 @@ def test_recovery_code_lets_a_member_register_a_new_passkey(
     shown = page.get_by_role("region", name="Recovery code for Cleo")
     url = shown.locator("code.command-text").inner_text().strip()
     assert re.fullmatch(rf"{relay.setup.origin}/#recovery=[0-9A-Z-]+", url)
+    assert owner.scan_qr(shown.get_by_role("img", name=re.compile("QR code of the link"))) == url
 
     new_phone = Phone(browser, relay, name="new phone", size=SMALL_PHONE)
     try:
@@ -237,3 +241,30 @@ def test_workspace_switcher_changes_what_is_shown(relay: RelayProcess, owner: Ph
     select.select_option(label="Default (owner)")
     go(owner, "People")
     expect(page.locator(".member-card", has_text="Owner (you)")).to_be_visible()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_contrast_check_sees_faint_text(owner: Phone, scheme: str):
+    """The WCAG contrast check run on every screenshot can fail: faint text is caught in
+    both colour schemes, the app's own screen passes, and nothing is left behind."""
+    page = owner.page
+    go(owner, "People")
+    page.emulate_media(color_scheme=scheme)
+    try:
+        owner.assert_contrast()
+        page.evaluate(
+            """() => {
+                const p = document.createElement("p");
+                p.id = "faint";
+                p.textContent = "Barely there";
+                p.style.color = getComputedStyle(document.body).backgroundColor;
+                p.style.opacity = "1";
+                document.querySelector("main").append(p);
+            }"""
+        )
+        with pytest.raises(AssertionError, match=r"Barely there"):
+            owner.assert_contrast()
+    finally:
+        page.evaluate("document.getElementById('faint')?.remove()")
+        page.emulate_media(color_scheme="light")
+    owner.assert_contrast()

@@ -57,7 +57,7 @@ def devbox(
     assert command == f"codexrelay agent pair --pair-code {code}"
     qr = page.get_by_role("img", name=re.compile("QR code of the command"))
     assert qr.get_attribute("src").startswith("data:image/svg+xml")
-    assert qr.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    assert owner.scan_qr(qr) == command
 
     directory = module_dir / "devbox"
     _git_workspace(directory / "workspace")

@@ -21,6 +21,7 @@ from codexrelay.relay.deps import (
     cookie_name,
 )
 from codexrelay.relay.identity import WorkspaceAccess
+from codexrelay.relay.qr import qr_svg
 from codexrelay.relay.services import Services
 from codexrelay.relay.state import (
     InviteRecord,
@@ -75,6 +76,7 @@ class IssuedInviteOut(CamelModel):
     invite: InviteOut
     code: str
     url: str
+    qr_svg: str
 
 
 class InvitesOut(CamelModel):
@@ -105,6 +107,7 @@ class IssuedRecoveryOut(CamelModel):
     recovery_code: RecoveryCodeOut
     code: str
     url: str
+    qr_svg: str
 
 
 class RedeemBody(CamelModel):
@@ -123,10 +126,12 @@ def _issue_recovery(
         secret=services.token_secret,
         rand=services.rand,
     )
+    url = f"{services.config.public_origin}/#recovery={issued.code}"
     return IssuedRecoveryOut(
         recovery_code=RecoveryCodeOut.of(issued.record),
         code=issued.code,
-        url=f"{services.config.public_origin}/#recovery={issued.code}",
+        url=url,
+        qr_svg=qr_svg(url),
     )
 
 
@@ -174,10 +179,9 @@ async def create_invite(
     invite_id, wid = issued.invite.id, access.workspace.id
     await audit.record("invite.created", workspace=wid, inviteId=invite_id, role=body.role.value)
     await services.store.commit()
+    url = f"{services.config.public_origin}/#invite={issued.code}"
     return IssuedInviteOut(
-        invite=InviteOut.of(issued.invite, now),
-        code=issued.code,
-        url=f"{services.config.public_origin}/#invite={issued.code}",
+        invite=InviteOut.of(issued.invite, now), code=issued.code, url=url, qr_svg=qr_svg(url)
     )
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from typing import Annotated
 
-import segno
 from fastapi import APIRouter, Request
 from pydantic import Field
 
@@ -18,6 +16,7 @@ from codexrelay.relay.audit import agent_actor
 from codexrelay.relay.audit.context import AuditContext, AuditDep
 from codexrelay.relay.deps import Admin, ClientIpDep, ServicesDep
 from codexrelay.relay.identity import WorkspaceAccess
+from codexrelay.relay.qr import qr_svg
 from codexrelay.relay.services import Services
 from codexrelay.relay.state import PairRequestRecord, PairStatus
 from codexrelay.settings import CamelModel
@@ -109,18 +108,6 @@ def _publish(services: Services, record: PairRequestRecord) -> None:
 def pair_command(code: str) -> str:
     """The exact command a person runs on the development server."""
     return f"codexrelay agent pair --pair-code {code}"
-
-
-def qr_svg(text: str) -> str:
-    """``text`` as a standalone QR code SVG (dark on white, so it scans in dark mode too).
-
-    Drawn here so the phone needs no third-party script (R19); it shows it as a data: image.
-    """
-    buffer = io.BytesIO()
-    segno.make(text, error="m").save(
-        buffer, kind="svg", border=4, dark="#000", light="#fff", xmldecl=False, omitsize=True
-    )
-    return buffer.getvalue().decode("ascii")
 
 
 @router.post("/workspaces/{wid}/pairings", status_code=201, response_model=CreatePairingOut)

@@ -142,6 +142,17 @@ export function copyButton(text, label = "Copy", target = null) {
   return button;
 }
 
+/** A QR code the relay drew (standalone SVG), for another device's camera. */
+export function qrImage(svg, alt) {
+  return h("img", {
+    class: "qr",
+    src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(svg)}`,
+    alt,
+    width: "200",
+    height: "200",
+  });
+}
+
 /** A section heading that receives focus when a screen opens (screen readers hear it). */
 export function screenTitle(text) {
   return h("h2", { class: "screen-title", tabindex: "-1", text });

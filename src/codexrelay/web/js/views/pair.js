@@ -2,7 +2,7 @@
 // development server, and approves the agent's request here. Requests arrive live over SSE.
 
 import { get, post, ws } from "../api.js";
-import { busy, copyButton, errorLine, field, fill, h, loading, screenTitle, toast } from "../dom.js";
+import { busy, copyButton, errorLine, field, fill, h, loading, qrImage, screenTitle, toast } from "../dom.js";
 import { timeText } from "../format.js";
 
 const TTLS = [
@@ -31,13 +31,7 @@ function codeCard(res) {
   const command = h("code", { class: "command-text" }, res.command);
   const expiry = h("p", { class: "muted", role: "timer" });
   const timer = countdown(res.pairing.expiresAt, expiry);
-  const qr = h("img", {
-    class: "qr",
-    src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(res.qrSvg)}`,
-    alt: `QR code of the command: ${res.command}`,
-    width: "200",
-    height: "200",
-  });
+  const qr = qrImage(res.qrSvg, `QR code of the command: ${res.command}`);
   const card = h("div", { class: "card code-card", "aria-label": "Pairing code" },
     h("p", { class: "muted" }, "Pairing code"),
     h("p", { class: "big-code", "aria-label": `Pairing code ${res.code.split("").join(" ")}` }, res.code),

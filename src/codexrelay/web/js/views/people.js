@@ -2,7 +2,7 @@
 // and leaving the workspace (O5, B7, I2).
 
 import { del, get, patch, post, ws } from "../api.js";
-import { busy, confirmDialog, copyButton, errorLine, field, fill, h, loading, screenTitle, toast } from "../dom.js";
+import { busy, confirmDialog, copyButton, errorLine, field, fill, h, loading, qrImage, screenTitle, toast } from "../dom.js";
 import { ROLES, roleAtLeast, timeText } from "../format.js";
 
 const INVITE_TTLS = [
@@ -17,7 +17,7 @@ function grantable(app) {
   return app.can("owner") ? ROLES : ROLES.filter((r) => !roleAtLeast(r, "admin"));
 }
 
-function shownOnce(title, code, url, note) {
+function shownOnce(title, { code, url, qrSvg }, note) {
   const codeEl = h("p", { class: "big-code" }, code);
   const urlEl = h("code", { class: "command-text" }, url);
   return h("div", { class: "card code-card", role: "region", "aria-label": title },
@@ -25,6 +25,7 @@ function shownOnce(title, code, url, note) {
     h("p", { class: "warning" }, "Shown once. Send it now over a channel you trust; it cannot be shown again."),
     codeEl, copyButton(code, "Copy code", codeEl),
     h("pre", { class: "command-box" }, urlEl), copyButton(url, "Copy link", urlEl),
+    qrImage(qrSvg, `QR code of the link: ${url}`),
     note ? h("p", { class: "hint" }, note) : null);
 }
 
@@ -58,7 +59,7 @@ function memberCard(app, member, reload, shownArea) {
       if (!(await confirmDialog(`Make a one-time recovery code for ${member.name}? It lets whoever holds it register a new passkey as ${member.name}.`, "Make code", { danger: false }))) return;
       await busy(recovery, async () => {
         const res = await post(ws(app.wid, `/members/${encodeURIComponent(member.userId)}/recovery-code`), {});
-        fill(shownArea, shownOnce(`Recovery code for ${member.name}`, res.code, res.url, "Earlier unused codes for this person stop working."));
+        fill(shownArea, shownOnce(`Recovery code for ${member.name}`, res, "Earlier unused codes for this person stop working."));
         shownArea.scrollIntoView({ block: "nearest" });
       }, { label: "Making…", errLine: error });
     });
@@ -132,7 +133,7 @@ export async function peopleScreen(app, root) {
         if (note.value.trim()) body.note = note.value.trim();
         const res = await post(ws(app.wid, "/invites"), body);
         note.value = "";
-        fill(shownArea, shownOnce("New invite", res.code, res.url, "The person opens the link on their phone, gives a name and creates a passkey."));
+        fill(shownArea, shownOnce("New invite", res, "The person opens the link or scans the code with their phone, gives a name and creates a passkey."));
         await reload();
         shownArea.scrollIntoView({ block: "nearest" });
       }, { label: "Creating…", errLine: error });
