@@ -48,7 +48,8 @@ def test_invite_create_shape_and_code_shown_once(owner, wid, relay_setup):
     body = _invite(owner, wid, "member", note="Sam's phone", ttlSec=600)
     assert set(body) == {"invite", "code", "url", "qrSvg"}
     assert body["url"] == f"{relay_setup.origin}/#invite={body['code']}"
-    assert body["qrSvg"].startswith("<svg") and "<script" not in body["qrSvg"]
+    assert body["qrSvg"].startswith("<svg")
+    assert "<script" not in body["qrSvg"]
     assert body["invite"]["role"] == "member"
     assert body["invite"]["expiresAt"] == "2026-11-29T12:10:00Z"
     listed = owner.get(f"/api/v1/workspaces/{wid}/invites").json()["invites"]

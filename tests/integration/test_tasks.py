@@ -154,6 +154,34 @@ def test_relay_restart_mid_task_interrupts(world):
     wait_online(world.phone, world.wid, "devbox")
 
 
+def test_codex_task_cut_off_by_a_relay_restart_can_be_continued(world):
+    """R12: the Codex session is on the task as soon as Codex names it, so a task the relay
+    restart interrupted can still be continued: resuming it runs in that same session."""
+    task_id = submit(
+        world, type="codex_exec", prompt="FAKE: message working on it\nFAKE: sleep 60"
+    ).json()["task"]["id"]
+    wait_until(lambda: task(world, task_id)["codexSessionId"], what="the Codex session id")
+    session_id = task(world, task_id)["codexSessionId"]
+    world.relay.stop()
+    world.relay.start()
+    world.phone.close()
+    world.phone = world.relay.login()
+    cut = task(world, task_id)
+    assert (cut["status"], cut["codexSessionId"]) == ("interrupted", session_id)
+    wait_online(world.phone, world.wid, "devbox")
+    wait_until(
+        lambda: (
+            world.phone.get(f"/api/v1/workspaces/{world.wid}/agents/devbox/sessions")
+            .json()
+            .get("sessions")
+        ),
+        what="the session catalog",
+    )
+    done = run(world, type="codex_exec", prompt="FAKE: message went on", resumeSessionId=session_id)
+    assert (done["status"], done["codexSessionId"]) == ("completed", session_id), done
+    assert done["finalMessage"] == "went on"
+
+
 def test_task_texts_never_reach_relay_disk_or_logs(world):
     """R10: prompt and output canaries appear nowhere in the relay's data dir or logs."""
     canary = f"canary-{uuid.uuid4().hex}"

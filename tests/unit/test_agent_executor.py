@@ -116,11 +116,13 @@ async def test_executor_reports_the_whole_lifecycle(tmp_path):
         "task.progress",
         "task.finished",
     ]
-    seqs = [m.seq for m in outbox.of("t1") if isinstance(m, TaskProgress)]
-    assert seqs == [1, 2]
+    progress = [m for m in outbox.of("t1") if isinstance(m, TaskProgress)]
+    assert [m.seq for m in progress] == [1, 2]
     finished = outbox.finished("t1")
     assert (finished.status, finished.final_message) == ("completed", "b")
     assert finished.codex_session_id is not None
+    # The Codex session is named once, with the first progress event, not only at the end.
+    assert [m.codex_session_id for m in progress] == [finished.codex_session_id, None]
     assert executor.running_ids() == []
 
 

@@ -40,9 +40,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[ProgressEvent] = []
+        self.sessions: list[str | None] = []  # the Codex session named with each event
 
-    async def __call__(self, event: ProgressEvent) -> None:
+    async def __call__(self, event: ProgressEvent, *, codex_session_id: str | None = None) -> None:
         self.events.append(event)
+        self.sessions.append(codex_session_id)
 
     def kinds(self) -> list[str]:
         return [event.kind for event in self.events]
@@ -317,6 +319,7 @@ async def test_codex_runner_completes_with_final_message_and_session(tmp_path):
     rollouts = list((tmp_path / "codex-home" / "sessions").glob("*/*/*/rollout-*.jsonl"))
     assert [p.name[-42:-6] for p in rollouts] == [outcome.codex_session_id]
     assert outcome.diff_text is None
+    assert recorder.sessions == [outcome.codex_session_id] * 2  # known from thread.started on
 
 
 async def test_codex_runner_passes_prompt_on_stdin_only(tmp_path):

@@ -79,6 +79,20 @@ class _Task:
     # Streamed output passes through one stream redactor per task, so a secret split
     # across two chunks is still caught (B3).
     stream: StreamRedactor | None = None
+    # The Codex session, sent once with the next progress event after it becomes known.
+    codex_session_id: str | None = None
+    session_unsent: bool = False
+
+    def progress(self, event: ProgressEvent) -> TaskProgress:
+        """The next progress message, carrying the Codex session id the first time."""
+        self.seq += 1
+        session, self.session_unsent = (
+            (self.codex_session_id if self.session_unsent else None),
+            False,
+        )
+        return TaskProgress(
+            task_id=self.spec.id, seq=self.seq, event=event, codex_session_id=session
+        )
 
 
 class Executor:
@@ -249,7 +263,9 @@ class Executor:
         spec = task.spec
         await self._send(TaskStarted(task_id=spec.id))
 
-        async def emit(event: ProgressEvent) -> None:
+        async def emit(event: ProgressEvent, *, codex_session_id: str | None = None) -> None:
+            if codex_session_id and codex_session_id != task.codex_session_id:
+                task.codex_session_id, task.session_unsent = codex_session_id, True
             await self._progress(task, event)
 
         try:
@@ -278,8 +294,7 @@ class Executor:
             status=event.status,
             changes=changes,
         )
-        task.seq += 1
-        await self._send(TaskProgress(task_id=task.spec.id, seq=task.seq, event=clean))
+        await self._send(task.progress(clean))
 
     async def _stream_output(self, task: _Task, chunk: str, *, final: bool = False) -> None:
         """Feed streamed output through the task's stream redactor and send what is safe."""
@@ -292,9 +307,8 @@ class Executor:
         if not text:
             return
         for start in range(0, len(text), TEXT_LIMIT):
-            task.seq += 1
             piece = ProgressEvent(kind="output", text=text[start : start + TEXT_LIMIT])
-            await self._send(TaskProgress(task_id=task.spec.id, seq=task.seq, event=piece))
+            await self._send(task.progress(piece))
 
     async def _finish(self, task: _Task, outcome: TaskOutcome) -> None:
         await self._stream_output(task, "", final=True)

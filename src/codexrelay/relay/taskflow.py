@@ -183,8 +183,10 @@ async def _on_progress(
     event = {"seq": message.seq, **message.event.model_dump(by_alias=True, exclude_none=True)}
     services.details.add_progress(task.id, event)
     if message.codex_session_id and task.codex_session_id != message.codex_session_id:
+        # Known early, so a task cut off before its final report can still be continued.
         task.codex_session_id = message.codex_session_id
         services.store.touch()
+        publish_task(services, task)
     services.events.publish(
         task.workspace_id, "task-progress", {"taskId": task.id, "progress": event}
     )

@@ -4,14 +4,21 @@ beside ``codex exec`` without touching the executor."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from codexrelay.protocol import FinishStatus, ProgressEvent, TaskSpec
 
-Emit = Callable[[ProgressEvent], Awaitable[None]]
-"""Send one progress event towards the relay (already capped; redaction happens upstream)."""
+
+class Emit(Protocol):
+    """Send one progress event towards the relay (redaction and caps happen upstream).
+
+    A Codex runner names the Codex session as soon as it knows it, so a task that never
+    finishes normally (relay restart, lost agent) can still be continued from the phone.
+    """
+
+    async def __call__(self, event: ProgressEvent, *, codex_session_id: str | None = None) -> None:
+        """Queue ``event`` for the relay."""
 
 
 class TaskRefusedError(Exception):

@@ -74,14 +74,14 @@ async def _read_lines(reader: asyncio.StreamReader, parser: CodexEventParser, em
             line, buffer = bytes(buffer[:end]), buffer[end + 1 :]
             if not skipping:
                 for event in parser.feed(line.decode("utf-8", "replace")):
-                    await emit(event)
+                    await emit(event, codex_session_id=parser.session_id)
             skipping = False
         if len(buffer) > MAX_LINE_BYTES:
             buffer.clear()
             skipping = True
     if buffer and not skipping:
         for event in parser.feed(buffer.decode("utf-8", "replace")):
-            await emit(event)
+            await emit(event, codex_session_id=parser.session_id)
 
 
 async def _collect(reader: asyncio.StreamReader, tail: TailBuffer) -> None:
