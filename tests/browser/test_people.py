@@ -177,6 +177,18 @@ def test_admin_reads_the_audit_trail(owner: Phone, agent: AgentProcess, tmp_path
     assert all(e.startswith("invite.") for e in events)
     owner.assert_usable()
 
+    # The relay owner also sees the relay-wide chain: sign-ins are there, not in a workspace.
+    page.get_by_label("Event").fill("auth.*")
+    page.get_by_label("Records of").select_option("relay")
+    bootstrap = page.locator(".audit-card", has_text="auth.bootstrap.login").first
+    expect(bootstrap).to_contain_text("Done in a recovery session.")
+    expect(bootstrap).to_contain_text("Owner")
+    expect(page.locator(".audit-card", has_text="auth.passkey.login").first).to_be_visible()
+    assert page.get_by_role("link", name="Download signed export").get_attribute("href") == (
+        "/api/v1/audit/export"
+    )
+    owner.assert_usable()
+
 
 def test_recovery_code_lets_a_member_register_a_new_passkey(
     browser: Browser, relay: RelayProcess, owner: Phone

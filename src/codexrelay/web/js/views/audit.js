@@ -1,5 +1,6 @@
 // The workspace's audit trail for admins (B2, O4): signed, hash-chained records, newest
-// first, with paging, an event filter and the signed export for offline checking.
+// first, with paging, an event filter and the signed export for offline checking. The relay
+// owner can switch to the relay-wide chain (sign-ins, sessions, start-ups, rate limits).
 
 import { get, ws } from "../api.js";
 import { busy, errorLine, field, fill, h, loading, screenTitle, showError } from "../dom.js";
@@ -42,12 +43,18 @@ export async function auditScreen(app, root) {
   const form = h("form", { class: "filter-row" }, field("Event", filter), apply);
   const names = new Map();
   let nextBefore = null;
+  const owner = !!app.me.user.isOwner;
+  const scope = h("select", {},
+    h("option", { value: "workspace" }, `This workspace (${app.workspaceName()})`),
+    h("option", { value: "relay" }, "The whole relay: sign-ins, sessions, start-ups"));
+  const base = () => (scope.value === "relay" ? "/api/v1/audit" : ws(app.wid, "/audit"));
+  const exportLink = h("a", { class: "button secondary", href: `${base()}/export`, download: "" }, "Download signed export");
 
   const fetchPage = async (before) => {
     const q = new URLSearchParams({ limit: "50" });
     if (filter.value.trim()) q.set("event", filter.value.trim());
     if (before) q.set("before", String(before));
-    const res = await get(ws(app.wid, `/audit?${q}`));
+    const res = await get(`${base()}?${q}`);
     nextBefore = res.nextBefore;
     more.hidden = !nextBefore;
     return res.records;
@@ -66,14 +73,20 @@ export async function auditScreen(app, root) {
     list.append(...records.map((r) => recordCard(r, names)));
   }, { label: "Loading…", errLine: error }));
 
+  scope.addEventListener("change", () => {
+    exportLink.href = `${base()}/export`;
+    busy(apply, reload, { label: "Loading…", errLine: error });
+  });
+
   fill(root, h("a", { href: "#/people", class: "back" }, "‹ People"), screenTitle("Audit trail"),
-    h("p", { class: "hint" }, "Security events of this workspace, newest first. Each record is signed and chained to the one before."),
-    h("a", { class: "button secondary", href: ws(app.wid, "/audit/export"), download: "" }, "Download signed export"),
-    form, error, body, more);
+    h("p", { class: "hint" }, "Security events, newest first. Each record is signed and chained to the one before."),
+    owner ? field("Records of", scope) : null,
+    exportLink, form, error, body, more);
   more.hidden = true;
   try {
     const { members } = await get(ws(app.wid, "/members"));
     for (const m of members) names.set(m.userId, m.name);
+    if (owner) for (const u of (await get("/api/v1/users")).users) names.set(u.id, u.name);
     await reload();
   } catch (err) {
     showError(error, err);
