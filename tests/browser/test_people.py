@@ -47,8 +47,14 @@ def create_invite(owner: Phone, role: str, note: str) -> str:
     go(owner, "People")
     page.get_by_label("Role", exact=True).select_option(role)
     page.get_by_label("Note (optional)").fill(note)
-    page.get_by_role("button", name="Create invite").click()
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith("/invites")
+    ) as created:
+        page.get_by_role("button", name="Create invite").click()
+    code = created.value.json()["code"]
     shown = page.get_by_role("region", name="New invite")
+    # An earlier invite may still be on screen: wait for this one.
+    expect(shown.locator(".big-code")).to_have_text(code)
     expect(shown).to_contain_text("Shown once")
     url = shown.locator("code.command-text").inner_text().strip()
     # The other phone may scan the code instead of opening the link: both say the same.
