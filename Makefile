@@ -15,7 +15,7 @@ demo: $(STAMP)
 	$(VENV)/bin/codexrelay demo
 
 test: $(STAMP)
-	scripts/ensure-chromium.sh
+	scripts/ensure-browsers.sh
 	deploy/ensure-caddy.sh
 	$(PY) -m ruff check src tests bench
 	$(PY) -m mypy

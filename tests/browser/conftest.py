@@ -21,7 +21,7 @@ def browser() -> Iterator[Browser]:
     """
     if not CHROMIUM.exists():
         pytest.fail(
-            "Debian's /usr/bin/chromium is missing: run scripts/ensure-chromium.sh "
+            "Debian's /usr/bin/chromium is missing: run scripts/ensure-browsers.sh "
             "(make test runs it) to install it, then run the browser tests again."
         )
     with sync_playwright() as playwright:
