@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Browser tests drive Debian's browsers, never downloaded ones: Chromium (through Playwright)
-# and WebKitGTK's MiniBrowser (through WebKitWebDriver, on an Xvfb screen). Install what is
+# Browser tests drive Debian's browsers, never downloaded ones: Chromium (through Playwright),
+# WebKitGTK's MiniBrowser (through WebKitWebDriver, on an Xvfb screen) and Firefox ESR
+# (through its own WebDriver BiDi server). Install what is
 # missing when we can: as root via apt-get, or via passwordless sudo. Otherwise say so; the
 # browser tests then fail with a message naming this script.
 set -euo pipefail
@@ -8,6 +9,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 [ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
 [ -x /usr/bin/Xvfb ] || missing+=(xvfb)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
 if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi

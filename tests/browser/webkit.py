@@ -8,6 +8,7 @@ so every later error on any screen is seen.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -169,6 +170,30 @@ class WebKitPhone:
 
     def select(self, label: str, *, by_label: str) -> None:
         Select(self.field(label)).select_by_visible_text(by_label)
+
+    def type_into(self, label: str, text: str) -> None:
+        self.field(label).send_keys(text)
+
+    def choose(self, label: str) -> None:
+        """Tick the radio button or checkbox this label names."""
+        self.press(self.field(label))
+
+    def evaluate(self, expression: str) -> Any:
+        """``expression`` (JS, may be a promise) evaluated in the page; its JSON value."""
+        text = self.driver.execute_async_script(
+            f"""const done = arguments[arguments.length - 1];
+                Promise.resolve({expression}).then(
+                  (v) => done(JSON.stringify(v ?? null)),
+                  (e) => done(JSON.stringify({{ error: String(e) }})));"""
+        )
+        return json.loads(text)
+
+    def url(self) -> str:
+        found: str = self.driver.current_url
+        return found
+
+    def forget_problems(self) -> None:
+        self.driver.execute_script("window.__problems.length = 0")
 
     def tab(self, name: str) -> None:
         """Open a tab of the bottom bar and wait for its screen."""
