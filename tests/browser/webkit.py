@@ -108,14 +108,22 @@ class WebKitPhone:
             return check()
 
         try:
-            return WebDriverWait(self.driver, WAIT_SEC, poll_frequency=0.1).until(poll)
+            # A live screen re-renders under a check: such a check is simply tried again.
+            retry = (StaleElementReferenceException, ElementClickInterceptedException)
+            return WebDriverWait(
+                self.driver, WAIT_SEC, poll_frequency=0.1, ignored_exceptions=retry
+            ).until(poll)
         except TimeoutException:
             body = self.driver.execute_script("return document.body.innerText")[:1500]
             msg = f"WebKit: timed out waiting for {what}; the screen says:\n{body}"
             raise AssertionError(msg) from None
 
     def _now(self, css: str, text: str | None, exact: bool) -> WebElement | None:
-        for element in self.driver.find_elements(By.CSS_SELECTOR, css):
+        try:
+            elements = self.driver.find_elements(By.CSS_SELECTOR, css)
+        except StaleElementReferenceException:  # the DOM changed mid-query: look again
+            return None
+        for element in elements:
             try:
                 shown = element.text.strip()
                 if element.is_displayed() and (
@@ -125,6 +133,18 @@ class WebKitPhone:
             except StaleElementReferenceException:  # re-rendered under us: look again
                 continue
         return None
+
+    def _on_field(self, label: str, act: Callable[[WebElement], object], what: str) -> None:
+        """Do ``act`` to the control ``label`` names, again if a re-render replaced it."""
+
+        def attempt() -> bool:
+            try:
+                act(self.field(label))
+            except (StaleElementReferenceException, ElementClickInterceptedException):
+                return False
+            return True
+
+        self.wait(attempt, what)
 
     def find(self, css: str, text: str | None = None, *, exact: bool = False) -> WebElement:
         """The first displayed element matching ``css`` and containing ``text`` (or, with
@@ -169,14 +189,15 @@ class WebKitPhone:
         element.click()
 
     def select(self, label: str, *, by_label: str) -> None:
-        Select(self.field(label)).select_by_visible_text(by_label)
+        what = f"{by_label!r} in {label!r}"
+        self._on_field(label, lambda el: Select(el).select_by_visible_text(by_label), what)
 
     def type_into(self, label: str, text: str) -> None:
-        self.field(label).send_keys(text)
+        self._on_field(label, lambda el: el.send_keys(text), f"typing into {label!r}")
 
     def choose(self, label: str) -> None:
         """Tick the radio button or checkbox this label names."""
-        self.press(self.field(label))
+        self._on_field(label, self.press, f"the choice {label!r}")
 
     def evaluate(self, expression: str) -> Any:
         """``expression`` (JS, may be a promise) evaluated in the page; its JSON value."""
