@@ -1,9 +1,11 @@
 """A phone in Firefox: Debian's firefox-esr, headless, driven over WebDriver BiDi.
 
-Firefox speaks BiDi itself (no geckodriver, which Debian does not ship): a small synchronous
-client over ``websockets`` is enough. A preload script watches for script errors and CSP
-violations from the first line of the app on; the page is driven with DOM events from a
-sandboxed script realm, so the app's own globals are never touched.
+Firefox speaks the protocols itself (no geckodriver, which Debian does not ship): the session
+is made over Marionette, which also holds a virtual passkey authenticator, and upgraded to
+BiDi (``webSocketUrl``) for the rest, with small synchronous clients for both. A preload
+script watches for script errors and CSP violations from the first line of the app on; the
+page is driven with DOM events from a sandboxed script realm, so the app's own globals are
+never touched.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,6 +29,10 @@ WAIT_SEC = 20
 LISTENING = re.compile(r"WebDriver BiDi listening on (ws://\S+)")
 # Quiet, offline-friendly automation profile (on top of Firefox's recommended remote prefs).
 PREFS = {
+    "marionette.port": 0,  # any free port, written to MarionetteActivePort in the profile
+    # Passkey requests go to the virtual authenticator only (no USB keys, no OS prompt).
+    "security.webauth.webauthn_enable_softtoken": True,
+    "security.webauth.webauthn_enable_usbtoken": False,
     "app.update.disabledForTesting": True,
     "browser.shell.checkDefaultBrowser": False,
     "datareporting.policy.dataSubmissionEnabled": False,
@@ -72,6 +79,13 @@ const choose = (el, optionText) => {
 """
 
 
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def missing() -> str | None:
     """Why Firefox cannot run here, or None."""
     if not FIREFOX.exists():
@@ -79,14 +93,54 @@ def missing() -> str | None:
     return None
 
 
+class Marionette:
+    """Firefox's own remote protocol: ``LENGTH:[0, id, command, params]`` over TCP."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_SEC * 2)
+        self.buffer = b""
+        self.next_id = 0
+        self._read()  # the server's greeting
+
+    def _read(self) -> Any:
+        while b":" not in self.buffer:
+            self.buffer += self._chunk()
+        size, _, rest = self.buffer.partition(b":")
+        while len(rest) < int(size):
+            rest += self._chunk()
+        self.buffer = rest[int(size) :]
+        return json.loads(rest[: int(size)])
+
+    def _chunk(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            msg = "Marionette closed the connection"
+            raise RuntimeError(msg)
+        return data
+
+    def send(self, command: str, params: dict[str, Any]) -> Any:
+        self.next_id += 1
+        body = json.dumps([0, self.next_id, command, params]).encode()
+        self.sock.sendall(str(len(body)).encode() + b":" + body)
+        while True:
+            _kind, answer_id, error, result = self._read()
+            if answer_id == self.next_id:
+                break
+        if error:
+            msg = f"Marionette {command}: {error}"
+            raise RuntimeError(msg)
+        return result
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Bidi:
     """Commands and events over one BiDi WebSocket."""
 
     def __init__(self, url: str) -> None:
         self._stack = contextlib.ExitStack()
-        self.ws: ClientConnection = self._stack.enter_context(
-            connect(f"{url}/session", max_size=None)
-        )
+        self.ws: ClientConnection = self._stack.enter_context(connect(url, max_size=None))
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
@@ -123,15 +177,19 @@ class FirefoxPhone:
         self.log_path = directory / "firefox.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [str(FIREFOX), "--headless", "--no-remote", "--profile", str(profile),
-                 "--remote-debugging-port", "0", "--window-size", "390,844", "about:blank"],
+                [str(FIREFOX), "--headless", "--no-remote", "--marionette",
+                 "--profile", str(profile), "--remote-debugging-port", "0",
+                 "--window-size", "390,844", "about:blank"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"},
             )  # fmt: skip
         try:
-            self.bidi = Bidi(self._listening())
-            self.bidi.send("session.new", capabilities={})
+            self._listening()
+            port = int(self._wait_for(lambda: _read_text(profile / "MarionetteActivePort")))
+            self.marionette = Marionette(port)
+            session = self.marionette.send("WebDriver:NewSession", {"webSocketUrl": True})
+            self.bidi = Bidi(session["capabilities"]["webSocketUrl"])
             tree = self.bidi.send("browsingContext.getTree")
             self.context: str = tree["contexts"][0]["context"]
             self.bidi.send("session.subscribe", events=["log.entryAdded"])
@@ -143,17 +201,31 @@ class FirefoxPhone:
             raise
         self.origin = origin
 
-    def _listening(self) -> str:
+    def _wait_for(self, check: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + WAIT_SEC * 2
         while time.monotonic() < deadline:
-            found = LISTENING.search(self.log_path.read_text(errors="replace"))
+            found = check()
             if found:
-                return found.group(1)
+                return found
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
-        msg = f"Firefox did not start its BiDi server:\n{self.log_path.read_text()[-2000:]}"
+        msg = f"Firefox did not start its remote servers:\n{self.log_path.read_text()[-2000:]}"
         raise RuntimeError(msg)
+
+    def _listening(self) -> str:
+        found: str = self._wait_for(
+            lambda: LISTENING.search(self.log_path.read_text(errors="replace"))
+        ).group(1)
+        return found
+
+    def add_passkey_authenticator(self) -> None:
+        """A virtual platform authenticator that holds passkeys and verifies the user."""
+        self.marionette.send(
+            "WebAuthn:AddVirtualAuthenticator",
+            {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+             "hasUserVerification": True, "isUserConsenting": True, "isUserVerified": True},
+        )  # fmt: skip
 
     # ---- the same small interface as WebKitPhone -------------------------------------
 
@@ -209,18 +281,49 @@ class FirefoxPhone:
         )
         return found
 
+    def _node(self, call: str) -> str | None:
+        """The shared id of the element ``call`` (helpers in scope) returns, or None."""
+        result = self.bidi.send(
+            "script.evaluate",
+            expression=f"(() => {{ {HELPERS}; const el = {call}; "
+            "if (el) el.scrollIntoView({ block: 'center' }); return el; })()",
+            target={"context": self.context, "sandbox": "tests"},
+            awaitPromise=False,
+        )
+        value = result.get("result", {})
+        found: str | None = value.get("sharedId") if value.get("type") == "node" else None
+        return found
+
+    def _real_click(self, call: str) -> bool:
+        """A real pointer click in the middle of the element (user activation included,
+        which WebAuthn needs), not a script ``click()``."""
+        node = self._node(call)
+        if node is None:
+            return False
+        element = {"type": "element", "element": {"sharedId": node}}
+        try:
+            self.bidi.send(
+                "input.performActions",
+                context=self.context,
+                actions=[{"type": "pointer", "id": "finger", "parameters": {"pointerType": "mouse"},
+                          "actions": [{"type": "pointerMove", "x": 0, "y": 0, "origin": element},
+                                      {"type": "pointerDown", "button": 0},
+                                      {"type": "pointerUp", "button": 0}]}],
+            )  # fmt: skip
+        except RuntimeError:  # re-rendered or covered at that moment: try again
+            return False
+        return True
+
     def click(self, css: str, text: str | None = None, *, exact: bool = False) -> None:
         args = f"{json.dumps(css)}, {json.dumps(text)}, {json.dumps(exact)}"
-        call = f"(() => {{ const el = find({args}); return el && press(el); }})()"
-        self.wait(lambda: self._helper(call), f"{css} {text or ''} to click".strip())
+        self.wait(lambda: self._real_click(f"find({args})"), f"{css} {text or ''} to click".strip())
 
     def type_into(self, label: str, text: str) -> None:
         call = f"(() => {{ const el = field({json.dumps(label)}); return el && type(el, {json.dumps(text)}); }})()"  # noqa: E501
         self.wait(lambda: self._helper(call), f"the field {label!r}")
 
     def choose(self, label: str) -> None:
-        call = f"(() => {{ const el = field({json.dumps(label)}); return el && press(el); }})()"
-        self.wait(lambda: self._helper(call), f"the choice {label!r}")
+        self.wait(lambda: self._real_click(f"field({json.dumps(label)})"), f"the choice {label!r}")
 
     def select(self, label: str, *, by_label: str) -> None:
         call = (
@@ -255,8 +358,9 @@ class FirefoxPhone:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the browser may already be gone
-            self.bidi.send("session.end")
+            self.marionette.send("WebDriver:DeleteSession", {})
         self.bidi.close()
+        self.marionette.close()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)

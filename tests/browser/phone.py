@@ -8,6 +8,7 @@ and CSP violations across navigations; ``assert_clean`` fails on any of them (R1
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,16 @@ HTTP_ERROR = "Failed to load resource: the server responded with a status of "
 # WCAG 2.2 contrast (1.4.3) for every visible piece of text on the screen: its colour
 # against the backgrounds actually painted behind it (alpha composited up to the page),
 # 4.5:1, or 3:1 for large text. Disabled controls are exempt, as WCAG exempts them.
-LOW_CONTRAST = "\n".join(
-    line
-    for line in (Path(__file__).parent / "contrast.js").read_text().splitlines()
-    if not line.startswith("//")
-)
+
+
+def _script(name: str) -> str:
+    """A page script kept beside this file, without its leading comment lines."""
+    text = (Path(__file__).parent / name).read_text()
+    return "\n".join(line for line in text.splitlines() if not line.startswith("//"))
+
+
+LOW_CONTRAST = _script("contrast.js")
+FOCUSED = _script("focused.js")
 
 expect.set_options(timeout=20_000)
 
@@ -212,6 +218,39 @@ class Phone:
         """Every visible text meets WCAG 2.2 AA contrast in the colour scheme in use."""
         low = self.page.evaluate(LOW_CONTRAST)
         assert not low, f"text below WCAG AA contrast: {low[:8]}"
+
+    def assert_focus_order(self, presses: int = 80) -> list[str]:
+        """Keyboard use: Tab reaches the screen's controls in reading order (top to bottom,
+        then left to right, so no CSS reorders them away from the DOM), every one shows a
+        focus ring, and focus never gets stuck. Returns what was focused, in order."""
+        page = self.page
+        # Start where a keyboard user arriving on the screen would: the top of the page.
+        page.evaluate(
+            """() => { const start = document.createElement("span");
+                       start.id = "focus-start"; start.tabIndex = -1;
+                       document.body.prepend(start); start.focus(); }"""
+        )
+        seen: list[dict[str, Any]] = []
+        for _ in range(presses):
+            page.keyboard.press("Tab")
+            now = page.evaluate(FOCUSED)
+            if now is None or (seen and now["id"] == seen[0]["id"]):
+                break
+            assert not seen or now["id"] != seen[-1]["id"], f"focus stuck on {now['name']}"
+            seen.append(now)
+        assert seen, "Tab reaches nothing"
+        no_ring = [e["name"] for e in seen if not e["ring"]]
+        assert not no_ring, f"focused without a visible focus ring: {no_ring}"
+        main = [e for e in seen if e["main"]]
+        for before, after in itertools.pairwise(main):
+            lower = after["top"] > before["top"] + 4
+            same_row = abs(after["top"] - before["top"]) <= 4
+            in_order = lower or (same_row and after["left"] >= before["left"])
+            assert in_order, f"Tab jumps back up the screen: {before['name']} -> {after['name']}"
+        page.evaluate("document.getElementById('focus-start')?.remove(); "
+                      "document.querySelectorAll('[data-focus-probe]')"
+                      ".forEach((e) => delete e.dataset.focusProbe)")  # fmt: skip
+        return [e["name"] for e in seen]
 
     def assert_fits(self) -> None:
         """Nothing on the current screen is wider than the phone (no sideways scrolling)."""

@@ -286,3 +286,40 @@ def test_contrast_check_sees_faint_text(owner: Phone, scheme: str):
         page.evaluate("document.getElementById('faint')?.remove()")
         page.emulate_media(color_scheme="light")
     owner.assert_contrast()
+
+
+def test_keyboard_reaches_every_control_in_reading_order(owner: Phone):
+    """Accessible by keyboard: on each main screen Tab walks the controls top to bottom,
+    each with a visible focus ring, and the first stop is the skip link."""
+    for tab in ("Tasks", "New task", "Agents", "People", "Settings"):
+        go(owner, tab)
+        expect(owner.page.locator("#view .loading")).to_have_count(0)
+        order = owner.assert_focus_order()
+        assert order[0].startswith("A Skip to content"), order[:3]
+        assert len(order) >= 3, order
+
+
+def test_focus_order_check_sees_reordering_and_missing_rings(owner: Phone):
+    """The keyboard check can fail: a form laid out against its DOM order, and focus with
+    no visible ring, are both caught; the screen passes once put back."""
+    page = owner.page
+    go(owner, "Settings")
+    expect(page.locator("#view .loading")).to_have_count(0)
+    create = page.get_by_role("button", name="Create a passkey on this device")
+    form = create.locator("xpath=..")
+    expect(form.get_by_label("Name for a new passkey")).to_be_visible()
+    try:
+        form.evaluate("(f) => Object.assign(f.style, { display: 'flex' }) && "
+                      "Object.assign(f.style, { flexDirection: 'column-reverse' })")  # fmt: skip
+        with pytest.raises(AssertionError, match="Tab jumps back up the screen"):
+            owner.assert_focus_order()
+    finally:
+        form.evaluate("(f) => f.removeAttribute('style')")
+    rule = "#view :focus-visible { outline: none !important; box-shadow: none !important }"
+    page.evaluate("(rule) => document.styleSheets[0].insertRule(rule, 0)", rule)
+    try:
+        with pytest.raises(AssertionError, match="without a visible focus ring"):
+            owner.assert_focus_order()
+    finally:
+        page.evaluate("document.styleSheets[0].deleteRule(0)")
+    owner.assert_focus_order()
