@@ -3,12 +3,13 @@ the instance owner the relay-wide ones (B2, O4, R03). Every read is itself recor
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from starlette.concurrency import run_in_threadpool
 
 from codexrelay.auditverify import INSTANCE
@@ -31,8 +32,32 @@ EventFilter = Annotated[
 ActorFilter = Annotated[
     str | None, Query(max_length=64, description="a user id, agent id or key, or actor type")
 ]
-Since = Annotated[datetime | None, Query(description="records at or after this time")]
-Until = Annotated[datetime | None, Query(description="records at or before this time")]
+# ISO 8601 only: pydantic would also read "0.0" or "1700000000" as Unix times, which the
+# published schema (a date-time string) does not allow and a person never means.
+ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}"  # date
+    r"([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"  # time
+    r"(Z|[+-]\d{2}:?\d{2})?"  # zone
+)
+
+
+def _iso_time(value: object) -> object:
+    if isinstance(value, str) and not ISO_TIME.fullmatch(value):
+        msg = "must be an ISO 8601 time such as 2026-11-01T00:00:00Z"
+        raise ValueError(msg)
+    return value
+
+
+Since = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_time),
+    Query(description="records at or after this time (ISO 8601)"),
+]
+Until = Annotated[
+    datetime | None,
+    BeforeValidator(_iso_time),
+    Query(description="records at or before this time (ISO 8601)"),
+]
 Before = Annotated[int | None, Query(ge=1, description="records with a smaller seq (paging)")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 BUNDLE_RESPONSE: dict[int | str, dict[str, Any]] = {
