@@ -76,7 +76,11 @@ class Screen:
 
     def close(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class WebKitPhone:
@@ -136,15 +140,7 @@ class WebKitPhone:
 
     def _on_field(self, label: str, act: Callable[[WebElement], object], what: str) -> None:
         """Do ``act`` to the control ``label`` names, again if a re-render replaced it."""
-
-        def attempt() -> bool:
-            try:
-                act(self.field(label))
-            except (StaleElementReferenceException, ElementClickInterceptedException):
-                return False
-            return True
-
-        self.wait(attempt, what)
+        self.wait(lambda: act(self.field(label)) or True, what)
 
     def find(self, css: str, text: str | None = None, *, exact: bool = False) -> WebElement:
         """The first displayed element matching ``css`` and containing ``text`` (or, with
@@ -175,10 +171,7 @@ class WebKitPhone:
             element = self._now(css, text, exact)
             if element is None:
                 return False
-            try:
-                self.press(element)
-            except (StaleElementReferenceException, ElementClickInterceptedException):
-                return False
+            self.press(element)
             return True
 
         self.wait(attempt, f"{css} {text or ''} to click".strip())
@@ -226,10 +219,7 @@ class WebKitPhone:
 
         def attempt() -> str | None:
             element = self._now(css, None, False)
-            try:
-                return None if element is None else element.text
-            except StaleElementReferenceException:
-                return None
+            return None if element is None else element.text
 
         found: str = self.wait(attempt, css)
         return found

@@ -277,15 +277,17 @@ def test_malformed_tasks_are_ignored(agent, task):
     assert (agent.marker.read_text() if agent.marker.exists() else "") == marked
 
 
-PIECES = st.sampled_from(["..", ".", "sub", "escape", "loop", "", "~", "\x00", *FLAGS])
-
-
-@settings(
+# Generated tasks against the one live agent of this module (so the fixture is shared).
+AGAINST_THE_AGENT = settings(
     max_examples=60,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
+PIECES = st.sampled_from(["..", ".", "sub", "escape", "loop", "", "~", "\x00", *FLAGS])
+
+
+@AGAINST_THE_AGENT
 @given(
     before=st.lists(PIECES, max_size=3),
     after=st.lists(st.one_of(PIECES, st.text(max_size=20)), max_size=3),
@@ -313,12 +315,7 @@ def test_generated_escaping_cwds_never_run(agent, before, after, escape):
     assert agent.rollouts() == runs, cwd
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@AGAINST_THE_AGENT
 @given(
     field=st.sampled_from(["actionId", "logSourceId"]),
     value=st.one_of(
