@@ -11,7 +11,7 @@ from hypothesis import settings
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
 from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
 
 # The default suite (and CI) replays the same generated examples every run, so a result

@@ -13,11 +13,11 @@ from codexrelay.agent.commands import agent
 from codexrelay.cliconfig import fail, load_relay_or_exit, relay_config_option
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo
+from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.audit.commands import audit, init_key, relay_audit
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.scaffold import scaffold_command
-from codexrelay.relay.sessions import new_bootstrap_token
-from codexrelay.relay.snapshot import snapshot_command
+from codexrelay.relay.ops.scaffold import scaffold_command
+from codexrelay.relay.ops.snapshot import snapshot_command
 from codexrelay.settings import dump_config, write_config_file
 
 
@@ -101,8 +101,8 @@ def relay_init(
 )
 def relay_start(config_path: Path, insecure_http: bool) -> None:
     """Serve the relay until stopped."""
-    from codexrelay.relay.server import serve  # noqa: PLC0415 - keep CLI start-up fast
-    from codexrelay.relay.store import StateError  # noqa: PLC0415
+    from codexrelay.relay.ops.server import serve  # noqa: PLC0415 - keep CLI start-up fast
+    from codexrelay.relay.storage.jsonfile import StateError  # noqa: PLC0415
 
     config = load_relay_or_exit(config_path)
     problem = config.insecure_origin_problem()

@@ -33,8 +33,8 @@ import click
 import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
+from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.sessions import new_bootstrap_token
 from codexrelay.settings import dump_config, write_config_file
 
 DEFAULT_PORT = 8787

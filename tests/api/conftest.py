@@ -12,12 +12,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from codexrelay.relay import identity, sessions
+from codexrelay.relay.access import identity, sessions
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import Role
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.records import Role
 from tests.helpers import FakeClock, write_relay_config
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]

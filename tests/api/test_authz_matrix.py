@@ -30,8 +30,8 @@ from fastapi.testclient import TestClient
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.state import ROLE_ORDER, Role
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.records import ROLE_ORDER, Role
 from tests.helpers import FakeClock, write_relay_config
 from tests.softauthn import COOKIE, Phone, join_by_invite
 

@@ -6,8 +6,8 @@ import contextlib
 
 import pytest
 
-from codexrelay.relay.state import Role
-from codexrelay.relay.taskdetails import DetailsStore
+from codexrelay.relay.storage.records import Role
+from codexrelay.relay.tasks.details import DetailsStore
 from tests.api.conftest import login, sign_in_with_role
 from tests.api.test_pairing_api import _hello, _paired_token, _wid
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from codexrelay.errors import AppError
-from codexrelay.relay import identity
-from codexrelay.relay.state import Role
+from codexrelay.relay.access import identity
+from codexrelay.relay.storage.records import Role
 from tests.api.conftest import login, make_user, services_of, sign_in_as
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from codexrelay.relay import tasks
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import State
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.records import State
+from codexrelay.relay.tasks import lifecycle
 from tests.helpers import FakeClock, RelaySetup, write_relay_config
 from tests.softauthn import COOKIE, Phone, join_by_invite
 
@@ -118,8 +118,8 @@ def api_world(directory: Path) -> Iterator[ApiWorld]:
         services: Services = app.state.services
         state = services.state
         record = next(a for a in state.agents.values() if a.agent_id == "fuzzbox")
-        request = tasks.TaskRequest(agent_id="fuzzbox", type="run_action", action_id="hello")
-        made = tasks.create_task(
+        request = lifecycle.TaskRequest(agent_id="fuzzbox", type="run_action", action_id="hello")
+        made = lifecycle.create_task(
             state, request, agent=record, created_by=state.users[next(iter(state.users))].id,
             now=clock(), rand=services.rand,
         )  # fmt: skip

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, passkeys, sessions
-from codexrelay.relay.passkeys import ChallengeStore, RelyingParty
-from codexrelay.relay.state import PasskeyRecord, SessionRecord, State, UserRecord
+from codexrelay.relay.access import identity, passkeys, sessions
+from codexrelay.relay.access.passkeys import ChallengeStore, RelyingParty
+from codexrelay.relay.storage.records import PasskeyRecord, SessionRecord, State, UserRecord
 from tests.softauthn import LOGIN_TAG, REGISTER_TAG, SoftAuthenticator, tag_challenge
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

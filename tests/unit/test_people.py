@@ -9,9 +9,9 @@ import pytest
 
 from codexrelay.crypto import keyed_hash, normalize_code
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, invites, people, sessions
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import PasskeyRecord, Role, State, UserRecord
+from codexrelay.relay.access import identity, invites, people, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.storage.records import PasskeyRecord, Role, State, UserRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SECRET = "k" * 40

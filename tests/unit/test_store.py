@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from codexrelay.errors import AppError
-from codexrelay.relay.state import SCHEMA_VERSION, WorkspaceRecord
-from codexrelay.relay.store import JsonFileStore, StateError, read_state
+from codexrelay.relay.storage.jsonfile import JsonFileStore, StateError, read_state
+from codexrelay.relay.storage.records import SCHEMA_VERSION, WorkspaceRecord
 from tests.helpers import FakeClock
 
 

@@ -22,13 +22,9 @@ from codexrelay import __version__
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_SHUTDOWN
-from codexrelay.relay import (
-    app_hooks,
-    identity,
-    pairing,
-    sessions,
-    taskflow,  # noqa: F401 - registers the task handlers and hooks
-)
+from codexrelay.relay import app_hooks
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.agents import pairing
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import pairing as pairing_api
@@ -36,13 +32,13 @@ from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
 from codexrelay.relay.audit.context import audit_refusal
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.security import (
+from codexrelay.relay.http.security import (
     CatchAllMiddleware,
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
 from codexrelay.relay.services import Clock, Services, utc_now
-from codexrelay.relay.store import StateStore
+from codexrelay.relay.storage.jsonfile import StateStore
 
 log = logging.getLogger("codexrelay.relay")
 

@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 
 from codexrelay.crypto import TokenSource
 from codexrelay.protocol import SessionSummary
+from codexrelay.relay.access.passkeys import ChallengeStore
+from codexrelay.relay.agents.hub import AgentHub
 from codexrelay.relay.audit import AuditTrail
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.events import EventBus
-from codexrelay.relay.hub import AgentHub
-from codexrelay.relay.passkeys import ChallengeStore
-from codexrelay.relay.ratelimit import AttemptLimiter, IPNetwork, parse_networks
-from codexrelay.relay.state import State
-from codexrelay.relay.store import StateStore
-from codexrelay.relay.taskdetails import DetailsStore
+from codexrelay.relay.http.ratelimit import AttemptLimiter, IPNetwork, parse_networks
+from codexrelay.relay.storage.jsonfile import StateStore
+from codexrelay.relay.storage.records import State
+from codexrelay.relay.tasks.details import DetailsStore
 
 Clock = Callable[[], datetime]
 

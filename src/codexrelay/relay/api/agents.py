@@ -10,11 +10,11 @@ from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_REVOKED, SessionPreview
-from codexrelay.relay import pairing
-from codexrelay.relay.agentlink import agent_view, publish_agent, serve_agent
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.agents import pairing
+from codexrelay.relay.agents.link import agent_view, publish_agent, serve_agent
+from codexrelay.relay.api.deps import Admin, ServicesDep, Viewer
 from codexrelay.relay.audit.context import AuditDep
-from codexrelay.relay.deps import Admin, ServicesDep, Viewer
-from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["agents"])

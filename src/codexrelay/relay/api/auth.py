@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from codexrelay.relay import sessions
-from codexrelay.relay.api.schemas import UserEnvelope, UserOut
-from codexrelay.relay.audit import ref, session_actor
-from codexrelay.relay.audit.context import AuditDep
-from codexrelay.relay.deps import (
+from codexrelay.relay.access import sessions
+from codexrelay.relay.api.deps import (
     ClientIpDep,
     ServicesDep,
     clear_session_cookie,
     cookie_name,
     set_session_cookie,
 )
+from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.audit import ref, session_actor
+from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import SessionRecord, SessionVia
+from codexrelay.relay.storage.records import SessionRecord, SessionVia
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])

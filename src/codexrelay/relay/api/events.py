@@ -14,12 +14,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from codexrelay.errors import AppError
-from codexrelay.relay import identity
-from codexrelay.relay.deps import ActiveCallerDep, ServicesDep, Viewer
+from codexrelay.relay.access import identity
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.deps import ActiveCallerDep, ServicesDep, Viewer
 from codexrelay.relay.events import Event
-from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import Role
+from codexrelay.relay.storage.records import Role
 
 router = APIRouter(prefix="/api/v1/workspaces/{wid}", tags=["events"])
 

@@ -8,22 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from codexrelay.relay import invites, sessions
+from codexrelay.relay.access import invites, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.api.auth import start_session
-from codexrelay.relay.api.people import InstanceOwnerDep
-from codexrelay.relay.api.schemas import UserEnvelope, UserOut
-from codexrelay.relay.audit import session_actor
-from codexrelay.relay.audit.context import AuditDep, memberships
-from codexrelay.relay.deps import (
+from codexrelay.relay.api.deps import (
     Admin,
     ClientIpDep,
     ServicesDep,
     cookie_name,
 )
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.qr import qr_svg
+from codexrelay.relay.api.people import InstanceOwnerDep
+from codexrelay.relay.api.qr import qr_svg
+from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.audit import session_actor
+from codexrelay.relay.audit.context import AuditDep, memberships
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import (
+from codexrelay.relay.storage.records import (
     InviteRecord,
     RecoveryCodeRecord,
     Role,

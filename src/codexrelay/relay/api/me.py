@@ -8,13 +8,13 @@ from fastapi import APIRouter, Response
 
 from codexrelay.crypto import b64url, keyed_hash
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, sessions
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.api.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
 from codexrelay.relay.api.schemas import SessionOut, UserOut
 from codexrelay.relay.audit import ref
 from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.config import RelayFeatures
-from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
-from codexrelay.relay.state import Role, SessionVia
+from codexrelay.relay.storage.records import Role, SessionVia
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])

@@ -10,15 +10,15 @@ from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_REVOKED, ID_PATTERN
-from codexrelay.relay import pairing
-from codexrelay.relay.agentlink import publish_agent
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.agents import pairing
+from codexrelay.relay.agents.link import publish_agent
+from codexrelay.relay.api.deps import Admin, ClientIpDep, ServicesDep
+from codexrelay.relay.api.qr import qr_svg
 from codexrelay.relay.audit import agent_actor
 from codexrelay.relay.audit.context import AuditContext, AuditDep
-from codexrelay.relay.deps import Admin, ClientIpDep, ServicesDep
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.qr import qr_svg
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import PairRequestRecord, PairStatus
+from codexrelay.relay.storage.records import PairRequestRecord, PairStatus
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["pairing"])

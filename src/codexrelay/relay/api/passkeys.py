@@ -8,15 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from codexrelay.relay import passkeys, people
+from codexrelay.relay.access import passkeys, people
+from codexrelay.relay.access.passkeys import CeremonyOptions, RelyingParty
 from codexrelay.relay.api.auth import start_session
+from codexrelay.relay.api.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
 from codexrelay.relay.api.schemas import UserEnvelope, UserOut
 from codexrelay.relay.audit import ref, session_actor
 from codexrelay.relay.audit.context import AuditDep, memberships
-from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
-from codexrelay.relay.passkeys import CeremonyOptions, RelyingParty
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import PasskeyRecord
+from codexrelay.relay.storage.records import PasskeyRecord
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["passkeys"])

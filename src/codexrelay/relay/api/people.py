@@ -9,19 +9,19 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import people, sessions
-from codexrelay.relay.api.passkeys import PasskeyOut, PasskeysOut
-from codexrelay.relay.audit import ref
-from codexrelay.relay.audit.context import AuditDep, memberships
-from codexrelay.relay.deps import (
+from codexrelay.relay.access import people, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.deps import (
     ActiveCallerDep,
     Admin,
     Caller,
     ServicesDep,
     Viewer,
 )
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import (
+from codexrelay.relay.api.passkeys import PasskeyOut, PasskeysOut
+from codexrelay.relay.audit import ref
+from codexrelay.relay.audit.context import AuditDep, memberships
+from codexrelay.relay.storage.records import (
     Role,
     UserStatus,
 )

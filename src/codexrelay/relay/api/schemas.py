@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from codexrelay.relay.state import Role, SessionRecord, SessionVia, UserRecord, UserStatus
+from codexrelay.relay.storage.records import Role, SessionRecord, SessionVia, UserRecord, UserStatus
 from codexrelay.settings import CamelModel
 
 

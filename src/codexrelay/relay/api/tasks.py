@@ -9,11 +9,11 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from codexrelay.protocol import TaskKind
-from codexrelay.relay import taskflow, tasks
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
 from codexrelay.relay.audit.context import AuditDep
-from codexrelay.relay.deps import Member, ServicesDep, Viewer
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import TaskStatus
+from codexrelay.relay.storage.records import TaskStatus
+from codexrelay.relay.tasks import flow, lifecycle
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/workspaces/{wid}/tasks", tags=["tasks"])
@@ -88,7 +88,7 @@ class TasksOut(CamelModel):
 
 
 def _out(task: Any) -> TaskOut:
-    return TaskOut.model_validate(taskflow.task_view(task))
+    return TaskOut.model_validate(flow.task_view(task))
 
 
 @router.post("", status_code=201, response_model=TaskEnvelope)
@@ -99,15 +99,15 @@ async def submit_task(
     audit: AuditDep,
 ) -> TaskEnvelope:
     """Member+ submit; write mode needs admin+ and both sides' flags (R09, R17)."""
-    request = tasks.TaskRequest(**body.model_dump())
-    task = await taskflow.submit(services, access, request, actor=audit.actor)
+    request = lifecycle.TaskRequest(**body.model_dump())
+    task = await flow.submit(services, access, request, actor=audit.actor)
     return TaskEnvelope(task=_out(task))
 
 
 @router.get("", response_model=TasksOut)
 async def list_tasks(access: Annotated[WorkspaceAccess, Viewer], services: ServicesDep) -> TasksOut:
     """Task metadata of this workspace, newest first."""
-    found = tasks.workspace_tasks(services.state, access.workspace.id)
+    found = lifecycle.workspace_tasks(services.state, access.workspace.id)
     return TasksOut(tasks=[_out(t) for t in found])
 
 
@@ -116,9 +116,9 @@ async def get_task(
     task_id: str, access: Annotated[WorkspaceAccess, Viewer], services: ServicesDep
 ) -> TaskDetailEnvelope:
     """Metadata plus the texts while the relay still holds them (R10, R11)."""
-    task = tasks.get_task(services.state, access.workspace.id, task_id)
+    task = lifecycle.get_task(services.state, access.workspace.id, task_id)
     details = services.details.get(task.id, services.now())
-    data: dict[str, Any] = taskflow.task_view(task)
+    data: dict[str, Any] = flow.task_view(task)
     if details is None:
         data["detailsExpired"] = True
     else:
@@ -135,6 +135,6 @@ async def cancel_task(
     audit: AuditDep,
 ) -> TaskEnvelope:
     """The creator or an admin+ cancels; the agent stops the process group."""
-    task = tasks.get_task(services.state, access.workspace.id, task_id)
-    await taskflow.cancel(services, access, task, actor=audit.actor)
+    task = lifecycle.get_task(services.state, access.workspace.id, task_id)
+    await flow.cancel(services, access, task, actor=audit.actor)
     return TaskEnvelope(task=_out(task))

@@ -8,11 +8,11 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity
+from codexrelay.relay.access import identity
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.deps import ActiveCallerDep, ServicesDep, Viewer
 from codexrelay.relay.audit.context import AuditDep
-from codexrelay.relay.deps import ActiveCallerDep, ServicesDep, Viewer
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import Role, UserStatus
+from codexrelay.relay.storage.records import Role, UserStatus
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])

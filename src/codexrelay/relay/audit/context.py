@@ -17,13 +17,13 @@ from starlette.routing import BaseRoute
 
 from codexrelay.auditverify import INSTANCE
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, sessions
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.api.deps import ClientIpDep, ServicesDep, cookie_name
 from codexrelay.relay.audit.actors import ANONYMOUS, Actor, session_actor
 from codexrelay.relay.audit.log import Scalar
-from codexrelay.relay.deps import ClientIpDep, ServicesDep, cookie_name
-from codexrelay.relay.ratelimit import client_address
+from codexrelay.relay.http.ratelimit import client_address
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import Role
+from codexrelay.relay.storage.records import Role
 
 # Refusals that are security events whatever the route.
 REFUSALS: dict[ErrorCode, str] = {

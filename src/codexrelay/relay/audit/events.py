@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from codexrelay.relay.audit.actors import RELAY, Actor
 from codexrelay.relay.audit.log import Scalar
-from codexrelay.relay.state import TaskRecord
+from codexrelay.relay.storage.records import TaskRecord
 
 if TYPE_CHECKING:
     from codexrelay.relay.services import Services

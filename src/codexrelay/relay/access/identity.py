@@ -12,7 +12,7 @@ from datetime import datetime
 
 from codexrelay.crypto import TokenSource, new_id
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay.state import (
+from codexrelay.relay.storage.records import (
     MembershipRecord,
     Role,
     State,

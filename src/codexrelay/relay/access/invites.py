@@ -21,9 +21,9 @@ from codexrelay.crypto import (
     normalize_code,
 )
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, sessions
-from codexrelay.relay.identity import WorkspaceAccess, clean_text, grant_membership
-from codexrelay.relay.state import (
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess, clean_text, grant_membership
+from codexrelay.relay.storage.records import (
     InviteRecord,
     RecoveryCodeRecord,
     Role,

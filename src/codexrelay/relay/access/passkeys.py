@@ -39,9 +39,9 @@ from webauthn.helpers.structs import (
 
 from codexrelay.crypto import TokenSource, b64url, b64url_decode
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import invites, people
+from codexrelay.relay.access import invites, people
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.state import PasskeyRecord, SessionRecord, State, UserRecord
+from codexrelay.relay.storage.records import PasskeyRecord, SessionRecord, State, UserRecord
 
 log = logging.getLogger("codexrelay.passkeys")
 

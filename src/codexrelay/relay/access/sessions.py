@@ -19,8 +19,8 @@ from codexrelay.crypto import (
     sha256_hex,
 )
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity
-from codexrelay.relay.state import SessionRecord, SessionVia, State, UserRecord
+from codexrelay.relay.access import identity
+from codexrelay.relay.storage.records import SessionRecord, SessionVia, State, UserRecord
 
 SESSION_PREFIX = "crs_"
 BOOTSTRAP_PREFIX = "crb_"

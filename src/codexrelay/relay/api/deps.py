@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Response
 
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, sessions
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.ratelimit import client_address
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.http.ratelimit import client_address
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import Role, SessionRecord, UserRecord
+from codexrelay.relay.storage.records import Role, SessionRecord, UserRecord
 
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 

@@ -9,7 +9,7 @@ import uvicorn
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.services import utc_now
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
 
 log = logging.getLogger("codexrelay.relay")
 

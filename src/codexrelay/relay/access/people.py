@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, invites
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import (
+from codexrelay.relay.access import identity, invites
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.storage.records import (
     PasskeyRecord,
     Role,
     State,

@@ -27,7 +27,7 @@ from codexrelay import __version__
 from codexrelay.cliconfig import fail, load_relay_or_exit
 from codexrelay.fileio import PRIVATE_FILE, write_private_file
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.state import SCHEMA_VERSION, State
+from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 
 FORMAT = "codexrelay-snapshot/1"
 COUNTED = ("users", "workspaces", "memberships", "sessions", "passkeys", "agents", "tasks")

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from codexrelay.crypto import new_id
 from codexrelay.fileio import ensure_private_dir, write_private_file
-from codexrelay.relay.durability import DurableWaiters
-from codexrelay.relay.state import SCHEMA_VERSION, State
+from codexrelay.relay.storage.durability import DurableWaiters
+from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 from codexrelay.settings import describe_validation_error
 
 log = logging.getLogger("codexrelay.store")

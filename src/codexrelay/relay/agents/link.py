@@ -28,10 +28,11 @@ from codexrelay.protocol import (
     TokenRenewed,
     Welcome,
 )
-from codexrelay.relay import audit, pairing
-from codexrelay.relay.hub import LiveAgent
+from codexrelay.relay import audit
+from codexrelay.relay.agents import pairing
+from codexrelay.relay.agents.hub import LiveAgent
 from codexrelay.relay.services import AgentCatalog, Services
-from codexrelay.relay.state import AgentRecord, CatalogEntry
+from codexrelay.relay.storage.records import AgentRecord, CatalogEntry
 
 log = logging.getLogger("codexrelay.agentlink")
 

@@ -24,7 +24,7 @@ from codexrelay.crypto import (
     sha256_hex,
 )
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay.state import (
+from codexrelay.relay.storage.records import (
     AgentRecord,
     PairingCodeRecord,
     PairRequestRecord,

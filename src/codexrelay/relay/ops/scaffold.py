@@ -23,8 +23,8 @@ import click
 from codexrelay.cliconfig import fail
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.fileio import write_private_file
+from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.sessions import new_bootstrap_token
 from codexrelay.settings import dump_config
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}$")

@@ -22,11 +22,13 @@ from codexrelay.protocol import (
     TaskRejected,
     TaskStarted,
 )
-from codexrelay.relay import agentlink, app_hooks, audit, tasks
-from codexrelay.relay.hub import LiveAgent
-from codexrelay.relay.identity import WorkspaceAccess
+from codexrelay.relay import app_hooks, audit
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.agents import link
+from codexrelay.relay.agents.hub import LiveAgent
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import TERMINAL_STATUSES, AgentRecord, Role, TaskRecord
+from codexrelay.relay.storage.records import TERMINAL_STATUSES, AgentRecord, Role, TaskRecord
+from codexrelay.relay.tasks import lifecycle
 
 log = logging.getLogger("codexrelay.tasks")
 
@@ -55,13 +57,13 @@ def publish_task(services: Services, task: TaskRecord) -> None:
 async def submit(
     services: Services,
     access: WorkspaceAccess,
-    request: tasks.TaskRequest,
+    request: lifecycle.TaskRequest,
     *,
     actor: audit.Actor | None = None,
 ) -> TaskRecord:
     """Check, record and dispatch a task right away over the agent's socket."""
     state = services.state
-    agent = tasks.check_task_request(
+    agent = lifecycle.check_task_request(
         state,
         request,
         workspace_id=access.workspace.id,
@@ -71,11 +73,11 @@ async def submit(
         max_prompt_bytes=services.config.max_prompt_bytes,
     )
     now = services.now()
-    task = tasks.create_task(
+    task = lifecycle.create_task(
         state, request, agent=agent, created_by=access.user_id, now=now, rand=services.rand
     )
     services.details.start(task.id, request.prompt)
-    tasks.prune_tasks(state, task.workspace_id, services.config.max_tasks_per_workspace)
+    lifecycle.prune_tasks(state, task.workspace_id, services.config.max_tasks_per_workspace)
     await audit.task_created(services, task, actor or {"type": "user", "userId": access.user_id})
     await services.store.commit()
     await _dispatch(services, task, request.prompt)
@@ -87,12 +89,12 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     live = services.hub.get(task.agent_key)
     now = services.now()
     if live is None:
-        tasks.advance(task, "interrupted", now=now)
+        lifecycle.advance(task, "interrupted", now=now)
         task.reason = "agent-offline"
     else:
-        tasks.advance(task, "dispatched", now=now)
-        if not await live.send(TaskDispatch(task=tasks.task_spec(task, prompt))):
-            tasks.advance(task, "interrupted", now=services.now())
+        lifecycle.advance(task, "dispatched", now=now)
+        if not await live.send(TaskDispatch(task=lifecycle.task_spec(task, prompt))):
+            lifecycle.advance(task, "interrupted", now=services.now())
             task.reason = "agent-offline"
     if task.status in TERMINAL_STATUSES:
         services.details.mark_finished(task.id, services.now())
@@ -120,7 +122,7 @@ async def cancel(
         services, task, actor or {"type": "user", "userId": access.user_id}
     )
     if task.status == "queued" or live is None:
-        tasks.advance(task, "cancelled", now=services.now())
+        lifecycle.advance(task, "cancelled", now=services.now())
         services.details.mark_finished(task.id, services.now())
         audit.task_finished(services, task)
     else:
@@ -155,7 +157,7 @@ async def _on_rejected(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskRejected
 ) -> None:
     task = _own_task(services, agent, message.task_id)
-    if task is None or not tasks.advance(task, "rejected", now=services.now()):
+    if task is None or not lifecycle.advance(task, "rejected", now=services.now()):
         return
     task.reason = message.reason
     services.details.finish(task.id, services.now(), error=message.message or message.reason)
@@ -168,7 +170,7 @@ async def _on_started(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskStarted
 ) -> None:
     task = _own_task(services, agent, message.task_id)
-    if task is None or not tasks.advance(task, "running", now=services.now()):
+    if task is None or not lifecycle.advance(task, "running", now=services.now()):
         return
     await services.store.commit()
     publish_task(services, task)
@@ -196,7 +198,7 @@ async def _on_finished(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskFinished
 ) -> None:
     task = _own_task(services, agent, message.task_id)
-    if task is None or not tasks.settle_final_report(task, message.status, now=services.now()):
+    if task is None or not lifecycle.settle_final_report(task, message.status, now=services.now()):
         return
     task.exit_code = message.exit_code
     task.codex_session_id = message.codex_session_id or task.codex_session_id
@@ -214,7 +216,9 @@ async def _on_finished(
         diff_truncated=truncated,
         error=message.error,
     )
-    tasks.prune_tasks(services.state, task.workspace_id, services.config.max_tasks_per_workspace)
+    lifecycle.prune_tasks(
+        services.state, task.workspace_id, services.config.max_tasks_per_workspace
+    )
     audit.task_finished(services, task, audit.agent_actor(agent))
     await services.store.commit()
     publish_task(services, task)
@@ -242,7 +246,7 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
     if pending is not None:
         pending.cancel()
     if running is not None:
-        changed = tasks.interrupt_agent_tasks(
+        changed = lifecycle.interrupt_agent_tasks(
             services.state,
             agent.key,
             keep=set(running),
@@ -257,8 +261,12 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
         services.agent_grace.pop(agent.key, None)
         if services.hub.is_online(agent.key):
             return
-        changed = tasks.interrupt_agent_tasks(
-            services.state, agent.key, keep=set(), now=services.now(), reason=tasks.AGENT_VANISHED
+        changed = lifecycle.interrupt_agent_tasks(
+            services.state,
+            agent.key,
+            keep=set(),
+            now=services.now(),
+            reason=lifecycle.AGENT_VANISHED,
         )
         await _settle(services, changed)
 
@@ -267,7 +275,7 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
 
 def _on_startup(services: Services) -> None:
     """Every task that was in flight when the relay stopped is now interrupted."""
-    changed = tasks.interrupt_all(services.state, now=services.now(), reason="relay-restarted")
+    changed = lifecycle.interrupt_all(services.state, now=services.now(), reason="relay-restarted")
     for task in changed:
         audit.task_finished(services, task)
     if changed:
@@ -287,7 +295,7 @@ async def shutdown(services: Services) -> None:
     services.agent_grace.clear()
 
 
-agentlink.HANDLERS.update(
+link.HANDLERS.update(
     {
         TaskAccepted: _on_accepted,
         TaskRejected: _on_rejected,
@@ -296,7 +304,7 @@ agentlink.HANDLERS.update(
         TaskFinished: _on_finished,
     }
 )
-agentlink.CONNECTION_HOOKS.append(_on_connection)
+link.CONNECTION_HOOKS.append(_on_connection)
 app_hooks.STARTUP_HOOKS.append(_on_startup)
 app_hooks.PERIODIC_HOOKS.append(_sweep)
 app_hooks.SHUTDOWN_HOOKS.append(shutdown)

@@ -14,9 +14,9 @@ from datetime import datetime
 from codexrelay.crypto import TokenSource, new_id
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import UUID_PATTERN, TaskKind, TaskSpec
-from codexrelay.relay import pairing
+from codexrelay.relay.agents import pairing
 from codexrelay.relay.config import RelayFeatures
-from codexrelay.relay.state import (
+from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
     AgentRecord,
     Role,
