@@ -98,7 +98,7 @@ def test_too_low_role_is_forbidden(app_client):
     viewer = make_user(app_client, wid, Role.VIEWER)
     with pytest.raises(AppError) as exc:
         identity.check_workspace_access(
-            services.state, user_id=viewer, workspace_id=wid, minimum=Role.MEMBER
+            services.store, user_id=viewer, workspace_id=wid, minimum=Role.MEMBER
         )
     assert exc.value.code == "forbidden"
     assert exc.value.status == 403

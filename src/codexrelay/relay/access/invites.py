@@ -1,4 +1,4 @@
-"""Invites (R21, O5) and recovery codes for lost passkeys: plain functions over ``State``.
+"""Invites (R21, O5) and recovery codes for lost passkeys: plain functions over the ``Store``.
 
 Both kinds of code are one-time, expire, and are stored only as an HMAC keyed with
 ``tokenSecret`` (so rotating it kills them, I3); the code itself exists only in the response
@@ -7,30 +7,28 @@ that created it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
 
 from codexrelay.crypto import (
     TokenSource,
-    constant_time_equal,
     keyed_hash,
     new_code,
     new_id,
     normalize_code,
 )
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.access import identity, policy, sessions
 from codexrelay.relay.access.identity import WorkspaceAccess, clean_text, grant_membership
 from codexrelay.relay.storage.records import (
     InviteRecord,
+    InviteStatus,
     RecoveryCodeRecord,
     Role,
     SessionRecord,
-    State,
     UserRecord,
 )
+from codexrelay.relay.storage.repositories import Store
 
 INVITE_PURPOSE = "invite-code"
 RECOVERY_PURPOSE = "recovery-code"
@@ -38,9 +36,6 @@ CODE_GROUPS = 3  # 60 bits: these codes live for days, not minutes
 RECOVERY_CODE_TTL_SEC = 86400
 SPENT_CODE_KEEP = timedelta(days=7)  # used/expired/cancelled codes stay listed this long
 NAME_MAX = 60
-
-CodeRecord = TypeVar("CodeRecord", InviteRecord, RecoveryCodeRecord)
-InviteStatus = Literal["pending", "accepted", "expired", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -76,15 +71,12 @@ def _not_found(what: str) -> AppError:
     return AppError(ErrorCode.NOT_FOUND, f"No such {what}.")
 
 
-def retire_invites(state: State, *, user_id: str, workspace_id: str, now: datetime) -> None:
+def retire_invites(store: Store, *, user_id: str, workspace_id: str, now: datetime) -> None:
     """A person's pending invites die with their power to invite in that workspace."""
-    for invite in state.invites.values():
-        if (
-            invite.workspace_id == workspace_id
-            and invite.created_by == user_id
-            and invite_status(invite, now) == "pending"
-        ):
+    for invite in store.invites.of_workspace(workspace_id):
+        if invite.created_by == user_id and invite_status(invite, now) == "pending":
             invite.cancelled_at = now
+            store.invites.save(invite)
 
 
 # --- invites (R21, O5) ---
@@ -107,17 +99,19 @@ def _is_stale(record: InviteRecord | RecoveryCodeRecord, cutoff: datetime) -> bo
     return record.expires_at <= cutoff or (spent is not None and spent <= cutoff)
 
 
-def prune_codes(state: State, now: datetime) -> None:
+def prune_codes(store: Store, now: datetime) -> None:
     """Forget invites and recovery codes spent or expired more than a week ago."""
     cutoff = now - SPENT_CODE_KEEP
-    for key in [k for k, r in state.invites.items() if _is_stale(r, cutoff)]:
-        del state.invites[key]
-    for key in [k for k, r in state.recovery_codes.items() if _is_stale(r, cutoff)]:
-        del state.recovery_codes[key]
+    for invite in store.invites.all():
+        if _is_stale(invite, cutoff):
+            store.invites.remove(invite)
+    for record in store.recovery_codes.all():
+        if _is_stale(record, cutoff):
+            store.recovery_codes.remove(record)
 
 
 def create_invite(
-    state: State,
+    store: Store,
     *,
     access: WorkspaceAccess,
     role: Role,
@@ -128,8 +122,8 @@ def create_invite(
     rand: TokenSource,
 ) -> IssuedInvite:
     """A one-time invite code for ``role`` in the caller's workspace (O5)."""
-    identity.check_role_grant(access.role, role)
-    prune_codes(state, now)
+    policy.enforce(policy.can_grant_role(access.role, role))
+    prune_codes(store, now)
     code = new_code(rand, groups=CODE_GROUPS)
     invite = InviteRecord(
         id=new_id("inv", rand),
@@ -141,42 +135,34 @@ def create_invite(
         created_at=now,
         expires_at=now + timedelta(seconds=ttl_sec),
     )
-    state.invites[invite.id] = invite
+    store.invites.add(invite)
     return IssuedInvite(invite=invite, code=code)
 
 
-def workspace_invites(state: State, workspace_id: str) -> list[InviteRecord]:
+def workspace_invites(store: Store, workspace_id: str) -> list[InviteRecord]:
     """The workspace's invites, newest first."""
-    found = [i for i in state.invites.values() if i.workspace_id == workspace_id]
-    return sorted(found, key=lambda i: i.created_at, reverse=True)
+    return store.invites.of_workspace(workspace_id)[::-1]
 
 
-def cancel_invite(state: State, *, workspace_id: str, invite_id: str, now: datetime) -> None:
+def cancel_invite(store: Store, *, workspace_id: str, invite_id: str, now: datetime) -> None:
     """Cancel an invite. If someone accepted it but has not enrolled a passkey yet, that
     not-yet-enrolled account is disabled too, so the invite can no longer grant anything."""
-    invite = state.invites.get(invite_id)
+    invite = store.invites.get(invite_id)
     if invite is None or invite.workspace_id != workspace_id:
         raise _not_found("invite")
     if invite.cancelled_at is not None:
         return
-    pending_user = state.users.get(invite.accepted_by or "")
+    pending_user = store.users.get(invite.accepted_by or "")
     if invite.accepted_by is not None:
         if pending_user is None or pending_user.status != "enrollment-locked":
             raise AppError(
                 ErrorCode.CONFLICT, "That invite was already used; remove the member instead."
             )
         pending_user.status = "disabled"
-        sessions.end_user_sessions(state, pending_user.id)
+        store.users.save(pending_user)
+        sessions.end_user_sessions(store, pending_user.id)
     invite.cancelled_at = now
-
-
-def _claim(records: Iterable[CodeRecord], *, secret: str, purpose: str, code: str) -> CodeRecord:
-    """The record whose keyed hash matches ``code``, compared in constant time."""
-    offered = _code_hash(secret, purpose, code)
-    for record in records:
-        if constant_time_equal(record.code_hash, offered):
-            return record
-    raise _invalid_code()
+    store.invites.save(invite)
 
 
 def _invalid_code() -> AppError:
@@ -184,7 +170,7 @@ def _invalid_code() -> AppError:
 
 
 def accept_invite(
-    state: State,
+    store: Store,
     *,
     code: str,
     name: str | None,
@@ -201,73 +187,84 @@ def accept_invite(
     clean_name = clean_text(name, NAME_MAX)
     if member is None and not clean_name:
         raise AppError(ErrorCode.INVALID_REQUEST, "Give your name (1 to 60 characters).")
-    invite = _claim(state.invites.values(), secret=secret, purpose=INVITE_PURPOSE, code=code)
-    if invite_status(invite, now) != "pending" or invite.workspace_id not in state.workspaces:
+    # The lookup key is an HMAC of the code under tokenSecret: a guess reveals nothing.
+    invite = store.invites.by_code_hash(_code_hash(secret, INVITE_PURPOSE, code))
+    if (
+        invite is None
+        or invite_status(invite, now) != "pending"
+        or store.workspaces.get(invite.workspace_id) is None
+    ):
         raise _invalid_code()
     invite.accepted_at = now
     if member is not None:
         grant_membership(
-            state, user_id=member.id, workspace_id=invite.workspace_id, role=invite.role, now=now
+            store, user_id=member.id, workspace_id=invite.workspace_id, role=invite.role, now=now
         )
         invite.accepted_by = member.id
+        store.invites.save(invite)
         return AcceptedInvite(user=member, invite=invite, new_user=False)
     user = identity.create_user(
-        state, name=clean_name, now=now, rand=rand, status="enrollment-locked"
+        store, name=clean_name, now=now, rand=rand, status="enrollment-locked"
     )
     invite.accepted_by = user.id
+    store.invites.save(invite)
     return AcceptedInvite(user=user, invite=invite, new_user=True)
 
 
-def finish_enrollment(state: State, *, session: SessionRecord, now: datetime) -> None:
+def finish_enrollment(store: Store, *, session: SessionRecord, now: datetime) -> None:
     """A passkey was registered: the user is active, the session a full one, and an invite
     session's membership is granted (once; the session forgets the invite)."""
-    user = state.users[session.user_id]
-    invite = state.invites.get(session.invite_id or "")
+    user = _existing_user(store, session.user_id)
+    invite = store.invites.get(session.invite_id or "")
     if (
         session.enrollment_only
         and invite is not None
         and invite.cancelled_at is None
         and invite.accepted_by == user.id
-        and invite.workspace_id in state.workspaces
+        and store.workspaces.get(invite.workspace_id) is not None
     ):
         grant_membership(
-            state, user_id=user.id, workspace_id=invite.workspace_id, role=invite.role, now=now
+            store, user_id=user.id, workspace_id=invite.workspace_id, role=invite.role, now=now
         )
     session.invite_id = None
     session.enrollment_only = False
+    store.sessions.save(session)
     if user.status == "enrollment-locked":
         user.status = "active"
+        store.users.save(user)
+
+
+def _existing_user(store: Store, user_id: str) -> UserRecord:
+    user = store.users.get(user_id)
+    if user is None:
+        raise _not_found("user")
+    return user
 
 
 # --- recovery codes (lost passkeys) ---
 
 
-def check_recovery_authority(state: State, *, access: WorkspaceAccess, user_id: str) -> None:
+def check_recovery_authority(store: Store, *, access: WorkspaceAccess, user_id: str) -> None:
     """A workspace admin may recover a member only where they outrank them everywhere.
 
     A recovery code signs in as the person, so an admin of one workspace must not gain a
     higher-placed account in another one through it (R03).
     """
-    target = identity.find_membership(state, user_id, access.workspace.id)
-    user = state.users.get(user_id)
+    target = store.memberships.find(user_id, access.workspace.id)
+    user = store.users.get(user_id)
     if target is None or user is None:
         raise _not_found("member in this workspace")
-    if user_id == access.user_id or user.is_owner:
-        raise AppError(ErrorCode.FORBIDDEN, "Ask the relay owner for this recovery code.")
-    for membership in state.memberships:
-        if membership.user_id != user_id:
-            continue
-        mine = identity.find_membership(state, access.user_id, membership.workspace_id)
-        if mine is None or mine.role.rank <= membership.role.rank:
-            raise AppError(
-                ErrorCode.FORBIDDEN,
-                "This person holds a role you do not outrank in some workspace; "
-                "ask the relay owner for their recovery code.",
-            )
+    decision = policy.can_issue_recovery_code(
+        is_self=user_id == access.user_id,
+        target_is_relay_owner=user.is_owner,
+        actor_roles={m.workspace_id: m.role for m in store.memberships.of_user(access.user_id)},
+        target_roles={m.workspace_id: m.role for m in store.memberships.of_user(user_id)},
+    )
+    policy.enforce(decision)
 
 
 def issue_recovery_code(
-    state: State,
+    store: Store,
     *,
     user_id: str,
     issued_by: str,
@@ -280,15 +277,13 @@ def issue_recovery_code(
 
     Earlier unused codes for the same person stop working: one live code at a time.
     """
-    user = state.users.get(user_id)
-    if user is None:
-        raise _not_found("user")
+    user = _existing_user(store, user_id)
     if user.status == "disabled":
         raise AppError(ErrorCode.CONFLICT, "That account is disabled.")
-    prune_codes(state, now)
-    for key in [k for k, r in state.recovery_codes.items() if r.user_id == user_id]:
-        if state.recovery_codes[key].used_at is None:
-            del state.recovery_codes[key]
+    prune_codes(store, now)
+    for earlier in store.recovery_codes.of_user(user_id):
+        if earlier.used_at is None:
+            store.recovery_codes.remove(earlier)
     code = new_code(rand, groups=CODE_GROUPS)
     record = RecoveryCodeRecord(
         id=new_id("rec", rand),
@@ -298,19 +293,18 @@ def issue_recovery_code(
         created_at=now,
         expires_at=now + timedelta(seconds=ttl_sec),
     )
-    state.recovery_codes[record.id] = record
+    store.recovery_codes.add(record)
     return IssuedRecoveryCode(record=record, code=code)
 
 
-def redeem_recovery_code(state: State, *, code: str, now: datetime, secret: str) -> UserRecord:
+def redeem_recovery_code(store: Store, *, code: str, now: datetime, secret: str) -> UserRecord:
     """Spend a recovery code; the person it was issued for."""
-    record = _claim(
-        state.recovery_codes.values(), secret=secret, purpose=RECOVERY_PURPOSE, code=code
-    )
-    user = state.users.get(record.user_id)
-    if record.used_at is not None or record.expires_at <= now or user is None:
+    record = store.recovery_codes.by_code_hash(_code_hash(secret, RECOVERY_PURPOSE, code))
+    user = store.users.get(record.user_id) if record is not None else None
+    if record is None or record.used_at is not None or record.expires_at <= now or user is None:
         raise _invalid_code()
     if user.status == "disabled":
         raise _invalid_code()
     record.used_at = now
+    store.recovery_codes.save(record)
     return user

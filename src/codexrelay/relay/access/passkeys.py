@@ -41,7 +41,8 @@ from codexrelay.crypto import TokenSource, b64url, b64url_decode
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay.access import invites, people
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.storage.records import PasskeyRecord, SessionRecord, State, UserRecord
+from codexrelay.relay.storage.records import PasskeyRecord, SessionRecord, UserRecord
+from codexrelay.relay.storage.repositories import Store
 
 log = logging.getLogger("codexrelay.passkeys")
 
@@ -170,7 +171,7 @@ def _as_json(options: Any) -> dict[str, Any]:
 
 
 def start_registration(
-    state: State,
+    store: Store,
     challenges: ChallengeStore,
     *,
     rp: RelyingParty,
@@ -187,7 +188,7 @@ def start_registration(
     )
     existing = [
         PublicKeyCredentialDescriptor(id=b64url_decode(p.credential_id))
-        for p in people.user_passkeys(state, user.id)
+        for p in people.user_passkeys(store, user.id)
     ]
     options = generate_registration_options(
         rp_id=rp.rp_id,
@@ -226,7 +227,7 @@ def start_login(
 
 
 def finish_registration(
-    state: State,
+    store: Store,
     challenges: ChallengeStore,
     *,
     rp: RelyingParty,
@@ -254,7 +255,7 @@ def finish_registration(
         raise _bad("The passkey response names a different credential than it attests.")
     if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise _bad("That passkey's credential id is too long.")
-    if credential_id in state.passkeys:
+    if store.passkeys.get(credential_id) is not None:
         raise _bad("That passkey is already registered.")
     record = PasskeyRecord(
         credential_id=credential_id,
@@ -263,16 +264,16 @@ def finish_registration(
         sign_count=verified.sign_count,
         user_id=session.user_id,
         label=people.clean_label(label or pending.label)
-        or people.default_label(state, session.user_id),
+        or people.default_label(store, session.user_id),
         created_at=now,
     )
-    state.passkeys[credential_id] = record
-    invites.finish_enrollment(state, session=session, now=now)
+    store.passkeys.add(record)
+    invites.finish_enrollment(store, session=session, now=now)
     return record
 
 
 def finish_login(
-    state: State,
+    store: Store,
     challenges: ChallengeStore,
     *,
     rp: RelyingParty,
@@ -291,8 +292,8 @@ def finish_login(
         parsed = parse_authentication_credential_json(credential)
     except _WEBAUTHN_FAILURES as exc:
         raise _refusal("login", exc) from None
-    passkey = state.passkeys.get(b64url(parsed.raw_id))
-    user = state.users.get(passkey.user_id) if passkey else None
+    passkey = store.passkeys.get(b64url(parsed.raw_id))
+    user = store.users.get(passkey.user_id) if passkey else None
     if passkey is None or user is None or user.status == "disabled":
         raise _bad("That passkey is not registered here (it may have been removed).")
     if parsed.response.user_handle not in (None, user.id.encode("utf-8")):
@@ -313,6 +314,7 @@ def finish_login(
     _check_sign_count(passkey, verified.new_sign_count)
     passkey.sign_count = verified.new_sign_count
     passkey.last_used_at = now
+    store.passkeys.save(passkey)
     return user
 
 

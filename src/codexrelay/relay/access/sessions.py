@@ -19,8 +19,9 @@ from codexrelay.crypto import (
     sha256_hex,
 )
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay.access import identity
-from codexrelay.relay.storage.records import SessionRecord, SessionVia, State, UserRecord
+from codexrelay.relay.access import identity, policy
+from codexrelay.relay.storage.records import SessionRecord, SessionVia, UserRecord
+from codexrelay.relay.storage.repositories import Store
 
 SESSION_PREFIX = "crs_"
 BOOTSTRAP_PREFIX = "crb_"
@@ -40,7 +41,7 @@ def _tag(secret: str, nonce: str) -> str:
 
 
 def open_session(
-    state: State,
+    store: Store,
     *,
     user_id: str,
     via: SessionVia,
@@ -66,17 +67,15 @@ def open_session(
         enrollment_only=enrollment_only,
         invite_id=invite_id,
     )
-    own = sorted(
-        (s for s in state.sessions.values() if s.user_id == user_id), key=lambda s: s.created_at
-    )
+    own = store.sessions.of_user(user_id)
     for old in own[: max(0, len(own) - max_per_user + 1)]:
-        del state.sessions[old.token_hash]
-    state.sessions[record.token_hash] = record
+        store.sessions.remove(old)
+    store.sessions.add(record)
     return IssuedSession(record=record, cookie_value=cookie_value)
 
 
 def resolve_session(
-    state: State, cookie_value: str, *, secret: str, now: datetime
+    store: Store, cookie_value: str, *, secret: str, now: datetime
 ) -> SessionRecord | None:
     """The live session a cookie names, or None (bad tag, unknown, expired, user gone)."""
     if not cookie_value.startswith(SESSION_PREFIX) or len(cookie_value) > 200:
@@ -84,43 +83,44 @@ def resolve_session(
     nonce, _, tag = cookie_value[len(SESSION_PREFIX) :].partition(".")
     if not nonce or not constant_time_equal(tag, _tag(secret, nonce)):
         return None
-    record = state.sessions.get(sha256_hex(cookie_value))
+    record = store.sessions.get(sha256_hex(cookie_value))
     if record is None or record.expires_at <= now:
         return None
-    user = state.users.get(record.user_id)
+    user = store.users.get(record.user_id)
     if user is None or user.status == "disabled":
         return None
     return record
 
 
-def end_session(state: State, session_id: str, *, user_id: str | None = None) -> bool:
+def end_session(store: Store, session_id: str, *, user_id: str | None = None) -> bool:
     """End one session by its public id (optionally only if ``user_id`` owns it)."""
-    for key, record in list(state.sessions.items()):
-        if record.id == session_id and (user_id is None or record.user_id == user_id):
-            del state.sessions[key]
-            return True
-    return False
+    record = store.sessions.by_id(session_id)
+    if record is None or (
+        user_id is not None and not policy.can_manage_own(record.user_id, user_id, "session")
+    ):
+        return False
+    store.sessions.remove(record)
+    return True
 
 
-def end_user_sessions(state: State, user_id: str, *, keep: str | None = None) -> int:
+def end_user_sessions(store: Store, user_id: str, *, keep: str | None = None) -> int:
     """End every session of ``user_id`` except the one whose id is ``keep``."""
-    doomed = [k for k, s in state.sessions.items() if s.user_id == user_id and s.id != keep]
-    for key in doomed:
-        del state.sessions[key]
+    doomed = [s for s in store.sessions.of_user(user_id) if s.id != keep]
+    for session in doomed:
+        store.sessions.remove(session)
     return len(doomed)
 
 
-def user_sessions(state: State, user_id: str) -> list[SessionRecord]:
+def user_sessions(store: Store, user_id: str) -> list[SessionRecord]:
     """The user's sessions, newest first."""
-    own = [s for s in state.sessions.values() if s.user_id == user_id]
-    return sorted(own, key=lambda s: s.created_at, reverse=True)
+    return store.sessions.of_user(user_id)[::-1]
 
 
-def prune_expired(state: State, now: datetime) -> int:
+def prune_expired(store: Store, now: datetime) -> int:
     """Drop sessions past their expiry; returns how many went."""
-    doomed = [k for k, s in state.sessions.items() if s.expires_at <= now]
-    for key in doomed:
-        del state.sessions[key]
+    doomed = store.sessions.expired(now)
+    for session in doomed:
+        store.sessions.remove(session)
     return len(doomed)
 
 
@@ -129,9 +129,9 @@ def new_bootstrap_token() -> str:
     return BOOTSTRAP_PREFIX + new_secret()
 
 
-def check_bootstrap_token(state: State, token: str, *, expected_hash: str) -> UserRecord:
+def check_bootstrap_token(store: Store, token: str, *, expected_hash: str) -> UserRecord:
     """R01: hash the offered token and compare in constant time; the owner on success."""
     offered = sha256_hex(token) if token else ""
     if not token or not constant_time_equal(offered, expected_hash):
         raise AppError(ErrorCode.INVALID_BOOTSTRAP_TOKEN, "That recovery token is not valid.")
-    return identity.instance_owner(state)
+    return identity.instance_owner(store)

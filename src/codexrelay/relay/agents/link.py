@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -33,41 +34,38 @@ from codexrelay.relay.agents import pairing
 from codexrelay.relay.agents.hub import LiveAgent
 from codexrelay.relay.services import AgentCatalog, Services
 from codexrelay.relay.storage.records import AgentRecord, CatalogEntry
+from codexrelay.relay.views import AgentOut
 
 log = logging.getLogger("codexrelay.agentlink")
 
 HELLO_TIMEOUT_SEC = 10.0
 
 Handler = Callable[[Services, AgentRecord, LiveAgent, Any], Awaitable[None]]
-# Message type -> handler. The tasks module registers the task.* handlers here.
-HANDLERS: dict[type[Message], Handler] = {}
-# Called with (services, agent, running_task_ids) after a hello, and (services, agent,
-# None) when the connection ends; the tasks module uses them to settle in-flight tasks.
-ConnectionHook = Callable[[Services, AgentRecord, list[str] | None], Awaitable[None]]
-CONNECTION_HOOKS: list[ConnectionHook] = []
 
 
-def agent_view(services: Services, agent: AgentRecord) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AgentWiring:
+    """Who handles what an agent sends, given to the socket by the app factory.
+
+    ``handlers`` maps each report type to its handler; ``on_connect`` runs after a hello
+    with the task ids the agent still runs, ``on_disconnect`` when its connection ends.
+    """
+
+    handlers: Mapping[type[Message], Handler]
+    on_connect: Callable[[Services, AgentRecord, list[str]], Awaitable[None]]
+    on_disconnect: Callable[[Services, AgentRecord], Awaitable[None]]
+
+
+def agent_out(services: Services, agent: AgentRecord) -> AgentOut:
     """The agent as API.md shows it (also the payload of ``agent`` events)."""
-    return {
-        "agentId": agent.agent_id,
-        "label": agent.label,
-        "hostname": agent.hostname,
-        "online": agent.revoked_at is None and services.hub.is_online(agent.key),
-        "lastSeenAt": agent.last_seen_at,
-        "revokedAt": agent.revoked_at,
-        "createdAt": agent.created_at,
-        "features": agent.features,
-        "actions": [{"id": a.id, "label": a.label} for a in agent.actions],
-        "logSources": [{"id": s.id, "label": s.label} for s in agent.log_sources],
-        "workspaceRootName": agent.workspace_root_name,
-        "version": agent.version,
-    }
+    online = agent.revoked_at is None and services.hub.is_online(agent.key)
+    return AgentOut.of(agent, online=online)
 
 
 def publish_agent(services: Services, agent: AgentRecord) -> None:
     """Tell the workspace's phones about an agent's change (online, offline, revoked)."""
-    services.events.publish(agent.workspace_id, "agent", {"agent": agent_view(services, agent)})
+    payload = {"agent": agent_out(services, agent).json_data()}
+    services.events.publish(agent.workspace_id, "agent", payload)
 
 
 def _bearer(websocket: WebSocket) -> str:
@@ -95,7 +93,7 @@ async def _receive(websocket: WebSocket) -> Message:
     return protocol.parse_agent_message(raw)
 
 
-async def serve_agent(websocket: WebSocket, services: Services) -> None:
+async def serve_agent(websocket: WebSocket, services: Services, wiring: AgentWiring) -> None:
     """Run one agent connection until it ends."""
     origin = websocket.headers.get("origin")
     if origin is not None and origin != services.config.public_origin:
@@ -103,7 +101,7 @@ async def serve_agent(websocket: WebSocket, services: Services) -> None:
         return
     try:
         agent = pairing.authenticate_agent(
-            services.state, _bearer(websocket), secret=services.token_secret, now=services.now()
+            services.store, _bearer(websocket), secret=services.token_secret, now=services.now()
         )
     except AppError as exc:
         await _deny(websocket, 401, exc)
@@ -122,16 +120,19 @@ async def serve_agent(websocket: WebSocket, services: Services) -> None:
         await websocket.close(CLOSE_PROTOCOL, "agent id does not match its token")
         return
     live = LiveAgent(key=agent.key, workspace_id=agent.workspace_id, websocket=websocket)
-    await _open(services, agent, live, hello)
+    await _open(services, agent, live, hello, wiring)
     try:
-        await _message_loop(services, agent, live)
+        await _message_loop(services, agent, live, wiring)
     finally:
-        await _close(services, agent, live)
+        await _close(services, agent, live, wiring)
 
 
-async def _open(services: Services, agent: AgentRecord, live: LiveAgent, hello: Hello) -> None:
+async def _open(
+    services: Services, agent: AgentRecord, live: LiveAgent, hello: Hello, wiring: AgentWiring
+) -> None:
     _record_hello(agent, hello)
     agent.last_seen_at = services.now()
+    services.store.agents.save(agent)
     await services.store.commit()
     previous = services.hub.attach(live)
     if previous is not None:
@@ -151,11 +152,12 @@ async def _open(services: Services, agent: AgentRecord, live: LiveAgent, hello: 
     )
     log.info("agent %s connected", agent.key)
     publish_agent(services, agent)
-    for hook in CONNECTION_HOOKS:
-        await hook(services, agent, list(hello.running_task_ids))
+    await wiring.on_connect(services, agent, list(hello.running_task_ids))
 
 
-async def _message_loop(services: Services, agent: AgentRecord, live: LiveAgent) -> None:
+async def _message_loop(
+    services: Services, agent: AgentRecord, live: LiveAgent, wiring: AgentWiring
+) -> None:
     while not live.closed.is_set():
         try:
             message = await _receive(live.websocket)
@@ -168,12 +170,13 @@ async def _message_loop(services: Services, agent: AgentRecord, live: LiveAgent)
         now = services.now()
         if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() >= 60:
             agent.last_seen_at = now
+            services.store.agents.save(agent)
             services.store.touch()
-        await _dispatch(services, agent, live, message)
+        await _dispatch(services, agent, live, message, wiring)
 
 
 async def _dispatch(
-    services: Services, agent: AgentRecord, live: LiveAgent, message: Message
+    services: Services, agent: AgentRecord, live: LiveAgent, message: Message, wiring: AgentWiring
 ) -> None:
     if isinstance(message, SessionsUpdate):
         services.catalogs[agent.key] = AgentCatalog(
@@ -188,6 +191,7 @@ async def _dispatch(
             rand=services.rand,
             ttl_sec=services.config.agent_token_ttl_sec,
         )
+        services.store.agents.save(agent)
         await services.audit.record(
             "agent.token-renewed",
             now=services.now(),
@@ -198,20 +202,22 @@ async def _dispatch(
         await services.store.commit()
         await live.send(TokenRenewed(agent_token=token, expires_at=agent.token_expires_at))
         return
-    handler = HANDLERS.get(type(message))
+    handler = wiring.handlers.get(type(message))
     if handler is None:
         await live.close(CLOSE_PROTOCOL, f"unexpected {getattr(message, 'type', 'message')}")
         return
     await handler(services, agent, live, message)
 
 
-async def _close(services: Services, agent: AgentRecord, live: LiveAgent) -> None:
+async def _close(
+    services: Services, agent: AgentRecord, live: LiveAgent, wiring: AgentWiring
+) -> None:
     await live.close(1000)
     if not services.hub.detach(live):
         return  # a newer connection of the same agent is live
     agent.last_seen_at = services.now()
+    services.store.agents.save(agent)
     services.store.touch()
     log.info("agent %s disconnected", agent.key)
     publish_agent(services, agent)
-    for hook in CONNECTION_HOOKS:
-        await hook(services, agent, None)
+    await wiring.on_disconnect(services, agent)

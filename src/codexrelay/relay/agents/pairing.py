@@ -1,4 +1,4 @@
-"""Agent pairing (R06) and agent tokens (R07, I3, I5): plain functions over ``State``.
+"""Agent pairing (R06) and agent tokens (R07, I3, I5): plain functions over the ``Store``.
 
 A pairing code is short and typed by a person, so it is single use, short-lived, bound to
 one workspace and stored only as an HMAC keyed with ``tokenSecret``. Claiming it creates a
@@ -24,12 +24,8 @@ from codexrelay.crypto import (
     sha256_hex,
 )
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay.storage.records import (
-    AgentRecord,
-    PairingCodeRecord,
-    PairRequestRecord,
-    State,
-)
+from codexrelay.relay.storage.records import AgentRecord, PairingCodeRecord, PairRequestRecord
+from codexrelay.relay.storage.repositories import Store
 
 AGENT_TOKEN_PREFIX = "cra_"  # noqa: S105 - a prefix, not a secret
 CODE_PURPOSE = "pairing-code"
@@ -44,7 +40,7 @@ def _invalid_code() -> AppError:
 
 
 def create_pairing_code(
-    state: State,
+    store: Store,
     *,
     workspace_id: str,
     created_by: str,
@@ -65,24 +61,20 @@ def create_pairing_code(
         created_at=now,
         expires_at=now + timedelta(seconds=min(ttl_sec, MAX_PAIRING_TTL_SEC)),
     )
-    state.pairing_codes[record.id] = record
+    store.pairing_codes.add(record)
     return record, code
 
 
-def find_agent(state: State, workspace_id: str, agent_id: str) -> AgentRecord | None:
+def find_agent(store: Store, workspace_id: str, agent_id: str) -> AgentRecord | None:
     """The live (not revoked) agent named ``agent_id`` in ``workspace_id``, if any."""
-    for agent in state.agents.values():
-        if (
-            agent.workspace_id == workspace_id
-            and agent.agent_id == agent_id
-            and agent.revoked_at is None
-        ):
+    for agent in store.agents.named(workspace_id, agent_id):
+        if agent.revoked_at is None:
             return agent
     return None
 
 
 def claim_pairing_code(
-    state: State,
+    store: Store,
     *,
     code: str,
     agent_id: str,
@@ -98,16 +90,16 @@ def claim_pairing_code(
     The code is marked used before anything else, so a second claim fails even while the
     first request still waits for approval.
     """
-    code_hash = keyed_hash(secret, CODE_PURPOSE, normalize_code(code))
-    pairing = next(
-        (p for p in state.pairing_codes.values() if constant_time_equal(p.code_hash, code_hash)),
-        None,
+    # The lookup key is an HMAC of the code under tokenSecret: a guess reveals nothing.
+    pairing = store.pairing_codes.by_code_hash(
+        keyed_hash(secret, CODE_PURPOSE, normalize_code(code))
     )
     if pairing is None or pairing.used_at is not None or pairing.expires_at <= now:
         raise _invalid_code()
-    if pairing.workspace_id not in state.workspaces:
+    if store.workspaces.get(pairing.workspace_id) is None:
         raise _invalid_code()
     pairing.used_at = now
+    store.pairing_codes.save(pairing)
     poll_secret = new_secret(rand)
     request = PairRequestRecord(
         id=new_id("pr", rand),
@@ -119,37 +111,37 @@ def claim_pairing_code(
         workspace_root_name=workspace_root_name,
         poll_secret_hash=sha256_hex(poll_secret),
         # An agent id already live in the workspace is flagged, never silently overwritten.
-        replaces_agent=find_agent(state, pairing.workspace_id, agent_id) is not None,
+        replaces_agent=find_agent(store, pairing.workspace_id, agent_id) is not None,
         created_at=now,
         expires_at=pairing.expires_at,
     )
-    state.pair_requests[request.id] = request
+    store.pair_requests.add(request)
     return request, poll_secret
 
 
-def expire_pair_requests(state: State, now: datetime) -> list[PairRequestRecord]:
+def expire_pair_requests(store: Store, now: datetime) -> list[PairRequestRecord]:
     """Mark overdue pending or unclaimed approved requests expired; drop old decided ones."""
     changed = []
-    for request in list(state.pair_requests.values()):
+    for request in store.pair_requests.all():
         if request.status in {"pending", "approved"} and request.expires_at <= now:
             request.status = "expired"
+            store.pair_requests.save(request)
             changed.append(request)
         elif request.status != "pending" and request.expires_at + DECIDED_REQUEST_RETENTION < now:
-            del state.pair_requests[request.id]
-    for pairing in list(state.pairing_codes.values()):
+            store.pair_requests.remove(request)
+    for pairing in store.pairing_codes.all():
         if pairing.expires_at + DECIDED_REQUEST_RETENTION < now:
-            del state.pairing_codes[pairing.id]
+            store.pairing_codes.remove(pairing)
     return changed
 
 
-def workspace_pair_requests(state: State, workspace_id: str) -> list[PairRequestRecord]:
+def workspace_pair_requests(store: Store, workspace_id: str) -> list[PairRequestRecord]:
     """Pair requests of one workspace (R04), newest first."""
-    found = [r for r in state.pair_requests.values() if r.workspace_id == workspace_id]
-    return sorted(found, key=lambda r: r.created_at, reverse=True)
+    return store.pair_requests.of_workspace(workspace_id)[::-1]
 
 
 def decide_pair_request(
-    state: State,
+    store: Store,
     *,
     workspace_id: str,
     request_id: str,
@@ -158,16 +150,18 @@ def decide_pair_request(
     now: datetime,
 ) -> PairRequestRecord:
     """Approve or reject a pending request of ``workspace_id`` (R06: explicit approval)."""
-    request = state.pair_requests.get(request_id)
+    request = store.pair_requests.get(request_id)
     if request is None or request.workspace_id != workspace_id:
         raise AppError(ErrorCode.NOT_FOUND, "No such pair request.")
     if request.status == "pending" and request.expires_at <= now:
         request.status = "expired"
+        store.pair_requests.save(request)
     if request.status != "pending":
         raise AppError(ErrorCode.CONFLICT, f"This pair request is already {request.status}.")
     request.status = "approved" if approve else "rejected"
     request.decided_by = decided_by
     request.decided_at = now
+    store.pair_requests.save(request)
     return request
 
 
@@ -182,7 +176,7 @@ class PollResult:
 
 
 def poll_pair_request(
-    state: State,
+    store: Store,
     *,
     request_id: str,
     poll_secret: str,
@@ -192,18 +186,20 @@ def poll_pair_request(
     token_ttl_sec: int,
 ) -> PollResult:
     """The agent's view of its request; the first poll after approval mints the token."""
-    request = state.pair_requests.get(request_id)
+    request = store.pair_requests.get(request_id)
     if request is None or not constant_time_equal(
         request.poll_secret_hash, sha256_hex(poll_secret)
     ):
         raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown pair request or wrong poll secret.")
     if request.status in {"pending", "approved"} and request.expires_at <= now:
         request.status = "expired"
+        store.pair_requests.save(request)
     if request.status != "approved":
         return PollResult(status=request.status)
-    replaced = find_agent(state, request.workspace_id, request.agent_id)
+    replaced = find_agent(store, request.workspace_id, request.agent_id)
     if replaced is not None:
         replaced.revoked_at = now
+        store.agents.save(replaced)
     agent = AgentRecord(
         key=new_id("ag", rand),
         agent_id=request.agent_id,
@@ -217,9 +213,10 @@ def poll_pair_request(
         created_at=now,
     )
     token = issue_agent_token(agent, now=now, secret=secret, rand=rand, ttl_sec=token_ttl_sec)
-    state.agents[agent.key] = agent
+    store.agents.add(agent)
     request.status = "completed"
     request.agent_key = agent.key
+    store.pair_requests.save(request)
     return PollResult(status="approved", agent_token=token, agent=agent, replaced=replaced)
 
 
@@ -239,7 +236,7 @@ def issue_agent_token(
     return token
 
 
-def authenticate_agent(state: State, token: str, *, secret: str, now: datetime) -> AgentRecord:
+def authenticate_agent(store: Store, token: str, *, secret: str, now: datetime) -> AgentRecord:
     """The agent a token belongs to, or 401: bad tag (old tokenSecret), unknown, revoked,
     expired, or a token that was replaced by a renewal or a re-pairing."""
     refused = AppError(ErrorCode.UNAUTHENTICATED, "This agent token is not valid.")
@@ -248,32 +245,31 @@ def authenticate_agent(state: State, token: str, *, secret: str, now: datetime) 
     body, _, tag = token[len(AGENT_TOKEN_PREFIX) :].rpartition(".")
     if not body or not constant_time_equal(tag, _token_tag(secret, body)):
         raise refused
-    agent = state.agents.get(body.split(".", 1)[0])
+    agent = store.agents.get(body.split(".", 1)[0])
     if agent is None or not constant_time_equal(agent.token_hash, sha256_hex(token)):
         raise refused
-    if agent.revoked_at is not None or agent.workspace_id not in state.workspaces:
+    if agent.revoked_at is not None or store.workspaces.get(agent.workspace_id) is None:
         raise refused
     if agent.token_expires_at is not None and agent.token_expires_at <= now:
         raise refused
     return agent
 
 
-def revoke_agent(state: State, *, workspace_id: str, agent_id: str, now: datetime) -> AgentRecord:
+def revoke_agent(store: Store, *, workspace_id: str, agent_id: str, now: datetime) -> AgentRecord:
     """R07: the agent's token never works again; the caller closes its socket."""
-    agent = find_agent(state, workspace_id, agent_id)
+    agent = find_agent(store, workspace_id, agent_id)
     if agent is None:
         raise AppError(ErrorCode.NOT_FOUND, "No such agent.")
     agent.revoked_at = now
+    store.agents.save(agent)
     return agent
 
 
-def workspace_agents(state: State, workspace_id: str) -> list[AgentRecord]:
+def workspace_agents(store: Store, workspace_id: str) -> list[AgentRecord]:
     """Agents of one workspace, one record per agent id (the newest: a re-paired agent
     hides its revoked predecessor), live ones first, by label."""
     newest: dict[str, AgentRecord] = {}
-    for agent in state.agents.values():
-        if agent.workspace_id != workspace_id:
-            continue
+    for agent in store.agents.of_workspace(workspace_id):
         seen = newest.get(agent.agent_id)
         if seen is None or agent.created_at >= seen.created_at:
             newest[agent.agent_id] = agent

@@ -80,16 +80,18 @@ async def current_caller(request: Request, services: ServicesDep) -> Caller:
     value = request.cookies.get(cookie_name(services))
     now = services.now()
     record = (
-        sessions.resolve_session(services.state, value, secret=services.token_secret, now=now)
+        sessions.resolve_session(services.store, value, secret=services.token_secret, now=now)
         if value
         else None
     )
-    if record is None:
+    user = services.store.users.get(record.user_id) if record is not None else None
+    if record is None or user is None:
         raise AppError(ErrorCode.UNAUTHENTICATED, "Sign in first.")
     if now - record.last_seen_at >= LAST_SEEN_RESOLUTION:
         record.last_seen_at = now
+        services.store.sessions.save(record)
         services.store.touch()
-    return Caller(session=record, user=services.state.users[record.user_id])
+    return Caller(session=record, user=user)
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
@@ -113,7 +115,7 @@ def workspace_role(minimum: Role) -> Callable[..., Awaitable[WorkspaceAccess]]:
 
     async def check(wid: str, caller: ActiveCallerDep, services: ServicesDep) -> WorkspaceAccess:
         return identity.check_workspace_access(
-            services.state, user_id=caller.user.id, workspace_id=wid, minimum=minimum
+            services.store, user_id=caller.user.id, workspace_id=wid, minimum=minimum
         )
 
     check.minimum_role = minimum  # type: ignore[attr-defined]  # read by the authz matrix test

@@ -28,12 +28,12 @@ RETRY_MS = 3000
 
 
 def _still_allowed(services: Services, session_hash: str, user_id: str, wid: str) -> bool:
-    session = services.state.sessions.get(session_hash)
+    session = services.store.sessions.get(session_hash)
     if session is None or session.expires_at <= services.now():
         return False
     try:
         identity.check_workspace_access(
-            services.state, user_id=user_id, workspace_id=wid, minimum=Role.VIEWER
+            services.store, user_id=user_id, workspace_id=wid, minimum=Role.VIEWER
         )
     except AppError:
         return False

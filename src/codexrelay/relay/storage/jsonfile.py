@@ -1,9 +1,10 @@
 """state.json persistence: one versioned document, written atomically and durably.
 
-Requests mutate the in-memory ``State`` on the event loop, then ``await store.commit()``;
-the single writer task coalesces every commit that arrives while a write is in flight into
-the next write, and each ``commit()`` returns only once a write containing its change has
-been fsync'd. A corrupt or unknown-version file stops start-up and is never overwritten.
+The records live in the in-memory repositories of ``MemoryStore``; requests change them on
+the event loop, then ``await store.commit()``. The single writer task coalesces every commit
+that arrives while a write is in flight into the next write, and each ``commit()`` returns
+only once a write containing its change has been fsync'd. A corrupt or unknown-version file
+stops start-up and is never overwritten.
 """
 
 from __future__ import annotations
@@ -17,35 +18,26 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import ValidationError
 
 from codexrelay.crypto import new_id
 from codexrelay.fileio import ensure_private_dir, write_private_file
 from codexrelay.relay.storage.durability import DurableWaiters
+from codexrelay.relay.storage.memory import MemoryStore
 from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 from codexrelay.settings import describe_validation_error
 
 log = logging.getLogger("codexrelay.store")
 
 LAZY_WRITE_DELAY_SEC = 0.25
+# Set by the test suite: every commit checks that each changed record was saved (see
+# ``MemoryStore``), so a backend that writes only changed rows would lose nothing.
+CHECK_SAVES_ENV = "CODEXRELAY_CHECK_SAVES"
 
 
 class StateError(Exception):
     """The state file cannot be used; the relay must not start (and must not overwrite it)."""
-
-
-class StateStore(Protocol):
-    """What the domain needs from storage; a PostgreSQL backend would implement the same."""
-
-    state: State
-
-    async def commit(self) -> None:
-        """Return once every change made so far is durable."""
-
-    def touch(self) -> None:
-        """Schedule a write of low-value changes (e.g. last-seen times) without waiting."""
 
 
 def read_state(path: Path) -> State | None:
@@ -85,12 +77,13 @@ def encode_state(state: State) -> bytes:
     return state.model_dump_json(by_alias=True).encode("utf-8") + b"\n"
 
 
-class JsonFileStore:
+class JsonFileStore(MemoryStore):
     """The embedded store: ``<dataDir>/state.json`` guarded by an exclusive lock file."""
 
-    def __init__(self, path: Path, state: State, lock_fd: int) -> None:
+    def __init__(self, path: Path, state: State, lock_fd: int, *, check_saves: bool) -> None:
+        super().__init__(state.instance_id, state.created_at, check_saves=check_saves)
+        self.load(state)
         self.path = path
-        self.state = state
         self._lock_fd = lock_fd
         self._version = 0
         self._durable = 0
@@ -103,7 +96,9 @@ class JsonFileStore:
         self.writes = 0
 
     @classmethod
-    def open(cls, path: Path, *, now: Callable[[], datetime]) -> JsonFileStore:
+    def open(
+        cls, path: Path, *, now: Callable[[], datetime], check_saves: bool | None = None
+    ) -> JsonFileStore:
         """Lock the data dir and load (or start) the state. Raises ``StateError``."""
         ensure_private_dir(path.parent)
         lock_fd = _lock_data_dir(path.parent)
@@ -115,18 +110,23 @@ class JsonFileStore:
         fresh = state is None
         if state is None:
             state = State(instance_id=new_id("inst"), created_at=now())
-        store = cls(path, state, lock_fd)
+        if check_saves is None:
+            check_saves = os.environ.get(CHECK_SAVES_ENV) == "1"
+        store = cls(path, state, lock_fd, check_saves=check_saves)
         if fresh:
             store.save_sync()
         return store
 
     def save_sync(self) -> None:
         """Write the state now, from synchronous code (start-up and CLI commands)."""
-        write_private_file(self.path, encode_state(self.state))
+        self.check_unsaved()
+        self.drain()
+        write_private_file(self.path, encode_state(self.document()))
         self.writes += 1
 
     async def commit(self) -> None:
         """Return once a write that includes every change made so far is durable."""
+        self.check_unsaved()
         self._version += 1
         waiting = self._waiters.wait_for(self._version)
         self._kick()
@@ -135,6 +135,7 @@ class JsonFileStore:
     def touch(self) -> None:
         """Schedule a write without waiting for it, batched over ``LAZY_WRITE_DELAY_SEC``
         so a stream of low-value changes costs a few writes, not one each."""
+        self.check_unsaved()
         self._version += 1
         if self._lazy is None or self._lazy.done():
             self._lazy = asyncio.get_running_loop().create_task(self._lazy_kick())
@@ -157,7 +158,8 @@ class JsonFileStore:
                 self._wake.clear()
                 continue
             version = self._attempted = self._version
-            data = encode_state(self.state)
+            self.drain()
+            data = encode_state(self.document())
             try:
                 await asyncio.to_thread(write_private_file, self.path, data)
             except OSError as exc:

@@ -96,6 +96,9 @@ class PasskeyRecord(Record):
     last_used_at: datetime | None = None
 
 
+InviteStatus = Literal["pending", "accepted", "expired", "cancelled"]
+
+
 class InviteRecord(Record):
     id: str
     code_hash: str

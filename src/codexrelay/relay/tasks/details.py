@@ -40,14 +40,14 @@ class TaskDetails:
         self.size = total
         return total
 
-    def view(self) -> dict[str, Any]:
-        """The API's detail fields."""
+    def fields(self) -> dict[str, Any]:
+        """The texts as the task detail view names them."""
         return {
             "prompt": self.prompt,
-            "outputTail": self.output_tail,
-            "finalMessage": self.final_message,
-            "diffText": self.diff_text,
-            "diffTruncated": self.diff_truncated,
+            "output_tail": self.output_tail,
+            "final_message": self.final_message,
+            "diff_text": self.diff_text,
+            "diff_truncated": self.diff_truncated,
             "error": self.error,
             "progress": list(self.progress),
         }

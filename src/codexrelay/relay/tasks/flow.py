@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import (
@@ -22,36 +21,24 @@ from codexrelay.protocol import (
     TaskRejected,
     TaskStarted,
 )
-from codexrelay.relay import app_hooks, audit
+from codexrelay.relay import audit
+from codexrelay.relay.access import policy
 from codexrelay.relay.access.identity import WorkspaceAccess
-from codexrelay.relay.agents import link
 from codexrelay.relay.agents.hub import LiveAgent
 from codexrelay.relay.services import Services
-from codexrelay.relay.storage.records import TERMINAL_STATUSES, AgentRecord, Role, TaskRecord
+from codexrelay.relay.storage.records import TERMINAL_STATUSES, AgentRecord, TaskRecord
 from codexrelay.relay.tasks import lifecycle
+from codexrelay.relay.views import TaskOut
 
 log = logging.getLogger("codexrelay.tasks")
 
 AGENT_GRACE_SEC = 30.0
 MAX_DIFF_CHARS = 512 * 1024  # R18: the relay caps diffs again, whatever the agent sent
 
-METADATA_FIELDS = (
-    "id", "workspace_id", "agent_id", "type", "status", "created_by", "created_at",
-    "updated_at", "started_at", "finished_at", "write_access", "resume_session_id",
-    "action_id", "log_source_id", "cwd", "exit_code", "codex_session_id", "reason",
-    "redactions", "cancel_requested",
-)  # fmt: skip
-
-
-def task_view(task: TaskRecord) -> dict[str, Any]:
-    """Task metadata as API.md names it (camelCase)."""
-    data = task.model_dump(mode="json", by_alias=True, include=set(METADATA_FIELDS))
-    return dict(data)
-
 
 def publish_task(services: Services, task: TaskRecord) -> None:
     """Tell the workspace's phones the task's new metadata."""
-    services.events.publish(task.workspace_id, "task", {"task": task_view(task)})
+    services.events.publish(task.workspace_id, "task", {"task": TaskOut.of(task).json_data()})
 
 
 async def submit(
@@ -62,9 +49,9 @@ async def submit(
     actor: audit.Actor | None = None,
 ) -> TaskRecord:
     """Check, record and dispatch a task right away over the agent's socket."""
-    state = services.state
+    store = services.store
     agent = lifecycle.check_task_request(
-        state,
+        store,
         request,
         workspace_id=access.workspace.id,
         role=access.role,
@@ -74,11 +61,13 @@ async def submit(
     )
     now = services.now()
     task = lifecycle.create_task(
-        state, request, agent=agent, created_by=access.user_id, now=now, rand=services.rand
+        store, request, agent=agent, created_by=access.user_id, now=now, rand=services.rand
     )
     services.details.start(task.id, request.prompt)
-    lifecycle.prune_tasks(state, task.workspace_id, services.config.max_tasks_per_workspace)
-    await audit.task_created(services, task, actor or {"type": "user", "userId": access.user_id})
+    lifecycle.prune_tasks(store.tasks, task.workspace_id, services.config.max_tasks_per_workspace)
+    await audit.task_created(
+        services.audit, task, actor or {"type": "user", "userId": access.user_id}, now=now
+    )
     await services.store.commit()
     await _dispatch(services, task, request.prompt)
     return task
@@ -88,17 +77,21 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     """Send once. The status is dispatched before the send so a report can never race it."""
     live = services.hub.get(task.agent_key)
     now = services.now()
+    tasks = services.store.tasks
     if live is None:
         lifecycle.advance(task, "interrupted", now=now)
         task.reason = "agent-offline"
+        tasks.save(task)
     else:
         lifecycle.advance(task, "dispatched", now=now)
+        tasks.save(task)
         if not await live.send(TaskDispatch(task=lifecycle.task_spec(task, prompt))):
             lifecycle.advance(task, "interrupted", now=services.now())
             task.reason = "agent-offline"
+            tasks.save(task)
     if task.status in TERMINAL_STATUSES:
         services.details.mark_finished(task.id, services.now())
-        audit.task_finished(services, task)
+        audit.task_finished(services.audit, task, now=services.now())
     await services.store.commit()
     publish_task(services, task)
 
@@ -111,20 +104,21 @@ async def cancel(
     actor: audit.Actor | None = None,
 ) -> TaskRecord:
     """The creator or an admin stops a task; the agent stops its process group."""
-    if task.created_by != access.user_id and not access.role.at_least(Role.ADMIN):
-        raise AppError(ErrorCode.FORBIDDEN, "Only the task's creator or an admin can cancel it.")
+    is_creator = task.created_by == access.user_id
+    policy.enforce(policy.can_cancel_task(access.role, is_creator=is_creator))
     if task.status in TERMINAL_STATUSES:
         raise AppError(ErrorCode.TASK_FINISHED, f"This task is already {task.status}.")
     live = services.hub.get(task.agent_key)
     task.cancel_requested = True
     task.updated_at = services.now()
-    await audit.task_cancel_requested(
-        services, task, actor or {"type": "user", "userId": access.user_id}
-    )
+    services.store.tasks.save(task)
+    actor = actor or {"type": "user", "userId": access.user_id}
+    await audit.task_cancel_requested(services.audit, task, actor, now=task.updated_at)
     if task.status == "queued" or live is None:
         lifecycle.advance(task, "cancelled", now=services.now())
+        services.store.tasks.save(task)
         services.details.mark_finished(task.id, services.now())
-        audit.task_finished(services, task)
+        audit.task_finished(services.audit, task, now=services.now())
     else:
         await live.send(TaskCancel(task_id=task.id))
     await services.store.commit()
@@ -140,45 +134,51 @@ async def cancel(
 
 def _own_task(services: Services, agent: AgentRecord, task_id: str) -> TaskRecord | None:
     """The task, if this agent is the one it was sent to (else the report is ignored)."""
-    task = services.state.tasks.get(task_id)
+    task = services.store.tasks.get(task_id)
     if task is None or task.agent_key != agent.key:
         log.warning("agent %s reported on a task that is not its own", agent.key)
         return None
     return task
 
 
-async def _on_accepted(
+async def on_accepted(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskAccepted
 ) -> None:
+    """The agent took the task (its checks passed); nothing changes until it starts."""
     _own_task(services, agent, message.task_id)
 
 
-async def _on_rejected(
+async def on_rejected(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskRejected
 ) -> None:
+    """The agent refused the task, with its reason code."""
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.advance(task, "rejected", now=services.now()):
         return
     task.reason = message.reason
+    services.store.tasks.save(task)
     services.details.finish(task.id, services.now(), error=message.message or message.reason)
-    audit.task_finished(services, task, audit.agent_actor(agent))
+    audit.task_finished(services.audit, task, audit.agent_actor(agent), now=services.now())
     await services.store.commit()
     publish_task(services, task)
 
 
-async def _on_started(
+async def on_started(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskStarted
 ) -> None:
+    """The task's process is running."""
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.advance(task, "running", now=services.now()):
         return
+    services.store.tasks.save(task)
     await services.store.commit()
     publish_task(services, task)
 
 
-async def _on_progress(
+async def on_progress(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskProgress
 ) -> None:
+    """A step of a running task: kept in memory and streamed to phones."""
     task = _own_task(services, agent, message.task_id)
     if task is None or task.status in TERMINAL_STATUSES:
         return
@@ -187,6 +187,7 @@ async def _on_progress(
     if message.codex_session_id and task.codex_session_id != message.codex_session_id:
         # Known early, so a task cut off before its final report can still be continued.
         task.codex_session_id = message.codex_session_id
+        services.store.tasks.save(task)
         services.store.touch()
         publish_task(services, task)
     services.events.publish(
@@ -194,15 +195,17 @@ async def _on_progress(
     )
 
 
-async def _on_finished(
+async def on_finished(
     services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskFinished
 ) -> None:
+    """The agent's final report: status, exit code and the texts (memory only)."""
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.settle_final_report(task, message.status, now=services.now()):
         return
     task.exit_code = message.exit_code
     task.codex_session_id = message.codex_session_id or task.codex_session_id
     task.redactions = message.redactions
+    services.store.tasks.save(task)
     diff = message.diff_text
     truncated = message.diff_truncated
     if diff is not None and len(diff) > MAX_DIFF_CHARS:
@@ -216,10 +219,9 @@ async def _on_finished(
         diff_truncated=truncated,
         error=message.error,
     )
-    lifecycle.prune_tasks(
-        services.state, task.workspace_id, services.config.max_tasks_per_workspace
-    )
-    audit.task_finished(services, task, audit.agent_actor(agent))
+    tasks = services.store.tasks
+    lifecycle.prune_tasks(tasks, task.workspace_id, services.config.max_tasks_per_workspace)
+    audit.task_finished(services.audit, task, audit.agent_actor(agent), now=services.now())
     await services.store.commit()
     publish_task(services, task)
 
@@ -233,28 +235,33 @@ async def _settle(services: Services, changed: list[TaskRecord]) -> None:
     now = services.now()
     for task in changed:
         services.details.mark_finished(task.id, now)
-        audit.task_finished(services, task)
+        audit.task_finished(services.audit, task, now=now)
     await services.store.commit()
     for task in changed:
         publish_task(services, task)
 
 
-async def _on_connection(services: Services, agent: AgentRecord, running: list[str] | None) -> None:
-    """On hello: tasks the agent no longer knows are interrupted. On loss: after a grace
-    period without a reconnection, its in-flight tasks are interrupted."""
+async def on_agent_connected(services: Services, agent: AgentRecord, running: list[str]) -> None:
+    """After a hello: the agent's in-flight tasks it no longer runs are interrupted."""
     pending = services.agent_grace.pop(agent.key, None)
     if pending is not None:
         pending.cancel()
-    if running is not None:
-        changed = lifecycle.interrupt_agent_tasks(
-            services.state,
-            agent.key,
-            keep=set(running),
-            now=services.now(),
-            reason="agent-restarted",
-        )
-        await _settle(services, changed)
-        return
+    changed = lifecycle.interrupt_agent_tasks(
+        services.store.tasks,
+        agent.key,
+        keep=set(running),
+        now=services.now(),
+        reason="agent-restarted",
+    )
+    await _settle(services, changed)
+
+
+async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
+    """The connection ended: unless the agent is back within the grace period, its
+    in-flight tasks are interrupted."""
+    pending = services.agent_grace.pop(agent.key, None)
+    if pending is not None:
+        pending.cancel()
 
     async def after_grace() -> None:
         await asyncio.sleep(AGENT_GRACE_SEC)
@@ -262,7 +269,7 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
         if services.hub.is_online(agent.key):
             return
         changed = lifecycle.interrupt_agent_tasks(
-            services.state,
+            services.store.tasks,
             agent.key,
             keep=set(),
             now=services.now(),
@@ -273,38 +280,20 @@ async def _on_connection(services: Services, agent: AgentRecord, running: list[s
     services.agent_grace[agent.key] = asyncio.create_task(after_grace())
 
 
-def _on_startup(services: Services) -> None:
-    """Every task that was in flight when the relay stopped is now interrupted."""
-    changed = lifecycle.interrupt_all(services.state, now=services.now(), reason="relay-restarted")
+def interrupt_unfinished(services: Services) -> None:
+    """At start-up: every task that was in flight when the relay stopped is interrupted."""
+    now = services.now()
+    changed = lifecycle.interrupt_all(services.store.tasks, now=now, reason="relay-restarted")
     for task in changed:
-        audit.task_finished(services, task)
+        audit.task_finished(services.audit, task, now=now)
     if changed:
         log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
 
 
-def _sweep(services: Services) -> None:
-    services.details.sweep(services.now())
-
-
-async def shutdown(services: Services) -> None:
-    """Stop grace timers (relay shutdown)."""
+async def stop_grace_timers(services: Services) -> None:
+    """At shutdown: no grace timer outlives the relay."""
     for job in services.agent_grace.values():
         job.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await job
     services.agent_grace.clear()
-
-
-link.HANDLERS.update(
-    {
-        TaskAccepted: _on_accepted,
-        TaskRejected: _on_rejected,
-        TaskStarted: _on_started,
-        TaskProgress: _on_progress,
-        TaskFinished: _on_finished,
-    }
-)
-link.CONNECTION_HOOKS.append(_on_connection)
-app_hooks.STARTUP_HOOKS.append(_on_startup)
-app_hooks.PERIODIC_HOOKS.append(_sweep)
-app_hooks.SHUTDOWN_HOOKS.append(shutdown)

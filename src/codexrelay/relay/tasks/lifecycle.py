@@ -1,6 +1,6 @@
 """Task rules on the relay (R09, R10, R14, R17, B4): validation, transitions, pruning.
 
-Plain functions over ``State``. Only metadata lives here; prompt and results are held by
+Plain functions over the ``Store``. Only metadata lives here; prompt and results are held by
 ``taskdetails.DetailsStore`` in memory and never reach ``state.json``.
 """
 
@@ -14,16 +14,17 @@ from datetime import datetime
 from codexrelay.crypto import TokenSource, new_id
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import UUID_PATTERN, TaskKind, TaskSpec
+from codexrelay.relay.access import policy
 from codexrelay.relay.agents import pairing
 from codexrelay.relay.config import RelayFeatures
 from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
     AgentRecord,
     Role,
-    State,
     TaskRecord,
     TaskStatus,
 )
+from codexrelay.relay.storage.repositories import Store, Tasks
 
 MAX_CWD_CHARS = 1024
 AGENT_VANISHED = "agent-vanished"
@@ -115,7 +116,7 @@ def _check_shape(request: TaskRequest, max_prompt_bytes: int) -> None:
 
 
 def check_task_request(
-    state: State,
+    store: Store,
     request: TaskRequest,
     *,
     workspace_id: str,
@@ -129,26 +130,24 @@ def check_task_request(
     ``is_online`` answers for an agent key whether its socket is connected.
     """
     _check_shape(request, max_prompt_bytes)
-    if request.write_access and not role.at_least(Role.ADMIN):
-        raise AppError(ErrorCode.FORBIDDEN, "Write-mode tasks need the admin role.")
+    policy.enforce(policy.can_submit_task(role, write_access=request.write_access))
     if not getattr(features, FEATURE_OF[request.type]):
         raise AppError(
             ErrorCode.FEATURE_DISABLED, f"{TYPE_WORDS[request.type]} are turned off on the relay."
         )
-    agent = pairing.find_agent(state, workspace_id, request.agent_id)
+    agent = pairing.find_agent(store, workspace_id, request.agent_id)
     if agent is None:
         raise AppError(ErrorCode.AGENT_NOT_AVAILABLE, "That agent is revoked or unknown.")
     if not agent.features.get(AGENT_FLAG_OF[request.type]):
         raise AppError(
             ErrorCode.FEATURE_DISABLED, f"This agent does not allow {TYPE_WORDS[request.type]}."
         )
-    if request.write_access and not (
-        features.codex_exec_write and agent.features.get("codexExecWrite")
-    ):
-        side = "relay" if not features.codex_exec_write else "agent"
-        raise AppError(
-            ErrorCode.WRITE_MODE_DISABLED, f"Write mode is turned off on the {side} (R17)."
+    if request.write_access:
+        decision = policy.can_use_write_mode(
+            relay_allows=features.codex_exec_write,
+            agent_allows=bool(agent.features.get("codexExecWrite")),
         )
+        policy.enforce(decision)
     if not is_online(agent.key):
         raise AppError(ErrorCode.AGENT_OFFLINE, "That agent is not connected right now.")
     if request.action_id is not None and request.action_id not in {a.id for a in agent.actions}:
@@ -161,7 +160,7 @@ def check_task_request(
 
 
 def create_task(
-    state: State,
+    store: Store,
     request: TaskRequest,
     *,
     agent: AgentRecord,
@@ -185,7 +184,7 @@ def create_task(
         log_source_id=request.log_source_id,
         cwd=check_cwd(request.cwd),
     )
-    state.tasks[task.id] = task
+    store.tasks.add(task)
     return task
 
 
@@ -234,52 +233,49 @@ def settle_final_report(task: TaskRecord, status: TaskStatus, *, now: datetime) 
     return advance(task, status, now=now)
 
 
-def interrupt_all(state: State, *, now: datetime, reason: str) -> list[TaskRecord]:
+def interrupt_all(tasks: Tasks, *, now: datetime, reason: str) -> list[TaskRecord]:
     """Every non-terminal task becomes ``interrupted`` (relay start-up)."""
     changed = []
-    for task in state.tasks.values():
-        if task.status not in TERMINAL_STATUSES and advance(task, "interrupted", now=now):
+    for task in tasks.unfinished():
+        if advance(task, "interrupted", now=now):
             task.reason = reason
+            tasks.save(task)
             changed.append(task)
     return changed
 
 
 def interrupt_agent_tasks(
-    state: State, agent_key: str, *, keep: set[str], now: datetime, reason: str
+    tasks: Tasks, agent_key: str, *, keep: set[str], now: datetime, reason: str
 ) -> list[TaskRecord]:
     """An agent's in-flight tasks it no longer knows about become ``interrupted``."""
     changed = []
-    for task in state.tasks.values():
+    for task in tasks.unfinished(agent_key):
         if (
-            task.agent_key == agent_key
-            and task.status in {"dispatched", "running"}
+            task.status in {"dispatched", "running"}
             and task.id not in keep
             and advance(task, "interrupted", now=now)
         ):
             task.reason = reason
+            tasks.save(task)
             changed.append(task)
     return changed
 
 
-def workspace_tasks(state: State, workspace_id: str) -> list[TaskRecord]:
-    """Tasks of one workspace, newest first."""
-    found = [t for t in state.tasks.values() if t.workspace_id == workspace_id]
-    return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
-
-
-def get_task(state: State, workspace_id: str, task_id: str) -> TaskRecord:
+def get_task(tasks: Tasks, workspace_id: str, task_id: str) -> TaskRecord:
     """A task of this workspace, or 404 (R04)."""
-    task = state.tasks.get(task_id)
+    task = tasks.get(task_id)
     if task is None or task.workspace_id != workspace_id:
         raise AppError(ErrorCode.NOT_FOUND, "No such task.")
     return task
 
 
-def prune_tasks(state: State, workspace_id: str, keep: int) -> list[str]:
+def prune_tasks(tasks: Tasks, workspace_id: str, keep: int) -> list[str]:
     """Drop the oldest finished tasks beyond ``keep`` per workspace, so state stays small."""
-    finished = [t for t in workspace_tasks(state, workspace_id) if t.status in TERMINAL_STATUSES]
-    total = sum(1 for t in state.tasks.values() if t.workspace_id == workspace_id)
-    doomed = [t.id for t in reversed(finished)][: max(0, total - keep)]
-    for task_id in doomed:
-        del state.tasks[task_id]
-    return doomed
+    excess = tasks.count_of_workspace(workspace_id) - keep
+    if excess <= 0:
+        return []
+    finished = [t for t in tasks.of_workspace(workspace_id) if t.status in TERMINAL_STATUSES]
+    doomed = list(reversed(finished))[:excess]
+    for task in doomed:
+        tasks.remove(task)
+    return [t.id for t in doomed]

@@ -46,7 +46,7 @@ def request_actor(request: Request, services: Services) -> Actor:
     value = request.cookies.get(cookie_name(services))
     record = (
         sessions.resolve_session(
-            services.state, value, secret=services.token_secret, now=services.now()
+            services.store, value, secret=services.token_secret, now=services.now()
         )
         if value
         else None
@@ -101,7 +101,7 @@ class AuditContext:
 
 def memberships(services: Services, user_id: str) -> dict[str, Role]:
     """The user's roles by workspace, to compare before and after a change."""
-    return {ws.id: role for ws, role in identity.user_workspaces(services.state, user_id)}
+    return {ws.id: role for ws, role in identity.user_workspaces(services.store, user_id)}
 
 
 async def audit_context(
@@ -139,7 +139,7 @@ async def audit_refusal(request: Request, error: AppError) -> AppError:
         await services.audit.record(
             event,
             now=now,
-            workspace=wid if wid in services.state.workspaces else INSTANCE,
+            workspace=wid if wid and services.store.workspaces.get(wid) else INSTANCE,
             actor=request_actor(request, services),
             client=client,
             target=target,
