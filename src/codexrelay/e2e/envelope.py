@@ -15,6 +15,7 @@ next 16 KiB; the padded length is the header's ``pad``.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -197,7 +198,10 @@ def unpad(padded: bytes) -> bytes:
 
 def chain_link(hdr: bytes, ct: bytes) -> str:
     """``b64u(H(tag(msghash) ‖ hdr ‖ ct))``: what the sender's next ``prev`` names."""
-    return b64u(tagged_hash("msghash", hdr + ct))
+    digest = hashlib.sha256(tag("msghash"))
+    digest.update(hdr)
+    digest.update(ct)
+    return b64u(digest.digest())
 
 
 def signed_message(hdr: bytes, ct: bytes) -> bytes:
@@ -244,16 +248,22 @@ class Sealer:
         }
         hdr = dumps(header)
         ct = self._aead.encrypt(nonce(self.seq), padded, hdr)
-        wire: dict[str, object] = {"v": 1, "hdr": b64u(hdr)}
+        # Every value is base64url or our own JSON, so the envelope is assembled directly
+        # rather than through a JSON encoder that would scan the ciphertext for escapes.
+        parts = [b'{"v":1,"hdr":"', b64u(hdr).encode()]
         wrap_list = [w.model_dump() for w in wraps]
         if wrap_list:
-            wire["keys"] = wrap_list
-        wire["ct"] = b64u(ct)
+            parts += [b'","keys":', dumps(wrap_list), b',"ct":"']
+        else:
+            parts.append(b'","ct":"')
+        parts.append(b64u(ct).encode())
         if self.signing_key is not None:
-            wire["sig"] = b64u(keys.sign(self.signing_key, signed_message(hdr, ct)))
+            sig = keys.sign(self.signing_key, signed_message(hdr, ct))
+            parts += [b'","sig":"', b64u(sig).encode()]
+        parts.append(b'"}')
         self.seq += 1
         self.prev = chain_link(hdr, ct)
-        return dumps(wire)
+        return b"".join(parts)
 
 
 # --- receiving ---
