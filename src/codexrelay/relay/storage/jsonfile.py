@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from codexrelay.crypto import new_id
 from codexrelay.fileio import ensure_private_dir, write_private_file
 from codexrelay.relay.storage.durability import DurableWaiters
-from codexrelay.relay.storage.memory import MemoryStore
+from codexrelay.relay.storage.memory import MemoryStore, UnsavedChangeError
 from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 from codexrelay.settings import describe_validation_error
 
@@ -126,7 +126,6 @@ class JsonFileStore(MemoryStore):
 
     async def commit(self) -> None:
         """Return once a write that includes every change made so far is durable."""
-        self.check_unsaved()
         self._version += 1
         waiting = self._waiters.wait_for(self._version)
         self._kick()
@@ -135,7 +134,6 @@ class JsonFileStore(MemoryStore):
     def touch(self) -> None:
         """Schedule a write without waiting for it, batched over ``LAZY_WRITE_DELAY_SEC``
         so a stream of low-value changes costs a few writes, not one each."""
-        self.check_unsaved()
         self._version += 1
         if self._lazy is None or self._lazy.done():
             self._lazy = asyncio.get_running_loop().create_task(self._lazy_kick())
@@ -158,6 +156,11 @@ class JsonFileStore(MemoryStore):
                 self._wake.clear()
                 continue
             version = self._attempted = self._version
+            try:
+                # Once per write, not per commit: a storm of commits shares one check.
+                self.check_unsaved()
+            except UnsavedChangeError:
+                self._waiters.settle(version, failed=True)
             self.drain()
             data = encode_state(self.document())
             try:
