@@ -33,7 +33,7 @@ from codexrelay.e2e.envelope import (
 )
 from codexrelay.e2e.webauthn_verify import parse_signature, verify_statement_signature
 from codexrelay.e2e.wire import b64u, b64u_decode
-from codexrelay.relay.security import CSP
+from codexrelay.relay.http.security import CSP
 from tests.browser.phone import CSP_LISTENER, CSP_MARK
 from tests.softauthn import Credential, SoftAuthenticator
 from tests.unit.e2e import builders

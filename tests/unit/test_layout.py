@@ -104,3 +104,12 @@ def test_relay_folder_is_not_flat():
     packages named by their nouns."""
     top = sorted(p.name for p in Path(ROOT / "src/codexrelay/relay").glob("*.py"))
     assert len(top) <= 7, top
+
+
+def test_trust_code_has_no_import_cycles():
+    """The pure trust package imports one way too (``TYPE_CHECKING`` imports included)."""
+    structure = _structure()
+    files = sorted((ROOT / "src/codexrelay/e2e").rglob("*.py"))
+    modules = {structure.module_name(path) for path in files}
+    graph = {structure.module_name(p): structure.imports_of(p, modules) for p in files}
+    assert structure.cycles(graph) == []

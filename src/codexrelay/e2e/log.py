@@ -11,8 +11,8 @@ act on. The relay's own tables are only a cache of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -27,12 +27,33 @@ from codexrelay.e2e.logentries import (
     SignedEntry,
 )
 from codexrelay.e2e.logrules import may_sign
-from codexrelay.e2e.logstate import Agent, Device, Member, Passkey, State, StateError
-from codexrelay.e2e.policy import Policy
+from codexrelay.e2e.logstate import State, StateError
+from codexrelay.e2e.logview import Agent, Change, Device, Head, LogView, Member, Passkey
 from codexrelay.e2e.statements import StatementError, decode_object, validate
 from codexrelay.e2e.tags import tag, tagged_hash
 from codexrelay.e2e.webauthn_verify import PasskeyError, PasskeyReason, verify_passkey_signature
 from codexrelay.e2e.wire import WireError, b64u, b64u_decode, loads_object
+
+__all__ = [
+    "Agent",
+    "Change",
+    "Device",
+    "Fork",
+    "Head",
+    "HeadStatus",
+    "LogError",
+    "LogReason",
+    "LogView",
+    "Member",
+    "Passkey",
+    "chain_hash",
+    "extend",
+    "find_fork",
+    "head_status",
+    "parse_signed",
+    "verify_genesis",
+    "verify_log",
+]
 
 
 class LogReason(StrEnum):
@@ -67,57 +88,6 @@ class LogError(ValueError):
         self.reason = reason
         self.seq = seq
         self.passkey = passkey
-
-
-@dataclass(frozen=True)
-class Head:
-    """A position in the chain: ``seq`` and the chain hash there (b64u)."""
-
-    seq: int
-    hash: str
-
-    def __str__(self) -> str:
-        return f"{self.seq}:{self.hash}"
-
-
-@dataclass(frozen=True)
-class Change:
-    """Who changed what, for the members screen ("signed by Alice on ...")."""
-
-    seq: int
-    op: str
-    signer: str
-    issued_at: int
-
-
-@dataclass(frozen=True)
-class LogView:
-    """The verified state at ``head``: what agents and phones act on."""
-
-    ws: str
-    name: str
-    rp_id: str
-    origins: tuple[str, ...]
-    genesis_hash: str
-    members: Mapping[str, Member]
-    passkeys: Mapping[str, Passkey]
-    devices: Mapping[str, Device]
-    agents: Mapping[str, Agent]
-    policy: Policy
-    head: Head
-    hashes: tuple[str, ...]
-    counters: Mapping[str, int]
-    history: tuple[Change, ...]
-    entries: tuple[SignedEntry, ...] = field(repr=False)
-
-    def role_of(self, user_id: str) -> str | None:
-        """The member's role, or None for a non-member."""
-        member = self.members.get(user_id)
-        return None if member is None else member.role
-
-    def reader_devices(self) -> list[Device]:
-        """Live devices of every member (viewer+): whom content is sealed to (§4.7)."""
-        return [d for d in self.devices.values() if d.active and d.user_id in self.members]
 
 
 def chain_hash(entry_bytes: bytes) -> str:

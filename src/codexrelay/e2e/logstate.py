@@ -7,7 +7,7 @@ always holds a live passkey, so no entry can leave a workspace nobody can govern
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from webauthn.helpers import decode_credential_public_key, decoded_public_key_to_cryptography
@@ -15,76 +15,11 @@ from webauthn.helpers.exceptions import WebAuthnException
 
 from codexrelay.e2e import keys
 from codexrelay.e2e import logentries as le
+from codexrelay.e2e.logview import Agent, Change, Device, LogView, Member, Passkey
 from codexrelay.e2e.wire import WireError, b64u_decode
 
 if TYPE_CHECKING:
-    from codexrelay.e2e.log import Change, LogView
-    from codexrelay.e2e.policy import Policy, Role
-    from codexrelay.e2e.statements import Suite
-
-
-@dataclass(frozen=True)
-class Member:
-    """A person in the workspace."""
-
-    user_id: str
-    name: str
-    role: Role
-    since_seq: int
-
-
-@dataclass(frozen=True)
-class Passkey:
-    """A pinned passkey; ``revoked_seq`` is set from the entry that revoked it on."""
-
-    cred_id: str
-    user_id: str
-    cose: bytes
-    added_seq: int
-    revoked_seq: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """Not revoked."""
-        return self.revoked_seq is None
-
-
-@dataclass(frozen=True)
-class Device:
-    """A certified device (reader of sealed content, signer of cancels)."""
-
-    device_id: str
-    user_id: str
-    label: str
-    sig_pub: str
-    kex_pub: str
-    suite: Suite
-    added_seq: int
-    revoked_seq: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """Not revoked."""
-        return self.revoked_seq is None
-
-
-@dataclass(frozen=True)
-class Agent:
-    """A paired agent and its current keys."""
-
-    agent_id: str
-    label: str
-    sig_pub: str
-    kex_pub: str
-    suite: Suite
-    pairing_id: str
-    added_seq: int
-    revoked_seq: int | None = None
-
-    @property
-    def active(self) -> bool:
-        """Not revoked."""
-        return self.revoked_seq is None
+    from codexrelay.e2e.policy import Policy
 
 
 class StateError(ValueError):
@@ -169,8 +104,6 @@ class State:
         self, seq: int, op: str, signer: str, issued_at: int, digest: str, signed: le.SignedEntry
     ) -> None:
         """Append a verified entry's hash, history line and stored form."""
-        from codexrelay.e2e.log import Change  # noqa: PLC0415 - the view module imports this one
-
         self.hashes.append(digest)
         self.history.append(Change(seq, op, signer, issued_at))
         self.entries.append(signed)
