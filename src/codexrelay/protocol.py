@@ -2,14 +2,21 @@
 
 Every message is a JSON object with a ``type``. Unknown types, unknown fields and wrong
 shapes are refused (``ProtocolError``), so neither side acts on a message it misreads.
+
+Numbered connections (B4): when the agent's ``hello`` carries ``linkSeq: 1``, every message
+in both directions carries ``linkSeq``, counting 1, 2, 3 ... per direction and connection
+(the relay's ``welcome`` is its 1). A gap, a repeat or a step back is a
+:class:`SequenceError`; the receiver logs it and closes with :data:`CLOSE_SEQUENCE`, and the
+agent reconnects with fresh counters. ``linkSeq`` is framing: the typed models never see it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -24,6 +31,7 @@ CLOSE_REVOKED = 4401  # token unknown, revoked, expired or signed with an old to
 CLOSE_PROTOCOL = 4400  # malformed or unexpected message, or unsupported protocol version
 CLOSE_REPLACED = 4409  # a newer connection of the same agent took over
 CLOSE_SHUTDOWN = 4503  # relay shutting down; reconnect with backoff
+CLOSE_SEQUENCE = 4412  # a message arrived out of sequence (gap, repeat, reorder); reconnect
 STOP_CLOSE_CODES = frozenset({CLOSE_REVOKED})
 
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -48,10 +56,70 @@ class RefusalReason(StrEnum):
     UNKNOWN_ACTION = "unknown-action"
     UNKNOWN_LOG_SOURCE = "unknown-log-source"
     LEDGER_UNAVAILABLE = "ledger-unavailable"
+    # A protected workspace (TRUST.md §4.6): the statement and its signatures, in the
+    # order the agent checks them.
+    SIGNATURE_REQUIRED = "signature-required"
+    NOT_PINNED = "workspace-not-pinned"
+    STATEMENT_INVALID = "statement-invalid"
+    WRONG_WORKSPACE = "wrong-workspace"
+    WRONG_AGENT = "wrong-agent"
+    BODY_MISMATCH = "body-mismatch"
+    STATEMENT_MISMATCH = "statement-mismatch"
+    STATEMENT_TTL_TOO_LONG = "statement-ttl-too-long"
+    STATEMENT_NOT_YET_VALID = "statement-not-yet-valid"
+    STATEMENT_EXPIRED = "statement-expired"
+    LOG_HEAD_UNKNOWN = "log-head-unknown"
+    LOG_FORK = "log-fork"
+    UNKNOWN_SIGNER = "unknown-signer"
+    REVOKED_SIGNER = "revoked-signer"
+    ROLE_TOO_LOW = "role-too-low"
+    DEVICE_BOUND_REQUIRED = "device-bound-required"
+    NEEDS_MORE_APPROVERS = "needs-more-approvers"
+    USER_NOT_VERIFIED = "user-not-verified"
+    COUNTER_REGRESSED = "counter-regressed"
+    SIGNATURE_INVALID = "signature-invalid"
+    AUDIT_UNAVAILABLE = "audit-unavailable"
 
 
 class ProtocolError(Exception):
     """A message that does not parse or does not fit the protocol."""
+
+
+class SequenceError(ProtocolError):
+    """A numbered message out of order: ``gap``, ``repeat`` or ``reorder`` (B4)."""
+
+    def __init__(
+        self, kind: Literal["gap", "repeat", "reorder", "missing"], got: int | None, want: int
+    ) -> None:
+        super().__init__(f"linkSeq {kind}: got {got}, expected {want}")
+        self.kind = kind
+
+
+LINK_SEQ = "linkSeq"
+
+
+class LinkCounter:
+    """One direction of a numbered connection: the last number sent or received."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        """The number of the next message to send."""
+        self.last += 1
+        return self.last
+
+    def accept(self, seq: int | None) -> None:
+        """Take the number of a received message, or raise :class:`SequenceError`."""
+        want = self.last + 1
+        if seq is None:
+            raise SequenceError("missing", None, want)
+        if seq != want:
+            kind: Literal["gap", "repeat", "reorder"] = (
+                "gap" if seq > want else "repeat" if seq == self.last else "reorder"
+            )
+            raise SequenceError(kind, seq, want)
+        self.last = seq
 
 
 class Message(CamelModel):
@@ -73,6 +141,25 @@ class AgentFeatures(Message):
 # ---- agent -> relay -------------------------------------------------------------------
 
 
+class ChainHead(Message):
+    """A position in a hash chain: the membership log, or the agent's audit log."""
+
+    seq: Annotated[int, Field(ge=0)]
+    hash: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
+class AgentTrust(Message):
+    """What a protected agent reports about itself (TRUST.md §8): the workspace it pinned,
+    the log head it verified, its audit log head and its signing key. Phones show it so a
+    person can note the heads off the host and compare the safety number."""
+
+    workspace_id: Annotated[str, Field(max_length=128)]
+    genesis_hash: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+    log_head: ChainHead
+    audit_head: ChainHead
+    sig_pub: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43,88}$")]
+
+
 class Hello(Message):
     type: Literal["hello"] = "hello"
     protocol: int = PROTOCOL_VERSION
@@ -84,6 +171,14 @@ class Hello(Message):
     actions: Annotated[list[CatalogItem], Field(default_factory=list, max_length=200)]
     log_sources: Annotated[list[CatalogItem], Field(default_factory=list, max_length=200)]
     running_task_ids: Annotated[list[str], Field(default_factory=list, max_length=1000)]
+    trust: AgentTrust | None = None
+
+
+class TrustStatus(Message):
+    """Sent after ``hello`` and whenever the agent's pinned log or audit head moves."""
+
+    type: Literal["trust.status"] = "trust.status"
+    trust: AgentTrust
 
 
 class FileChangeInfo(Message):
@@ -175,6 +270,23 @@ class Welcome(Message):
     features: AgentFeatures
 
 
+class SignedTask(Message):
+    """The phone's signed request, forwarded byte for byte (TRUST.md §4.5): the statement
+    and body as ``b64u`` of their exact bytes, and one passkey signature per approver
+    (``{credentialId, assertion}``, parsed strictly by the agent)."""
+
+    stmt: Annotated[str, Field(min_length=1, max_length=11_000)]
+    body: Annotated[str, Field(min_length=1, max_length=352_000)]
+    auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
+
+
+class SignedStop(Message):
+    """A device-key signed cancel or interrupt statement (TRUST.md §4.9)."""
+
+    stmt: Annotated[str, Field(min_length=1, max_length=2_000)]
+    sig: Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class TaskSpec(Message):
     """What the relay asks the agent to run; the agent re-checks all of it (R09, R15)."""
 
@@ -186,6 +298,7 @@ class TaskSpec(Message):
     resume_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
     action_id: Annotated[str, Field(max_length=64)] | None = None
     log_source_id: Annotated[str, Field(max_length=64)] | None = None
+    signed: SignedTask | None = None
 
 
 class TaskDispatch(Message):
@@ -196,6 +309,7 @@ class TaskDispatch(Message):
 class TaskCancel(Message):
     type: Literal["task.cancel"] = "task.cancel"
     task_id: str
+    signed: SignedStop | None = None
 
 
 class TokenRenewed(Message):
@@ -212,7 +326,8 @@ AgentMessage = Annotated[
     | TaskProgress
     | TaskFinished
     | SessionsUpdate
-    | TokenRenew,
+    | TokenRenew
+    | TrustStatus,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
@@ -223,15 +338,55 @@ _AGENT = TypeAdapter(AgentMessage)
 _RELAY = TypeAdapter(RelayMessage)
 
 
-def _parse(adapter: TypeAdapter[Message], raw: str | bytes) -> Message:
+@dataclass(frozen=True)
+class Frame:
+    """A received message and its ``linkSeq`` (None on an unnumbered connection)."""
+
+    seq: int | None
+    message: Message
+
+
+def _load(raw: str | bytes) -> Any:
     if len(raw) > MAX_MESSAGE_BYTES:
         msg = "message too large"
         raise ProtocolError(msg)
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         msg = "message is not JSON"
         raise ProtocolError(msg) from None
+
+
+def _split_seq(data: Any) -> tuple[int | None, Any]:
+    """Take ``linkSeq`` off a message object; a present one must be a positive integer."""
+    if not isinstance(data, dict) or LINK_SEQ not in data:
+        return None, data
+    seq = data.pop(LINK_SEQ)
+    if type(seq) is not int or seq < 1:
+        msg = "linkSeq must be a positive integer"
+        raise ProtocolError(msg)
+    return seq, data
+
+
+def _parse(adapter: TypeAdapter[Message], raw: str | bytes) -> Message:
+    return _validate(adapter, _split_seq(_load(raw))[1])
+
+
+def _parse_frame(adapter: TypeAdapter[Message], raw: str | bytes) -> Frame:
+    """The frame's number first (so a bad message still counts), then the message."""
+    seq, data = _split_seq(_load(raw))
+    return Frame(seq, _validate(adapter, data))
+
+
+def read_seq(raw: str | bytes) -> int | None:
+    """The ``linkSeq`` of raw bytes that did not parse as a message, if it has one."""
+    try:
+        return _split_seq(_load(raw))[0]
+    except ProtocolError:
+        return None
+
+
+def _validate(adapter: TypeAdapter[Message], data: Any) -> Message:
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
@@ -251,6 +406,19 @@ def parse_relay_message(raw: str | bytes) -> Message:
     return _parse(_RELAY, raw)  # type: ignore[arg-type]
 
 
-def dump_message(message: Message) -> str:
-    """Serialize any message as compact camelCase JSON."""
-    return message.model_dump_json(by_alias=True, exclude_none=True)
+def parse_agent_frame(raw: str | bytes) -> Frame:
+    """What an agent sent, with its ``linkSeq`` (used by the relay)."""
+    return _parse_frame(_AGENT, raw)  # type: ignore[arg-type]
+
+
+def parse_relay_frame(raw: str | bytes) -> Frame:
+    """What the relay sent, with its ``linkSeq`` (used by the agent)."""
+    return _parse_frame(_RELAY, raw)  # type: ignore[arg-type]
+
+
+def dump_message(message: Message, seq: int | None = None) -> str:
+    """Serialize any message as compact camelCase JSON, numbered when ``seq`` is given."""
+    data = message.model_dump_json(by_alias=True, exclude_none=True)
+    if seq is None:
+        return data
+    return f'{{"{LINK_SEQ}":{seq},{data[1:]}'  # every message is a non-empty object

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.asyncio
 
 
 class FakeRelay:
-    """Accepts one agent, answers hello, and records everything the agent sends."""
+    """Accepts one agent, answers hello, and records everything the agent sends.
+
+    It numbers what it sends (``linkSeq``, B4) as the real relay does on a numbered
+    connection."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []
@@ -30,33 +33,44 @@ class FakeRelay:
         self.connected = asyncio.Event()
         self.ws: ServerConnection | None = None
         self.new_message = asyncio.Event()
+        self.sent = 0
+        self.connections = 0
+        self.closes: list[int | None] = []
+
+    async def send_message(self, message: dict) -> None:
+        """Send one message with the next linkSeq."""
+        assert self.ws is not None
+        self.sent += 1
+        await self.ws.send(json.dumps({"linkSeq": self.sent, **message}))
 
     async def handler(self, ws: ServerConnection) -> None:
         self.hello = json.loads(await ws.recv())
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "welcome",
-                    "protocol": 1,
-                    "workspaceId": "ws_fake",
-                    "features": {
-                        "codexExec": True,
-                        "codexExecWrite": True,
-                        "runAction": True,
-                        "readLog": True,
-                    },
-                }
-            )
+        self.ws, self.sent = ws, 0
+        self.connections += 1
+        await self.send_message(
+            {
+                "type": "welcome",
+                "protocol": 1,
+                "workspaceId": "ws_fake",
+                "features": {
+                    "codexExec": True,
+                    "codexExecWrite": True,
+                    "runAction": True,
+                    "readLog": True,
+                },
+            }
         )
-        self.ws = ws
         self.connected.set()
-        async for raw in ws:
-            self.received.append(json.loads(raw))
+        try:
+            async for raw in ws:
+                self.received.append(json.loads(raw))
+                self.new_message.set()
+        finally:
+            self.closes.append(ws.close_code)
             self.new_message.set()
 
     async def send_task(self, **task) -> None:
-        assert self.ws is not None
-        await self.ws.send(json.dumps({"type": "task", "task": task}))
+        await self.send_message({"type": "task", "task": task})
 
     async def outcome(self, task_id: str) -> dict:
         """The agent's rejection or finish report for ``task_id``."""

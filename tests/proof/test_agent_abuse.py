@@ -77,11 +77,7 @@ class RelayThread:
     def send_raw(self, task: dict[str, Any]) -> None:
         """Send a ``task`` message with exactly these fields."""
 
-        async def send() -> None:
-            assert self.relay.ws is not None
-            await self.relay.ws.send(json.dumps({"type": "task", "task": task}))
-
-        self.call(send())
+        self.call(self.relay.send_message({"type": "task", "task": task}))
 
     def outcome(self, task_id: str) -> dict[str, Any]:
         return self.call(self.relay.outcome(task_id))

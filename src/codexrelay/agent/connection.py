@@ -30,13 +30,16 @@ from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.protocol import (
+    CLOSE_SEQUENCE,
     MAX_MESSAGE_BYTES,
     STOP_CLOSE_CODES,
     AgentFeatures,
     CatalogItem,
     Hello,
+    LinkCounter,
     Message,
     ProtocolError,
+    SequenceError,
     SessionsUpdate,
     TaskAccepted,
     TaskCancel,
@@ -48,7 +51,8 @@ from codexrelay.protocol import (
     TokenRenewed,
     Welcome,
     dump_message,
-    parse_relay_message,
+    parse_relay_frame,
+    read_seq,
 )
 
 log = logging.getLogger("codexrelay.agent")
@@ -129,6 +133,10 @@ class AgentConnection:
         self._catalog_sent: list[Any] | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._renewals: asyncio.Queue[datetime | None] = asyncio.Queue()
+        # B4: every message both ways carries a per-connection linkSeq.
+        self._send_lock = asyncio.Lock()
+        self._out = LinkCounter()
+        self._in = LinkCounter()
 
     def _resumable_ids(self) -> ResumableIds:
         return ResumableIds(self.catalog)
@@ -140,7 +148,7 @@ class AgentConnection:
         ws = self._ws
         if ws is not None and not self._outbox:
             try:
-                await ws.send(dump_message(message))
+                await self._send_on(ws, message)
             except ConnectionClosed:
                 pass
             else:
@@ -148,9 +156,14 @@ class AgentConnection:
         if isinstance(message, DURABLE_TYPES) and len(self._outbox) < OUTBOX_LIMIT:
             self._outbox.append(message)
 
+    async def _send_on(self, ws: ClientConnection, message: Message) -> None:
+        """Number and send one message; the lock keeps numbers in the order they leave."""
+        async with self._send_lock:
+            await ws.send(dump_message(message, self._out.next()))
+
     async def _flush_outbox(self, ws: ClientConnection) -> None:
         while self._outbox:
-            await ws.send(dump_message(self._outbox[0]))
+            await self._send_on(ws, self._outbox[0])
             self._outbox.popleft()
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -246,11 +259,19 @@ class AgentConnection:
         )
 
     async def _serve(self, ws: ClientConnection) -> bool:
-        await ws.send(dump_message(self._hello()))
-        welcome = parse_relay_message(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_SEC))
+        self._out, self._in = LinkCounter(), LinkCounter()
+        await self._send_on(ws, self._hello())
+        frame = parse_relay_frame(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_SEC))
+        welcome = frame.message
         if not isinstance(welcome, Welcome):
             msg = "the relay did not answer hello with welcome"
             raise ProtocolError(msg)
+        try:
+            self._in.accept(frame.seq)
+        except SequenceError as exc:
+            log.warning("the relay's welcome is not numbered (%s); reconnecting", exc)
+            await ws.close(CLOSE_SEQUENCE, "welcome must carry linkSeq 1")
+            return False
         await self._flush_outbox(ws)
         self._ws = ws
         self._catalog_sent = None
@@ -268,6 +289,9 @@ class AgentConnection:
                 receiver.result()  # re-raise how the link ended
             else:
                 receiver.cancel()
+        except SequenceError as exc:
+            log.warning("a relay message arrived out of sequence (%s); reconnecting", exc)
+            await ws.close(CLOSE_SEQUENCE, f"linkSeq {exc.kind}")
         finally:
             for job in (*background, stopper):
                 job.cancel()
@@ -277,11 +301,15 @@ class AgentConnection:
         try:
             async for raw in ws:
                 try:
-                    message = parse_relay_message(raw)
+                    frame = parse_relay_frame(raw)
+                except SequenceError:
+                    raise
                 except ProtocolError as exc:
+                    self._in.accept(read_seq(raw))  # it still took its place in the sequence
                     log.warning("ignoring a malformed relay message: %s", exc)
                     continue
-                await self._handle(message)
+                self._in.accept(frame.seq)
+                await self._handle(frame.message)
         except ConnectionClosed as exc:
             if exc.rcvd is not None and exc.rcvd.code in STOP_CLOSE_CODES:
                 msg = "the relay revoked this agent; pair again with a new code"
@@ -310,7 +338,7 @@ class AgentConnection:
             if changed or first:
                 update = SessionsUpdate(sessions=self._redacted_sessions())
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(dump_message(update))
+                    await self._send_on(ws, update)
                 first = False
             await asyncio.sleep(CATALOG_INTERVAL_SEC)
 
@@ -336,7 +364,7 @@ class AgentConnection:
             remaining = (expires_at - now).total_seconds()
             await asyncio.sleep(max(0.0, remaining - lifetime / 3))
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(dump_message(TokenRenew()))
+                await self._send_on(ws, TokenRenew())
             renewed = await self._renewals.get()
             if renewed is None:
                 return

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from codexrelay.protocol import Message, dump_message
+from codexrelay.protocol import LinkCounter, Message, dump_message
 
 log = logging.getLogger("codexrelay.hub")
 
@@ -23,14 +23,19 @@ class LiveAgent:
     websocket: WebSocket
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    # B4: on a numbered connection each message carries the next ``linkSeq``, per direction.
+    numbered: bool = False
+    outbound: LinkCounter = field(default_factory=LinkCounter)
+    inbound: LinkCounter = field(default_factory=LinkCounter)
 
     async def send(self, message: Message) -> bool:
-        """Send one message; False if the connection is gone."""
+        """Send one message (numbered under the send lock); False if the connection is gone."""
         if self.closed.is_set():
             return False
         try:
             async with self.send_lock:
-                await self.websocket.send_text(dump_message(message))
+                seq = self.outbound.next() if self.numbered else None
+                await self.websocket.send_text(dump_message(message, seq))
         except Exception:  # noqa: BLE001 - any send failure means this socket is finished
             self.closed.set()
             return False

@@ -20,10 +20,13 @@ from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import (
     CLOSE_PROTOCOL,
     CLOSE_REPLACED,
+    CLOSE_SEQUENCE,
     AgentFeatures,
+    Frame,
     Hello,
     Message,
     ProtocolError,
+    SequenceError,
     SessionsUpdate,
     TokenRenew,
     TokenRenewed,
@@ -88,9 +91,9 @@ def _record_hello(agent: AgentRecord, hello: Hello) -> None:
     agent.version = hello.version
 
 
-async def _receive(websocket: WebSocket) -> Message:
+async def _receive(websocket: WebSocket) -> Frame:
     raw = await websocket.receive_text()
-    return protocol.parse_agent_message(raw)
+    return protocol.parse_agent_frame(raw)
 
 
 async def serve_agent(websocket: WebSocket, services: Services, wiring: AgentWiring) -> None:
@@ -108,10 +111,14 @@ async def serve_agent(websocket: WebSocket, services: Services, wiring: AgentWir
         return
     await websocket.accept()
     try:
-        hello = await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT_SEC)
+        first = await asyncio.wait_for(_receive(websocket), HELLO_TIMEOUT_SEC)
     except (ProtocolError, TimeoutError, WebSocketDisconnect) as exc:
         log.info("agent %s: no valid hello (%s)", agent.key, type(exc).__name__)
         await websocket.close(CLOSE_PROTOCOL, "expected hello")
+        return
+    hello = first.message
+    if first.seq not in {None, 1}:
+        await websocket.close(CLOSE_SEQUENCE, "numbering starts at 1 with hello")
         return
     if not isinstance(hello, Hello) or hello.protocol != protocol.PROTOCOL_VERSION:
         await websocket.close(CLOSE_PROTOCOL, "expected hello with protocol 1")
@@ -119,7 +126,14 @@ async def serve_agent(websocket: WebSocket, services: Services, wiring: AgentWir
     if hello.agent_id != agent.agent_id:
         await websocket.close(CLOSE_PROTOCOL, "agent id does not match its token")
         return
-    live = LiveAgent(key=agent.key, workspace_id=agent.workspace_id, websocket=websocket)
+    live = LiveAgent(
+        key=agent.key,
+        workspace_id=agent.workspace_id,
+        websocket=websocket,
+        numbered=first.seq is not None,
+    )
+    if live.numbered:
+        live.inbound.accept(first.seq)
     await _open(services, agent, live, hello, wiring)
     try:
         await _message_loop(services, agent, live, wiring)
@@ -160,19 +174,34 @@ async def _message_loop(
 ) -> None:
     while not live.closed.is_set():
         try:
-            message = await _receive(live.websocket)
+            frame = await _receive(live.websocket)
+            _check_sequence(live, frame)
         except WebSocketDisconnect:
+            return
+        except SequenceError as exc:
+            log.warning("agent %s: message out of sequence (%s); resetting", agent.key, exc)
+            await live.close(CLOSE_SEQUENCE, f"linkSeq {exc.kind}")
             return
         except ProtocolError as exc:
             log.info("agent %s sent a bad message: %s", agent.key, exc)
             await live.close(CLOSE_PROTOCOL, "bad message")
             return
+        message = frame.message
         now = services.now()
         if agent.last_seen_at is None or (now - agent.last_seen_at).total_seconds() >= 60:
             agent.last_seen_at = now
             services.store.agents.save(agent)
             services.store.touch()
         await _dispatch(services, agent, live, message, wiring)
+
+
+def _check_sequence(live: LiveAgent, frame: Frame) -> None:
+    """B4: a numbered connection takes only the next number; an unnumbered one none."""
+    if live.numbered:
+        live.inbound.accept(frame.seq)
+    elif frame.seq is not None:
+        msg = "linkSeq on a connection whose hello was not numbered"
+        raise ProtocolError(msg)
 
 
 async def _dispatch(
