@@ -38,6 +38,13 @@ class ErrorCode(StrEnum):
     TASK_FINISHED = "task-finished"
     STORAGE_UNAVAILABLE = "storage-unavailable"
     INTERNAL_ERROR = "internal-error"
+    # Protected workspaces (TRUST.md; docs/API-ADDITIONS.md "Protected workspaces").
+    SIGNATURE_REQUIRED = "signature-required"
+    NOT_PROTECTED = "not-protected"
+    STALE_LOG_HEAD = "stale-log-head"
+    INVALID_LOG_ENTRY = "invalid-log-entry"
+    INVALID_SIGNATURE = "invalid-signature"
+    REAUTH_REQUIRED = "reauth-required"
 
 
 STATUS: Mapping[ErrorCode, int] = {
@@ -65,6 +72,12 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.TASK_FINISHED: 409,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.SIGNATURE_REQUIRED: 409,
+    ErrorCode.NOT_PROTECTED: 409,
+    ErrorCode.STALE_LOG_HEAD: 409,
+    ErrorCode.INVALID_LOG_ENTRY: 400,
+    ErrorCode.INVALID_SIGNATURE: 400,
+    ErrorCode.REAUTH_REQUIRED: 403,
 }
 
 

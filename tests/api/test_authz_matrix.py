@@ -88,6 +88,18 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", f"{PREFIX}/tasks/{{task_id}}/cancel"): Row(Role.MEMBER, body=None, allowed=404),
     # live events (viewers+)
     ("GET", f"{PREFIX}/events"): Row(Role.VIEWER, body=None, allowed=200),
+    # protected workspaces (TRUST.md): the log, signed tasks, approvals, signed cancel
+    ("GET", f"{PREFIX}/e2e/log"): Row(Role.VIEWER, body=None, allowed=200),
+    ("POST", f"{PREFIX}/e2e/log"): Row(Role.VIEWER, {"entry": "x", "sigs": [{}]}, 400),
+    ("GET", f"{PREFIX}/e2e/genesis-draft"): Row(Role.OWNER, body=None, allowed=200),
+    ("POST", f"{PREFIX}/signed-tasks"): Row(
+        Role.MEMBER, {"stmt": "x", "body": "x", "auth": [{}]}, 409
+    ),
+    ("GET", f"{PREFIX}/signed-tasks/pending"): Row(Role.VIEWER, body=None, allowed=200),
+    ("POST", f"{PREFIX}/signed-tasks/{{task_id}}/approve"): Row(Role.MEMBER, {"auth": {}}, 404),
+    ("POST", f"{PREFIX}/tasks/{{task_id}}/signed-cancel"): Row(
+        Role.MEMBER, {"stmt": "x", "sig": "x"}, 409
+    ),
     # audit trail (B2): admins read and export their workspace's records
     ("GET", f"{PREFIX}/audit"): Row(Role.ADMIN, body=None, allowed=200),
     ("GET", f"{PREFIX}/audit/export"): Row(Role.ADMIN, body=None, allowed=200),

@@ -28,6 +28,7 @@ from codexrelay.protocol import (
     TaskProgress,
     TaskRejected,
     TaskStarted,
+    TrustStatus,
 )
 from codexrelay.relay.access import identity, sessions
 from codexrelay.relay.agents import pairing
@@ -35,7 +36,9 @@ from codexrelay.relay.agents.link import AgentWiring, serve_agent
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import pairing as pairing_api
+from codexrelay.relay.api import signedtasks as signed_tasks_api
 from codexrelay.relay.api import tasks as tasks_api
+from codexrelay.relay.api import trust as trust_api
 from codexrelay.relay.api.auditing import audit_refusal
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
 from codexrelay.relay.config import RelayConfig
@@ -47,6 +50,7 @@ from codexrelay.relay.http.security import (
 from codexrelay.relay.services import Clock, Services, utc_now
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks import flow as taskflow
+from codexrelay.relay.trust import link as trustlink
 
 log = logging.getLogger("codexrelay.relay")
 
@@ -109,6 +113,7 @@ AGENT_WIRING = AgentWiring(
         TaskStarted: taskflow.on_started,
         TaskProgress: taskflow.on_progress,
         TaskFinished: taskflow.on_finished,
+        TrustStatus: trustlink.on_trust_status,
     },
     on_connect=taskflow.on_agent_connected,
     on_disconnect=taskflow.on_agent_gone,
@@ -137,6 +142,7 @@ def run_sweep(services: Services) -> None:
     if pruned or pairing.expire_pair_requests(services.store, now):
         services.store.touch()
     services.details.sweep(now)
+    services.trust.sweep(now)
 
 
 async def run_shutdown(services: Services) -> None:
@@ -206,6 +212,8 @@ def create_app(
         agents,
         tasks_api,
         events,
+        trust_api,
+        signed_tasks_api,
     )
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -18,6 +18,7 @@ from codexrelay.relay.events import EventBus
 from codexrelay.relay.http.ratelimit import AttemptLimiter, IPNetwork, parse_networks
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks.details import DetailsStore
+from codexrelay.relay.trust.state import TrustState
 
 Clock = Callable[[], datetime]
 
@@ -60,6 +61,8 @@ class Services:
     agent_grace: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     # B2: the signed, hash-chained audit trail in dataDir/audit/.
     audit: AuditTrail = field(init=False)
+    # Protected workspaces: verified log views and tasks waiting for approvers (memory).
+    trust: TrustState = field(default_factory=TrustState)
 
     def __post_init__(self) -> None:
         cfg = self.config

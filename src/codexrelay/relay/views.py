@@ -156,6 +156,11 @@ class PairRequestOut(View):
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None = None
+    # TRUST.md §4.2: ``pin`` requests come from paired agents pinning a protected
+    # workspace; the key claim and its MAC are for the approving phone to check.
+    kind: Literal["pair", "pin"] = "pair"
+    key_claim: str | None = None
+    key_claim_mac: str | None = None
 
 
 class CatalogItemOut(View):
@@ -196,6 +201,23 @@ class AgentOut(View):
     log_sources: list[CatalogItemOut]
     workspace_root_name: str
     version: str
+    trust: dict[str, Any] | None = None
+
+
+class LogEntryOut(View):
+    """One membership log entry exactly as it was signed (TRUST.md §5)."""
+
+    seq: int
+    hash: str
+    op: str
+    entry: str
+    sigs: list[dict[str, Any]]
+    created_at: datetime
+
+
+class LogHeadOut(View):
+    seq: int
+    hash: str
 
 
 class TaskOut(View):

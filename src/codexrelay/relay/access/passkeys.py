@@ -46,10 +46,12 @@ from codexrelay.relay.storage.repositories import Store
 
 log = logging.getLogger("codexrelay.passkeys")
 
-Purpose = Literal["register", "login"]
+Purpose = Literal["register", "login", "sudo"]
 TAGS: dict[Purpose, bytes] = {
     "register": b"codexrelay/webauthn/register/v1",
     "login": b"codexrelay/webauthn/login/v1",
+    # Sudo mode (TRUST.md §4.13): a fresh user verification on a live session.
+    "sudo": b"codexrelay/webauthn/sudo/v1",
 }
 CHALLENGE_BYTES = 32
 MAX_PENDING_CHALLENGES = 10_000
@@ -165,7 +167,7 @@ class CeremonyOptions:
     public_key: dict[str, Any]
 
 
-def _as_json(options: Any) -> dict[str, Any]:
+def as_json(options: Any) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(options_to_json(options))
     return result
 
@@ -206,7 +208,7 @@ def start_registration(
         ),
         exclude_credentials=existing,
     )
-    return CeremonyOptions(challenge_id=pending.id, public_key=_as_json(options))
+    return CeremonyOptions(challenge_id=pending.id, public_key=as_json(options))
 
 
 def start_login(
@@ -221,7 +223,7 @@ def start_login(
         timeout=ttl_sec * 1000,
         user_verification=UserVerificationRequirement.REQUIRED,
     )
-    public_key = _as_json(options)
+    public_key = as_json(options)
     public_key.pop("allowCredentials", None)
     return CeremonyOptions(challenge_id=pending.id, public_key=public_key)
 
@@ -281,17 +283,32 @@ def finish_login(
     credential: dict[str, Any],
     now: datetime,
 ) -> UserRecord:
-    """Verify a discoverable login; the signed-in user on success.
-
-    Checklist: challenge (single use, unexpired, login purpose) -> known credential -> owner
-    may sign in -> user handle matches -> py_webauthn (origin, rp id hash, UP, UV,
-    signature) -> sign counter never goes backwards (possible clone).
-    """
+    """Verify a discoverable login; the signed-in user on success."""
     pending = challenges.take(challenge_id, purpose="login", now=now)
+    return verify_assertion(
+        store, rp=rp, purpose="login", challenge=pending.challenge, credential=credential, now=now
+    )
+
+
+def verify_assertion(
+    store: Store,
+    *,
+    rp: RelyingParty,
+    purpose: Purpose,
+    challenge: bytes,
+    credential: dict[str, Any],
+    now: datetime,
+) -> UserRecord:
+    """A passkey assertion over the tagged ``challenge``; the passkey's user on success.
+
+    Checklist: known credential -> owner may sign in -> user handle matches -> py_webauthn
+    (origin, rp id hash, UP, UV, signature) -> sign counter never goes backwards (possible
+    clone). The caller has already taken the challenge (single use, unexpired, purpose).
+    """
     try:
         parsed = parse_authentication_credential_json(credential)
     except _WEBAUTHN_FAILURES as exc:
-        raise _refusal("login", exc) from None
+        raise _refusal(purpose, exc) from None
     passkey = store.passkeys.get(b64url(parsed.raw_id))
     user = store.users.get(passkey.user_id) if passkey else None
     if passkey is None or user is None or user.status == "disabled":
@@ -301,7 +318,7 @@ def finish_login(
     try:
         verified = verify_authentication_response(
             credential=parsed,
-            expected_challenge=tagged_challenge("login", pending.challenge),
+            expected_challenge=tagged_challenge(purpose, challenge),
             expected_rp_id=rp.rp_id,
             expected_origin=rp.origin,
             credential_public_key=b64url_decode(passkey.public_key),
@@ -310,7 +327,7 @@ def finish_login(
             require_user_verification=True,
         )
     except _WEBAUTHN_FAILURES as exc:
-        raise _refusal("login", exc) from None
+        raise _refusal(purpose, exc) from None
     _check_sign_count(passkey, verified.new_sign_count)
     passkey.sign_count = verified.new_sign_count
     passkey.last_used_at = now

@@ -84,11 +84,15 @@ def claim_pairing_code(
     now: datetime,
     secret: str,
     rand: TokenSource,
+    e2e: tuple[str, str] | None = None,
+    pin_for: AgentRecord | None = None,
 ) -> tuple[PairRequestRecord, str]:
     """Use up a pairing code and open a pair request; returns it and its poll secret.
 
     The code is marked used before anything else, so a second claim fails even while the
-    first request still waits for approval.
+    first request still waits for approval. ``e2e`` is the agent's key claim and its MAC
+    (TRUST.md §4.2), kept for the approving phone. ``pin_for`` makes a ``pin`` request: an
+    agent that is already paired asks to pin its protected workspace, and gets no new token.
     """
     # The lookup key is an HMAC of the code under tokenSecret: a guess reveals nothing.
     pairing = store.pairing_codes.by_code_hash(
@@ -97,6 +101,8 @@ def claim_pairing_code(
     if pairing is None or pairing.used_at is not None or pairing.expires_at <= now:
         raise _invalid_code()
     if store.workspaces.get(pairing.workspace_id) is None:
+        raise _invalid_code()
+    if pin_for is not None and pin_for.workspace_id != pairing.workspace_id:
         raise _invalid_code()
     pairing.used_at = now
     store.pairing_codes.save(pairing)
@@ -111,9 +117,14 @@ def claim_pairing_code(
         workspace_root_name=workspace_root_name,
         poll_secret_hash=sha256_hex(poll_secret),
         # An agent id already live in the workspace is flagged, never silently overwritten.
-        replaces_agent=find_agent(store, pairing.workspace_id, agent_id) is not None,
+        replaces_agent=pin_for is None
+        and find_agent(store, pairing.workspace_id, agent_id) is not None,
         created_at=now,
         expires_at=pairing.expires_at,
+        kind="pair" if pin_for is None else "pin",
+        agent_key=None if pin_for is None else pin_for.key,
+        key_claim=e2e[0] if e2e else None,
+        key_claim_mac=e2e[1] if e2e else None,
     )
     store.pair_requests.add(request)
     return request, poll_secret
@@ -173,6 +184,8 @@ class PollResult:
     agent_token: str | None = None
     agent: AgentRecord | None = None
     replaced: AgentRecord | None = None
+    grant: str | None = None
+    grant_mac: str | None = None
 
 
 def poll_pair_request(
@@ -196,6 +209,10 @@ def poll_pair_request(
         store.pair_requests.save(request)
     if request.status != "approved":
         return PollResult(status=request.status)
+    if request.kind == "pin":
+        request.status = "completed"
+        store.pair_requests.save(request)
+        return PollResult(status="approved", grant=request.grant, grant_mac=request.grant_mac)
     replaced = find_agent(store, request.workspace_id, request.agent_id)
     if replaced is not None:
         replaced.revoked_at = now
@@ -217,7 +234,14 @@ def poll_pair_request(
     request.status = "completed"
     request.agent_key = agent.key
     store.pair_requests.save(request)
-    return PollResult(status="approved", agent_token=token, agent=agent, replaced=replaced)
+    return PollResult(
+        status="approved",
+        agent_token=token,
+        agent=agent,
+        replaced=replaced,
+        grant=request.grant,
+        grant_mac=request.grant_mac,
+    )
 
 
 def _token_tag(secret: str, body: str) -> str:

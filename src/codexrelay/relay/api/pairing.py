@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import Field
@@ -14,11 +14,14 @@ from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.agents import pairing
 from codexrelay.relay.agents.link import publish_agent
 from codexrelay.relay.api.auditing import AuditContext, AuditDep
-from codexrelay.relay.api.deps import Admin, ClientIpDep, ServicesDep
+from codexrelay.relay.api.deps import ActiveCallerDep, Admin, ClientIpDep, ServicesDep
 from codexrelay.relay.api.qr import qr_svg
+from codexrelay.relay.api.trust import after_append, append_entry
 from codexrelay.relay.audit import agent_actor
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import PairRequestRecord, PairStatus
+from codexrelay.relay.trust import membership, sudo
+from codexrelay.relay.trust import pairing as trust_pairing
 from codexrelay.relay.views import PairingOut, PairRequestOut
 from codexrelay.settings import CamelModel
 
@@ -37,12 +40,36 @@ class CreatePairingOut(CamelModel):
     qr_svg: str
 
 
+class E2EClaim(CamelModel):
+    """TRUST.md §4.2: ``b64u`` of the agent's key claim bytes and its HMAC under K_pair."""
+
+    claim: Annotated[str, Field(min_length=1, max_length=11_000)]
+    mac: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
 class ClaimBody(CamelModel):
     code: Annotated[str, Field(min_length=1, max_length=32)]
     agent_id: Annotated[str, Field(pattern=ID_PATTERN)]
     label: Annotated[str, Field(min_length=1, max_length=120)]
     hostname: Annotated[str, Field(max_length=255)] = ""
     workspace_root_name: Annotated[str, Field(max_length=255)] = ""
+    e2e: Annotated[E2EClaim | None, Field(alias="e2e")] = None
+
+
+class PinBody(CamelModel):
+    """A paired agent asks to pin its protected workspace (``codexrelay agent trust pin``)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+    e2e: Annotated[E2EClaim, Field(alias="e2e")]
+
+
+class ApproveBody(CamelModel):
+    """In a protected workspace: the ``agent.add`` entry the approving phone signed, and
+    the grant (``b64u`` bytes) with its MAC that pins the workspace at the agent."""
+
+    log_entry: dict[str, Any] | None = None
+    grant: Annotated[str, Field(min_length=1, max_length=11_000)] | None = None
+    grant_mac: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")] | None = None
 
 
 class ClaimOut(CamelModel):
@@ -54,6 +81,8 @@ class ClaimOut(CamelModel):
 class PollOut(CamelModel):
     status: PairStatus
     agent_token: str | None = None
+    grant: str | None = None
+    grant_mac: str | None = None
 
 
 class PairRequestEnvelope(CamelModel):
@@ -81,12 +110,17 @@ def pair_command(code: str) -> str:
 async def create_pairing(
     body: CreatePairingBody,
     access: Annotated[WorkspaceAccess, Admin],
+    caller: ActiveCallerDep,
     services: ServicesDep,
     audit: AuditDep,
 ) -> CreatePairingOut:
-    """An admin creates a one-time pairing code for this workspace (R06)."""
+    """An admin creates a one-time pairing code for this workspace (R06); in a protected
+    workspace only in sudo mode (a passkey verification in the last five minutes)."""
     if not services.config.features.pairings:
         raise AppError(ErrorCode.FEATURE_DISABLED, "Pairing new agents is turned off.")
+    sudo.require_in_protected(
+        services.store, caller.session, access.workspace.id, services.now(), "pairing an agent"
+    )
     record, code = pairing.create_pairing_code(
         services.store,
         workspace_id=access.workspace.id,
@@ -115,6 +149,16 @@ async def claim_code(
     services.pair_limiter.hit(address)
     if not services.config.features.pairings:
         raise AppError(ErrorCode.FEATURE_DISABLED, "Pairing new agents is turned off.")
+    e2e = None
+    if body.e2e is not None:
+        trust_pairing.check_claim(
+            trust_pairing.read_claim(body.e2e.claim),
+            agent_id=body.agent_id,
+            label=body.label,
+            hostname=body.hostname,
+            workspace_root_name=body.workspace_root_name,
+        )
+        e2e = (body.e2e.claim, body.e2e.mac)
     request, poll_secret = pairing.claim_pairing_code(
         services.store,
         code=body.code,
@@ -125,6 +169,7 @@ async def claim_code(
         now=services.now(),
         secret=services.token_secret,
         rand=services.rand,
+        e2e=e2e,
     )
     await audit.record(
         "pairing.claimed",
@@ -167,7 +212,56 @@ async def poll_request(
             await services.hub.disconnect(result.replaced.key, CLOSE_REVOKED, "replaced")
             publish_agent(services, result.replaced)
         publish_agent(services, result.agent)
-    return PollOut(status=result.status, agent_token=result.agent_token)
+    return PollOut(
+        status=result.status,
+        agent_token=result.agent_token,
+        grant=result.grant,
+        grant_mac=result.grant_mac,
+    )
+
+
+@router.post("/agent/pin", status_code=202, response_model=ClaimOut)
+async def claim_pin(
+    body: PinBody, request: Request, services: ServicesDep, address: ClientIpDep, audit: AuditDep
+) -> ClaimOut:
+    """A paired agent (its token) claims a code to pin its protected workspace: a pair
+    request of kind ``pin`` that an admin approves with an ``agent.add`` entry and a grant.
+    The agent polls it like a pairing and gets the grant, never a new token."""
+    services.pair_limiter.hit(address)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Send the agent token as a Bearer token.")
+    agent = pairing.authenticate_agent(
+        services.store, token.strip(), secret=services.token_secret, now=services.now()
+    )
+    claim = trust_pairing.read_claim(body.e2e.claim)
+    trust_pairing.check_claim(
+        claim,
+        agent_id=agent.agent_id,
+        label=claim.label,
+        hostname=claim.hostname,
+        workspace_root_name=claim.workspace_root_name,
+    )
+    pin, poll_secret = pairing.claim_pairing_code(
+        services.store,
+        code=body.code,
+        agent_id=agent.agent_id,
+        label=claim.label,
+        hostname=claim.hostname,
+        workspace_root_name=claim.workspace_root_name,
+        now=services.now(),
+        secret=services.token_secret,
+        rand=services.rand,
+        e2e=(body.e2e.claim, body.e2e.mac),
+        pin_for=agent,
+    )
+    wid = pin.workspace_id
+    await audit.record(
+        "pairing.pin-claimed", workspace=wid, requestId=pin.id, agentId=agent.agent_id
+    )
+    await services.store.commit()
+    _publish(services, pin)
+    return ClaimOut(request_id=pin.id, poll_secret=poll_secret, expires_at=pin.expires_at)
 
 
 @router.get("/workspaces/{wid}/pair-requests", response_model=PairRequestsOut)
@@ -182,6 +276,35 @@ async def list_pair_requests(
     return PairRequestsOut(pair_requests=[PairRequestOut.of(r) for r in found])
 
 
+async def _protect_approval(
+    services: Services, access: WorkspaceAccess, request_id: str, body: ApproveBody | None
+) -> Any:
+    """In a protected workspace an approval carries the signed ``agent.add`` and the MAC'd
+    grant (TRUST.md §4.2 step 4): both are checked and stored before the decision."""
+    wid = access.workspace.id
+    given = body is not None and body.log_entry is not None
+    if not membership.is_protected(services.store, wid):
+        if given:
+            raise AppError(ErrorCode.NOT_PROTECTED, "This workspace is not protected.")
+        return None
+    record = services.store.pair_requests.get(request_id)
+    if record is None or record.workspace_id != wid:
+        raise AppError(ErrorCode.NOT_FOUND, "No such pair request.")
+    if body is None or body.log_entry is None or not body.grant or not body.grant_mac:
+        raise AppError(
+            ErrorCode.SIGNATURE_REQUIRED,
+            "This workspace is protected: approve with a signed agent.add entry and a grant.",
+        )
+    if record.status != "pending":
+        raise AppError(ErrorCode.CONFLICT, f"This pair request is already {record.status}.")
+    trust_pairing.read_grant(body.grant, record)
+    trust_pairing.check_agent_add(trust_pairing.peek_agent_add(body.log_entry), record)
+    appended = await append_entry(services, access, access.user_id, body.log_entry)
+    record.grant, record.grant_mac = body.grant, body.grant_mac
+    services.store.pair_requests.save(record)
+    return appended
+
+
 async def _decide(
     services: Services,
     access: WorkspaceAccess,
@@ -189,7 +312,9 @@ async def _decide(
     *,
     approve: bool,
     audit: AuditContext,
+    body: ApproveBody | None = None,
 ) -> PairRequestEnvelope:
+    appended = await _protect_approval(services, access, request_id, body) if approve else None
     record = pairing.decide_pair_request(
         services.store,
         workspace_id=access.workspace.id,
@@ -201,7 +326,11 @@ async def _decide(
     event = "pair-request.approved" if approve else "pair-request.rejected"
     wid = access.workspace.id
     await audit.record(event, workspace=wid, requestId=record.id, agentId=record.agent_id)
+    if appended is not None:
+        await audit.record("log.appended", workspace=wid, op="agent.add", seq=appended.record.seq)
     await services.store.commit()
+    if appended is not None:
+        await after_append(services, wid, "agent.add", appended.body)
     _publish(services, record)
     return PairRequestEnvelope(pair_request=PairRequestOut.of(record))
 
@@ -214,9 +343,11 @@ async def approve_request(
     access: Annotated[WorkspaceAccess, Admin],
     services: ServicesDep,
     audit: AuditDep,
+    body: ApproveBody | None = None,
 ) -> PairRequestEnvelope:
-    """An admin of the target workspace approves (R06)."""
-    return await _decide(services, access, request_id, approve=True, audit=audit)
+    """An admin of the target workspace approves (R06); in a protected workspace with the
+    signed ``agent.add`` entry and the grant."""
+    return await _decide(services, access, request_id, approve=True, audit=audit, body=body)
 
 
 @router.post(

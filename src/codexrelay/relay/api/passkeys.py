@@ -15,6 +15,7 @@ from codexrelay.relay.api.deps import ActiveCallerDep, CallerDep, ClientIpDep, S
 from codexrelay.relay.api.schemas import UserEnvelope
 from codexrelay.relay.audit import ref, session_actor
 from codexrelay.relay.services import Services
+from codexrelay.relay.trust import sudo
 from codexrelay.relay.views import PasskeyOut, UserOut, View
 from codexrelay.settings import CamelModel
 
@@ -68,7 +69,12 @@ def _rp(services: Services) -> RelyingParty:
 async def register_options(
     caller: CallerDep, services: ServicesDep, body: RegisterOptionsBody | None = None
 ) -> OptionsOut:
-    """Any session may add a passkey, an enrollment-locked one included (R21)."""
+    """Any session may add a passkey, an enrollment-locked one included (R21). A member of
+    a protected workspace who has a passkey already adds another only in sudo mode."""
+    if people.user_passkeys(services.store, caller.user.id) and sudo.in_any_protected(
+        services.store, caller.user.id
+    ):
+        sudo.require(caller.session, services.now(), "adding a passkey")
     options = passkeys.start_registration(
         services.store,
         services.passkey_challenges,
@@ -143,6 +149,7 @@ async def login_verify(
         now=services.now(),
     )
     session = start_session(services, response, user_id=user.id, via="passkey")
+    sudo.mark(services.store, session, services.now())  # a passkey login verified the user
     credential = ref(str(body.credential.get("id", "")))
     await audit.record("auth.passkey.login", actor=session_actor(session), credential=credential)
     await services.store.commit()

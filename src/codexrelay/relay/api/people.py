@@ -22,6 +22,7 @@ from codexrelay.relay.audit import ref
 from codexrelay.relay.storage.records import (
     Role,
 )
+from codexrelay.relay.trust import sudo
 from codexrelay.relay.views import MemberOut, PasskeyOut, UserAdminOut, UserMembershipOut
 from codexrelay.settings import CamelModel
 
@@ -63,10 +64,21 @@ class UsersOut(CamelModel):
 
 @router.patch("/workspaces/{wid}/members/{user_id}", response_model=MemberEnvelope)
 async def change_role(
-    user_id: str, body: RoleBody, access: AdminAccess, services: ServicesDep, audit: AuditDep
+    user_id: str,
+    body: RoleBody,
+    access: AdminAccess,
+    caller: ActiveCallerDep,
+    services: ServicesDep,
+    audit: AuditDep,
 ) -> MemberEnvelope:
-    """Admins move viewers and members; owners move anyone, never the last owner."""
+    """Admins move viewers and members; owners move anyone, never the last owner. Raising a
+    role in a protected workspace needs sudo mode."""
     before = memberships(services, user_id)
+    current = before.get(access.workspace.id)
+    if current is not None and body.role.rank > current.rank:
+        sudo.require_in_protected(
+            services.store, caller.session, access.workspace.id, services.now(), "raising a role"
+        )
     user = people.change_role(
         services.store, access=access, user_id=user_id, role=body.role, now=services.now()
     )

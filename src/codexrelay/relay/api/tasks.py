@@ -12,6 +12,7 @@ from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
 from codexrelay.relay.tasks import flow, lifecycle
+from codexrelay.relay.trust.membership import refuse_unsigned
 from codexrelay.relay.views import TaskDetailOut, TaskOut
 from codexrelay.settings import CamelModel
 
@@ -50,6 +51,7 @@ async def submit_task(
     audit: AuditDep,
 ) -> TaskEnvelope:
     """Member+ submit; write mode needs admin+ and both sides' flags (R09, R17)."""
+    refuse_unsigned(services.store, access.workspace.id, "tasks")
     request = lifecycle.TaskRequest(**body.model_dump())
     task = await flow.submit(services, access, request, actor=audit.actor)
     return TaskEnvelope(task=TaskOut.of(task))
@@ -85,5 +87,6 @@ async def cancel_task(
 ) -> TaskEnvelope:
     """The creator or an admin+ cancels; the agent stops the process group."""
     task = lifecycle.get_task(services.store.tasks, access.workspace.id, task_id)
+    refuse_unsigned(services.store, access.workspace.id, "cancelling")
     await flow.cancel(services, access, task, actor=audit.actor)
     return TaskEnvelope(task=TaskOut.of(task))

@@ -17,6 +17,7 @@ from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
     AgentRecord,
     InviteRecord,
+    LogEntryRecord,
     MembershipRecord,
     PairingCodeRecord,
     PairRequestRecord,
@@ -314,6 +315,25 @@ class MemoryTasks(Table[TaskRecord]):
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
 
+def log_key(workspace_id: str, seq: int) -> str:
+    """The primary key of a log entry: its workspace and zero-padded seq."""
+    return f"{workspace_id}/{seq:010d}"
+
+
+class MemoryLogEntries(Table[LogEntryRecord]):
+    def __init__(self) -> None:
+        super().__init__(lambda e: e.key, {"workspace": lambda e: e.workspace_id})
+
+    def of_workspace(self, workspace_id: str, start: int = 0) -> list[LogEntryRecord]:
+        """A workspace's log from ``start`` on, in chain order."""
+        found = [e for e in self.where("workspace", workspace_id) if e.seq >= start]
+        return sorted(found, key=lambda e: e.seq)
+
+    def head(self, workspace_id: str) -> LogEntryRecord | None:
+        """The last entry of a workspace's log."""
+        return max(self.where("workspace", workspace_id), key=lambda e: e.seq, default=None)
+
+
 class MemoryStore:
     """Every repository in memory. ``commit`` makes nothing durable: for tests, and the base
     of ``JsonFileStore``.
@@ -338,6 +358,7 @@ class MemoryStore:
         self.pairing_codes = MemoryPairingCodes()
         self.pair_requests = MemoryPairRequests()
         self.tasks = MemoryTasks()
+        self.log_entries = MemoryLogEntries()
         self.check_saves = check_saves
         self._snapshots: dict[str, dict[str, str]] = {}
 
@@ -355,6 +376,7 @@ class MemoryStore:
             "pairing_codes": self.pairing_codes,
             "pair_requests": self.pair_requests,
             "tasks": self.tasks,
+            "log_entries": self.log_entries,
         }
         return tables  # each Table[X] is used only through Table[Record]'s methods
 

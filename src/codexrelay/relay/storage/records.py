@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -81,6 +81,8 @@ class SessionRecord(Record):
     enrollment_only: bool = False
     # Invite sessions remember the invite so the membership is granted at first passkey.
     invite_id: str | None = None
+    # Sudo mode: when this session last passed a user-verified passkey ceremony.
+    reauth_at: datetime | None = None
 
 
 class PasskeyRecord(Record):
@@ -150,6 +152,26 @@ class AgentRecord(Record):
     actions: list[CatalogEntry] = Field(default_factory=list)
     log_sources: list[CatalogEntry] = Field(default_factory=list)
     version: str = ""
+    # What a protected agent last reported (``trust.status``): heads and its signing key.
+    trust: dict[str, Any] | None = None
+
+
+class LogEntryRecord(Record):
+    """One entry of a workspace's membership log exactly as signed (TRUST.md §4.1, §5).
+
+    Roles, names, public keys and passkey assertions: metadata the relay needs to filter
+    requests, never task content (R10). ``entry`` is ``b64u`` of the signed bytes, ``sigs``
+    the signatures as they arrived; the relay never re-serialises either.
+    """
+
+    key: str
+    workspace_id: str
+    seq: int
+    hash: str
+    op: str
+    entry: str
+    sigs: list[dict[str, Any]]
+    created_at: datetime
 
 
 class PairingCodeRecord(Record):
@@ -182,6 +204,14 @@ class PairRequestRecord(Record):
     decided_by: str | None = None
     decided_at: datetime | None = None
     agent_key: str | None = None
+    # TRUST.md §4.2: the agent's key claim and its MAC (the relay cannot check the MAC), and
+    # the phone's MAC'd grant, handed to the agent with its token. ``pin`` requests come
+    # from an agent that is already paired and only pins the workspace (no new token).
+    kind: Literal["pair", "pin"] = "pair"
+    key_claim: str | None = None
+    key_claim_mac: str | None = None
+    grant: str | None = None
+    grant_mac: str | None = None
 
 
 TaskType = Literal["codex_exec", "run_action", "read_log"]
@@ -243,3 +273,4 @@ class State(Record):
     pairing_codes: dict[str, PairingCodeRecord] = Field(default_factory=dict)
     pair_requests: dict[str, PairRequestRecord] = Field(default_factory=dict)
     tasks: dict[str, TaskRecord] = Field(default_factory=dict)
+    log_entries: dict[str, LogEntryRecord] = Field(default_factory=dict)

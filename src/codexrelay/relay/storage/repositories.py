@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from codexrelay.relay.storage.records import (
     AgentRecord,
     InviteRecord,
+    LogEntryRecord,
     MembershipRecord,
     PairingCodeRecord,
     PairRequestRecord,
@@ -161,6 +162,14 @@ class Tasks(Repository[TaskRecord], Protocol):
         """Tasks not yet in a terminal status (of one agent, if given), oldest first."""
 
 
+class LogEntries(Repository[LogEntryRecord], Protocol):
+    def of_workspace(self, workspace_id: str, /, start: int = 0) -> list[LogEntryRecord]:
+        """A workspace's membership log from ``seq`` ``start`` on, in chain order."""
+
+    def head(self, workspace_id: str, /) -> LogEntryRecord | None:
+        """The last entry of a workspace's log (None: the workspace is not protected)."""
+
+
 class Store(Protocol):
     """Every repository of one relay, and the unit of work that makes changes durable."""
 
@@ -188,6 +197,8 @@ class Store(Protocol):
     def pair_requests(self) -> PairRequests: ...
     @property
     def tasks(self) -> Tasks: ...
+    @property
+    def log_entries(self) -> LogEntries: ...
 
     async def commit(self) -> None:
         """Return once every change made so far is durable."""

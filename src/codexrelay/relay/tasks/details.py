@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from codexrelay.protocol import SignedTask
+
 MAX_PROGRESS_EVENTS = 500
 MAX_TEXT_CHARS = 1 << 20
 
@@ -31,11 +33,16 @@ class TaskDetails:
     )
     finished_at: datetime | None = None
     size: int = 0
+    # A protected workspace's task: the phone's statement, body and signatures, sent to the
+    # agent byte for byte (they hold the prompt again, so they live here, in memory only).
+    signed: SignedTask | None = None
 
     def measure(self) -> int:
         """Approximate memory held, in characters."""
         texts = (self.prompt, self.output_tail, self.final_message, self.diff_text, self.error)
         total = sum(len(t) for t in texts if t)
+        if self.signed is not None:
+            total += len(self.signed.stmt) + len(self.signed.body) + 4096 * len(self.signed.auth)
         total += sum(len(str(p.get("text", ""))) + 64 for p in self.progress)
         self.size = total
         return total
@@ -70,12 +77,19 @@ class DetailsStore:
         """Characters held across all tasks."""
         return self._total
 
-    def start(self, task_id: str, prompt: str | None) -> TaskDetails:
+    def start(
+        self, task_id: str, prompt: str | None, signed: SignedTask | None = None
+    ) -> TaskDetails:
         """Begin holding details for a new task."""
-        details = TaskDetails(prompt=prompt[:MAX_TEXT_CHARS] if prompt else prompt)
+        details = TaskDetails(prompt=prompt[:MAX_TEXT_CHARS] if prompt else prompt, signed=signed)
         self._items[task_id] = details
         self._resize(details)
         return details
+
+    def signed(self, task_id: str) -> SignedTask | None:
+        """The signed request of a protected workspace's task, while it is held."""
+        details = self._items.get(task_id)
+        return None if details is None else details.signed
 
     def get(self, task_id: str, now: datetime) -> TaskDetails | None:
         """The task's details, unless they expired or were evicted."""

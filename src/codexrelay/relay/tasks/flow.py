@@ -13,6 +13,7 @@ import logging
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import (
+    SignedStop,
     TaskAccepted,
     TaskCancel,
     TaskDispatch,
@@ -63,7 +64,7 @@ async def submit(
     task = lifecycle.create_task(
         store, request, agent=agent, created_by=access.user_id, now=now, rand=services.rand
     )
-    services.details.start(task.id, request.prompt)
+    services.details.start(task.id, request.prompt, request.signed)
     lifecycle.prune_tasks(store.tasks, task.workspace_id, services.config.max_tasks_per_workspace)
     await audit.task_created(
         services.audit, task, actor or {"type": "user", "userId": access.user_id}, now=now
@@ -85,7 +86,8 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     else:
         lifecycle.advance(task, "dispatched", now=now)
         tasks.save(task)
-        if not await live.send(TaskDispatch(task=lifecycle.task_spec(task, prompt))):
+        spec = lifecycle.task_spec(task, prompt, services.details.signed(task.id))
+        if not await live.send(TaskDispatch(task=spec)):
             lifecycle.advance(task, "interrupted", now=services.now())
             task.reason = "agent-offline"
             tasks.save(task)
@@ -102,8 +104,10 @@ async def cancel(
     task: TaskRecord,
     *,
     actor: audit.Actor | None = None,
+    signed: SignedStop | None = None,
 ) -> TaskRecord:
-    """The creator or an admin stops a task; the agent stops its process group."""
+    """The creator or an admin stops a task; the agent stops its process group. In a
+    protected workspace ``signed`` is the phone's device-signed cancel (TRUST.md §4.9)."""
     is_creator = task.created_by == access.user_id
     policy.enforce(policy.can_cancel_task(access.role, is_creator=is_creator))
     if task.status in TERMINAL_STATUSES:
@@ -120,7 +124,7 @@ async def cancel(
         services.details.mark_finished(task.id, services.now())
         audit.task_finished(services.audit, task, now=services.now())
     else:
-        await live.send(TaskCancel(task_id=task.id))
+        await live.send(TaskCancel(task_id=task.id, signed=signed))
     await services.store.commit()
     publish_task(services, task)
     return task

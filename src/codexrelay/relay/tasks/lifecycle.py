@@ -13,7 +13,7 @@ from datetime import datetime
 
 from codexrelay.crypto import TokenSource, new_id
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.protocol import UUID_PATTERN, TaskKind, TaskSpec
+from codexrelay.protocol import UUID_PATTERN, SignedTask, TaskKind, TaskSpec
 from codexrelay.relay.access import policy
 from codexrelay.relay.agents import pairing
 from codexrelay.relay.config import RelayFeatures
@@ -63,6 +63,12 @@ class TaskRequest:
     resume_session_id: str | None = None
     action_id: str | None = None
     log_source_id: str | None = None
+    # A protected workspace's signed task (TRUST.md §4.5): its id is the statement's, the
+    # signed request travels to the agent unchanged, and the role rule is the log's policy,
+    # which the caller has applied already (``codexrelay.relay.trust.signed``).
+    task_id: str | None = None
+    signed: SignedTask | None = None
+    role_checked: bool = False
 
 
 def _invalid(message: str, status: int = 400) -> AppError:
@@ -130,7 +136,8 @@ def check_task_request(
     ``is_online`` answers for an agent key whether its socket is connected.
     """
     _check_shape(request, max_prompt_bytes)
-    policy.enforce(policy.can_submit_task(role, write_access=request.write_access))
+    if not request.role_checked:
+        policy.enforce(policy.can_submit_task(role, write_access=request.write_access))
     if not getattr(features, FEATURE_OF[request.type]):
         raise AppError(
             ErrorCode.FEATURE_DISABLED, f"{TYPE_WORDS[request.type]} are turned off on the relay."
@@ -170,7 +177,7 @@ def create_task(
 ) -> TaskRecord:
     """Record a queued task (metadata only, R10)."""
     task = TaskRecord(
-        id=new_id("tsk", rand),
+        id=request.task_id or new_id("tsk", rand),
         workspace_id=agent.workspace_id,
         agent_id=agent.agent_id,
         agent_key=agent.key,
@@ -188,9 +195,10 @@ def create_task(
     return task
 
 
-def task_spec(task: TaskRecord, prompt: str | None) -> TaskSpec:
-    """What the agent receives for ``task``."""
+def task_spec(task: TaskRecord, prompt: str | None, signed: SignedTask | None = None) -> TaskSpec:
+    """What the agent receives for ``task`` (with the phone's signed request, if any)."""
     return TaskSpec(
+        signed=signed,
         id=task.id,
         type=task.type,
         prompt=prompt,
