@@ -22,6 +22,11 @@ whose Ed25519 signature (over ``MANIFEST_CONTEXT + canonical(manifest)``) covers
 filters, count, first/last records, the link before the first record and a SHA-256 of
 every record line. Editing, deleting, inserting or reordering any line breaks a record's
 hash or signature, a link, the sequence, or the manifest.
+
+A chain alone cannot show records cut from its end: the shorter chain is still a valid
+chain. ``--expect-head SEQ:HASH`` closes that: a head noted earlier off the host (the phone
+shows each chain's head) must still be in the chain, with the same hash. The same check
+applies to an agent's own audit log (``--agent-log``, format in ``codexrelay.e2e.audit``).
 """
 
 from __future__ import annotations
@@ -142,6 +147,53 @@ def load_public_key(spec: str) -> Ed25519PublicKey:
 
 
 # --- checking ---
+
+
+@dataclass(frozen=True)
+class ExpectedHead:
+    """A head noted earlier: record ``seq`` had ``hash``."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> ExpectedHead:
+        """``SEQ:HASH`` (the relay's hash is 64 hex digits, an agent's 43 base64url)."""
+        seq, colon, digest = text.strip().partition(":")
+        if not colon or not seq.isdigit() or int(seq) < 1 or not digest:
+            msg = "--expect-head is SEQ:HASH, e.g. 42:3f9a... (as the phone shows it)"
+            raise ValueError(msg)
+        return cls(int(seq), digest)
+
+
+class HeadCheck:
+    """Watches the records go by for the one at the expected head."""
+
+    def __init__(self, expected: ExpectedHead | None) -> None:
+        self.expected = expected
+        self.seen: str | None = None
+
+    def see(self, record: Mapping[str, Any]) -> None:
+        if self.expected is not None and record["seq"] == self.expected.seq:
+            self.seen = str(record["hash"])
+
+    def problem(self, report: Report) -> Problem | None:
+        """Truncation or a rewritten head, once the whole chain verified."""
+        expected = self.expected
+        if expected is None or not report.ok:
+            return None
+        where = report.kind
+        if self.seen is None:
+            last = report.last_seq if report.last_seq is not None else 0
+            reason = (
+                f"truncated: the chain ends at seq {last}, but head {expected.seq} was noted "
+                "(records were cut from its end)"
+            )
+            return Problem(where, 0, report.last_seq, reason)
+        if self.seen != expected.hash:
+            reason = f"head mismatch: record {expected.seq} is not the one noted (rewritten)"
+            return Problem(where, 0, expected.seq, reason)
+        return None
 
 
 @dataclass(frozen=True)
@@ -365,9 +417,12 @@ def _compare_manifest(manifest: dict[str, Any], report: Report, digest: str) -> 
     return None
 
 
-def verify_bundle(path: Path, keys: Sequence[Ed25519PublicKey]) -> Report:
+def verify_bundle(
+    path: Path, keys: Sequence[Ed25519PublicKey], *, expect: ExpectedHead | None = None
+) -> Report:
     """Check an export bundle: manifest signature first, then every record and link."""
     report = Report(kind=f"bundle {path.name}")
+    heads = HeadCheck(expect)
     data = path.read_bytes()
     name = path.name
     lines = data.split(b"\n")
@@ -392,9 +447,11 @@ def verify_bundle(path: Path, keys: Sequence[Ed25519PublicKey]) -> Report:
             return report
         digest.update(line + b"\n")
         _note(report, record)
+        heads.see(record)
     why = _compare_manifest(manifest, report, digest.hexdigest())
     if why is not None:
         report.problem = Problem(name, len(lines), report.last_seq, why)
+    report.problem = report.problem or heads.problem(report)
     return report
 
 
@@ -432,7 +489,11 @@ def iter_dir(directory: Path) -> Iterator[tuple[Path, int, bytes | None, bytes]]
 
 
 def verify_dir(
-    directory: Path, keys: Sequence[Ed25519PublicKey], *, allow_partial_start: bool = False
+    directory: Path,
+    keys: Sequence[Ed25519PublicKey],
+    *,
+    allow_partial_start: bool = False,
+    expect: ExpectedHead | None = None,
 ) -> Report:
     """Check the relay's on-disk chain across all its files.
 
@@ -444,6 +505,7 @@ def verify_dir(
         report.problem = Problem(str(directory), 0, None, "no such directory")
         return report
     chain = Chain(workspace=None, start=None if allow_partial_start else GENESIS)
+    heads = HeadCheck(expect)
     for path, number, line, tail in iter_dir(directory):
         if line is None:
             report.warnings.append(
@@ -458,8 +520,10 @@ def verify_dir(
             report.problem = Problem(path.name, number, _seq_of(line), str(exc))
             return report
         _note(report, record)
+        heads.see(record)
     if allow_partial_start and report.first_seq not in (None, 1):
         report.warnings.append(f"the chain starts at seq {report.first_seq}, not 1")
+    report.problem = heads.problem(report)
     return report
 
 
@@ -472,15 +536,45 @@ def verify(
     directory: Path | None,
     key_specs: Iterable[str],
     allow_partial_start: bool = False,
+    expect_head: str | None = None,
+    agent_log: Path | None = None,
 ) -> Report:
-    """Verify a bundle file or a directory with the given public keys."""
+    """Verify a bundle file, a directory or an agent's audit log with the given keys."""
     keys = [load_public_key(spec) for spec in key_specs]
+    expect = None if expect_head is None else ExpectedHead.parse(expect_head)
+    if agent_log is not None:
+        return verify_agent_log(agent_log, keys, expect=expect)
     if directory is not None:
-        return verify_dir(directory, keys, allow_partial_start=allow_partial_start)
+        return verify_dir(directory, keys, allow_partial_start=allow_partial_start, expect=expect)
     if target is None:
         msg = "give a bundle file or --dir"
         raise ValueError(msg)
-    return verify_bundle(target, keys)
+    return verify_bundle(target, keys, expect=expect)
+
+
+def verify_agent_log(
+    path: Path, keys: Sequence[Ed25519PublicKey], *, expect: ExpectedHead | None = None
+) -> Report:
+    """An agent's own audit log (TRUST.md §4.6 step 10), signed by the agent's key."""
+    from codexrelay.e2e.audit import verify_audit  # noqa: PLC0415 - only for agent logs
+    from codexrelay.e2e.log import Head  # noqa: PLC0415
+
+    report = Report(kind=f"agent log {path.name}")
+    if len(keys) != 1:
+        report.problem = Problem(path.name, 0, None, "give the agent's one public key")
+        return report
+    head = None if expect is None else Head(expect.seq, expect.hash)
+    with path.open("rb") as fh:
+        found = verify_audit(fh, keys[0], expect_head=head)
+    report.records = found.records
+    report.last_seq, report.last_hash = found.head.seq, found.head.hash
+    report.first_seq = 1 if found.records else None
+    if found.reason is not None:
+        reason = found.reason.value
+        if found.reason.value == "truncated":
+            reason = f"truncated: the log ends at seq {found.head.seq}, but a later head was noted"
+        report.problem = Problem(path.name, found.line or 0, found.head.seq, reason)
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -497,6 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the relay's audit public key (base64, hex or PEM) or a file holding it",
     )
     parser.add_argument("--allow-partial-start", action="store_true")
+    parser.add_argument("--expect-head", help="SEQ:HASH noted earlier: detects records cut off")
+    parser.add_argument("--agent-log", type=Path, help="an agent's audit.jsonl instead")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     return run(
@@ -505,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_specs=args.public_key,
         allow_partial_start=args.allow_partial_start,
         as_json=args.json,
+        expect_head=args.expect_head,
+        agent_log=args.agent_log,
     )
 
 
@@ -515,10 +613,13 @@ def run(
     key_specs: Iterable[str],
     allow_partial_start: bool = False,
     as_json: bool = False,
+    expect_head: str | None = None,
+    agent_log: Path | None = None,
 ) -> int:
     """Verify, print the report, and return the exit status (0 ok, 1 broken, 2 usage)."""
-    if (target is None) == (directory is None):
-        print("error: give either a bundle file or --dir", file=sys.stderr)
+    given = [x for x in (target, directory, agent_log) if x is not None]
+    if len(given) != 1:
+        print("error: give one of a bundle file, --dir or --agent-log", file=sys.stderr)
         return EXIT_USAGE
     try:
         report = verify(
@@ -526,6 +627,8 @@ def run(
             directory=directory,
             key_specs=key_specs,
             allow_partial_start=allow_partial_start,
+            expect_head=expect_head,
+            agent_log=agent_log,
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -265,3 +265,40 @@ def test_run_exit_codes_and_json_report(trail, tmp_path, capsys):
     assert run(path, directory=None, key_specs=["not a key"]) == 2
     assert run(None, directory=None, key_specs=[key]) == 2
     assert run(path, directory=trail[0], key_specs=[key]) == 2
+
+
+def _cut_last_record(directory: Path) -> dict:
+    """Delete the chain's last record from its newest file; returns the record."""
+    newest = sorted(directory.glob("*.jsonl"))[-1]
+    lines = newest.read_bytes().splitlines(keepends=True)
+    newest.write_bytes(b"".join(lines[:-1]))
+    return json.loads(lines[-1])
+
+
+def test_records_cut_from_the_end_are_found_with_an_expected_head(trail, capsys):
+    """A chain cut short still links up, so only a head noted earlier can tell: with
+    ``--expect-head`` the deletion of the last record fails verification."""
+    directory, signer = trail
+    key = signer.public_text
+    head = None
+    for path in sorted(directory.glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            head = json.loads(line)
+    noted = f"{head['seq']}:{head['hash']}"
+    assert run(None, directory=directory, key_specs=[key], expect_head=noted) == 0
+    capsys.readouterr()
+    cut = _cut_last_record(directory)
+    assert cut["seq"] == 30
+    assert run(None, directory=directory, key_specs=[key]) == 0  # the chain alone looks fine
+    assert run(None, directory=directory, key_specs=[key], expect_head=noted) == 1
+    assert "truncated: the chain ends at seq 29" in capsys.readouterr().out
+
+
+def test_an_expected_head_that_was_rewritten_is_found(trail, tmp_path, capsys):
+    """The head's hash must match what was noted, in a bundle as in a directory."""
+    path = export(trail, tmp_path / "all.jsonl")
+    key = trail[1].public_text
+    assert run(path, directory=None, key_specs=[key], expect_head="12:" + "0" * 64) == 1
+    assert "head mismatch" in capsys.readouterr().out
+    assert run(path, directory=None, key_specs=[key], expect_head="31:" + "0" * 64) == 1
+    assert run(path, directory=None, key_specs=[key], expect_head="nonsense") == 2

@@ -26,9 +26,12 @@ from codexrelay import __version__
 from codexrelay.agent.catalog import SessionCatalog
 from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.executor import Executor
+from codexrelay.agent.gate import TrustGate
+from codexrelay.agent.logsync import fetch_log_async
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore
+from codexrelay.agent.trust import AgentKeys, TrustStore
 from codexrelay.protocol import (
     CLOSE_SEQUENCE,
     MAX_MESSAGE_BYTES,
@@ -49,6 +52,7 @@ from codexrelay.protocol import (
     TaskStarted,
     TokenRenew,
     TokenRenewed,
+    TrustStatus,
     Welcome,
     dump_message,
     parse_relay_frame,
@@ -125,6 +129,17 @@ class AgentConnection:
         self.executor = Executor(
             config, self.send, session_ids=self._resumable_ids, redactor=self.redactor
         )
+        # TRUST.md: a pinned workspace's tasks and cancels pass the trust gate first.
+        self.gate = TrustGate(
+            TrustStore(config.state_path),
+            AgentKeys.load_or_create(config.state_path),
+            agent_id=config.agent_id,
+            seen=lambda task_id: task_id in self.executor.ledger,
+            fetch=self._fetch_log,
+            on_change=self._trust_changed,
+        )
+        self.executor.gate = self.gate
+        self._trust_sent: TrustStatus | None = None
         self.status = StatusFile(config.state_path)
         self._on_state = on_state
         self._ws: ClientConnection | None = None
@@ -140,6 +155,29 @@ class AgentConnection:
 
     def _resumable_ids(self) -> ResumableIds:
         return ResumableIds(self.catalog)
+
+    async def _fetch_log(self, start: int) -> list[Any]:
+        """Log entries from the relay (untrusted: the gate verifies them)."""
+        stored = self.tokens.usable_for(self.config.relay_base_url, self.config.agent_id)
+        if stored is None:
+            msg = "no agent token to fetch the log with"
+            raise OSError(msg)
+        return await fetch_log_async(self.config.relay_base_url, stored.token, start)
+
+    def _trust_changed(self) -> None:
+        """Report the new heads soon (never from inside the executor's own send)."""
+        if self._ws is not None:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_trust()))
+
+    async def _send_trust(self) -> None:
+        status = self.gate.status()
+        if status is None or self._ws is None:
+            return
+        message = TrustStatus(trust=status)
+        if message != self._trust_sent:
+            self._trust_sent = message
+            with contextlib.suppress(ConnectionClosed):
+                await self._send_on(self._ws, message)
 
     # ---- sending ------------------------------------------------------------------------
 
@@ -275,6 +313,8 @@ class AgentConnection:
         await self._flush_outbox(ws)
         self._ws = ws
         self._catalog_sent = None
+        self._trust_sent = None
+        await self._send_trust()
         self._set_state("connected", workspaceId=welcome.workspace_id)
         log.info("connected to %s", self.config.relay_base_url)
         background = [asyncio.create_task(self._catalog_loop(ws))]
@@ -320,7 +360,8 @@ class AgentConnection:
         if isinstance(message, TaskDispatch):
             await self.executor.handle(message.task)
         elif isinstance(message, TaskCancel):
-            self.executor.cancel(message.task_id)
+            if self.gate.allow_cancel(message):
+                self.executor.cancel(message.task_id)
         elif isinstance(message, TokenRenewed):
             self.tokens.save(
                 message.agent_token,

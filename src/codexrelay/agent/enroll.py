@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import httpx
 
@@ -45,18 +46,51 @@ def _error_message(res: httpx.Response) -> str:
         return f"the relay answered {res.status_code}"
 
 
-def claim_code(config: AgentConfig, code: str) -> Claim:
-    """Claim a pairing code for this agent; raises ``PairingError`` with a clear reason."""
-    body = {
-        "code": code,
-        "agentId": config.agent_id,
-        "label": config.agent_label,
-        "hostname": socket.gethostname()[:255],
-        "workspaceRootName": config.root.name,
-    }
+@dataclass(frozen=True)
+class Approval:
+    """What the approved poll handed over: the token (none for a pin) and, in a protected
+    workspace, the phone's grant and its MAC (TRUST.md §4.2 step 5)."""
+
+    token: str | None
+    grant: str | None
+    grant_mac: str | None
+
+
+def hostname() -> str:
+    """This machine's name as pairing shows it."""
+    return socket.gethostname()[:255] or "unknown"
+
+
+def claim_code(
+    config: AgentConfig,
+    code: str,
+    e2e: dict[str, str] | None = None,
+    *,
+    pin_token: str | None = None,
+) -> Claim:
+    """Claim a pairing code for this agent; raises ``PairingError`` with a clear reason.
+
+    ``e2e`` is the key claim and its MAC. With ``pin_token`` (the agent's token) the claim
+    is a pin request of an already paired agent (``POST /api/v1/agent/pin``).
+    """
+    body: dict[str, Any] = {"code": code, "e2e": e2e}
+    headers = {}
+    path = "/api/v1/agent/pin"
+    if pin_token is None:
+        path = "/api/v1/agent/pair"
+        body.update(
+            agentId=config.agent_id,
+            label=config.agent_label,
+            hostname=hostname(),
+            workspaceRootName=config.root.name,
+        )
+        if e2e is None:
+            del body["e2e"]
+    else:
+        headers["Authorization"] = f"Bearer {pin_token}"
     try:
         with _client(config) as client:
-            res = client.post("/api/v1/agent/pair", json=body)
+            res = client.post(path, json=body, headers=headers)
     except httpx.HTTPError as exc:
         msg = f"cannot reach the relay at {config.relay_base_url}: {type(exc).__name__}"
         raise PairingError(msg) from None
@@ -82,6 +116,22 @@ def wait_for_token(
     interval: float = POLL_INTERVAL_SEC,
 ) -> str:
     """Poll until the request is approved (returns the token) or ends otherwise (raises)."""
+    approval = wait_for_approval(config, claim, on_poll=on_poll, interval=interval)
+    if approval.token is None:
+        msg = "the relay approved the request without a token"
+        raise PairingError(msg)
+    return approval.token
+
+
+def wait_for_approval(
+    config: AgentConfig,
+    claim: Claim,
+    *,
+    on_poll: Callable[[str], None] = lambda _status: None,
+    interval: float = POLL_INTERVAL_SEC,
+    pin: bool = False,
+) -> Approval:
+    """Poll until the request is approved or ends otherwise (raises ``PairingError``)."""
     headers = {"Authorization": f"Bearer {claim.poll_secret}"}
     with _client(config) as client:
         while True:
@@ -96,8 +146,13 @@ def wait_for_token(
             data = res.json()
             status = data.get("status")
             on_poll(str(status))
-            if status == "approved" and data.get("agentToken"):
-                return str(data["agentToken"])
+            if status == "approved" and (pin or data.get("agentToken")):
+                token = data.get("agentToken")
+                return Approval(
+                    token=None if token is None else str(token),
+                    grant=data.get("grant"),
+                    grant_mac=data.get("grantMac"),
+                )
             if status == "rejected":
                 msg = "the pairing request was rejected on the phone"
                 raise PairingError(msg)

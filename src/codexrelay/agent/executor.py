@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field
 
 from codexrelay.agent.config import AgentConfig, resolve_inside
+from codexrelay.agent.gate import TrustGate
 from codexrelay.agent.ledger import TaskLedger
 from codexrelay.agent.redaction import Redactor, StreamRedactor
 from codexrelay.agent.runners.actions import ActionRunner
 from codexrelay.agent.runners.base import Runner, TaskOutcome, TaskRefusedError
 from codexrelay.agent.runners.codex import CodexExecRunner
 from codexrelay.agent.runners.logs import LogRunner
+from codexrelay.agent.verify import Accepted
 from codexrelay.protocol import (
     UUID_PATTERN,
     FileChangeInfo,
@@ -110,6 +112,7 @@ class Executor:
         ledger: TaskLedger | None = None,
         runners: Mapping[TaskKind, Runner] | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        gate: TrustGate | None = None,
     ) -> None:
         self.config = config
         self._send_raw = send
@@ -121,25 +124,28 @@ class Executor:
         self.max_queued = max_queued
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self._tasks: dict[str, _Task] = {}
+        # A protected workspace's checks (TRUST.md §4.6) run before this agent's own.
+        self.gate = gate
 
     # ---- public API -------------------------------------------------------------------
 
     async def handle(self, spec: TaskSpec) -> bool:
         """Check ``spec``; reject it, or accept it and start it in the background."""
         try:
-            self.check(spec)
+            admitted = await self.gate.admit(spec) if self.gate is not None else None
+            try:
+                self.check(spec)
+            except TaskRefusedError as exc:
+                if self.gate is not None:
+                    self.gate.refused(spec, exc)
+                raise
         except TaskRefusedError as exc:
             log.info("rejected task %s: %s", spec.id, exc.reason)
             await self._send(TaskRejected(task_id=spec.id, reason=exc.reason, message=exc.message))
             return False
-        try:
-            self.ledger.record(spec.id)  # durable before the task can start (B4)
-        except OSError:
-            log.exception("cannot record task %s in the ledger", spec.id)
-            reason, message = (
-                RefusalReason.LEDGER_UNAVAILABLE,
-                "the agent cannot record this task id",
-            )
+        refusal = self._record_start(spec, admitted)
+        if refusal is not None:
+            reason, message = refusal
             await self._send(TaskRejected(task_id=spec.id, reason=reason, message=message))
             return False
         task = _Task(spec)
@@ -147,6 +153,25 @@ class Executor:
         await self._send(TaskAccepted(task_id=spec.id))
         task.job = asyncio.create_task(self._run(task), name=f"task-{spec.id}")
         return True
+
+    def _record_start(
+        self, spec: TaskSpec, admitted: Accepted | None
+    ) -> tuple[RefusalReason, str] | None:
+        """What must be durable before a task starts: its id in the ledger (B4), and for a
+        signed task its counters and audit record. A refusal if either cannot be written."""
+        try:
+            self.ledger.record(spec.id, admitted.keep_until if admitted else None)
+        except OSError:
+            log.exception("cannot record task %s in the ledger", spec.id)
+            return RefusalReason.LEDGER_UNAVAILABLE, "the agent cannot record this task id"
+        if admitted is None or self.gate is None:
+            return None
+        try:
+            self.gate.accepted(spec, admitted)
+        except OSError:
+            log.exception("cannot record task %s in the audit log", spec.id)
+            return RefusalReason.AUDIT_UNAVAILABLE, "the agent cannot write its audit log"
+        return None
 
     def cancel(self, task_id: str) -> bool:
         """Stop a queued or running task; it finishes as ``cancelled``. False if unknown."""
@@ -354,6 +379,8 @@ class Executor:
             redactions=task.redactions,
         )
         log.info("task %s finished: %s", task.spec.id, outcome.status)
+        if self.gate is not None:
+            self.gate.finished(message)
         await self._send(message)
 
     def _clean(self, task: _Task, text: str, limit: int, *, keep_tail: bool = False) -> str:

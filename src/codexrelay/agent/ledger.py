@@ -5,12 +5,17 @@ ledger makes the agent refuse one even if the relay (or someone who replays its 
 does, across agent restarts. An id is appended and fsynced before its task starts. The
 file stays bounded: once it holds twice ``capacity`` ids it is rewritten with the newest
 ``capacity``, so the newest ``capacity`` ids are always remembered.
+
+A signed task's id (TRUST.md §4.6 step 5) is also kept until its statement has expired
+(``keep_until``, Unix seconds, skew included), however many ids came after it, so a
+statement can never be replayed while it would still verify.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, write_private_file
@@ -25,7 +30,7 @@ class TaskLedger:
     def __init__(self, path: Path, *, capacity: int = DEFAULT_CAPACITY) -> None:
         self.path = path
         self.capacity = capacity
-        self._ids: dict[str, None] = {}  # insertion-ordered: oldest first
+        self._ids: dict[str, int | None] = {}  # insertion-ordered: oldest first; keep-until
         self._lines = 0
 
     @classmethod
@@ -42,12 +47,12 @@ class TaskLedger:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def record(self, task_id: str) -> bool:
+    def record(self, task_id: str, keep_until: int | None = None) -> bool:
         """Remember ``task_id`` durably; False (and nothing written) if it was seen before."""
         if task_id in self._ids:
             return False
-        self._append(task_id)
-        self._ids[task_id] = None
+        self._append(task_id, keep_until)
+        self._ids[task_id] = keep_until
         self._lines += 1
         if self._lines >= 2 * self.capacity:
             self._compact()
@@ -64,16 +69,24 @@ class TaskLedger:
             self._write(b"\n")  # end a torn last line so the next id starts cleanly
         for line in text.splitlines():
             try:
-                task_id = json.loads(line)
+                item = json.loads(line)
             except ValueError:
                 continue  # a line torn by a crash: its task never started
-            if isinstance(task_id, str):
-                self._ids[task_id] = None
+            if isinstance(item, str):
+                self._ids[item] = None
+            elif isinstance(item, dict) and isinstance(item.get("id"), str):
+                until = item.get("until")
+                self._ids[item["id"]] = until if isinstance(until, int) else None
             self._lines += 1
 
-    def _append(self, task_id: str) -> None:
+    @staticmethod
+    def _line(task_id: str, keep_until: int | None) -> str:
         # JSON keeps any id on one line, whatever characters it holds.
-        self._write((json.dumps(task_id) + "\n").encode("utf-8"))
+        item: object = task_id if keep_until is None else {"id": task_id, "until": keep_until}
+        return json.dumps(item) + "\n"
+
+    def _append(self, task_id: str, keep_until: int | None = None) -> None:
+        self._write(self._line(task_id, keep_until).encode("utf-8"))
 
     def _write(self, data: bytes) -> None:
         """Append ``data`` and fsync before returning."""
@@ -87,8 +100,14 @@ class TaskLedger:
             os.close(fd)
 
     def _compact(self) -> None:
-        keep = list(self._ids)[-self.capacity :]
-        data = "".join(json.dumps(task_id) + "\n" for task_id in keep).encode("utf-8")
-        write_private_file(self.path, data)
-        self._ids = dict.fromkeys(keep)
+        now = int(time.time())
+        newest = set(list(self._ids)[-self.capacity :])
+        keep = {
+            task_id: until
+            for task_id, until in self._ids.items()
+            if task_id in newest or (until is not None and until >= now)
+        }
+        data = "".join(self._line(task_id, until) for task_id, until in keep.items())
+        write_private_file(self.path, data.encode("utf-8"))
+        self._ids = keep
         self._lines = len(keep)

@@ -16,10 +16,12 @@ from rich.console import Console
 from codexrelay.agent.commands import agent, agent_config_option, load_agent_or_exit
 from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.connection import EXIT_REVOKED, AgentConnection
-from codexrelay.agent.enroll import PairingError, claim_code, wait_for_token
+from codexrelay.agent.enroll import PairingError, claim_code, wait_for_approval
+from codexrelay.agent.pinning import PairSecret, PinError, key_claim, pin_from_grant
 from codexrelay.agent.redaction import startup_warning
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore, TokenStoreError
+from codexrelay.agent.trust import AgentKeys, TrustStore
 from codexrelay.cliconfig import fail
 
 EXIT_NOT_PAIRED = 2
@@ -62,16 +64,27 @@ def serve(config: AgentConfig, tokens: TokenStore) -> int:
 
 @agent.command("pair")
 @agent_config_option()
-@click.option("--pair-code", required=True, help="The code shown on the phone (XXXX-XXXX).")
+@click.option(
+    "--pair-code",
+    required=True,
+    help="The code shown on the phone: XXXX-XXXX, or XXXX-XXXX.SECRET for a protected "
+    "workspace (the secret part never leaves this machine).",
+)
 @click.option("--no-start", is_flag=True, help="Store the token and exit instead of serving.")
 def agent_pair(config_path: Path, pair_code: str, no_start: bool) -> None:
-    """Claim a pairing code, wait for approval on the phone, store the token, then serve."""
+    """Claim a pairing code, wait for approval on the phone, store the token, then serve.
+
+    With a code that carries a secret, the agent's keys are authenticated to the phone and
+    the workspace is pinned before the token is stored (TRUST.md §4.2)."""
     config = load_agent_or_exit(config_path)
     tokens = TokenStore(config.state_path)
     err = Console(stderr=True)
+    agent_keys = AgentKeys.load_or_create(config.state_path)
     try:
-        claim = claim_code(config, pair_code)
-    except PairingError as exc:
+        pair = PairSecret.parse(pair_code) if "." in pair_code else None
+        e2e = None if pair is None else key_claim(config, agent_keys, pair)
+        claim = claim_code(config, pair.code if pair else pair_code, e2e)
+    except (PairingError, PinError) as exc:
         fail(f"pairing failed: {exc}")
         return
     click.echo(f"Pair request {claim.request_id} sent to {config.relay_base_url}.")
@@ -84,12 +97,27 @@ def agent_pair(config_path: Path, pair_code: str, no_start: bool) -> None:
                 waited = int(time.monotonic() - started)
                 spinner.update(f"Waiting for approval on the phone... {status}, {waited}s")
 
-            token = wait_for_token(config, claim, on_poll=on_poll)
-    except PairingError as exc:
-        fail(f"pairing failed: {exc}")
+            approval = wait_for_approval(config, claim, on_poll=on_poll)
+        if approval.token is None:
+            fail("pairing failed: the relay approved the request without a token")
+            return
+        if pair is not None:
+            report = pin_from_grant(
+                config,
+                agent_keys,
+                TrustStore(config.state_path),
+                pair=pair,
+                token=approval.token,
+                grant=approval.grant,
+                grant_mac=approval.grant_mac,
+            )
+            for line in report.lines():
+                click.echo(line)
+    except (PairingError, PinError) as exc:
+        fail(f"pairing failed: {exc}; nothing was pinned and the token was not stored")
         return
     # Only now is an earlier token replaced: a rejected or expired re-pairing keeps it (I5).
-    tokens.save(token, relay_base_url=config.relay_base_url, agent_id=config.agent_id)
+    tokens.save(approval.token, relay_base_url=config.relay_base_url, agent_id=config.agent_id)
     click.echo(f"Paired. Token stored in {tokens.path} (mode 0600).")
     if no_start:
         return

@@ -152,12 +152,24 @@ def audit() -> None:
     help="Accept a directory whose oldest files were archived elsewhere.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--expect-head",
+    help="SEQ:HASH of a head noted earlier (the phone shows it): records cut from the end, "
+    "or a rewritten head, fail the check.",
+)
+@click.option(
+    "--agent-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Verify an agent's own audit log (stateDir/audit.jsonl) with the agent's key.",
+)
 def verify_command(
     bundle_file: Path | None,
     directory: Path | None,
     public_keys: tuple[str, ...],
     allow_partial_start: bool,
     as_json: bool,
+    expect_head: str | None,
+    agent_log: Path | None,
 ) -> None:
     """Check signatures, hash chain and sequence; report the first broken record.
 
@@ -170,5 +182,7 @@ def verify_command(
             key_specs=public_keys,
             allow_partial_start=allow_partial_start,
             as_json=as_json,
+            expect_head=expect_head,
+            agent_log=agent_log,
         )
     )

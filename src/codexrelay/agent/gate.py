@@ -1,0 +1,229 @@
+"""The executor's trust gate: protected tasks in, signed cancels, the audit log, the status.
+
+``Executor`` asks :meth:`TrustGate.admit` before its own checks, calls
+:meth:`TrustGate.accepted` once the task's id is in the run-once ledger and before the task
+starts (the passkey counters and the audit record are durable first; if they cannot be
+written the task is refused), and :meth:`TrustGate.finished` with the final report. A
+cancel in a protected workspace needs a device signature of the task's submitter or of an
+admin (TRUST.md §4.9); anything else is refused and recorded. An agent that pinned nothing
+runs plain tasks as it always did.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from codexrelay.agent.auditlog import AuditLog
+from codexrelay.agent.runners.base import TaskRefusedError
+from codexrelay.agent.trust import AgentKeys, TrustError, TrustStore
+from codexrelay.agent.verify import Accepted, FetchLog, StatementChecker
+from codexrelay.e2e import keys
+from codexrelay.e2e.audit import Outcome, canonical
+from codexrelay.e2e.policy import at_least
+from codexrelay.e2e.statements import (
+    MAX_STATEMENT_BYTES,
+    CancelStatement,
+    StatementError,
+    check_recent,
+    digest,
+    parse_statement,
+)
+from codexrelay.e2e.tags import tag
+from codexrelay.e2e.wire import WireError, b64u_decode
+from codexrelay.protocol import (
+    AgentTrust,
+    ChainHead,
+    RefusalReason,
+    TaskCancel,
+    TaskFinished,
+    TaskSpec,
+)
+
+log = logging.getLogger("codexrelay.agent.trust")
+CANCEL_MAX_AGE_SEC = 600
+
+
+def _raw_statement(text: str) -> bytes | None:
+    try:
+        return b64u_decode(text, max_bytes=MAX_STATEMENT_BYTES)
+    except WireError:
+        return None
+
+
+class TrustGate:
+    """Everything the executor needs from the agent's trust state."""
+
+    def __init__(
+        self,
+        trust: TrustStore,
+        agent_keys: AgentKeys,
+        *,
+        agent_id: str,
+        seen: Callable[[str], bool],
+        fetch: FetchLog | None = None,
+        on_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.trust = trust
+        self.keys = agent_keys
+        self.agent_id = agent_id
+        self.checker = StatementChecker(
+            trust, agent_id=agent_id, seen=seen, fetch=fetch, clock=clock
+        )
+        self.clock = clock
+        self._on_change = on_change
+        self._audit: AuditLog | None = None
+        self._submitters: dict[str, str] = {}
+
+    # --- the audit log ---
+
+    def audit(self) -> AuditLog | None:
+        """The audit log of the pinned workspace (None while nothing is pinned)."""
+        pin = self.trust.pin()
+        if pin is None:
+            return None
+        if self._audit is None or self._audit.ws != pin.workspace_id:
+            self._audit = AuditLog(
+                self.trust.state_dir, self.keys.signing, agent=self.agent_id, ws=pin.workspace_id
+            )
+        return self._audit
+
+    def _record(self, outcome: Outcome, kind: str, **fields: Any) -> None:
+        audit = self.audit()
+        if audit is not None:
+            audit.append(outcome=outcome, kind=kind, now=int(self.clock()), **fields)
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    # --- tasks ---
+
+    async def admit(self, spec: TaskSpec) -> Accepted | None:
+        """§4.6 steps 1-8; raises ``TaskRefusedError`` (recorded) on any failure."""
+        try:
+            return await self.checker.check_task(spec)
+        except TrustError as exc:
+            log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+            refusal = TaskRefusedError(RefusalReason.NOT_PINNED, "the pinned state is unusable")
+            raise refusal from None
+        except TaskRefusedError as exc:
+            self.refused(spec, exc)
+            raise
+
+    def refused(self, spec: TaskSpec, exc: TaskRefusedError) -> None:
+        """Record a refused statement (a protected agent's refusals only)."""
+        try:
+            pinned = self.trust.pin() is not None
+        except TrustError:
+            return  # nothing can be recorded against a state that does not verify
+        if spec.signed is None and not pinned:
+            return
+        statement = None if spec.signed is None else _raw_statement(spec.signed.stmt)
+        auth = None if spec.signed is None else {"sigs": spec.signed.auth}
+        try:
+            self._record("refused", "task", reason=exc.reason.value, statement=statement, auth=auth)
+        except OSError:
+            log.exception("cannot record a refusal in the audit log")
+
+    def accepted(self, spec: TaskSpec, accepted: Accepted) -> None:
+        """Counters and the audit record, durable before the task starts (OSError: refuse)."""
+        for credential_id, count in accepted.counts:
+            self.trust.record_count(credential_id, count)
+        self._record(
+            "accepted",
+            "task",
+            statement=accepted.statement.raw,
+            auth={"sigs": accepted.auth},
+        )
+        self._submitters[spec.id] = accepted.signers[0]
+
+    def finished(self, report: TaskFinished) -> None:
+        """The result digest of a protected task, chained after its acceptance."""
+        if self._submitters.pop(report.task_id, None) is None:
+            return
+        body = canonical(report.model_dump(mode="json", by_alias=True, exclude_none=True))
+        try:
+            self._record("accepted", "task.result", result=digest(body))
+        except OSError:
+            log.exception("cannot record a task result in the audit log")
+
+    # --- cancel (§4.9) ---
+
+    def allow_cancel(self, message: TaskCancel) -> bool:
+        """A plain cancel for an unprotected agent; a valid device-signed one otherwise."""
+        try:
+            if self.trust.pin() is None:
+                return True
+        except TrustError:
+            return False
+        reason = self._cancel_problem(message)
+        raw = None if message.signed is None else _raw_statement(message.signed.stmt)
+        outcome: Outcome = "accepted" if reason is None else "refused"
+        try:
+            self._record(outcome, "cancel", reason=reason, statement=raw)
+        except OSError:
+            log.exception("cannot record a cancel in the audit log")
+            return False
+        if reason is not None:
+            log.warning("refused a cancel of %s: %s", message.task_id, reason)
+        return reason is None
+
+    def _cancel_problem(self, message: TaskCancel) -> str | None:
+        if message.signed is None:
+            return RefusalReason.SIGNATURE_REQUIRED.value
+        try:
+            signed = parse_statement(message.signed.stmt, CancelStatement)
+            check_recent(signed.value.issued_at, now=int(self.clock()), max_age=CANCEL_MAX_AGE_SEC)
+            sig = b64u_decode(message.signed.sig, max_bytes=64)
+        except (StatementError, WireError):
+            return RefusalReason.STATEMENT_INVALID.value
+        stmt, pin = signed.value, self.trust.pin()
+        addressed = pin is not None and (stmt.ws, stmt.agent, stmt.task) == (
+            pin.workspace_id,
+            self.agent_id,
+            message.task_id,
+        )
+        if not addressed:
+            return RefusalReason.STATEMENT_MISMATCH.value
+        return self._cancel_signer(stmt, signed.raw, sig, message.task_id)
+
+    def _cancel_signer(
+        self, stmt: CancelStatement, raw: bytes, sig: bytes, task_id: str
+    ) -> str | None:
+        """A live device of the submitter, or of an admin, signed this exact cancel."""
+        view = self.trust.view()
+        device = view.devices.get(stmt.device)
+        member = view.members.get(device.user_id) if device is not None else None
+        if device is None or member is None or not device.active:
+            return RefusalReason.UNKNOWN_SIGNER.value
+        key = keys.load_verify_key(device.suite, device.sig_pub)
+        if not keys.verify(key, sig, tag("cancel") + raw):
+            return RefusalReason.SIGNATURE_INVALID.value
+        if member.user_id != self._submitters.get(task_id) and not at_least(member.role, "admin"):
+            return RefusalReason.ROLE_TOO_LOW.value
+        return None
+
+    # --- what the agent reports ---
+
+    def status(self) -> AgentTrust | None:
+        """The pinned workspace, log head and audit head, for ``trust.status``."""
+        try:
+            pin = self.trust.pin()
+            audit = self.audit()
+        except TrustError:
+            return None
+        if pin is None or audit is None:
+            return None
+        view = self.trust.view()
+        return AgentTrust(
+            workspace_id=pin.workspace_id,
+            genesis_hash=pin.genesis_hash,
+            log_head=ChainHead(seq=view.head.seq, hash=view.head.hash),
+            audit_head=ChainHead(seq=audit.head.seq, hash=audit.head.hash),
+            sig_pub=self.keys.sig_pub,
+        )
