@@ -399,3 +399,26 @@ def _cancel(task: str, device: str, key: keys.SigningKey, ws: str = "ws_7") -> T
     )
     sig = b64u(keys.sign(key, tag("cancel") + raw))
     return TaskCancel(task_id=task, signed=SignedStop(stmt=b64u(raw), sig=sig))
+
+
+def test_run_once_and_counters_come_back_from_the_audit_log(world, tmp_path):
+    """A signed task's id and its passkey counter are durable through the audit record
+    (fsynced before the task starts): a fresh ledger and store learn them from it."""
+    from codexrelay.agent.ledger import TaskLedger  # noqa: PLC0415
+
+    gate = TrustGate(
+        world.store,
+        world.keys,
+        agent_id=AGENT,
+        seen=world.seen.__contains__,
+        clock=lambda: world.clock,
+    )
+    stmt, body = world.statement(world.member)
+    spec = world.spec(stmt, body, [world.member], sign_count=41)
+    gate.accepted(spec, asyncio.run(gate.admit(spec)))
+    ledger = TaskLedger.open(tmp_path / "fresh")
+    assert stmt["task"] not in ledger
+    gate.restore_run_once(ledger)
+    assert stmt["task"] in ledger
+    fresh = TrustStore(tmp_path)
+    assert fresh.count(world.member.cred_id) == 41

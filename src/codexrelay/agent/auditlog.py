@@ -20,6 +20,7 @@ from typing import Any
 from codexrelay.e2e import keys
 from codexrelay.e2e.audit import AuditWriter, Outcome
 from codexrelay.e2e.log import Head
+from codexrelay.e2e.wire import WireError, b64u_decode
 from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir
 
 AUDIT_FILE = "audit.jsonl"
@@ -95,3 +96,58 @@ class AuditLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def sign_counts(path: Path) -> dict[str, int]:
+    """The highest passkey counter of every credential in accepted records.
+
+    The audit record of an accepted statement holds its assertions, counters included, and
+    is durable before the work starts; so it is where this verifier's counters persist
+    (one write per statement, not two).
+    """
+    counts: dict[str, int] = {}
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return counts
+    for line in lines:
+        try:
+            record = json.loads(line)
+            sigs = record["auth"]["sigs"] if record["outcome"] == "accepted" else []
+        except (ValueError, KeyError, TypeError):
+            continue
+        for sig in sigs if isinstance(sigs, list) else []:
+            _note_count(counts, sig)
+    return counts
+
+
+def _note_count(counts: dict[str, int], sig: Any) -> None:
+    try:
+        data = b64u_decode(sig["assertion"]["response"]["authenticatorData"], max_bytes=4096)
+        credential = str(sig["credentialId"])
+    except (WireError, KeyError, TypeError):
+        return
+    if len(data) >= 37:
+        counts[credential] = max(counts.get(credential, 0), int.from_bytes(data[33:37], "big"))
+
+
+def accepted_tasks(path: Path, now: int, skew: int) -> list[tuple[str, int]]:
+    """Task ids of accepted statements that have not expired yet, with their keep-until:
+    the run-once store of signed tasks, restored at start-up."""
+    found: list[tuple[str, int]] = []
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return found
+    for line in lines:
+        try:
+            record = json.loads(line)
+            if (record["kind"], record["outcome"]) != ("task", "accepted"):
+                continue
+            stmt = json.loads(b64u_decode(record["stmt"], max_bytes=1 << 16))
+            until = int(stmt["expiresAt"]) + skew
+        except (ValueError, KeyError, TypeError, WireError):
+            continue
+        if until >= now:
+            found.append((str(stmt["task"]), until))
+    return found

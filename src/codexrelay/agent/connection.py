@@ -66,6 +66,7 @@ BACKOFF_CAP_SEC = 10.0  # API.md: agents are back within ~10 s of the relay bein
 WELCOME_TIMEOUT_SEC = 10.0
 CATALOG_INTERVAL_SEC = 5.0
 OUTBOX_LIMIT = 10000
+TRUST_STATUS_DELAY_SEC = 2.0
 # Reports that must survive a dropped link; progress is only a live view and may be lost.
 DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished)
 
@@ -139,7 +140,10 @@ class AgentConnection:
             on_change=self._trust_changed,
         )
         self.executor.gate = self.gate
+        self.gate.restore_run_once(self.executor.ledger)
         self._trust_sent: TrustStatus | None = None
+        self._trust_due: asyncio.TimerHandle | None = None
+        self._trust_job: asyncio.Future[None] | None = None
         self.status = StatusFile(config.state_path)
         self._on_state = on_state
         self._ws: ClientConnection | None = None
@@ -165,9 +169,16 @@ class AgentConnection:
         return await fetch_log_async(self.config.relay_base_url, stored.token, start)
 
     def _trust_changed(self) -> None:
-        """Report the new heads soon (never from inside the executor's own send)."""
-        if self._ws is not None:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_trust()))
+        """Report the new heads soon: at most one ``trust.status`` per couple of seconds, so
+        a burst of tasks costs the relay one update, not one each."""
+        if self._ws is None or self._trust_due is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._trust_due = loop.call_later(TRUST_STATUS_DELAY_SEC, self._trust_now)
+
+    def _trust_now(self) -> None:
+        self._trust_due = None
+        self._trust_job = asyncio.ensure_future(self._send_trust())
 
     async def _send_trust(self) -> None:
         status = self.gate.status()

@@ -160,7 +160,10 @@ class Executor:
         """What must be durable before a task starts: its id in the ledger (B4), and for a
         signed task its counters and audit record. A refusal if either cannot be written."""
         try:
-            self.ledger.record(spec.id, admitted.keep_until if admitted else None)
+            if admitted is None:
+                self.ledger.record(spec.id)
+            else:  # durable through its audit record, written next and fsynced
+                self.ledger.record(spec.id, admitted.keep_until, sync=False)
         except OSError:
             log.exception("cannot record task %s in the ledger", spec.id)
             return RefusalReason.LEDGER_UNAVAILABLE, "the agent cannot record this task id"

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from codexrelay.agent.auditlog import AuditLog
+from codexrelay.agent.auditlog import AUDIT_FILE, AuditLog, accepted_tasks
+from codexrelay.agent.ledger import TaskLedger
 from codexrelay.agent.runners.base import TaskRefusedError
 from codexrelay.agent.trust import AgentKeys, TrustError, TrustStore
-from codexrelay.agent.verify import Accepted, FetchLog, StatementChecker
+from codexrelay.agent.verify import SKEW_SEC, Accepted, FetchLog, StatementChecker
 from codexrelay.e2e import keys
 from codexrelay.e2e.audit import Outcome, canonical
 from codexrelay.e2e.policy import at_least
@@ -77,6 +78,11 @@ class TrustGate:
         self._on_change = on_change
         self._audit: AuditLog | None = None
         self._submitters: dict[str, str] = {}
+
+    def restore_run_once(self, ledger: TaskLedger) -> None:
+        """Signed tasks accepted before (and not expired) are known to the ledger again."""
+        found = accepted_tasks(self.trust.state_dir / AUDIT_FILE, int(self.clock()), SKEW_SEC)
+        ledger.remember(found)
 
     # --- the audit log ---
 

@@ -8,7 +8,9 @@ file stays bounded: once it holds twice ``capacity`` ids it is rewritten with th
 
 A signed task's id (TRUST.md §4.6 step 5) is also kept until its statement has expired
 (``keep_until``, Unix seconds, skew included), however many ids came after it, so a
-statement can never be replayed while it would still verify.
+statement can never be replayed while it would still verify. Its durable record is the
+agent's audit log (fsynced before the task starts), so its line here need not be fsynced
+again; :meth:`TaskLedger.remember` restores such ids from the audit log at start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, write_private_file
@@ -47,11 +50,12 @@ class TaskLedger:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def record(self, task_id: str, keep_until: int | None = None) -> bool:
-        """Remember ``task_id`` durably; False (and nothing written) if it was seen before."""
+    def record(self, task_id: str, keep_until: int | None = None, *, sync: bool = True) -> bool:
+        """Remember ``task_id`` (durably unless ``sync`` is off because the caller writes a
+        durable record of it before the task starts); False if it was seen before."""
         if task_id in self._ids:
             return False
-        self._append(task_id, keep_until)
+        self._append(task_id, keep_until, sync=sync)
         self._ids[task_id] = keep_until
         self._lines += 1
         if self._lines >= 2 * self.capacity:
@@ -85,17 +89,24 @@ class TaskLedger:
         item: object = task_id if keep_until is None else {"id": task_id, "until": keep_until}
         return json.dumps(item) + "\n"
 
-    def _append(self, task_id: str, keep_until: int | None = None) -> None:
-        self._write(self._line(task_id, keep_until).encode("utf-8"))
+    def _append(self, task_id: str, keep_until: int | None = None, *, sync: bool = True) -> None:
+        self._write(self._line(task_id, keep_until).encode("utf-8"), sync=sync)
 
-    def _write(self, data: bytes) -> None:
-        """Append ``data`` and fsync before returning."""
+    def remember(self, found: Iterable[tuple[str, int]]) -> None:
+        """Ids accepted before, as another durable record (the audit log) holds them."""
+        for task_id, keep_until in found:
+            if task_id not in self._ids:
+                self._ids[task_id] = keep_until
+
+    def _write(self, data: bytes, *, sync: bool = True) -> None:
+        """Append ``data`` (and fsync before returning, unless told not to)."""
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
 

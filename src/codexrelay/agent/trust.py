@@ -7,8 +7,9 @@ Everything lives in ``stateDir`` (0700), each file 0600 and replaced atomically:
   who approved the pin and when;
 - ``membership-log.jsonl``: the log entries verified so far, one signed entry per line, so
   every start re-verifies the whole chain from the pinned genesis;
-- ``sign-counts.json``: this agent's own last-seen passkey counters (each verifier keeps its
-  own; replay protection rests on run-once ids and expiry, never on them).
+- this agent's own last-seen passkey counters (each verifier keeps its own; replay
+  protection rests on run-once ids and expiry, never on them) are read back from its audit
+  log, where every accepted assertion is recorded durably before its work starts.
 
 Nothing here talks to the relay; fetching entries is the caller's job (``logsync``).
 """
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from codexrelay.agent.auditlog import AUDIT_FILE, sign_counts
 from codexrelay.e2e import keys
 from codexrelay.e2e.log import LogError, LogView, extend, parse_signed, verify_log
 from codexrelay.e2e.logentries import SignedEntry
@@ -34,7 +36,6 @@ from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, write_private_fi
 KEYS_FILE = "agent-keys.json"
 TRUST_FILE = "trust.json"
 LOG_FILE = "membership-log.jsonl"
-COUNTS_FILE = "sign-counts.json"
 
 
 class TrustError(Exception):
@@ -153,10 +154,20 @@ class TrustStore:
     def view(self) -> LogView:
         """The verified log view of the pinned workspace."""
         self._refresh()
+        return self._current_view()
+
+    def _current_view(self) -> LogView:
         if self._pin is None or self._view is None:
             msg = "this agent has not pinned a workspace"
             raise TrustError(msg)
         return self._view
+
+    def current(self) -> tuple[Pin, LogView] | None:
+        """The pin and its view, read once (one look at the files per statement)."""
+        self._refresh()
+        if self._pin is None:
+            return None
+        return self._pin, self._current_view()
 
     def _refresh(self) -> None:
         stamp = self._files_stamp()
@@ -207,7 +218,7 @@ class TrustStore:
     def reset(self) -> bool:
         """Forget the pinned workspace (the keys stay). True if something was pinned."""
         found = False
-        for name in (TRUST_FILE, LOG_FILE, COUNTS_FILE):
+        for name in (TRUST_FILE, LOG_FILE):
             path = self.state_dir / name
             if path.exists():
                 path.unlink()
@@ -222,24 +233,13 @@ class TrustStore:
         return self._load_counts().get(credential_id, 0)
 
     def record_count(self, credential_id: str, count: int) -> None:
-        """Keep a higher count durably before the statement's work starts."""
+        """Keep a higher count (it becomes durable with the statement's audit record)."""
         counts = self._load_counts()
-        if count <= counts.get(credential_id, 0):
-            return
-        counts[credential_id] = count
-        data = json.dumps(counts, sort_keys=True).encode("utf-8")
-        write_private_file(self.state_dir / COUNTS_FILE, data)
+        counts[credential_id] = max(count, counts.get(credential_id, 0))
 
     def _load_counts(self) -> dict[str, int]:
         if self._counts is None:
-            try:
-                raw = json.loads((self.state_dir / COUNTS_FILE).read_text(encoding="utf-8"))
-                self._counts = {str(k): int(v) for k, v in raw.items()}
-            except FileNotFoundError:
-                self._counts = {}
-            except (OSError, ValueError, AttributeError) as exc:
-                msg = f"{COUNTS_FILE} is unreadable ({type(exc).__name__})"
-                raise TrustError(msg) from None
+            self._counts = sign_counts(self.state_dir / AUDIT_FILE)
         return self._counts
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from codexrelay.agent.runners.base import TaskRefusedError
-from codexrelay.agent.trust import TrustStore
+from codexrelay.agent.trust import Pin, TrustStore
 from codexrelay.e2e import policy as rules
 from codexrelay.e2e.log import HeadStatus, LogError, LogView, head_status, parse_signed
 from codexrelay.e2e.logview import Head, Passkey
@@ -107,8 +107,8 @@ class StatementChecker:
 
     async def check_task(self, spec: TaskSpec) -> Accepted | None:
         """None for an unprotected agent's plain task; else the accepted statement."""
-        pin = self.trust.pin()
-        if pin is None:
+        state = self.trust.current()
+        if state is None:
             if spec.signed is not None:
                 raise refuse(R.NOT_PINNED, "pin this workspace first (codexrelay agent trust pin)")
             return None
@@ -116,10 +116,11 @@ class StatementChecker:
             raise refuse(R.SIGNATURE_REQUIRED, "this workspace's tasks must be signed")
         signed = self._parse(spec.signed.stmt, TaskStatement)
         stmt = signed.value
-        self._addressed(stmt.ws, stmt.agent)
+        view = self._addressed(stmt.ws, stmt.agent, state)
         body = self._body(stmt, spec.signed)
         _same_as_signed(spec, stmt, body)
         return await self._authorise(
+            view,
             signed,
             spec.signed.auth,
             run_id=stmt.task,
@@ -137,10 +138,10 @@ class StatementChecker:
         """A follow-up turn or steer (§4.13): the same steps, run-once on ``turn``."""
         signed = self._parse(stmt_text, TurnStatement)
         stmt = signed.value
-        self._addressed(stmt.ws, stmt.agent)
+        view = self._addressed(stmt.ws, stmt.agent, self.trust.current())
         key = rules.ActionKey("codex.write" if stmt.write_access else "codex.read")
         return await self._authorise(
-            signed, auth, run_id=stmt.turn, head=stmt.log_head, device=stmt.device, action=key
+            view, signed, auth, run_id=stmt.turn, head=stmt.log_head, device=stmt.device, action=key
         )
 
     async def check_decision(
@@ -149,10 +150,11 @@ class StatementChecker:
         """An approval decision (§4.8): ``reqHash`` must be the open request the agent sent."""
         signed = self._parse(stmt_text, DecisionStatement)
         stmt = signed.value
-        self._addressed(stmt.ws, stmt.agent)
+        view = self._addressed(stmt.ws, stmt.agent, self.trust.current())
         if stmt.req_hash != open_request:
             raise refuse(R.STATEMENT_MISMATCH, "the decision answers another request")
         return await self._authorise(
+            view,
             signed,
             auth,
             run_id=f"{stmt.request_id}:{stmt.req_hash}",
@@ -169,16 +171,17 @@ class StatementChecker:
         except StatementError as exc:
             raise refuse(R.STATEMENT_INVALID, f"the statement is {exc.reason.value}") from None
 
-    def _addressed(self, ws: str, agent: str) -> None:
+    def _addressed(self, ws: str, agent: str, state: tuple[Pin, LogView] | None) -> LogView:
         """Step 1: for the workspace this agent pinned, and for this agent."""
-        pin = self.trust.pin()
-        if pin is None or ws != pin.workspace_id:
+        if state is None or ws != state[0].workspace_id:
             raise refuse(R.WRONG_WORKSPACE, "the statement names another workspace")
         if agent != self.agent_id:
             raise refuse(R.WRONG_AGENT, "the statement names another agent")
-        me = self.trust.view().agents.get(self.agent_id)
+        view = state[1]
+        me = view.agents.get(self.agent_id)
         if me is None or not me.active:
             raise refuse(R.WRONG_AGENT, "this agent is not (or no longer) in the workspace's log")
+        return view
 
     def _body(self, stmt: TaskStatement, request: SignedTask) -> TaskBody:
         """Step 3: the body is the one the statement committed to."""
@@ -193,6 +196,7 @@ class StatementChecker:
 
     async def _authorise(
         self,
+        view: LogView,
         signed: Signed[Any],
         auth: list[dict[str, Any]],
         *,
@@ -202,7 +206,6 @@ class StatementChecker:
         action: rules.ActionKey,
     ) -> Accepted:
         now = int(self.clock())
-        view = self.trust.view()
         stmt = signed.value
         self._fresh(stmt.issued_at, stmt.expires_at, now, view)  # step 4
         if self.seen(run_id):  # step 5 (written durably by the caller before start)
