@@ -131,6 +131,7 @@ def dispatch(tasks: int) -> tuple[list[float], list[float]]:
         finally:
             for agent in agents:
                 agent.stop()
+            owner.phone.client.close()
             relay.stop()
     return plain, signed
 

@@ -102,6 +102,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield World(relay, owner, wid, agent, config, tmp_path / "agent")
     finally:
         agent.stop()
+        phone.client.close()
         relay.stop()
 
 
@@ -197,14 +198,22 @@ def check_agent_audit_log(world: World, shown: str) -> None:
         line.split(": ", 1)[1] for line in shown.splitlines() if line.startswith("Agent key:")
     )
     log = world.dir / "state" / "audit.jsonl"
-    agents = world.owner.phone.get(f"/api/v1/workspaces/{world.wid}/agents").json()["agents"]
-    head = next(a for a in agents if a["agentId"] == AGENT)["trust"]["auditHead"]
+    last = json.loads(log.read_bytes().splitlines()[-1])
+
+    def shown_head() -> dict[str, Any] | None:
+        agents = world.owner.phone.get(f"/api/v1/workspaces/{world.wid}/agents").json()["agents"]
+        head: dict[str, Any] = next(a for a in agents if a["agentId"] == AGENT)["trust"][
+            "auditHead"
+        ]
+        return head if head["seq"] == last["seq"] else None
+
+    head = wait_until(shown_head, timeout=15, what="the phone to show the agent's audit head")
+    assert head["hash"] == last["hash"]
     noted = f"{head['seq']}:{head['hash']}"
     args = ["audit", "verify", "--agent-log", str(log), "--public-key", key, "--expect-head", noted]
     ok = cli(*args)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     lines = log.read_bytes().splitlines(keepends=True)
-    assert json.loads(lines[-1])["seq"] == head["seq"]
     log.write_bytes(b"".join(lines[:-1]))
     assert cli(*args[:-2]).returncode == 0  # alone, a shorter chain still verifies
     cut = cli(*args)
