@@ -69,6 +69,15 @@ class World:
         self.fetched.append(start)
         return self.kit.signed[start:]
 
+    def gate(self) -> TrustGate:
+        return TrustGate(
+            self.store,
+            self.keys,
+            agent_id=AGENT,
+            seen=self.seen.__contains__,
+            clock=lambda: self.clock,
+        )
+
     def checker(self, *, fetch: bool = False) -> StatementChecker:
         return StatementChecker(
             self.store,
@@ -422,3 +431,38 @@ def test_run_once_and_counters_come_back_from_the_audit_log(world, tmp_path):
     assert stmt["task"] in ledger
     fresh = TrustStore(tmp_path)
     assert fresh.count(world.member.cred_id) == 41
+
+
+def test_an_interrupt_needs_the_starters_or_an_admins_device(tmp_path):
+    """Interrupting a conversation turn follows the cancel rule (TRUST.md §4.13)."""
+    world = World(tmp_path)
+    key = keys.generate_signing_key("c25519")
+    device = device_keys("dv_member2")
+    device["sigPub"] = keys.public_text(key)
+    world.kit.add("device.add", {"userId": "u_member", **device}, world.member)
+    world.store.extend([parse_signed(world.kit.signed[-1], world.kit.seq - 1)])
+    gate = TrustGate(
+        world.store,
+        world.keys,
+        agent_id=AGENT,
+        seen=world.seen.__contains__,
+        clock=lambda: world.clock,
+    )
+    turn = str(uuid.uuid4())
+    stmt = {
+        "v": 1,
+        "kind": "interrupt",
+        "ws": "ws_7",
+        "agent": AGENT,
+        "thread": "th_1",
+        "turn": turn,
+        "device": "dv_member2",
+        "issuedAt": NOW,
+    }
+    raw = dumps(stmt)
+    stop = SignedStop(stmt=b64u(raw), sig=b64u(keys.sign(key, tag("interrupt") + raw)))
+    assert gate.allow_interrupt(stop, thread="th_1", turn=turn, starter="u_member")
+    assert not gate.allow_interrupt(stop, thread="th_1", turn=turn, starter="u_admin")
+    assert not gate.allow_interrupt(stop, thread="th_2", turn=turn, starter="u_member")
+    cancel_sig = SignedStop(stmt=b64u(raw), sig=b64u(keys.sign(key, tag("cancel") + raw)))
+    assert not gate.allow_interrupt(cancel_sig, thread="th_1", turn=turn, starter="u_member")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from codexrelay.agent.auditlog import AUDIT_FILE, AuditLog, accepted_tasks
 from codexrelay.agent.ledger import TaskLedger
@@ -27,17 +27,19 @@ from codexrelay.e2e.policy import at_least
 from codexrelay.e2e.statements import (
     MAX_STATEMENT_BYTES,
     CancelStatement,
+    InterruptStatement,
     StatementError,
     check_recent,
     digest,
     parse_statement,
 )
-from codexrelay.e2e.tags import tag
+from codexrelay.e2e.tags import TagName, tag
 from codexrelay.e2e.wire import WireError, b64u_decode
 from codexrelay.protocol import (
     AgentTrust,
     ChainHead,
     RefusalReason,
+    SignedStop,
     TaskCancel,
     TaskFinished,
     TaskSpec,
@@ -45,6 +47,7 @@ from codexrelay.protocol import (
 
 log = logging.getLogger("codexrelay.agent.trust")
 CANCEL_MAX_AGE_SEC = 600
+Stop = TypeVar("Stop", CancelStatement, InterruptStatement)
 
 
 def _raw_statement(text: str) -> bytes | None:
@@ -158,59 +161,93 @@ class TrustGate:
         except OSError:
             log.exception("cannot record a task result in the audit log")
 
-    # --- cancel (§4.9) ---
+    # --- cancel (§4.9) and interrupt (§4.13) ---
 
     def allow_cancel(self, message: TaskCancel) -> bool:
         """A plain cancel for an unprotected agent; a valid device-signed one otherwise."""
+        task_id = message.task_id
+        return self._allow_stop(
+            message.signed,
+            CancelStatement,
+            "cancel",
+            lambda stmt: stmt.task == task_id,
+            self._submitters.get(task_id),
+        )
+
+    def allow_interrupt(
+        self, signed: SignedStop | None, *, thread: str, turn: str, starter: str | None
+    ) -> bool:
+        """The same rule for stopping a conversation turn (for the app-server runner):
+        a device of the turn's starter, or of an admin, signed this exact interrupt."""
+        return self._allow_stop(
+            signed,
+            InterruptStatement,
+            "interrupt",
+            lambda stmt: (stmt.thread, stmt.turn) == (thread, turn),
+            starter,
+        )
+
+    def _allow_stop(
+        self,
+        signed: SignedStop | None,
+        model: type[Stop],
+        kind: TagName,
+        names_it: Callable[[Any], bool],
+        owner: str | None,
+    ) -> bool:
         try:
             if self.trust.pin() is None:
                 return True
         except TrustError:
             return False
-        reason = self._cancel_problem(message)
-        raw = None if message.signed is None else _raw_statement(message.signed.stmt)
+        reason = self._stop_problem(signed, model, kind, names_it, owner)
+        raw = None if signed is None else _raw_statement(signed.stmt)
         outcome: Outcome = "accepted" if reason is None else "refused"
         try:
-            self._record(outcome, "cancel", reason=reason, statement=raw)
+            self._record(outcome, kind, reason=reason, statement=raw)
         except OSError:
-            log.exception("cannot record a cancel in the audit log")
+            log.exception("cannot record a %s in the audit log", kind)
             return False
         if reason is not None:
-            log.warning("refused a cancel of %s: %s", message.task_id, reason)
+            log.warning("refused a %s: %s", kind, reason)
         return reason is None
 
-    def _cancel_problem(self, message: TaskCancel) -> str | None:
-        if message.signed is None:
+    def _stop_problem(
+        self,
+        signed: SignedStop | None,
+        model: type[Stop],
+        kind: TagName,
+        names_it: Callable[[Any], bool],
+        owner: str | None,
+    ) -> str | None:
+        if signed is None:
             return RefusalReason.SIGNATURE_REQUIRED.value
         try:
-            signed = parse_statement(message.signed.stmt, CancelStatement)
-            check_recent(signed.value.issued_at, now=int(self.clock()), max_age=CANCEL_MAX_AGE_SEC)
-            sig = b64u_decode(message.signed.sig, max_bytes=64)
+            parsed = parse_statement(signed.stmt, model)
+            check_recent(parsed.value.issued_at, now=int(self.clock()), max_age=CANCEL_MAX_AGE_SEC)
+            sig = b64u_decode(signed.sig, max_bytes=64)
         except (StatementError, WireError):
             return RefusalReason.STATEMENT_INVALID.value
-        stmt, pin = signed.value, self.trust.pin()
-        addressed = pin is not None and (stmt.ws, stmt.agent, stmt.task) == (
-            pin.workspace_id,
-            self.agent_id,
-            message.task_id,
-        )
-        if not addressed:
+        stmt, pin = parsed.value, self.trust.pin()
+        if pin is None or (stmt.ws, stmt.agent) != (pin.workspace_id, self.agent_id):
             return RefusalReason.STATEMENT_MISMATCH.value
-        return self._cancel_signer(stmt, signed.raw, sig, message.task_id)
+        if not names_it(stmt):
+            return RefusalReason.STATEMENT_MISMATCH.value
+        return self._stop_signer(stmt.device, tag(kind) + parsed.raw, sig, owner)
 
-    def _cancel_signer(
-        self, stmt: CancelStatement, raw: bytes, sig: bytes, task_id: str
+    def _stop_signer(
+        self, device_id: str, message: bytes, sig: bytes, owner: str | None
     ) -> str | None:
-        """A live device of the submitter, or of an admin, signed this exact cancel."""
+        """A live device of the owner of the work, or of an admin, signed this exact stop."""
         view = self.trust.view()
-        device = view.devices.get(stmt.device)
+        device = view.devices.get(device_id)
         member = view.members.get(device.user_id) if device is not None else None
         if device is None or member is None or not device.active:
             return RefusalReason.UNKNOWN_SIGNER.value
         key = keys.load_verify_key(device.suite, device.sig_pub)
-        if not keys.verify(key, sig, tag("cancel") + raw):
+        if not keys.verify(key, sig, message):
             return RefusalReason.SIGNATURE_INVALID.value
-        if member.user_id != self._submitters.get(task_id) and not at_least(member.role, "admin"):
+        if member.user_id != owner and not at_least(member.role, "admin"):
             return RefusalReason.ROLE_TOO_LOW.value
         return None
 

@@ -16,7 +16,7 @@ from codexrelay.relay.agents.link import publish_agent
 from codexrelay.relay.api.auditing import AuditContext, AuditDep
 from codexrelay.relay.api.deps import ActiveCallerDep, Admin, ClientIpDep, ServicesDep
 from codexrelay.relay.api.qr import qr_svg
-from codexrelay.relay.api.trust import after_append, append_entry
+from codexrelay.relay.api.trust import BearerAgent, after_append, append_entry
 from codexrelay.relay.audit import agent_actor
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import PairRequestRecord, PairStatus
@@ -222,18 +222,16 @@ async def poll_request(
 
 @router.post("/agent/pin", status_code=202, response_model=ClaimOut)
 async def claim_pin(
-    body: PinBody, request: Request, services: ServicesDep, address: ClientIpDep, audit: AuditDep
+    agent: BearerAgent,
+    body: PinBody,
+    services: ServicesDep,
+    address: ClientIpDep,
+    audit: AuditDep,
 ) -> ClaimOut:
     """A paired agent (its token) claims a code to pin its protected workspace: a pair
     request of kind ``pin`` that an admin approves with an ``agent.add`` entry and a grant.
     The agent polls it like a pairing and gets the grant, never a new token."""
     services.pair_limiter.hit(address)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        raise AppError(ErrorCode.UNAUTHENTICATED, "Send the agent token as a Bearer token.")
-    agent = pairing.authenticate_agent(
-        services.store, token.strip(), secret=services.token_secret, now=services.now()
-    )
     claim = trust_pairing.read_claim(body.e2e.claim)
     trust_pairing.check_claim(
         claim,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
@@ -21,6 +21,7 @@ from codexrelay.relay.agents.link import publish_agent
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import ActiveCallerDep, Owner, ServicesDep, Viewer
 from codexrelay.relay.services import Services
+from codexrelay.relay.storage.records import AgentRecord
 from codexrelay.relay.trust import membership, sudo
 from codexrelay.relay.views import LogEntryOut, LogHeadOut, View
 from codexrelay.settings import CamelModel
@@ -90,19 +91,26 @@ async def read_log(
     return _log_out(services, access.workspace.id, start)
 
 
+async def bearer_agent(request: Request, services: ServicesDep) -> AgentRecord:
+    """The agent whose token is the Bearer credential (checked before any body is read)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Send the agent token as a Bearer token.")
+    return pairing.authenticate_agent(
+        services.store, token.strip(), secret=services.token_secret, now=services.now()
+    )
+
+
+BearerAgent = Annotated[AgentRecord, Depends(bearer_agent)]
+
+
 @router.get("/agent/e2e/log", response_model=LogOut)
 async def agent_read_log(
-    request: Request,
+    agent: BearerAgent,
     services: ServicesDep,
     start: Annotated[int, Query(alias="from", ge=0)] = 0,
 ) -> LogOut:
     """The same log, for the agent holding a token of this workspace."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        raise AppError(ErrorCode.UNAUTHENTICATED, "Send the agent token as a Bearer token.")
-    agent = pairing.authenticate_agent(
-        services.store, token.strip(), secret=services.token_secret, now=services.now()
-    )
     return _log_out(services, agent.workspace_id, start)
 
 
