@@ -424,6 +424,13 @@ def test_pairing_carries_claim_and_grant_and_the_agent_reads_the_log(app_client,
         "/api/v1/agent/e2e/log", headers={"Authorization": f"Bearer {poll['agentToken']}"}
     ).json()
     assert [e["op"] for e in log["entries"]] == ["genesis", "agent.add"]
+    owner.add(book, "agent.revoke", {"agentId": "build-01"})
+    refused = app_client.get(
+        "/api/v1/agent/e2e/log", headers={"Authorization": f"Bearer {poll['agentToken']}"}
+    )
+    _error(refused, 401, "unauthenticated")
+    agents = owner.phone.get(f"/api/v1/workspaces/{wid}/agents").json()["agents"]
+    assert next(a for a in agents if a["agentId"] == "build-01")["revokedAt"] is not None
 
 
 def test_claim_that_names_another_agent_is_refused(app_client, owner, wid):

@@ -196,11 +196,12 @@ async def approve_pending(
     if not checked.verdict.allowed:
         _publish(services, item, "waiting")
         return SubmitOut(pending_task=pending_out(item))
+    creator = WorkspaceAccess(workspace=access.workspace, role=access.role, user_id=item.created_by)
+    task = await _run(services, creator, checked, audit)  # on a refusal it stays pending
     del services.trust.pending[task_id]
     _publish(services, item, "approved")
-    creator = WorkspaceAccess(workspace=access.workspace, role=access.role, user_id=item.created_by)
     response.status_code = 201
-    return SubmitOut(task=await _run(services, creator, checked, audit))
+    return SubmitOut(task=task)
 
 
 @router.post("/tasks/{task_id}/signed-cancel", response_model=TaskEnvelope)
