@@ -27,8 +27,11 @@ from codexrelay.agent.auditlog import AUDIT_FILE
 from codexrelay.agent.trust import TRUST_FILE
 from codexrelay.e2e import keys
 from codexrelay.e2e.audit import verify_audit
+from codexrelay.e2e.log import chain_hash
 from codexrelay.e2e.tags import tagged_hash
 from codexrelay.e2e.wire import b64u, b64u_decode
+from codexrelay.relay.storage.memory import log_key
+from codexrelay.relay.storage.records import LogEntryRecord
 from tests.agents import AgentProcess, write_agent_config
 from tests.helpers import wait_until
 from tests.proof.hostile import HostileRelay
@@ -432,6 +435,65 @@ def test_a_withheld_log_entry_fails_closed(world):
     world.relay.inject({"type": "task", "task": spec_of(stmt, body, auth)})
     assert world.outcome(stmt["task"])["status"] == "completed"
     assert world.runs() == before + 1
+
+
+def test_an_entry_forged_into_the_relays_store_is_refused(world):
+    """The relay writes itself into its own store as a member (an entry it signed with its
+    own passkey) and signs a task as that member: the agent cannot verify the entry, so
+    the statement's head is not on its chain."""
+    attacker = SoftAuthenticator()
+    credential = attacker.new_credential("localhost", b"usr_attacker")
+    head = world.relay.services.store.log_entries.head(world.wid)
+    assert head is not None
+    body = {
+        "userId": "usr_attacker",
+        "name": "Mallory",
+        "role": "owner",
+        "passkeys": [
+            {"credId": b64u(credential.credential_id), "cose": b64u(credential.cose_public_key())}
+        ],
+        "devices": [],
+    }
+    entry = {
+        "v": 1,
+        "ws": world.wid,
+        "seq": head.seq + 1,
+        "prev": head.hash,
+        "op": "member.add",
+        "body": body,
+        "issuedAt": int(time.time()),
+    }
+    raw = dumps(entry)
+    sig = attacker.sign_statement(
+        tagged_hash("log", raw), rp_id="localhost", origin=world.owner.origin, credential=credential
+    )
+    world.relay.services.store.log_entries.add(
+        LogEntryRecord(
+            key=log_key(world.wid, head.seq + 1),
+            workspace_id=world.wid,
+            seq=head.seq + 1,
+            hash=chain_hash(raw),
+            op="member.add",
+            entry=b64u(raw),
+            sigs=[sig],
+            created_at=head.created_at,
+        )
+    )
+    try:
+        stmt, body_bytes = world.owner.task(world.book, AGENT, actionId="mark")
+        stmt["logHead"] = {"seq": head.seq + 1, "hash": chain_hash(raw)}
+        stmt["device"] = world.owner.device_id
+        auth = attacker.sign_statement(
+            tagged_hash("task", dumps(stmt)),
+            rp_id="localhost",
+            origin=world.owner.origin,
+            credential=credential,
+        )
+        world.refused(spec_of(stmt, body_bytes, [auth]), "log-fork")
+    finally:
+        world.relay.services.store.log_entries.remove(
+            world.relay.services.store.log_entries.head(world.wid)  # type: ignore[arg-type]
+        )
 
 
 def test_a_forked_log_is_detected(world):
