@@ -9,6 +9,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -152,6 +153,19 @@ async def _sweep_loop(services: Services) -> None:
         run_sweep(services)
 
 
+def _publish_limits(app: FastAPI, config: RelayConfig) -> None:
+    """The published schema states the caps this relay's config sets, not the code's
+    backstops (API.md: the contract matches enforcement)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            tasks_api.publish_limits(build(), config.max_prompt_bytes)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     config: RelayConfig,
     store: Store,
@@ -217,6 +231,7 @@ def create_app(
 
     app.add_api_websocket_route("/api/v1/agent/connect", agent_socket)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
+    _publish_limits(app, config)
 
     # add_middleware prepends: the last added runs first (outermost).
     app.add_middleware(

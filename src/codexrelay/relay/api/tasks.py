@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field
 
-from codexrelay.protocol import TaskKind
+from codexrelay.protocol import ID_PATTERN, UUID_PATTERN, TaskKind
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
+from codexrelay.relay.config import MAX_PROMPT_BYTES_LIMIT
 from codexrelay.relay.tasks import flow, lifecycle
 from codexrelay.relay.views import TaskDetailOut, TaskOut
 from codexrelay.settings import CamelModel
@@ -21,13 +22,24 @@ router = APIRouter(prefix="/api/v1/workspaces/{wid}/tasks", tags=["tasks"])
 class TaskBody(CamelModel):
     agent_id: Annotated[str, Field(min_length=1, max_length=64)]
     type: TaskKind
-    # The prompt cap (maxPromptBytes) is checked with a clear 413; this bound is a backstop.
-    prompt: Annotated[str, Field(max_length=1 << 20)] | None = None
-    cwd: Annotated[str, Field(max_length=4096)] | None = None
+    # The published maxLength is the relay's maxPromptBytes (see publish_limits); the prompt
+    # is refused with 413 above that many UTF-8 bytes. This bound is only a backstop.
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_BYTES_LIMIT)] | None = None
+    cwd: Annotated[str, Field(max_length=lifecycle.MAX_CWD_CHARS)] | None = None
     write_access: bool = False
-    resume_session_id: Annotated[str, Field(max_length=64)] | None = None
-    action_id: Annotated[str, Field(max_length=64)] | None = None
-    log_source_id: Annotated[str, Field(max_length=64)] | None = None
+    resume_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    action_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    log_source_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+
+
+def publish_limits(schema: dict[str, Any], max_prompt_bytes: int) -> None:
+    """Make the published schema say the prompt cap this relay enforces: at most that many
+    characters, and (``x-max-utf8-bytes``) that many bytes of UTF-8."""
+    prompt = schema["components"]["schemas"]["TaskBody"]["properties"]["prompt"]
+    for option in prompt.get("anyOf", [prompt]):
+        if option.get("type") == "string":
+            option["maxLength"] = max_prompt_bytes
+            option["x-max-utf8-bytes"] = max_prompt_bytes
 
 
 class TaskEnvelope(CamelModel):
