@@ -154,6 +154,7 @@ ROWS = [
     Row("TaskBody", "resumeSessionId", _task("resumeSessionId", CODEX), _uuid_of_length),
     Row("TaskBody", "actionId", _task("actionId", {"type": "run_action"})),
     Row("TaskBody", "logSourceId", _task("logSourceId", {"type": "read_log"})),
+    Row("TaskBody", "queueTtlSec", _task("queueTtlSec", CODEX), lambda n: n),
     Row("audit", "event", _get(AUDIT, "event")),
     Row("audit", "actor", _get(AUDIT, "actor")),
     Row("audit", "limit", _get(AUDIT, "limit"), lambda n: n),

@@ -137,6 +137,7 @@ def run_sweep(services: Services) -> None:
     pruned = sessions.prune_expired(services.store, now)
     if pruned or pairing.expire_pair_requests(services.store, now):
         services.store.touch()
+    taskflow.expire_waiting(services)
     services.details.sweep(now)
 
 

@@ -221,6 +221,8 @@ class TaskOut(View):
     reason: str | None
     redactions: int
     cancel_requested: bool
+    cancelled_by: str | None
+    queued_until: datetime | None
 
 
 ProgressKind = Literal[

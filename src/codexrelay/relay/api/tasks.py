@@ -30,6 +30,10 @@ class TaskBody(CamelModel):
     resume_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
     action_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
     log_source_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    # Wait this many seconds for an offline agent instead of a 409 agent-offline.
+    queue_ttl_sec: (
+        Annotated[int, Field(ge=lifecycle.QUEUE_TTL_MIN_SEC, le=lifecycle.QUEUE_TTL_MAX_SEC)] | None
+    ) = None
 
 
 def publish_limits(schema: dict[str, Any], max_prompt_bytes: int) -> None:

@@ -187,6 +187,7 @@ class PairRequestRecord(Record):
 TaskType = Literal["codex_exec", "run_action", "read_log"]
 TaskStatus = Literal[
     "queued",
+    "expired",
     "dispatched",
     "running",
     "completed",
@@ -196,7 +197,7 @@ TaskStatus = Literal[
     "interrupted",
 ]
 TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"completed", "failed", "cancelled", "rejected", "interrupted"}
+    {"completed", "failed", "cancelled", "rejected", "interrupted", "expired"}
 )
 
 
@@ -224,6 +225,11 @@ class TaskRecord(Record):
     reason: str | None = None
     redactions: int = 0
     cancel_requested: bool = False
+    # Who asked to stop it (a user id), so the phone can say "Cancelled by Ada".
+    cancelled_by: str | None = None
+    # A task for an offline agent may wait for it until then; it is sent when the agent
+    # connects, or expires.
+    queued_until: datetime | None = None
 
 
 class State(Record):

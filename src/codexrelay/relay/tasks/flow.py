@@ -48,7 +48,8 @@ async def submit(
     *,
     actor: audit.Actor | None = None,
 ) -> TaskRecord:
-    """Check, record and dispatch a task right away over the agent's socket."""
+    """Check, record and dispatch a task right away over the agent's socket (or, when the
+    phone asked to wait for an offline agent, leave it queued until the agent connects)."""
     store = services.store
     agent = lifecycle.check_task_request(
         store,
@@ -74,10 +75,14 @@ async def submit(
 
 
 async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) -> None:
-    """Send once. The status is dispatched before the send so a report can never race it."""
+    """Send once. The status is dispatched before the send so a report can never race it.
+    A task allowed to wait for its agent stays queued while the agent is away."""
     live = services.hub.get(task.agent_key)
     now = services.now()
     tasks = services.store.tasks
+    if live is None and task.queued_until is not None:
+        publish_task(services, task)
+        return
     if live is None:
         lifecycle.advance(task, "interrupted", now=now)
         task.reason = "agent-offline"
@@ -110,6 +115,7 @@ async def cancel(
         raise AppError(ErrorCode.TASK_FINISHED, f"This task is already {task.status}.")
     live = services.hub.get(task.agent_key)
     task.cancel_requested = True
+    task.cancelled_by = access.user_id
     task.updated_at = services.now()
     services.store.tasks.save(task)
     actor = actor or {"type": "user", "userId": access.user_id}
@@ -254,6 +260,31 @@ async def on_agent_connected(services: Services, agent: AgentRecord, running: li
         reason="agent-restarted",
     )
     await _settle(services, changed)
+    await _send_queued(services, agent)
+
+
+async def _send_queued(services: Services, agent: AgentRecord) -> None:
+    """Tasks that waited for this agent go now, oldest first, each at most once (B4); one
+    whose wait ran out expires instead."""
+    tasks = services.store.tasks
+    await _settle(services, lifecycle.expire_queued(tasks, now=services.now()))
+    for task in tasks.unfinished(agent.key):
+        if task.status != "queued":
+            continue
+        details = services.details.get(task.id, services.now())
+        await _dispatch(services, task, details.prompt if details else None)
+
+
+def expire_waiting(services: Services) -> None:
+    """Once a minute: tasks whose agent did not come back in time expire, visibly."""
+    now = services.now()
+    changed = lifecycle.expire_queued(services.store.tasks, now=now)
+    for task in changed:
+        services.details.mark_finished(task.id, now)
+        audit.task_finished(services.audit, task, now=now)
+        publish_task(services, task)
+    if changed:
+        services.store.touch()
 
 
 async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
