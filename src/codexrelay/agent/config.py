@@ -167,9 +167,9 @@ class ConversationSettings(CamelModel):
     )
     approval_timeout_sec: int = Field(
         600,
-        ge=10,
+        ge=1,
         le=86400,
-        description="an approval nobody answers within this many seconds (10 to 86400) is "
+        description="an approval nobody answers within this many seconds (1 to 86400) is "
         "declined; Codex itself would wait forever",
     )
     accept_for_session: Literal["never", "readOnly", "always"] = Field(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.runners.appserver.approvals import check_decision
 from codexrelay.agent.runners.appserver.events import EventRouter
 from codexrelay.agent.runners.appserver.items import Outbound, map_item
+from codexrelay.agent.runners.appserver.origins import PhoneThreads
 from codexrelay.agent.runners.appserver.registry import (
     Clock,
     Registry,
@@ -70,6 +72,7 @@ class ThreadManager:
         redactor: Redactor,
         clock: Clock = utc_now,
         supervisor: AppServerSupervisor | None = None,
+        trace: Callable[[Json], None] | None = None,
     ) -> None:
         self.config = config
         self.settings = config.conversations
@@ -77,12 +80,14 @@ class ThreadManager:
         outbound = Outbound(
             redactor, output_bytes=config.max_task_log_bytes, diff_bytes=config.max_diff_bytes
         )
-        self.registry = Registry(config.root, outbound, send, clock)
+        phone_threads = PhoneThreads(config.state_path)
+        self.registry = Registry(config.root, outbound, send, clock, phone_threads=phone_threads)
         self.client = AppServerClient(
             self.supervisor,
             on_notification=self._notification,
             on_server_request=self._server_request,
             on_connected=self._connected,
+            trace=trace,
         )
         self.events = EventRouter(
             self.registry, self.client, self.settings, on_unknown_thread=self._adopt_soon
@@ -173,6 +178,7 @@ class ThreadManager:
             thread = result.get("thread") or {}
             state = self.registry.state_from(thread)
             state.source, state.write, state.loaded = "phone", writes(result), True
+            self.registry.phone_threads.add(state.id)
             state.preview = self.registry.outbound.head(prompt, 1900)
             self.threads[state.id] = state
         await self.registry.thread_changed(state)
@@ -234,9 +240,9 @@ class ThreadManager:
         self, thread_id: str, approval_id: str, decision: str, decided_by: str | None
     ) -> Approval:
         """Pass a person's answer to Codex, if it is among the offered decisions."""
-        state = self.known(thread_id)
-        approval = state.approvals.get(approval_id)
-        if approval is None:
+        state = self.threads.get(thread_id)
+        approval = None if state is None else state.approvals.get(approval_id)
+        if state is None or approval is None:
             raise TaskRefusedError("unknown-approval", "no such approval on this thread")
         checked: Decision = check_decision(approval, decision)
         return await self.events.decide(state, approval, checked, decided_by)
@@ -306,12 +312,14 @@ class ThreadManager:
         params: Json = {"threadId": thread_id, "excludeTurns": True}
         if not keep_policy:
             params |= self._policy(write)
+        # Known before the call: resuming makes the server replay a pending approval, and
+        # that request may arrive before the call's own answer.
+        self.threads[thread_id] = state
         result = await self.call("thread/resume", params)
         state.write, state.loaded = writes(result), True
         thread = result.get("thread")
         status = map_status(thread.get("status") if isinstance(thread, dict) else None)
         state.status = "idle" if status == "notLoaded" else status
-        self.threads[thread_id] = state
         if not state.items:
             await self._hydrate(state)
         await self.registry.thread_changed(state)

@@ -7,13 +7,13 @@ redacted and capped, so no other module can send an unredacted item by mistake.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from codexrelay.agent.runners.appserver.items import TEXT_BYTES, Outbound
-from codexrelay.agent.runners.appserver.rpc import CLIENT_NAME
+from codexrelay.agent.runners.appserver.origins import PhoneThreads
 from codexrelay.agent.runners.appserver.state import ThreadState
 from codexrelay.protocol import Message
 from codexrelay.protocol_threads import (
@@ -60,11 +60,11 @@ def map_status(status: object) -> ThreadStatus:
     return "error" if kind == "systemError" else "idle"
 
 
-def map_source(thread: Json) -> ThreadSource:
+def map_source(thread: Json, phone_threads: Container[str]) -> ThreadSource:
     """phone (started by this agent), exec (``codex exec``) or terminal (any other client)."""
     if thread.get("source") == "exec":
         return "exec"
-    return "phone" if thread.get("originator") == CLIENT_NAME else "terminal"
+    return "phone" if thread.get("id") in phone_threads else "terminal"
 
 
 def writes(response: Json) -> bool:
@@ -76,8 +76,17 @@ def writes(response: Json) -> bool:
 class Registry:
     """Thread states by id, plus the sending of every change."""
 
-    def __init__(self, root: Path, outbound: Outbound, send: Send, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        root: Path,
+        outbound: Outbound,
+        send: Send,
+        clock: Clock = utc_now,
+        *,
+        phone_threads: PhoneThreads,
+    ) -> None:
         self.root = root
+        self.phone_threads = phone_threads
         self.outbound = outbound
         self._send = send
         self.clock = clock
@@ -96,7 +105,7 @@ class Registry:
         """A new state for an app-server ``Thread`` (not yet tracked)."""
         return ThreadState(
             id=str(thread.get("id")),
-            source=map_source(thread),
+            source=map_source(thread, self.phone_threads),
             cwd=self.outbound.head(str(thread.get("cwd") or ""), 4000),
             preview=self.outbound.head(str(thread.get("preview") or ""), 1900)[:2000],
             created_at=_stamp(thread.get("createdAt")),

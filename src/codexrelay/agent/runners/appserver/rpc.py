@@ -68,8 +68,10 @@ class AppServerClient:
         on_notification: OnNotification,
         on_server_request: OnServerRequest,
         on_connected: OnConnected,
+        trace: Callable[[Json], None] | None = None,
     ) -> None:
         self._supervisor = supervisor
+        self._trace = trace  # sees every frame sent (tests check them against the schema)
         self._on_notification = on_notification
         self._on_server_request = on_server_request
         self._on_connected = on_connected
@@ -95,7 +97,7 @@ class AppServerClient:
         future: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
-            await ws.send(json.dumps({"id": request_id, "method": method, "params": params}))
+            await self._frame(ws, {"id": request_id, "method": method, "params": params})
             return await asyncio.wait_for(future, wait_sec)
         except ConnectionClosed:
             raise AppServerUnavailableError("the Codex app-server connection closed") from None
@@ -120,10 +122,15 @@ class AppServerClient:
         if ws is None or connection != self.connection:
             return False  # the request died with its connection; the server replays it
         try:
-            await ws.send(json.dumps(frame))
+            await self._frame(ws, frame)
         except ConnectionClosed:
             return False
         return True
+
+    async def _frame(self, ws: ClientConnection, frame: Json) -> None:
+        if self._trace is not None:
+            self._trace(frame)
+        await ws.send(json.dumps(frame))
 
     # ---- the connection -----------------------------------------------------------------
 
@@ -163,7 +170,7 @@ class AppServerClient:
         client = {"name": CLIENT_NAME, "title": "codexrelay agent", "version": __version__}
         params = {"clientInfo": client, "capabilities": {"optOutNotificationMethods": OPT_OUT}}
         await self._call(ws, "initialize", params, 30)
-        await ws.send(json.dumps({"method": "initialized"}))
+        await self._frame(ws, {"method": "initialized"})
 
     def _fail_waiting(self) -> None:
         for future in self._waiting.values():
