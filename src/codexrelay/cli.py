@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from codexrelay import __version__
-from codexrelay.agent import lifecycle  # noqa: F401 - registers pair/start/status/stop
+from codexrelay.agent import lifecycle, terminal  # noqa: F401 - register their commands
 from codexrelay.agent.commands import agent
 from codexrelay.cliconfig import fail, load_relay_or_exit, relay_config_option
 from codexrelay.crypto import new_secret, sha256_hex

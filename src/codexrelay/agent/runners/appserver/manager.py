@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 Json = dict[str, Any]
 LIST_SOURCES = ["cli", "vscode", "exec", "appServer"]  # section 3: the default hides exec
 ADOPT_INTERVAL_SEC = 2.0
+CONNECT_WAIT_SEC = 20.0
 HISTORY_PAGES = 10
 UNKNOWN_THREAD = ("thread not loaded", "no rollout found", "invalid thread id", "not found")
 
@@ -138,7 +139,13 @@ class ThreadManager:
     # ---- app-server calls ---------------------------------------------------------------
 
     async def call(self, method: str, params: Json) -> Json:
-        """One request, with the app-server's failures as refusals the relay understands."""
+        """One request, with the app-server's failures as refusals the relay understands.
+
+        While the app-server is starting or restarting, a request waits a little for it.
+        """
+        if not self.client.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.client.connected.wait(), CONNECT_WAIT_SEC)
         try:
             return await self.client.request(method, params)
         except AppServerUnavailableError as exc:
