@@ -73,6 +73,16 @@ class FakeRelay(Recorder):
 class Agent:
     relay: FakeRelay
     workspace: Path
+    process: AgentProcess
+
+    async def restart(self) -> int:
+        """Stop the agent process and start it again; the index of its new hello's era."""
+        await asyncio.to_thread(self.process.stop)
+        self.relay.connected.clear()
+        mark = len(self.relay.messages)
+        self.process.start("start")
+        await asyncio.wait_for(self.relay.connected.wait(), 30)
+        return mark
 
 
 @pytest.fixture
@@ -103,7 +113,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
             process = AgentProcess(config, tmp_path / "agent.log", env=env).start("start")
             try:
                 await asyncio.wait_for(relay.connected.wait(), 30)
-                yield Agent(relay, workspace)
+                yield Agent(relay, workspace, process)
             finally:
                 await asyncio.to_thread(process.stop)
                 shutil.rmtree(codex_tmp, ignore_errors=True)
@@ -182,3 +192,31 @@ async def test_agent_refuses_forged_conversation_requests(agent: Agent, kind, fi
         m["thread"]["cwd"].startswith(str(agent.workspace)) for m in agent.relay.of("thread.update")
     )
     assert not list((agent.workspace / "escape").iterdir())
+
+
+async def test_agent_restart_mid_approval_runs_nothing_and_the_thread_goes_on(agent: Agent):
+    """Restart the agent (and so its app-server) while Codex waits for approval: the command
+    never runs, the thread is listed again and takes a new turn, which runs once."""
+    relay = agent.relay
+    started = await relay.ask("thread.start", prompt="MOCK_ESCALATE: echo run >> runs.txt")
+    tid = started["thread"]["id"]
+    asked = await relay.wait_for(is_approval(tid))
+    mark = await agent.restart()
+    await relay.wait_for(lambda m: m["type"] == "threads.update", after=mark, timeout=60)
+    listed = {t["id"]: t for t in (await relay.ask("thread.list"))["threads"]}
+    assert (listed[tid]["source"], listed[tid]["status"]) == ("phone", "notLoaded")
+    stale = await relay.ask(
+        "approval.decide", threadId=tid, approvalId=asked["approval"]["id"], decision="accept"
+    )
+    assert (stale["type"], stale["reason"]) == ("thread.refused", "unknown-approval")
+    assert not (agent.workspace / "runs.txt").exists()
+    turn = await relay.ask(
+        "thread.turn", threadId=tid, prompt="MOCK_ESCALATE: echo again >> runs.txt"
+    )
+    assert turn["type"] == "thread.reply", turn
+    again = await relay.wait_for(is_approval(tid), after=mark)
+    await relay.ask(
+        "approval.decide", threadId=tid, approvalId=again["approval"]["id"], decision="accept"
+    )
+    await relay.wait_for(is_item(tid, "commandExecution", "completed"), after=mark)
+    assert (agent.workspace / "runs.txt").read_text() == "again\n"
