@@ -13,6 +13,7 @@ from codexrelay.agent.conversations import Conversations
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.runners.appserver.approvals import check_decision, offered_decisions
 from codexrelay.agent.runners.appserver.events import EventRouter
+from codexrelay.agent.runners.appserver.history import idle_threads
 from codexrelay.agent.runners.appserver.items import Outbound, map_item
 from codexrelay.agent.runners.appserver.origins import PhoneThreads
 from codexrelay.agent.runners.appserver.registry import Registry, map_status
@@ -365,3 +366,19 @@ async def test_timers_do_not_outlive_the_router(tmp_path):
     events.cancel_timers()
     await asyncio.sleep(0)
     assert not events.requests
+
+
+def test_forgetting_keeps_busy_threads():
+    """Only idle threads without a pending approval are let go, the least recent first."""
+    threads = {}
+    for n, (turn, stamp) in enumerate([(None, 3), ("t", 1), (None, 2)]):
+        tid = f"{TID[:-1]}{n}"
+        threads[tid] = ThreadState(
+            id=tid,
+            source="phone",
+            cwd="/w",
+            active_turn=turn,
+            updated_at=datetime(2026, 1, stamp, tzinfo=UTC),
+        )
+    assert [s.updated_at.day for s in idle_threads(threads, 2)] == [2, 3]
+    assert [s.updated_at.day for s in idle_threads(threads, 3)] == [2]

@@ -26,7 +26,8 @@ from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.runners.appserver.approvals import check_decision
 from codexrelay.agent.runners.appserver.events import EventRouter
-from codexrelay.agent.runners.appserver.items import Outbound, map_item
+from codexrelay.agent.runners.appserver.history import idle_threads, load_history
+from codexrelay.agent.runners.appserver.items import Outbound
 from codexrelay.agent.runners.appserver.origins import PhoneThreads
 from codexrelay.agent.runners.appserver.registry import (
     Clock,
@@ -52,7 +53,6 @@ Json = dict[str, Any]
 LIST_SOURCES = ["cli", "vscode", "exec", "appServer"]  # section 3: the default hides exec
 ADOPT_INTERVAL_SEC = 2.0
 CONNECT_WAIT_SEC = 20.0
-HISTORY_PAGES = 10
 UNKNOWN_THREAD = ("thread not loaded", "no rollout found", "invalid thread id", "not found")
 
 
@@ -333,24 +333,7 @@ class ThreadManager:
         return state
 
     async def _hydrate(self, state: ThreadState) -> None:
-        """Fill a thread's items from its history (oldest first), a few pages at most."""
-        cursor: Any = None
-        for _ in range(HISTORY_PAGES):
-            params: Json = {"threadId": state.id, "limit": 200}
-            if cursor is not None:
-                params["cursor"] = cursor
-            try:
-                page = await self.call("thread/items/list", params)
-            except TaskRefusedError:
-                return
-            for entry in page.get("data") or []:
-                if isinstance(entry, dict) and isinstance(entry.get("item"), dict):
-                    fields = map_item(entry["item"], turn_id=entry.get("turnId"), done=True)
-                    if fields["id"] not in state.items:
-                        state.put(self.registry.outbound.item(fields))
-            cursor = page.get("nextCursor")
-            if not cursor:
-                return
+        await load_history(self.call, self.registry.outbound, state)
 
     async def _adopt_soon(self, thread_id: str) -> None:
         self._spawn(self._adopt(thread_id))
@@ -409,14 +392,6 @@ class ThreadManager:
                 log.warning("could not resume thread %s: %s", state.id, exc.reason)
 
     def _forget_idle(self) -> None:
-        """Make room: stop following the least recently updated threads without a turn."""
-        idle = sorted(
-            (
-                s
-                for s in self.threads.values()
-                if s.active_turn is None and not s.pending_approvals()
-            ),
-            key=lambda s: s.updated_at or s.created_at or self.registry.clock(),
-        )
-        for state in idle[: max(1, len(self.threads) - self.settings.max_threads + 1)]:
+        """Make room: stop following the least recently updated idle threads."""
+        for state in idle_threads(self.threads, self.settings.max_threads):
             self.threads.pop(state.id, None)
