@@ -99,8 +99,8 @@ def new_approval(
     fields: dict[str, Any] = {
         "id": approval_id,
         "thread_id": str(params.get("threadId")),
-        "turn_id": str(params.get("turnId") or ""),
-        "item_id": str(params.get("itemId") or ""),
+        "turn_id": str(params.get("turnId") or "unknown")[:200],
+        "item_id": str(params.get("itemId") or "unknown")[:200],
         "kind": kind,
         "reason": params.get("reason") if isinstance(params.get("reason"), str) else None,
         "available_decisions": offered,

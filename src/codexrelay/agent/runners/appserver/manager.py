@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,11 @@ from codexrelay.agent.runners.appserver.rpc import (
 from codexrelay.agent.runners.appserver.state import ThreadState
 from codexrelay.agent.runners.appserver.supervisor import AppServerSupervisor
 from codexrelay.agent.runners.base import TaskRefusedError
+from codexrelay.protocol import UUID_PATTERN
 from codexrelay.protocol_threads import Approval, Decision, ThreadInfo, ThreadItem, TurnInfo
 
 log = logging.getLogger(__name__)
+UUID_RE = re.compile(UUID_PATTERN)
 
 Json = dict[str, Any]
 LIST_SOURCES = ["cli", "vscode", "exec", "appServer"]  # section 3: the default hides exec
@@ -296,7 +299,8 @@ class ThreadManager:
         result = await self.call("thread/list", params)
         out = []
         for thread in result.get("data") or []:
-            if isinstance(thread, dict) and self.registry.inside_root(thread.get("cwd")):
+            listable = isinstance(thread, dict) and UUID_RE.match(str(thread.get("id")))
+            if listable and self.registry.inside_root(thread.get("cwd")):
                 known = self.threads.get(str(thread.get("id")))
                 out.append(
                     known.info() if known is not None else self.registry.state_from(thread).info()
