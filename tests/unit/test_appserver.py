@@ -335,6 +335,7 @@ async def test_conversations_refuse_what_the_config_forbids(tmp_path, features, 
     """The agent's own flags decide (R09, R14, R17), whatever the relay asked."""
     relay = Recorder()
     conversations = Conversations(config(tmp_path, **features), relay.send, redactor=Redactor())
+    conversations.relay_accepts = True
     await conversations.handle(message)
     refused = await relay.wait_for(lambda m: m["type"] == "thread.refused")
     assert refused["reason"] == reason
@@ -382,3 +383,14 @@ def test_forgetting_keeps_busy_threads():
         )
     assert [s.updated_at.day for s in idle_threads(threads, 2)] == [2, 3]
     assert [s.updated_at.day for s in idle_threads(threads, 3)] == [2]
+
+
+async def test_no_conversation_message_reaches_a_relay_that_does_not_speak_them(tmp_path):
+    """Until the relay's welcome turns conversations on, the agent sends none of them."""
+    relay = Recorder()
+    conversations = Conversations(config(tmp_path), relay.send, redactor=Redactor())
+    await conversations.handle(ThreadStart(request_id="r", prompt="x"))
+    await conversations.announce()
+    await asyncio.sleep(0.05)
+    assert relay.messages == []
+    await conversations.stop()

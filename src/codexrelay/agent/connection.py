@@ -258,6 +258,7 @@ class AgentConnection:
             raise ProtocolError(msg)
         await self._flush_outbox(ws)
         self._ws = ws
+        self.conversations.relay_accepts = welcome.features.conversations
         self._catalog_sent = None
         self._set_state("connected", workspaceId=welcome.workspace_id)
         log.info("connected to %s", self.config.relay_base_url)

@@ -67,12 +67,19 @@ class Conversations:
         manager: ThreadManager | None = None,
     ) -> None:
         self.config = config
-        self._send = send
+        self._send_raw = send
+        # Whether the relay speaks conversations (its welcome says so): until it does, no
+        # conversation message is sent, so an older relay never sees a type it would refuse.
+        self.relay_accepts = False
         enabled = config.features.conversations
         self.manager = manager or (
-            ThreadManager(config, send, redactor=redactor) if enabled else None
+            ThreadManager(config, self._send, redactor=redactor) if enabled else None
         )
         self._jobs: set[asyncio.Task[None]] = set()
+
+    async def _send(self, message: Message) -> None:
+        if self.relay_accepts:
+            await self._send_raw(message)
 
     def start(self) -> None:
         """Start the app-server (only when the feature is on)."""
@@ -103,7 +110,7 @@ class Conversations:
 
     async def announce(self) -> None:
         """After connecting: the newest threads, so the relay's list is right at once."""
-        if self.manager is None:
+        if self.manager is None or not self.relay_accepts:
             return
         try:
             await self.manager.wait_ready()
