@@ -62,6 +62,11 @@ class AgentFeatureFlags(CamelModel):
     )
     run_action: bool = Field(True, description="true to allow the actions listed here")
     read_log: bool = Field(True, description="true to allow the log sources listed here")
+    conversations: bool = Field(
+        False,
+        description="true to run live Codex conversations (codex app-server) for the phone; "
+        "write-mode threads also need codexExecWrite",
+    )
 
 
 class ActionConfig(CamelModel):
@@ -152,6 +157,31 @@ class CodexSettings(CamelModel):
         return str(path)
 
 
+class ConversationSettings(CamelModel):
+    """Live Codex conversations through one supervised ``codex app-server``."""
+
+    approval_policy: Literal["untrusted", "on-request", "never"] = Field(
+        "on-request",
+        description="when Codex asks before acting: untrusted (every command), on-request "
+        "(what leaves the sandbox, and every file change in a read-only thread) or never",
+    )
+    approval_timeout_sec: int = Field(
+        600,
+        ge=1,
+        le=86400,
+        description="an approval nobody answers within this many seconds (1 to 86400) is "
+        "declined; Codex itself would wait forever",
+    )
+    accept_for_session: Literal["never", "readOnly", "always"] = Field(
+        "readOnly",
+        description="where 'accept for session' is offered: never, readOnly (read-only threads "
+        "only) or always",
+    )
+    max_threads: int = Field(
+        100, ge=1, le=1000, description="threads the agent follows at once, 1 to 1000"
+    )
+
+
 class AgentConfig(CamelModel):
     """Every key of the agent config file. Field descriptions double as fix hints."""
 
@@ -182,6 +212,10 @@ class AgentConfig(CamelModel):
         description="log files by id, each {label, path: an absolute path, maxLines}",
     )
     codex: CodexSettings = Field(default_factory=CodexSettings, description="Codex CLI settings")
+    conversations: ConversationSettings = Field(
+        default_factory=ConversationSettings,
+        description="live conversation settings (features.conversations turns them on)",
+    )
     max_task_log_bytes: int = Field(
         65536, ge=1024, le=1 << 20, description="output tail cap, 1024 to 1048576 bytes"
     )
