@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,15 +167,24 @@ def _publish_limits(app: FastAPI, config: RelayConfig) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(
-    config: RelayConfig,
-    store: Store,
-    *,
-    clock: Clock = utc_now,
-    rand: TokenSource = secrets.token_bytes,
-) -> FastAPI:
-    """Build the relay app around an opened store."""
-    services = Services(config=config, store=store, clock=clock, rand=rand)
+# Every HTTP route module, in the order the published schema lists them.
+ROUTERS = (
+    auth,
+    me,
+    workspaces,
+    passkeys,
+    people,
+    invites,
+    pairing_api,
+    agents,
+    tasks_api,
+    events,
+    audit_api,
+)
+
+
+def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up before the first request, the sweep while serving, shutdown after."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -192,39 +201,19 @@ def create_app(
             await run_shutdown(services)
             await services.store.close()
 
-    app = FastAPI(
-        title="codexrelay",
-        version=__version__,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url="/openapi.json",
-        lifespan=lifespan,
-    )
-    app.state.services = services
-    app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    return lifespan
+
+
+def _add_routes(app: FastAPI, services: Services) -> None:
+    """Health, the API routers, the agent socket with its wiring, then the web app."""
 
     @app.get("/healthz", tags=["health"], responses=ERROR_RESPONSES)
     async def healthz() -> dict[str, bool]:
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
 
-    routers = (
-        auth,
-        me,
-        workspaces,
-        passkeys,
-        people,
-        invites,
-        pairing_api,
-        agents,
-        tasks_api,
-        events,
-    )
-    for module in routers:
+    for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
-    app.include_router(audit_api.router, responses=ERROR_RESPONSES)
 
     async def agent_socket(websocket: WebSocket) -> None:
         """The agent's one WebSocket (ARCHITECTURE.md, Agent protocol)."""
@@ -232,9 +221,10 @@ def create_app(
 
     app.add_api_websocket_route("/api/v1/agent/connect", agent_socket)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
-    _publish_limits(app, config)
 
-    # add_middleware prepends: the last added runs first (outermost).
+
+def _add_middleware(app: FastAPI, config: RelayConfig) -> None:
+    """add_middleware prepends: the last added runs first (outermost)."""
     app.add_middleware(
         RequestGuardMiddleware,
         public_origin=config.public_origin,
@@ -242,4 +232,30 @@ def create_app(
     )
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, https=config.https)
+
+
+def create_app(
+    config: RelayConfig,
+    store: Store,
+    *,
+    clock: Clock = utc_now,
+    rand: TokenSource = secrets.token_bytes,
+) -> FastAPI:
+    """Build the relay app around an opened store."""
+    services = Services(config=config, store=store, clock=clock, rand=rand)
+    app = FastAPI(
+        title="codexrelay",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=_lifespan(services),
+    )
+    app.state.services = services
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    _add_routes(app, services)
+    _publish_limits(app, config)
+    _add_middleware(app, config)
     return app

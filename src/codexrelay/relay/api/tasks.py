@@ -30,8 +30,7 @@ class TaskBody(CamelModel):
     # API.md: a resumeSessionId that is not a canonical UUID is 400 invalid-request, so the
     # schema states the pattern and the relay enforces it (with 400, not pydantic's 422).
     resume_session_id: (
-        Annotated[str, Field(json_schema_extra={"pattern": UUID_PATTERN, "maxLength": 36})]
-        | None
+        Annotated[str, Field(json_schema_extra={"pattern": UUID_PATTERN, "maxLength": 36})] | None
     ) = None
     action_id: Annotated[str, Field(max_length=64)] | None = None
     log_source_id: Annotated[str, Field(max_length=64)] | None = None
