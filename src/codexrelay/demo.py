@@ -108,6 +108,7 @@ def prepare_directory(directory: Path | None) -> tuple[Path, bool]:
 
 
 SAMPLE_FILES = {
+    ".gitignore": "__pycache__/\n",
     "README.md": (
         "# sample-project\n\n"
         "A tiny Python project for the codexrelay demo. Ask Codex what `stats.py` does, or\n"

@@ -227,6 +227,18 @@ def test_demo_pairs_an_agent_serves_tasks_and_stops_everything(tmp_path, demo_di
         assert codex["status"] == "failed", codex
         assert "npm install -g @openai/codex" in (codex["error"] or "")
 
+    # The sample project holds the project alone: the agent's token and state live beside it.
+    status = subprocess.run(
+        ["git", "status", "--porcelain"],
+        cwd=demo_dir / "workspace",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert status.stdout == "?? NOTES.md\n"
+    assert list(demo_dir.glob("agent/state/agent-token.json"))
+    assert not list((demo_dir / "workspace").rglob("*token*"))
     assert demo.stop(signal.SIGTERM) == 0
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=5, what="children to go")
     assert (demo_dir / "workspace" / "stats.py").is_file(), "--dir is kept"
