@@ -62,6 +62,8 @@ class PollOut(CamelModel):
 
 class PairRequestOut(CamelModel):
     id: str
+    # Which code was claimed, so the phone that shows it stops offering a used code.
+    pairing_id: str
     agent_id: str
     label: str
     hostname: str
@@ -77,6 +79,7 @@ class PairRequestOut(CamelModel):
         """The phone's view of a pair request."""
         return cls(
             id=record.id,
+            pairing_id=record.pairing_id,
             agent_id=record.agent_id,
             label=record.label,
             hostname=record.hostname,
