@@ -108,8 +108,7 @@ export async function settingsScreen(app, root) {
     await app.refreshMe();
     await reloadPasskeys();
     await reloadSessions();
-    const banner = document.getElementById("recovery-warning");
-    if (banner && app.me.user.hasPasskey && app.me.session.isRecovery) banner.remove();
+    app.renderBanner();
   }, { label: "Waiting for your passkey…", errLine: addError }));
 
   const endOthers = h("button", { type: "button", class: "secondary wide" }, "Sign out all other sessions");
