@@ -19,7 +19,7 @@ $(STAMP): $(RUNTIME)
 	touch $(STAMP)
 
 demo: $(RUNTIME)
-	$(VENV)/bin/codexrelay demo
+	$(VENV)/bin/codexrelay demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	scripts/ensure-browsers.sh

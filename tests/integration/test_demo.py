@@ -4,16 +4,23 @@ tasks over HTTP, and leaves nothing running once it gets SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import zxingcpp
+from PIL import Image
 
 from tests.helpers import PYTHON, wait_until
 
@@ -274,3 +281,128 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path):
     assert res.returncode == 1
     assert "not made by `codexrelay demo`" in res.stderr
     assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+
+# ---- the demo on a phone on the same network (--lan) ----------------------------------------
+
+LAN_HOST = "codexrelay-demo.test"  # resolved by nobody: requests name it by SNI and Host
+QR_CHARS = frozenset("█▀▄ ")
+
+
+def terminal_qr(lines: list[str]) -> str:
+    """What a phone's camera reads from the QR code the demo printed: each character is two
+    modules stacked (a drawn half is light, as on a dark terminal), decoded by ZXing."""
+    start = lines.index("Scan this with the phone's camera:") + 1
+    rows = []
+    for line in lines[start:]:
+        if line and set(line) <= QR_CHARS:
+            rows.append(line)
+        elif rows:
+            break
+    light = {"█": (True, True), "▀": (True, False), "▄": (False, True), " ": (False, False)}
+    scale = 8
+    image = Image.new("L", (len(rows[0]) * scale, len(rows) * 2 * scale), 0)
+    for y, row in enumerate(rows):
+        for x, char in enumerate(row):
+            for half, on in enumerate(light[char]):
+                if on:
+                    box = (
+                        x * scale,
+                        (2 * y + half) * scale,
+                        (x + 1) * scale,
+                        (2 * y + half + 1) * scale,
+                    )
+                    image.paste(255, box)
+    found = zxingcpp.read_barcodes(image)
+    assert len(found) == 1, f"{len(found)} QR codes in the demo's output"
+    return found[0].text
+
+
+def through_proxy(client: httpx.Client, method: str, url: str, path: str, **kwargs: Any):
+    """A request to the printed URL, sent to this computer's proxy (the name resolves
+    nowhere here): TLS for the name (SNI), the name in Host."""
+    parts = urlsplit(url)
+    return client.request(
+        method,
+        f"https://127.0.0.1:{parts.port}{path}",
+        headers={"Host": parts.netloc, "Origin": f"https://{parts.netloc}"},
+        extensions={"sni_hostname": parts.hostname},
+        **kwargs,
+    )
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy missing: deploy/ensure-caddy.sh")
+def test_demo_lan_serves_the_app_over_https_through_caddy(tmp_path, demo_dir):
+    """--lan: Caddy serves the app on a random https port for the LAN name with its local
+    CA; the printed URL works with that CA (and not without it), its QR code decodes to it,
+    the session (a Secure cookie) and the paired agent work through the proxy, and the CA
+    link serves the root certificate and nothing else. Ctrl-C stops Caddy too."""
+    state = tmp_path / "state-home"
+    env = {**env_without_codex(), "XDG_STATE_HOME": str(state)}
+    args = ["--dir", str(demo_dir), "--port", "0", "--lan", "--lan-host", LAN_HOST]
+    demo = Demo.start(tmp_path, *args, "--https-port", "0", env=env)
+    url = demo.value("URL: ")
+    token = demo.value("Recovery token: ")
+    root = Path(demo.value("CA certificate: "))
+    assert re.fullmatch(rf"https://{re.escape(LAN_HOST)}:\d+/", url), url
+    assert root.is_relative_to(state / "codexrelay" / "caddy")
+    wait_until(lambda: "Press Ctrl-C to stop." in demo.stderr_path.read_text(), what="the steps")
+    wait_until(lambda: any(set(x) == {"▀"} for x in demo.lines), what="the QR code's last row")
+    assert terminal_qr(demo.lines) == url
+    children = descendants(demo.proc.pid)
+
+    trusted = ssl.create_default_context(cafile=str(root))
+    with httpx.Client(verify=trusted, timeout=10) as client:
+        page = through_proxy(client, "GET", url, "/")
+        assert page.status_code == 200
+        assert "<title>codexrelay</title>" in page.text
+        assert page.headers["strict-transport-security"]
+        signed_in = through_proxy(client, "POST", url, "/api/v1/auth/bootstrap",
+                                  json={"token": token})  # fmt: skip
+        assert signed_in.status_code == 200, signed_in.text
+        assert "secure" in signed_in.headers["set-cookie"].lower()
+        me = through_proxy(client, "GET", url, "/api/v1/me").json()
+        wid = me["memberships"][0]["workspaceId"]
+        agents = through_proxy(client, "GET", url, f"/api/v1/workspaces/{wid}/agents").json()
+        assert [a["agentId"] for a in agents["agents"] if a["online"]] == ["demo"]
+    with httpx.Client(timeout=10) as untrusting, pytest.raises(httpx.ConnectError):
+        through_proxy(untrusting, "GET", url, "/")
+
+    stderr = demo.stderr_path.read_text()
+    ca_url = re.search(r"http://\S+/codexrelay-demo-ca\.crt", stderr)
+    assert ca_url, stderr
+    served = httpx.get(ca_url.group(0), timeout=10)
+    assert served.status_code == 200
+    assert served.content == root.read_bytes()
+    assert served.headers["content-type"] == "application/x-x509-ca-cert"
+    base = ca_url.group(0).rsplit("/", 1)[0]
+    for other in ("/root.key", "/root.crt", "/", "/codexrelay-demo-ca.crt/../root.key"):
+        assert httpx.get(base + other, timeout=10).status_code == 404, other
+    assert "iPhone:" in stderr
+    assert "Android:" in stderr
+
+    assert demo.stop(signal.SIGINT) == 0
+    wait_until(lambda: not any(alive(pid) for pid in children), timeout=10, what="Caddy to stop")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lan", "--lan-host", "192.168.1.20"], "passkeys need a name, not an IP address"),
+        (["--lan", "--tls-cert", __file__], "--tls-cert and --tls-key go together"),
+        (["--lan-host", "box.local"], "need --lan"),
+    ],
+)
+def test_demo_lan_refuses_what_cannot_work(tmp_path, args, message):
+    """An IP address (no passkeys on it), half a certificate, or LAN options without --lan
+    are refused before anything starts."""
+    res = subprocess.run(
+        [PYTHON, "-m", "codexrelay", "demo", "--dir", str(tmp_path / "d"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert res.returncode == 1, res.stderr
+    assert message in res.stderr
+    assert not (tmp_path / "d").exists()
