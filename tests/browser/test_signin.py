@@ -51,6 +51,9 @@ def test_owner_recovery_then_passkey_sign_in(phone: Phone, tmp_path: Path):
     phone.screenshot("13-first-sign-in", tmp_path)
     first.get_by_role("button", name="Create a passkey now").click()
     expect(first).to_have_count(0)
+    # Now that a passkey exists, the token is named for what it has become.
+    expect(page.locator("#passkey-created")).to_contain_text("recovery token is for recovery only")
+    expect(page.locator("#recovery-warning")).to_have_count(0)
     go(phone, "Settings")
     expect(page.locator(".passkey-card")).to_have_count(1)
     creds = phone.credentials()

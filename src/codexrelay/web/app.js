@@ -49,6 +49,7 @@ export const app = {
   screen: null,
   early: null, // live events held while a screen is being built
   pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
+  passkeyMadeHere: false, // a passkey was created in this recovery session, on this page
   live: null,
 
   workspaceName() {
@@ -197,6 +198,7 @@ function firstSignInBanner() {
   const error = errorLine();
   create.addEventListener("click", () => busy(create, async () => {
     await registerPasskey("This device");
+    app.passkeyMadeHere = true;
     await app.refreshMe();
     renderBanner();
   }, { label: "Waiting for your passkey…", errLine: error }));
@@ -213,7 +215,11 @@ function renderBanner() {
   const { user, session } = app.me;
   const banner = $("banner");
   fill(banner);
-  if (session.isRecovery && user.hasPasskey) {
+  if (session.isRecovery && user.hasPasskey && app.passkeyMadeHere) {
+    banner.append(h("p", { class: "notice", id: "passkey-created", role: "status" },
+      h("strong", {}, "Passkey created. "),
+      "Sign in with it from now on; the recovery token is for recovery only."));
+  } else if (session.isRecovery && user.hasPasskey) {
     // O4: once a passkey exists the recovery token is for recovery only.
     banner.append(h("p", { class: "warning", id: "recovery-warning" },
       h("strong", {}, "Recovery sign-in. "),
@@ -305,6 +311,7 @@ async function signOut() {
   app.me = null;
   app.wid = null;
   app.role = null;
+  app.passkeyMadeHere = false;
   location.hash = "";
   await start();
 }

@@ -103,6 +103,7 @@ export async function settingsScreen(app, root) {
   const addError = errorLine();
   add.addEventListener("click", () => busy(add, async () => {
     await registerPasskey(newLabel.value.trim() || undefined);
+    app.passkeyMadeHere = true;
     newLabel.value = "";
     toast("Passkey created.");
     await app.refreshMe();
