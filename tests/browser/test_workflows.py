@@ -265,15 +265,26 @@ def test_prompt_size_is_counted_and_a_refusal_shows_above_the_tab_bar(
     open_new_task(owner)
     prompt = page.get_by_label("Prompt")
     counter = page.locator("#prompt-bytes")
+
+    def paste(text: str, times: int) -> None:
+        """A long prompt arrives as a paste would: at once, with one input event."""
+        prompt.evaluate(
+            "(el, [text, times]) => { el.value = text.repeat(times); "
+            "el.dispatchEvent(new Event('input', { bubbles: true })); }",
+            [text, times],
+        )
+
     prompt.fill("é" * 10)
     expect(counter).to_be_hidden()  # far from the cap
-    prompt.fill("x" * (cap - 100) + "é")  # two bytes for one character
+    paste("x", cap - 100)
+    prompt.press("End")
+    prompt.type("é")  # two bytes for one character, typed
     expect(counter).to_have_text(f"{cap - 98:,} of {cap:,} bytes used.")
-    prompt.fill("x" * (cap + 5))
+    paste("x", cap + 5)
     expect(counter).to_have_text(f"Too long: {cap + 5:,} of {cap:,} bytes. Shorten it by 5 bytes.")
     # Over the limit the relay enforces: its own sentence, whole.
     limit = load_relay_config(owner.relay.setup.config_path).max_prompt_bytes
-    prompt.fill("y" * (limit + 1))
+    paste("y", limit + 1)
     for size in (SMALL_PHONE, PHONE_SIZE):
         page.set_viewport_size(size)
         page.evaluate("window.scrollTo(0, 0)")
