@@ -24,7 +24,7 @@ demo: $(RUNTIME)
 test: $(STAMP)
 	scripts/ensure-browsers.sh
 	deploy/ensure-caddy.sh
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests bench scripts
 	$(PY) -m mypy
 	$(PY) -m pytest
 
@@ -39,7 +39,7 @@ proof: $(STAMP)
 	$(PY) -m pytest tests/proof --run-slow --hypothesis-profile=explore -s
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests bench scripts
 	$(PY) -m ruff format --check src tests bench
 
 typecheck: $(STAMP)

@@ -13,8 +13,13 @@ from hypothesis import settings
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV, JsonFileStore
 from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
+
+# Every relay the tests start (in process or as a subprocess, which inherits this) refuses a
+# commit that carries a record changed without save(): the JSON store would still write it,
+# but a backend that writes only changed rows would lose it.
+os.environ[CHECK_SAVES_ENV] = "1"
 
 # The default suite (and CI) replays the same generated examples every run, so a result
 # never depends on the draw; ``make test-slow`` and ``make proof`` explore fresh ones

@@ -32,6 +32,8 @@ COOKIE = "codexrelay-session"
 
 FLAG_UP = 0x01
 FLAG_UV = 0x04
+FLAG_BE = 0x08  # backup eligible (a synced passkey)
+FLAG_BS = 0x10  # backed up
 FLAG_AT = 0x40
 
 
@@ -183,20 +185,33 @@ class SoftAuthenticator:
         credential: Credential | None = None,
         user_verified: bool = True,
         client_type: str = "webauthn.get",
+        cross_origin: bool = False,
+        top_origin: str | None = None,
+        backup_flags: int = 0,
+        user_present: bool = True,
     ) -> dict[str, Any]:
         """``navigator.credentials.get()`` followed by ``toJSON()``.
 
         With no ``allowCredentials`` the authenticator picks its own resident credential for
-        the rp id, as a discoverable login does. ``sign_count`` forces the reported counter.
+        the rp id, as a discoverable login does. ``sign_count`` forces the reported counter;
+        ``cross_origin``/``top_origin`` model a ceremony run inside a foreign frame;
+        ``backup_flags`` adds BE/BS bits (a synced passkey).
         """
         rp = rp_id or public_key["rpId"]
         chosen = credential or self.credential_for(public_key["rpId"])
         chosen.sign_count += self.counter_step
         count = chosen.sign_count if sign_count is None else sign_count
         client_data = self._client_data(
-            client_type, public_key["challenge"], tag, challenge, origin
+            client_type,
+            public_key["challenge"],
+            tag,
+            challenge,
+            origin,
+            cross_origin=cross_origin,
+            top_origin=top_origin,
         )
-        auth_data = self._auth_data(rp, FLAG_UP | (FLAG_UV if user_verified else 0), count)
+        flags = (FLAG_UP if user_present else 0) | (FLAG_UV if user_verified else 0) | backup_flags
+        auth_data = self._auth_data(rp, flags, count)
         signature = chosen.private_key.sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
         )
@@ -213,6 +228,29 @@ class SoftAuthenticator:
             "clientExtensionResults": {},
             "authenticatorAttachment": "platform",
         }
+
+    def sign_statement(
+        self, challenge: bytes, *, rp_id: str, origin: str, **knobs: Any
+    ) -> dict[str, Any]:
+        """A passkey signature over a statement (TRUST.md §4): ``get()`` with the app's own
+        ``challenge = H(tag ‖ S)``, never a relay-chosen one; returns
+        ``{credentialId, assertion}``. ``knobs`` are :meth:`get`'s (UV off, forced counts...).
+        """
+        assertion = self.get(
+            {"rpId": rp_id, "challenge": ""}, origin=origin, challenge=challenge, **knobs
+        )
+        return {"credentialId": assertion["id"], "assertion": assertion}
+
+    def new_credential(self, rp_id: str, user_handle: bytes = b"user") -> Credential:
+        """Make a resident credential directly (what a finished registration leaves)."""
+        credential = Credential(
+            credential_id=secrets.token_bytes(16),
+            private_key=ec.generate_private_key(ec.SECP256R1()),
+            rp_id=rp_id,
+            user_handle=user_handle,
+        )
+        self.credentials.append(credential)
+        return credential
 
     def credential_for(self, rp_id: str) -> Credential:
         """The newest credential this authenticator holds for ``rp_id``."""
@@ -233,15 +271,20 @@ class SoftAuthenticator:
         tag: bytes | None,
         challenge: bytes | None,
         origin: str,
+        *,
+        cross_origin: bool = False,
+        top_origin: str | None = None,
     ) -> bytes:
         raw = b64url_decode(relay_challenge)
         signed = challenge if challenge is not None else (tag_challenge(tag, raw) if tag else raw)
-        data = {
+        data: dict[str, Any] = {
             "type": client_type,
             "challenge": b64url(signed),
             "origin": origin,
-            "crossOrigin": False,
+            "crossOrigin": cross_origin,
         }
+        if top_origin is not None:
+            data["topOrigin"] = top_origin
         return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 

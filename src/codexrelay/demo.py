@@ -39,8 +39,8 @@ from codexrelay.demolan import (
     start_proxy,
 )
 from codexrelay.demoproc import Child, DemoError, poll
+from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.sessions import new_bootstrap_token
 from codexrelay.settings import dump_config, write_config_file
 
 DEFAULT_PORT = 8787

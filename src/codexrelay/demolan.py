@@ -27,7 +27,7 @@ import httpx
 import segno
 
 from codexrelay.demoproc import Child, DemoError, poll
-from codexrelay.relay.scaffold import check_domain
+from codexrelay.relay.ops.scaffold import check_domain
 from codexrelay.userdirs import user_dir
 
 CA_FILE = "codexrelay-demo-ca.crt"

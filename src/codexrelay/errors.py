@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     LAST_PASSKEY = "last-passkey"
     LAST_OWNER = "last-owner"
     TASK_FINISHED = "task-finished"
+    QUEUE_FULL = "queue-full"
     STORAGE_UNAVAILABLE = "storage-unavailable"
     INTERNAL_ERROR = "internal-error"
 
@@ -52,6 +53,7 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.INVALID_OR_EXPIRED_CODE: 400,
     ErrorCode.AGENT_OFFLINE: 409,
     ErrorCode.AGENT_NOT_AVAILABLE: 409,
+    ErrorCode.QUEUE_FULL: 409,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -30,6 +31,23 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 TaskKind = Literal["codex_exec", "run_action", "read_log"]
 FinishStatus = Literal["completed", "failed", "cancelled"]
+
+
+class RefusalReason(StrEnum):
+    """Why an agent will not run a task: stable codes the phone turns into sentences."""
+
+    DUPLICATE_TASK = "duplicate-task"
+    AGENT_BUSY = "agent-busy"
+    FEATURE_DISABLED = "feature-disabled"
+    INVALID_TASK = "invalid-task"
+    WRITE_MODE_DISABLED = "write-mode-disabled"
+    WRITE_ON_RESUME_DISABLED = "write-on-resume-disabled"
+    UNKNOWN_SESSION = "unknown-session"
+    CWD_OUTSIDE_WORKSPACE = "cwd-outside-workspace"
+    CWD_NOT_FOUND = "cwd-not-found"
+    UNKNOWN_ACTION = "unknown-action"
+    UNKNOWN_LOG_SOURCE = "unknown-log-source"
+    LEDGER_UNAVAILABLE = "ledger-unavailable"
 
 
 class ProtocolError(Exception):
@@ -92,7 +110,7 @@ class TaskAccepted(Message):
 class TaskRejected(Message):
     type: Literal["task.rejected"] = "task.rejected"
     task_id: str
-    reason: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+    reason: RefusalReason
     message: Annotated[str, Field(max_length=500)] = ""
 
 

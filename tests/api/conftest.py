@@ -12,12 +12,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from codexrelay.relay import identity, sessions
+from codexrelay.relay.access import identity, sessions
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import Role
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.records import Role
 from tests.helpers import FakeClock, write_relay_config
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -64,11 +64,11 @@ def make_user(client: TestClient, workspace_id: str | None, role: Role) -> str:
     """A user made through the domain layer, a member of ``workspace_id`` with ``role``."""
     services = services_of(client)
     user = identity.create_user(
-        services.state, name=f"{role.value} user", now=services.now(), rand=services.rand
+        services.store, name=f"{role.value} user", now=services.now(), rand=services.rand
     )
     if workspace_id:
         identity.set_membership(
-            services.state,
+            services.store,
             user_id=user.id,
             workspace_id=workspace_id,
             role=role,
@@ -81,7 +81,7 @@ def sign_in_as(client: TestClient, user_id: str) -> None:
     """Give the client a fresh passkey-style session of ``user_id`` (cookie replaced)."""
     services = services_of(client)
     issued = sessions.open_session(
-        services.state,
+        services.store,
         user_id=user_id,
         via="passkey",
         now=services.now(),

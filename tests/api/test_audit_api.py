@@ -15,7 +15,7 @@ from codexrelay.auditverify import GENESIS, iter_dir, parse_public_key, verify_b
 from codexrelay.relay.app import create_app
 from codexrelay.relay.audit import ref
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
 from tests.api.conftest import services_of
 from tests.api.test_pairing_api import _claim, _hello, _poll
 from tests.helpers import FakeClock, write_relay_config

@@ -192,7 +192,7 @@ def test_logout_deletes_session(app_client):
     res = app_client.post("/api/v1/auth/logout")
     assert res.status_code == 204
     assert 'codexrelay-session=""' in res.headers["set-cookie"]
-    assert services_of(app_client).state.sessions == {}
+    assert services_of(app_client).store.sessions.count() == 0
     app_client.cookies.clear()
     app_client.cookies.set("codexrelay-session", old)
     assert app_client.get("/api/v1/me").status_code == 401

@@ -30,8 +30,8 @@ from fastapi.testclient import TestClient
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.state import ROLE_ORDER, Role
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.records import ROLE_ORDER, Role
 from tests.helpers import FakeClock, write_relay_config
 from tests.softauthn import COOKIE, Phone, join_by_invite
 
@@ -145,7 +145,7 @@ class World:
 
     def reset(self) -> None:
         """Every row starts from the same state, whatever the previous row changed."""
-        self.client.app.state.services.store.state = self.snapshot.model_copy(deep=True)
+        self.client.app.state.services.store.load(self.snapshot.model_copy(deep=True))
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "revoked-session": revoked.cookie,
         }
         assert all(cookies[name] for name in CALLERS if name != "anonymous")
-        snapshot = client.app.state.services.state.model_copy(deep=True)
+        snapshot = client.app.state.services.store.document().model_copy(deep=True)
         yield World(client=client, wid=wid, cookies=cookies, snapshot=snapshot)
 
 

@@ -6,7 +6,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from codexrelay.protocol import PROTOCOL_VERSION
-from codexrelay.relay.state import Role
+from codexrelay.relay.storage.records import Role
 from tests.api.conftest import login, sign_in_with_role
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from codexrelay.errors import AppError
-from codexrelay.relay import identity
-from codexrelay.relay.state import Role
+from codexrelay.relay.access import identity
+from codexrelay.relay.storage.records import Role
 from tests.api.conftest import login, make_user, services_of, sign_in_as
 
 
@@ -98,7 +98,7 @@ def test_too_low_role_is_forbidden(app_client):
     viewer = make_user(app_client, wid, Role.VIEWER)
     with pytest.raises(AppError) as exc:
         identity.check_workspace_access(
-            services.state, user_id=viewer, workspace_id=wid, minimum=Role.MEMBER
+            services.store, user_id=viewer, workspace_id=wid, minimum=Role.MEMBER
         )
     assert exc.value.code == "forbidden"
     assert exc.value.status == 403

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from codexrelay.relay.store import read_state
+from codexrelay.relay.storage.jsonfile import read_state
 from tests.helpers import RelayProcess, wait_until, write_relay_config
 
 

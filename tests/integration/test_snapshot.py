@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.snapshot import write_snapshot
-from codexrelay.relay.state import SCHEMA_VERSION, State
+from codexrelay.relay.ops.snapshot import write_snapshot
+from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 from tests.agents import default_workspace
 from tests.helpers import PYTHON, RelayProcess, write_relay_config
 

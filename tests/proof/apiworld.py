@@ -16,12 +16,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from codexrelay.relay import tasks
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import State
-from codexrelay.relay.store import JsonFileStore
+from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.records import State
+from codexrelay.relay.tasks import lifecycle
 from tests.helpers import FakeClock, RelaySetup, write_relay_config
 from tests.softauthn import COOKIE, Phone, join_by_invite
 
@@ -48,7 +48,7 @@ class ApiWorld:
 
     def reset(self) -> None:
         """Back to the snapshot: every request sees the same users, sessions and records."""
-        self.services.store.state = self.snapshot.model_copy(deep=True)
+        self.services.store.load(self.snapshot.model_copy(deep=True))
 
     def headers(self, role: str) -> dict[str, str]:
         """The headers a phone of ``role`` sends: its cookie and the relay's own Origin."""
@@ -116,17 +116,17 @@ def api_world(directory: Path) -> Iterator[ApiWorld]:
         }
         agent = _agent_with_task(owner, ids, wid)
         services: Services = app.state.services
-        state = services.state
-        record = next(a for a in state.agents.values() if a.agent_id == "fuzzbox")
-        request = tasks.TaskRequest(agent_id="fuzzbox", type="run_action", action_id="hello")
-        made = tasks.create_task(
-            state, request, agent=record, created_by=state.users[next(iter(state.users))].id,
+        store = services.store
+        record = next(a for a in store.agents.all() if a.agent_id == "fuzzbox")
+        request = lifecycle.TaskRequest(agent_id="fuzzbox", type="run_action", action_id="hello")
+        made = lifecycle.create_task(
+            store, request, agent=record, created_by=store.users.all()[0].id,
             now=clock(), rand=services.rand,
         )  # fmt: skip
         ids["task_id"].append(made.id)
-        ids["user_id"] += list(state.users)
-        ids["credential_id"] += [p.credential_id for p in state.passkeys.values()]
-        ids["session_id"] += list(state.sessions)
+        ids["user_id"] += [u.id for u in store.users.all()]
+        ids["credential_id"] += [p.credential_id for p in store.passkeys.all()]
+        ids["session_id"] += [s.token_hash for s in store.sessions.all()]
         ids["resume_session_id"] = [str(uuid.uuid4())]
 
         cookies: dict[str, str | None] = {
@@ -144,7 +144,7 @@ def api_world(directory: Path) -> Iterator[ApiWorld]:
             agent_token=agent["token"],
             poll_secret=agent["poll"],
             poll_request_id=agent["poll_id"],
-            snapshot=state.model_copy(deep=True),
+            snapshot=store.document().model_copy(deep=True),
         )
 
 

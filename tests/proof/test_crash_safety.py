@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codexrelay.relay.store import read_state
+from codexrelay.relay.storage.jsonfile import read_state
 from tests.helpers import RelayProcess, wait_until, write_relay_config
 
 WORKERS = 8

@@ -25,7 +25,7 @@ from codexrelay.auditverify import (
 from codexrelay.errors import AppError
 from codexrelay.relay.audit.keys import ensure_signer, load_signer
 from codexrelay.relay.audit.log import CHECKPOINT_NAME, AuditLog, scan
-from codexrelay.relay.store import StateError
+from codexrelay.relay.storage.jsonfile import StateError
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 USER = {"type": "user", "userId": "usr_1", "session": "ab" * 16, "via": "passkey"}

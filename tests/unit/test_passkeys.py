@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, passkeys, sessions
-from codexrelay.relay.passkeys import ChallengeStore, RelyingParty
-from codexrelay.relay.state import PasskeyRecord, SessionRecord, State, UserRecord
+from codexrelay.relay.access import identity, passkeys, sessions
+from codexrelay.relay.access.passkeys import ChallengeStore, RelyingParty
+from codexrelay.relay.storage.memory import MemoryStore
+from codexrelay.relay.storage.records import PasskeyRecord, SessionRecord, UserRecord
 from tests.softauthn import LOGIN_TAG, REGISTER_TAG, SoftAuthenticator, tag_challenge
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -20,11 +22,11 @@ TTL = 300
 RP = RelyingParty(rp_id="localhost", origin="http://localhost:8787", name="codexrelay")
 
 
-def _state() -> tuple[State, UserRecord, SessionRecord]:
-    state = State(instance_id="inst_test", created_at=NOW)
-    user = identity.create_user(state, name="Ada", now=NOW, rand=secrets.token_bytes)
+def _state() -> tuple[MemoryStore, UserRecord, SessionRecord]:
+    db = MemoryStore("inst_test", NOW, check_saves=True)
+    user = identity.create_user(db, name="Ada", now=NOW, rand=secrets.token_bytes)
     issued = sessions.open_session(
-        state,
+        db,
         user_id=user.id,
         via="bootstrap",
         now=NOW,
@@ -33,11 +35,11 @@ def _state() -> tuple[State, UserRecord, SessionRecord]:
         secret="s" * 32,
         rand=secrets.token_bytes,
     )
-    return state, user, issued.record
+    return db, user, issued.record
 
 
 def _register(
-    state: State,
+    db: MemoryStore,
     store: ChallengeStore,
     user: UserRecord,
     session: SessionRecord,
@@ -47,7 +49,7 @@ def _register(
     **knobs: object,
 ) -> PasskeyRecord:
     options = passkeys.start_registration(
-        state,
+        db,
         store,
         rp=RP,
         user=user,
@@ -60,7 +62,7 @@ def _register(
     origin = str(knobs.pop("origin", RP.origin))
     credential = auth.create(options.public_key, origin=origin, **knobs)  # type: ignore[arg-type]
     return passkeys.finish_registration(
-        state,
+        db,
         store,
         rp=RP,
         session=session,
@@ -72,7 +74,7 @@ def _register(
 
 
 def _login(
-    state: State,
+    db: MemoryStore,
     store: ChallengeStore,
     auth: SoftAuthenticator,
     *,
@@ -83,14 +85,17 @@ def _login(
     origin = str(knobs.pop("origin", RP.origin))
     credential = auth.get(options.public_key, origin=origin, **knobs)  # type: ignore[arg-type]
     return passkeys.finish_login(
-        state, store, rp=RP, challenge_id=options.challenge_id, credential=credential, now=now
+        db, store, rp=RP, challenge_id=options.challenge_id, credential=credential, now=now
     )
 
 
 @pytest.fixture
-def setup() -> tuple[State, ChallengeStore, UserRecord, SessionRecord, SoftAuthenticator]:
-    state, user, session = _state()
-    return state, ChallengeStore(), user, session, SoftAuthenticator()
+def setup() -> Iterator[
+    tuple[MemoryStore, ChallengeStore, UserRecord, SessionRecord, SoftAuthenticator]
+]:
+    db, user, session = _state()
+    yield db, ChallengeStore(), user, session, SoftAuthenticator()
+    db.check_unsaved()  # every change was saved, so a row backend would keep it too
 
 
 def _refused(excinfo: pytest.ExceptionInfo[AppError]) -> str:
@@ -205,10 +210,10 @@ def test_challenge_store_prunes_expired_on_issue():
 
 def test_registration_options_require_resident_key_and_user_verification(setup):
     """R05: discoverable, user-verified credentials only; existing ones excluded."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
     options = passkeys.start_registration(
-        state,
+        db,
         store,
         rp=RP,
         user=user,
@@ -223,7 +228,9 @@ def test_registration_options_require_resident_key_and_user_verification(setup):
     assert selection["userVerification"] == "required"
     assert options["rp"]["id"] == "localhost"
     assert options["attestation"] == "none"
-    assert [c["id"] for c in options["excludeCredentials"]] == list(state.passkeys)
+    assert [c["id"] for c in options["excludeCredentials"]] == [
+        p.credential_id for p in db.passkeys.all()
+    ]
     assert options["timeout"] == TTL * 1000
 
 
@@ -242,20 +249,20 @@ def test_login_options_carry_no_allow_credentials():
 
 def test_register_and_login_succeed(setup):
     """A real ES256 credential registers and then signs in."""
-    state, store, user, session, auth = setup
-    record = _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    record = _register(db, store, user, session, auth)
     assert record.user_id == user.id
     assert record.label == "Passkey 1"
     assert record.transports == ["internal", "hybrid"]
-    assert _login(state, store, auth).id == user.id
-    assert state.passkeys[record.credential_id].last_used_at == NOW
-    assert state.passkeys[record.credential_id].sign_count == 1
+    assert _login(db, store, auth).id == user.id
+    assert db.passkeys.get(record.credential_id).last_used_at == NOW
+    assert db.passkeys.get(record.credential_id).sign_count == 1
 
 
 def test_passkey_record_holds_only_r08_fields(setup):
     """R08: public key, credential id, transports, counter, owner, label and times only."""
-    state, store, user, session, auth = setup
-    record = _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    record = _register(db, store, user, session, auth)
     assert set(record.model_dump()) == {
         "credential_id",
         "public_key",
@@ -282,29 +289,29 @@ def test_passkey_record_holds_only_r08_fields(setup):
 )
 def test_registration_refuses_bad_responses(setup, knobs, reason):
     """R05: origin, rp id, tagged challenge, user verification and type are all checked."""
-    state, store, user, session, auth = setup
+    db, store, user, session, auth = setup
     with pytest.raises(AppError) as excinfo:
-        _register(state, store, user, session, auth, **knobs)
+        _register(db, store, user, session, auth, **knobs)
     assert reason in _refused(excinfo)
-    assert state.passkeys == {}
+    assert db.passkeys.count() == 0
 
 
 def test_registration_refuses_a_known_credential(setup):
     """A credential id already registered (to anyone) is never overwritten."""
-    state, store, user, session, auth = setup
-    record = _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    record = _register(db, store, user, session, auth)
     taken = auth.credentials[0].credential_id
     with pytest.raises(AppError) as excinfo:
-        _register(state, store, user, session, SoftAuthenticator(), credential_id=taken)
+        _register(db, store, user, session, SoftAuthenticator(), credential_id=taken)
     assert "already registered" in _refused(excinfo)
-    assert state.passkeys[record.credential_id].public_key == record.public_key
+    assert db.passkeys.get(record.credential_id).public_key == record.public_key
 
 
 def test_registration_refuses_an_id_that_differs_from_the_attested_one(setup):
     """The JSON id must name the credential the authenticator data attests."""
-    state, store, user, session, auth = setup
+    db, store, user, session, auth = setup
     options = passkeys.start_registration(
-        state,
+        db,
         store,
         rp=RP,
         user=user,
@@ -318,7 +325,7 @@ def test_registration_refuses_an_id_that_differs_from_the_attested_one(setup):
     credential["id"] = credential["rawId"] = "b3RoZXI"
     with pytest.raises(AppError) as excinfo:
         passkeys.finish_registration(
-            state,
+            db,
             store,
             rp=RP,
             session=session,
@@ -328,7 +335,7 @@ def test_registration_refuses_an_id_that_differs_from_the_attested_one(setup):
             now=NOW,
         )
     assert "different credential" in _refused(excinfo)
-    assert state.passkeys == {}
+    assert db.passkeys.count() == 0
 
 
 @pytest.mark.parametrize(
@@ -347,9 +354,9 @@ def test_registration_refuses_an_id_that_differs_from_the_attested_one(setup):
 )
 def test_registration_garbage_is_invalid_passkey(setup, credential):
     """Malformed credentials become 400 invalid-passkey, never an unexpected error."""
-    state, store, user, session, _ = setup
+    db, store, user, session, _ = setup
     options = passkeys.start_registration(
-        state,
+        db,
         store,
         rp=RP,
         user=user,
@@ -361,7 +368,7 @@ def test_registration_garbage_is_invalid_passkey(setup, credential):
     )
     with pytest.raises(AppError) as excinfo:
         passkeys.finish_registration(
-            state,
+            db,
             store,
             rp=RP,
             session=session,
@@ -375,10 +382,10 @@ def test_registration_garbage_is_invalid_passkey(setup, credential):
 
 def test_registration_activates_enrollment_locked_user(setup):
     """R21: the first passkey ends the enrollment lock for user and session."""
-    state, store, user, session, auth = setup
+    db, store, user, session, auth = setup
     user.status = "enrollment-locked"
     session.enrollment_only = True
-    _register(state, store, user, session, auth)
+    _register(db, store, user, session, auth)
     assert user.status == "active"
     assert session.enrollment_only is False
 
@@ -399,90 +406,90 @@ def test_registration_activates_enrollment_locked_user(setup):
 )
 def test_login_refuses_bad_responses(setup, knobs, reason):
     """R05: a login signed untagged, for another purpose, origin or rp id is refused."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
     with pytest.raises(AppError) as excinfo:
-        _login(state, store, auth, **knobs)
+        _login(db, store, auth, **knobs)
     assert reason in _refused(excinfo)
 
 
 def test_login_refuses_a_bad_signature(setup):
     """A response signed by another key for the same credential id is refused."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
     impostor = SoftAuthenticator()
-    _register(state, store, user, session, impostor)
+    _register(db, store, user, session, impostor)
     stolen_id = auth.credentials[0].credential_id
     impostor.credentials[0].credential_id = stolen_id
     with pytest.raises(AppError) as excinfo:
-        _login(state, store, impostor)
+        _login(db, store, impostor)
     assert "signature" in _refused(excinfo)
 
 
 def test_login_with_unknown_credential_is_refused(setup):
     """A credential the relay never registered cannot sign in."""
-    state, store, _, _, _ = setup
+    db, store, _, _, _ = setup
     stranger = SoftAuthenticator()
     stranger.create(
         {"rp": {"id": "localhost"}, "user": {"id": "dXNy"}, "challenge": "AA"}, origin=RP.origin
     )
     with pytest.raises(AppError) as excinfo:
-        _login(state, store, stranger)
+        _login(db, store, stranger)
     assert "not registered" in _refused(excinfo)
 
 
 def test_login_with_revoked_credential_is_refused(setup):
     """I2: once the record is gone the credential signs in no more."""
-    state, store, user, session, auth = setup
-    record = _register(state, store, user, session, auth)
-    del state.passkeys[record.credential_id]
+    db, store, user, session, auth = setup
+    record = _register(db, store, user, session, auth)
+    db.passkeys.remove(record)
     with pytest.raises(AppError):
-        _login(state, store, auth)
+        _login(db, store, auth)
 
 
 def test_login_refuses_a_disabled_user(setup):
     """A disabled account cannot sign in with its passkey."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
     user.status = "disabled"
     with pytest.raises(AppError):
-        _login(state, store, auth)
+        _login(db, store, auth)
 
 
 def test_login_refuses_a_foreign_user_handle(setup):
     """The user handle the authenticator returns must be the credential's owner."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
     auth.credentials[0].user_handle = b"usr_someone_else"
     with pytest.raises(AppError) as excinfo:
-        _login(state, store, auth)
+        _login(db, store, auth)
     assert "different account" in _refused(excinfo)
 
 
 def test_login_replayed_response_is_refused(setup):
     """R05: the same signed response cannot be used twice."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
     options = passkeys.start_login(store, rp=RP, now=NOW, ttl_sec=TTL, rand=secrets.token_bytes)
     credential = auth.get(options.public_key, origin=RP.origin)
     kwargs = {"rp": RP, "challenge_id": options.challenge_id, "credential": credential, "now": NOW}
-    passkeys.finish_login(state, store, **kwargs)
+    passkeys.finish_login(db, store, **kwargs)
     with pytest.raises(AppError):
-        passkeys.finish_login(state, store, **kwargs)
+        passkeys.finish_login(db, store, **kwargs)
 
 
 def test_sign_count_regression_is_refused_and_logged(setup, caplog):
     """A counter that goes backwards may be a cloned authenticator: refused and logged."""
-    state, store, user, session, auth = setup
-    record = _register(state, store, user, session, auth)
-    _login(state, store, auth)
-    _login(state, store, auth)
+    db, store, user, session, auth = setup
+    record = _register(db, store, user, session, auth)
+    _login(db, store, auth)
+    _login(db, store, auth)
     assert record.sign_count == 2
     with (
         caplog.at_level(logging.WARNING, logger="codexrelay.passkeys"),
         pytest.raises(AppError) as excinfo,
     ):
-        _login(state, store, auth, sign_count=1)
+        _login(db, store, auth, sign_count=1)
     assert "went backwards" in _refused(excinfo)
     assert record.sign_count == 2
     warning = " ".join(r.getMessage() for r in caplog.records)
@@ -492,17 +499,17 @@ def test_sign_count_regression_is_refused_and_logged(setup, caplog):
 
 def test_sign_count_equal_is_refused(setup):
     """A non-zero counter that does not rise is refused too (WebAuthn §7.2 step 21)."""
-    state, store, user, session, auth = setup
-    _register(state, store, user, session, auth)
-    _login(state, store, auth)
+    db, store, user, session, auth = setup
+    _register(db, store, user, session, auth)
+    _login(db, store, auth)
     with pytest.raises(AppError):
-        _login(state, store, auth, sign_count=1)
+        _login(db, store, auth, sign_count=1)
 
 
 def test_sign_count_zero_is_accepted_for_synced_passkeys(setup):
     """Authenticators that never count (synced passkeys) keep working."""
-    state, store, user, session, _ = setup
+    db, store, user, session, _ = setup
     synced = SoftAuthenticator(counter_step=0)
-    _register(state, store, user, session, synced)
-    assert _login(state, store, synced).id == user.id
-    assert _login(state, store, synced).id == user.id
+    _register(db, store, user, session, synced)
+    assert _login(db, store, synced).id == user.id
+    assert _login(db, store, synced).id == user.id

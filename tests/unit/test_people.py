@@ -1,17 +1,19 @@
-"""Invites, recovery codes, membership changes and passkey management over plain state."""
+"""Invites, recovery codes, membership changes and passkey management over plain store."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from codexrelay.crypto import keyed_hash, normalize_code
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, invites, people, sessions
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import PasskeyRecord, Role, State, UserRecord
+from codexrelay.relay.access import identity, invites, people, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.storage.memory import MemoryStore
+from codexrelay.relay.storage.records import PasskeyRecord, Role, UserRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SECRET = "k" * 40
@@ -19,19 +21,19 @@ RAND = secrets.token_bytes
 
 
 class World:
-    """A relay's state with an owner, a workspace and helpers to add people."""
+    """A relay's store with an owner, a workspace and helpers to add people."""
 
     def __init__(self) -> None:
-        self.state = State(instance_id="inst_test", created_at=NOW)
-        identity.ensure_owner(self.state, now=NOW, rand=RAND)
-        self.owner = identity.instance_owner(self.state)
-        self.ws = identity.user_workspaces(self.state, self.owner.id)[0][0]
+        self.store = MemoryStore("inst_test", NOW, check_saves=True)
+        identity.ensure_owner(self.store, now=NOW, rand=RAND)
+        self.owner = identity.instance_owner(self.store)
+        self.ws = identity.user_workspaces(self.store, self.owner.id)[0][0]
 
     def person(self, role: Role | None, name: str = "P", workspace_id: str | None = None):
-        user = identity.create_user(self.state, name=name, now=NOW, rand=RAND)
+        user = identity.create_user(self.store, name=name, now=NOW, rand=RAND)
         if role is not None:
             identity.set_membership(
-                self.state,
+                self.store,
                 user_id=user.id,
                 workspace_id=workspace_id or self.ws.id,
                 role=role,
@@ -41,19 +43,19 @@ class World:
 
     def access(self, user: UserRecord, workspace_id: str | None = None) -> WorkspaceAccess:
         return identity.check_workspace_access(
-            self.state,
+            self.store,
             user_id=user.id,
             workspace_id=workspace_id or self.ws.id,
             minimum=Role.VIEWER,
         )
 
     def role_of(self, user: UserRecord, workspace_id: str | None = None) -> Role | None:
-        found = identity.find_membership(self.state, user.id, workspace_id or self.ws.id)
+        found = self.store.memberships.find(user.id, workspace_id or self.ws.id)
         return found.role if found else None
 
     def invite(self, by: UserRecord, role: Role, ttl: int = 3600) -> invites.IssuedInvite:
         return invites.create_invite(
-            self.state,
+            self.store,
             access=self.access(by),
             role=role,
             note="for the phone",
@@ -65,12 +67,12 @@ class World:
 
     def accept(self, code: str, *, member: UserRecord | None = None, now: datetime = NOW):
         return invites.accept_invite(
-            self.state, code=code, name="New", member=member, now=now, secret=SECRET, rand=RAND
+            self.store, code=code, name="New", member=member, now=now, secret=SECRET, rand=RAND
         )
 
     def enroll_session(self, user: UserRecord, invite_id: str | None):
         return sessions.open_session(
-            self.state,
+            self.store,
             user_id=user.id,
             via="invite",
             now=NOW,
@@ -86,13 +88,16 @@ class World:
         record = PasskeyRecord(
             credential_id=f"cred-{user.id}-{n}", public_key="pk", user_id=user.id, created_at=NOW
         )
-        self.state.passkeys[record.credential_id] = record
+        self.store.passkeys.add(record)
         return record
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world() -> Iterator[World]:
+    made = World()
+    yield made
+    # Every change the domain made was saved, so a row backend would keep it too.
+    made.store.check_unsaved()
 
 
 def _code(excinfo: pytest.ExceptionInfo[AppError]) -> ErrorCode:
@@ -105,7 +110,7 @@ def _code(excinfo: pytest.ExceptionInfo[AppError]) -> ErrorCode:
 def test_invite_code_is_stored_only_as_keyed_hash(world):
     """O5: the code itself is never stored; only an HMAC keyed with tokenSecret."""
     issued = world.invite(world.owner, Role.MEMBER)
-    dumped = world.state.model_dump_json()
+    dumped = world.store.document().model_dump_json()
     assert issued.code not in dumped
     assert normalize_code(issued.code) not in dumped
     assert issued.invite.code_hash == keyed_hash(SECRET, "invite-code", normalize_code(issued.code))
@@ -132,12 +137,6 @@ def test_invite_role_ceiling(world, inviter_role, role, allowed):
         with pytest.raises(AppError) as excinfo:
             world.invite(inviter, role)
         assert _code(excinfo) == ErrorCode.FORBIDDEN
-
-
-def test_check_role_grant_refuses_above_own_role():
-    """A role above the granter's own is refused even below admin."""
-    with pytest.raises(AppError):
-        identity.check_role_grant(Role.VIEWER, Role.MEMBER)
 
 
 def test_invite_accept_makes_enrollment_locked_user_without_membership(world):
@@ -180,7 +179,7 @@ def test_invite_needs_a_name_for_a_new_user(world):
     issued = world.invite(world.owner, Role.MEMBER)
     with pytest.raises(AppError) as excinfo:
         invites.accept_invite(
-            world.state, code=issued.code, name="  ", member=None, now=NOW, secret=SECRET, rand=RAND
+            world.store, code=issued.code, name="  ", member=None, now=NOW, secret=SECRET, rand=RAND
         )
     assert _code(excinfo) == ErrorCode.INVALID_REQUEST
     assert world.accept(issued.code).new_user
@@ -190,7 +189,7 @@ def test_cancelled_invite_is_refused(world):
     """A cancelled code no longer works."""
     issued = world.invite(world.owner, Role.MEMBER)
     invites.cancel_invite(
-        world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
+        world.store, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
     )
     assert invites.invite_status(issued.invite, NOW) == "cancelled"
     with pytest.raises(AppError):
@@ -203,10 +202,10 @@ def test_cancel_after_accept_disables_the_unenrolled_invitee(world):
     accepted = world.accept(issued.code)
     session = world.enroll_session(accepted.user, issued.invite.id)
     invites.cancel_invite(
-        world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
+        world.store, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
     )
     assert accepted.user.status == "disabled"
-    assert session.token_hash not in world.state.sessions
+    assert world.store.sessions.get(session.token_hash) is None
 
 
 def test_cancel_after_enrollment_is_a_conflict(world):
@@ -214,11 +213,11 @@ def test_cancel_after_enrollment_is_a_conflict(world):
     issued = world.invite(world.owner, Role.MEMBER)
     accepted = world.accept(issued.code)
     invites.finish_enrollment(
-        world.state, session=world.enroll_session(accepted.user, issued.invite.id), now=NOW
+        world.store, session=world.enroll_session(accepted.user, issued.invite.id), now=NOW
     )
     with pytest.raises(AppError) as excinfo:
         invites.cancel_invite(
-            world.state, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
+            world.store, workspace_id=world.ws.id, invite_id=issued.invite.id, now=NOW
         )
     assert _code(excinfo) == ErrorCode.CONFLICT
 
@@ -226,12 +225,12 @@ def test_cancel_after_enrollment_is_a_conflict(world):
 def test_cancel_invite_of_another_workspace_is_not_found(world):
     """R03: an invite id from another workspace is not found."""
     other = identity.create_workspace(
-        world.state, name="Other", owner_id=world.owner.id, now=NOW, rand=RAND
+        world.store, name="Other", owner_id=world.owner.id, now=NOW, rand=RAND
     )
     issued = world.invite(world.owner, Role.MEMBER)
     with pytest.raises(AppError) as excinfo:
         invites.cancel_invite(
-            world.state, workspace_id=other.id, invite_id=issued.invite.id, now=NOW
+            world.store, workspace_id=other.id, invite_id=issued.invite.id, now=NOW
         )
     assert _code(excinfo) == ErrorCode.NOT_FOUND
 
@@ -241,26 +240,26 @@ def test_enrollment_grants_invite_membership_once(world):
     issued = world.invite(world.owner, Role.VIEWER)
     accepted = world.accept(issued.code)
     session = world.enroll_session(accepted.user, issued.invite.id)
-    invites.finish_enrollment(world.state, session=session, now=NOW)
+    invites.finish_enrollment(world.store, session=session, now=NOW)
     assert accepted.user.status == "active"
     assert world.role_of(accepted.user) == Role.VIEWER
     assert session.enrollment_only is False
     assert session.invite_id is None
     people.remove_member(
-        world.state, access=world.access(world.owner), user_id=accepted.user.id, now=NOW
+        world.store, access=world.access(world.owner), user_id=accepted.user.id, now=NOW
     )
-    invites.finish_enrollment(world.state, session=session, now=NOW)
+    invites.finish_enrollment(world.store, session=session, now=NOW)
     assert world.role_of(accepted.user) is None
 
 
 def test_active_member_accepting_invite_gains_membership(world):
     """A signed-in active user joins without a new account, never losing a higher role."""
     other = identity.create_workspace(
-        world.state, name="Other", owner_id=world.owner.id, now=NOW, rand=RAND
+        world.store, name="Other", owner_id=world.owner.id, now=NOW, rand=RAND
     )
     bob = world.person(Role.ADMIN)
     issued = invites.create_invite(
-        world.state,
+        world.store,
         access=world.access(world.owner, other.id),
         role=Role.MEMBER,
         note=None,
@@ -282,7 +281,7 @@ def test_removed_admin_pending_invites_are_cancelled(world):
     """An admin's outstanding invites die with their membership."""
     admin = world.person(Role.ADMIN)
     issued = world.invite(admin, Role.MEMBER)
-    people.remove_member(world.state, access=world.access(world.owner), user_id=admin.id, now=NOW)
+    people.remove_member(world.store, access=world.access(world.owner), user_id=admin.id, now=NOW)
     with pytest.raises(AppError):
         world.accept(issued.code)
 
@@ -291,8 +290,8 @@ def test_old_spent_codes_are_pruned(world):
     """Invites spent or expired more than a week ago are forgotten."""
     old = world.invite(world.owner, Role.MEMBER, ttl=600)
     later = NOW + invites.SPENT_CODE_KEEP + timedelta(seconds=601)
-    invites.prune_codes(world.state, later)
-    assert old.invite.id not in world.state.invites
+    invites.prune_codes(world.store, later)
+    assert world.store.invites.get(old.invite.id) is None
 
 
 # --- roles and membership (R03, B7) ---
@@ -317,13 +316,13 @@ def test_change_role_rules(world, actor, target, new, expected):
     person = world.person(target, "Target")
     if expected is None:
         people.change_role(
-            world.state, access=world.access(acting), user_id=person.id, role=new, now=NOW
+            world.store, access=world.access(acting), user_id=person.id, role=new, now=NOW
         )
         assert world.role_of(person) == new
     else:
         with pytest.raises(AppError) as excinfo:
             people.change_role(
-                world.state, access=world.access(acting), user_id=person.id, role=new, now=NOW
+                world.store, access=world.access(acting), user_id=person.id, role=new, now=NOW
             )
         assert _code(excinfo) == expected
         assert world.role_of(person) == target
@@ -333,7 +332,7 @@ def test_last_owner_cannot_be_demoted(world):
     """The last owner keeps the owner role (409 last-owner)."""
     with pytest.raises(AppError) as excinfo:
         people.change_role(
-            world.state,
+            world.store,
             access=world.access(world.owner),
             user_id=world.owner.id,
             role=Role.ADMIN,
@@ -348,7 +347,7 @@ def test_change_role_of_non_member_is_not_found(world):
     stranger = world.person(None)
     with pytest.raises(AppError) as excinfo:
         people.change_role(
-            world.state,
+            world.store,
             access=world.access(world.owner),
             user_id=stranger.id,
             role=Role.VIEWER,
@@ -375,7 +374,7 @@ def test_remove_member_rules(world, actor, target, expected):
     acting = world.person(actor, "Actor")
     person = world.person(target, "Target")
     call = lambda: people.remove_member(  # noqa: E731
-        world.state, access=world.access(acting), user_id=person.id, now=NOW
+        world.store, access=world.access(acting), user_id=person.id, now=NOW
     )
     if expected is None:
         call()
@@ -390,7 +389,7 @@ def test_remove_member_rules(world, actor, target, expected):
 def test_member_can_leave(world, role):
     """B7: anyone may leave a workspace."""
     person = world.person(role)
-    people.remove_member(world.state, access=world.access(person), user_id=person.id, now=NOW)
+    people.remove_member(world.store, access=world.access(person), user_id=person.id, now=NOW)
     assert world.role_of(person) is None
 
 
@@ -398,12 +397,12 @@ def test_last_owner_cannot_leave(world):
     """The last owner cannot leave (409); with a second owner they can."""
     with pytest.raises(AppError) as excinfo:
         people.remove_member(
-            world.state, access=world.access(world.owner), user_id=world.owner.id, now=NOW
+            world.store, access=world.access(world.owner), user_id=world.owner.id, now=NOW
         )
     assert _code(excinfo) == ErrorCode.LAST_OWNER
     world.person(Role.OWNER)
     people.remove_member(
-        world.state, access=world.access(world.owner), user_id=world.owner.id, now=NOW
+        world.store, access=world.access(world.owner), user_id=world.owner.id, now=NOW
     )
     assert world.role_of(world.owner) is None
 
@@ -411,7 +410,7 @@ def test_last_owner_cannot_leave(world):
 def test_removal_ends_workspace_access_at_once(world):
     """R03: the next role check after removal finds no membership."""
     person = world.person(Role.MEMBER)
-    people.remove_member(world.state, access=world.access(world.owner), user_id=person.id, now=NOW)
+    people.remove_member(world.store, access=world.access(world.owner), user_id=person.id, now=NOW)
     with pytest.raises(AppError) as excinfo:
         world.access(person)
     assert _code(excinfo) == ErrorCode.NOT_FOUND
@@ -422,7 +421,7 @@ def test_removal_ends_workspace_access_at_once(world):
 
 def _issue(world: World, user: UserRecord, ttl: int = 600) -> invites.IssuedRecoveryCode:
     return invites.issue_recovery_code(
-        world.state,
+        world.store,
         user_id=user.id,
         issued_by=world.owner.id,
         ttl_sec=ttl,
@@ -436,11 +435,11 @@ def test_recovery_code_redeems_once(world):
     """A recovery code signs in its user once, then never again."""
     person = world.person(Role.MEMBER)
     issued = _issue(world, person)
-    assert issued.code not in world.state.model_dump_json()
-    user = invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+    assert issued.code not in world.store.document().model_dump_json()
+    user = invites.redeem_recovery_code(world.store, code=issued.code, now=NOW, secret=SECRET)
     assert user is person
     with pytest.raises(AppError) as excinfo:
-        invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.store, code=issued.code, now=NOW, secret=SECRET)
     assert _code(excinfo) == ErrorCode.INVALID_OR_EXPIRED_CODE
 
 
@@ -449,7 +448,7 @@ def test_recovery_code_expires(world):
     issued = _issue(world, world.person(Role.MEMBER), ttl=600)
     with pytest.raises(AppError):
         invites.redeem_recovery_code(
-            world.state, code=issued.code, now=NOW + timedelta(seconds=600), secret=SECRET
+            world.store, code=issued.code, now=NOW + timedelta(seconds=600), secret=SECRET
         )
 
 
@@ -459,14 +458,14 @@ def test_new_recovery_code_replaces_the_old(world):
     first = _issue(world, person)
     _issue(world, person)
     with pytest.raises(AppError):
-        invites.redeem_recovery_code(world.state, code=first.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.store, code=first.code, now=NOW, secret=SECRET)
 
 
 def test_invite_code_is_not_a_recovery_code(world):
     """Codes are domain-separated: an invite code never redeems as a recovery code."""
     issued = world.invite(world.owner, Role.MEMBER)
     with pytest.raises(AppError):
-        invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.store, code=issued.code, now=NOW, secret=SECRET)
 
 
 def test_recovery_code_for_disabled_user_refused(world):
@@ -475,7 +474,7 @@ def test_recovery_code_for_disabled_user_refused(world):
     issued = _issue(world, person)
     person.status = "disabled"
     with pytest.raises(AppError):
-        invites.redeem_recovery_code(world.state, code=issued.code, now=NOW, secret=SECRET)
+        invites.redeem_recovery_code(world.store, code=issued.code, now=NOW, secret=SECRET)
     with pytest.raises(AppError) as excinfo:
         _issue(world, person)
     assert _code(excinfo) == ErrorCode.CONFLICT
@@ -485,13 +484,13 @@ def test_admin_recovery_authority_needs_outranking_everywhere(world):
     """R03: an admin may recover a member only if they outrank them in every workspace."""
     admin = world.person(Role.ADMIN, "Admin")
     member = world.person(Role.MEMBER, "Member")
-    invites.check_recovery_authority(world.state, access=world.access(admin), user_id=member.id)
+    invites.check_recovery_authority(world.store, access=world.access(admin), user_id=member.id)
     elsewhere = identity.create_workspace(
-        world.state, name="Elsewhere", owner_id=member.id, now=NOW, rand=RAND
+        world.store, name="Elsewhere", owner_id=member.id, now=NOW, rand=RAND
     )
     assert world.role_of(member, elsewhere.id) == Role.OWNER
     with pytest.raises(AppError) as excinfo:
-        invites.check_recovery_authority(world.state, access=world.access(admin), user_id=member.id)
+        invites.check_recovery_authority(world.store, access=world.access(admin), user_id=member.id)
     assert _code(excinfo) == ErrorCode.FORBIDDEN
 
 
@@ -501,7 +500,7 @@ def test_admin_cannot_recover_equal_or_higher(world, target):
     admin = world.person(Role.ADMIN, "Admin")
     person = world.person(target)
     with pytest.raises(AppError):
-        invites.check_recovery_authority(world.state, access=world.access(admin), user_id=person.id)
+        invites.check_recovery_authority(world.store, access=world.access(admin), user_id=person.id)
 
 
 def test_admin_cannot_recover_the_instance_owner(world):
@@ -509,7 +508,7 @@ def test_admin_cannot_recover_the_instance_owner(world):
     admin = world.person(Role.OWNER, "Co-owner")
     with pytest.raises(AppError):
         invites.check_recovery_authority(
-            world.state, access=world.access(admin), user_id=world.owner.id
+            world.store, access=world.access(admin), user_id=world.owner.id
         )
 
 
@@ -522,14 +521,14 @@ def test_last_passkey_refused_without_other_way_in(world):
     key = world.passkey(person)
     with pytest.raises(AppError) as excinfo:
         people.revoke_passkeys(
-            world.state, user_id=person.id, credential_id=key.credential_id, now=NOW, force=False
+            world.store, user_id=person.id, credential_id=key.credential_id, now=NOW, force=False
         )
     assert _code(excinfo) == ErrorCode.LAST_PASSKEY
     assert "last passkey" in excinfo.value.message
     people.revoke_passkeys(
-        world.state, user_id=person.id, credential_id=key.credential_id, now=NOW, force=True
+        world.store, user_id=person.id, credential_id=key.credential_id, now=NOW, force=True
     )
-    assert world.state.passkeys == {}
+    assert world.store.passkeys.count() == 0
 
 
 def test_revoke_all_passkeys_guarded_too(world):
@@ -539,11 +538,11 @@ def test_revoke_all_passkeys_guarded_too(world):
     world.passkey(person, 2)
     with pytest.raises(AppError):
         people.revoke_passkeys(
-            world.state, user_id=person.id, credential_id=None, now=NOW, force=False
+            world.store, user_id=person.id, credential_id=None, now=NOW, force=False
         )
     assert (
         people.revoke_passkeys(
-            world.state, user_id=person.id, credential_id=None, now=NOW, force=True
+            world.store, user_id=person.id, credential_id=None, now=NOW, force=True
         )
         == 2
     )
@@ -555,9 +554,9 @@ def test_non_last_passkey_revokes_freely(world):
     first = world.passkey(person, 1)
     world.passkey(person, 2)
     people.revoke_passkeys(
-        world.state, user_id=person.id, credential_id=first.credential_id, now=NOW, force=False
+        world.store, user_id=person.id, credential_id=first.credential_id, now=NOW, force=False
     )
-    assert [p.credential_id for p in people.user_passkeys(world.state, person.id)] == [
+    assert [p.credential_id for p in people.user_passkeys(world.store, person.id)] == [
         f"cred-{person.id}-2"
     ]
 
@@ -566,7 +565,7 @@ def test_recovery_code_or_bootstrap_counts_as_another_way_in(world):
     """The owner (bootstrap token) and a user with a live recovery code may drop their last."""
     owner_key = world.passkey(world.owner)
     people.revoke_passkeys(
-        world.state,
+        world.store,
         user_id=world.owner.id,
         credential_id=owner_key.credential_id,
         now=NOW,
@@ -576,7 +575,7 @@ def test_recovery_code_or_bootstrap_counts_as_another_way_in(world):
     key = world.passkey(person)
     _issue(world, person)
     people.revoke_passkeys(
-        world.state, user_id=person.id, credential_id=key.credential_id, now=NOW, force=False
+        world.store, user_id=person.id, credential_id=key.credential_id, now=NOW, force=False
     )
 
 
@@ -586,12 +585,12 @@ def test_passkey_of_someone_else_is_not_found(world):
     key = world.passkey(world.owner)
     with pytest.raises(AppError) as excinfo:
         people.revoke_passkeys(
-            world.state, user_id=person.id, credential_id=key.credential_id, now=NOW, force=True
+            world.store, user_id=person.id, credential_id=key.credential_id, now=NOW, force=True
         )
     assert _code(excinfo) == ErrorCode.NOT_FOUND
     with pytest.raises(AppError):
         people.rename_passkey(
-            world.state, user_id=person.id, credential_id=key.credential_id, label="mine"
+            world.store, user_id=person.id, credential_id=key.credential_id, label="mine"
         )
 
 
@@ -599,12 +598,12 @@ def test_rename_passkey_cleans_the_label(world):
     """Labels are single-line and trimmed; an empty label is refused."""
     key = world.passkey(world.owner)
     people.rename_passkey(
-        world.state, user_id=world.owner.id, credential_id=key.credential_id, label="  my\n phone "
+        world.store, user_id=world.owner.id, credential_id=key.credential_id, label="  my\n phone "
     )
     assert key.label == "my phone"
     with pytest.raises(AppError):
         people.rename_passkey(
-            world.state, user_id=world.owner.id, credential_id=key.credential_id, label="\x00 "
+            world.store, user_id=world.owner.id, credential_id=key.credential_id, label="\x00 "
         )
 
 
@@ -613,8 +612,8 @@ def test_list_users_counts_passkeys_and_sessions(world):
     person = world.person(Role.MEMBER, "Zed")
     world.passkey(person)
     world.enroll_session(person, None)
-    rows = {s.user.id: s for s in people.list_users(world.state)}
-    assert people.list_users(world.state)[0].user is world.owner
+    rows = {s.user.id: s for s in people.list_users(world.store)}
+    assert people.list_users(world.store)[0].user is world.owner
     assert rows[person.id].passkeys == 1
     assert rows[person.id].sessions == 1
     assert rows[person.id].memberships == [(world.ws.id, world.ws.name, Role.MEMBER)]

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from codexrelay.errors import AppError
-from codexrelay.relay.ratelimit import AttemptLimiter, client_address, parse_networks
+from codexrelay.relay.http.ratelimit import AttemptLimiter, client_address, parse_networks
 from tests.helpers import wait_until
 
 

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from codexrelay.errors import AppError
-from codexrelay.relay.state import SCHEMA_VERSION, WorkspaceRecord
-from codexrelay.relay.store import JsonFileStore, StateError, read_state
+from codexrelay.relay.storage.jsonfile import JsonFileStore, StateError, read_state
+from codexrelay.relay.storage.records import SCHEMA_VERSION, WorkspaceRecord
 from tests.helpers import FakeClock
 
 
@@ -91,7 +91,7 @@ def test_commit_is_durable_on_return(tmp_path):
     store = JsonFileStore.open(path, now=clock)
 
     async def scenario() -> None:
-        store.state.workspaces["ws_1"] = WorkspaceRecord(id="ws_1", name="A", created_at=clock())
+        store.workspaces.add(WorkspaceRecord(id="ws_1", name="A", created_at=clock()))
         await store.commit()
         on_disk = read_state(path)
         assert on_disk is not None
@@ -109,9 +109,7 @@ def test_concurrent_commits_are_coalesced(tmp_path):
     writes_before = store.writes
 
     async def change(i: int) -> None:
-        store.state.workspaces[f"ws_{i}"] = WorkspaceRecord(
-            id=f"ws_{i}", name=str(i), created_at=clock()
-        )
+        store.workspaces.add(WorkspaceRecord(id=f"ws_{i}", name=str(i), created_at=clock()))
         await store.commit()
         on_disk = read_state(path)
         assert on_disk is not None
@@ -134,7 +132,7 @@ def test_touch_writes_without_waiting(tmp_path):
     store = JsonFileStore.open(path, now=clock)
 
     async def scenario() -> None:
-        store.state.workspaces["ws_t"] = WorkspaceRecord(id="ws_t", name="t", created_at=clock())
+        store.workspaces.add(WorkspaceRecord(id="ws_t", name="t", created_at=clock()))
         store.touch()
         await store.close()
 
@@ -153,7 +151,7 @@ def test_failed_write_surfaces_as_storage_unavailable(tmp_path):
         path.unlink()
         path.mkdir()
         (path / "blocker").write_text("x")
-        store.state.workspaces["ws_x"] = WorkspaceRecord(id="ws_x", name="x", created_at=clock())
+        store.workspaces.add(WorkspaceRecord(id="ws_x", name="x", created_at=clock()))
         with pytest.raises(AppError) as exc:
             await store.commit()
         assert exc.value.code == "storage-unavailable"

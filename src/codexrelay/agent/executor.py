@@ -27,6 +27,7 @@ from codexrelay.protocol import (
     FileChangeInfo,
     Message,
     ProgressEvent,
+    RefusalReason,
     TaskAccepted,
     TaskFinished,
     TaskKind,
@@ -135,7 +136,10 @@ class Executor:
             self.ledger.record(spec.id)  # durable before the task can start (B4)
         except OSError:
             log.exception("cannot record task %s in the ledger", spec.id)
-            reason, message = "ledger-unavailable", "the agent cannot record this task id"
+            reason, message = (
+                RefusalReason.LEDGER_UNAVAILABLE,
+                "the agent cannot record this task id",
+            )
             await self._send(TaskRejected(task_id=spec.id, reason=reason, message=message))
             return False
         task = _Task(spec)
@@ -172,9 +176,13 @@ class Executor:
     def check(self, spec: TaskSpec) -> None:
         """Raise ``TaskRefusedError`` unless this agent's config allows ``spec`` right now."""
         if spec.id in self._tasks or spec.id in self.ledger:
-            raise TaskRefusedError("duplicate-task", "this task id was already accepted")
+            raise TaskRefusedError(
+                RefusalReason.DUPLICATE_TASK, "this task id was already accepted"
+            )
         if len(self._tasks) >= self.config.max_concurrent_tasks + self.max_queued:
-            raise TaskRefusedError("agent-busy", "too many tasks are waiting on this agent")
+            raise TaskRefusedError(
+                RefusalReason.AGENT_BUSY, "too many tasks are waiting on this agent"
+            )
         if spec.type == "codex_exec":
             self._check_codex(spec)
         elif spec.type == "run_action":
@@ -185,21 +193,26 @@ class Executor:
     def _check_codex(self, spec: TaskSpec) -> None:
         features, codex = self.config.features, self.config.codex
         if not features.codex_exec:
-            raise TaskRefusedError("feature-disabled", "codexExec is disabled on this agent")
+            raise TaskRefusedError(
+                RefusalReason.FEATURE_DISABLED, "codexExec is disabled on this agent"
+            )
         if not (spec.prompt or "").strip():
-            raise TaskRefusedError("invalid-task", "a Codex task needs a prompt")
+            raise TaskRefusedError(RefusalReason.INVALID_TASK, "a Codex task needs a prompt")
         self._check_cwd(spec.cwd)
         if spec.write_access and not features.codex_exec_write:  # R17, A4
-            raise TaskRefusedError("write-mode-disabled", "write mode is off on this agent")
+            raise TaskRefusedError(
+                RefusalReason.WRITE_MODE_DISABLED, "write mode is off on this agent"
+            )
         if spec.write_access and spec.resume_session_id and not codex.allow_write_on_resume:
             raise TaskRefusedError(  # R14
-                "write-on-resume-disabled", "this agent does not allow write mode on resume"
+                RefusalReason.WRITE_ON_RESUME_DISABLED,
+                "this agent does not allow write mode on resume",
             )
         if spec.resume_session_id is not None:
             session = spec.resume_session_id
             if not UUID_RE.match(session) or session not in self._session_ids():
                 raise TaskRefusedError(
-                    "unknown-session", "no such Codex session under this workspace"
+                    RefusalReason.UNKNOWN_SESSION, "no such Codex session under this workspace"
                 )
 
     def _check_cwd(self, cwd: str | None) -> None:
@@ -207,26 +220,35 @@ class Executor:
             usable = resolve_inside(self.config.root, cwd or ".", strict=True).is_dir()
         except ValueError:
             raise TaskRefusedError(
-                "cwd-outside-workspace", "the working directory is outside workspaceRoot"
+                RefusalReason.CWD_OUTSIDE_WORKSPACE,
+                "the working directory is outside workspaceRoot",
             ) from None
         except (OSError, RuntimeError):
             # A name too long, or a symlink loop (pathlib raises RuntimeError): a refusal,
             # never an error that drops the connection or stops the agent (R15).
             usable = False
         if not usable:
-            raise TaskRefusedError("cwd-not-found", "the working directory does not exist")
+            raise TaskRefusedError(
+                RefusalReason.CWD_NOT_FOUND, "the working directory does not exist"
+            )
 
     def _check_action(self, spec: TaskSpec) -> None:
         if not self.config.features.run_action:
-            raise TaskRefusedError("feature-disabled", "runAction is disabled on this agent")
+            raise TaskRefusedError(
+                RefusalReason.FEATURE_DISABLED, "runAction is disabled on this agent"
+            )
         if spec.action_id not in self.config.actions:  # only listed ids exist (O6, R15)
-            raise TaskRefusedError("unknown-action", "this agent has no such action")
+            raise TaskRefusedError(RefusalReason.UNKNOWN_ACTION, "this agent has no such action")
 
     def _check_log(self, spec: TaskSpec) -> None:
         if not self.config.features.read_log:
-            raise TaskRefusedError("feature-disabled", "readLog is disabled on this agent")
+            raise TaskRefusedError(
+                RefusalReason.FEATURE_DISABLED, "readLog is disabled on this agent"
+            )
         if spec.log_source_id not in self.config.log_sources:
-            raise TaskRefusedError("unknown-log-source", "this agent has no such log source")
+            raise TaskRefusedError(
+                RefusalReason.UNKNOWN_LOG_SOURCE, "this agent has no such log source"
+            )
 
     # ---- running ------------------------------------------------------------------------
 

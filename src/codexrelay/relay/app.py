@@ -9,8 +9,9 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,28 +22,32 @@ from starlette.types import Scope
 from codexrelay import __version__
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.protocol import CLOSE_SHUTDOWN
-from codexrelay.relay import (
-    app_hooks,
-    identity,
-    pairing,
-    sessions,
-    taskflow,  # noqa: F401 - registers the task handlers and hooks
+from codexrelay.protocol import (
+    CLOSE_SHUTDOWN,
+    TaskAccepted,
+    TaskFinished,
+    TaskProgress,
+    TaskRejected,
+    TaskStarted,
 )
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.agents import pairing
+from codexrelay.relay.agents.link import AgentWiring, serve_agent
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import tasks as tasks_api
+from codexrelay.relay.api.auditing import audit_refusal
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
-from codexrelay.relay.audit.context import audit_refusal
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.security import (
+from codexrelay.relay.http.security import (
     CatchAllMiddleware,
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
 from codexrelay.relay.services import Clock, Services, utc_now
-from codexrelay.relay.store import StateStore
+from codexrelay.relay.storage.repositories import Store
+from codexrelay.relay.tasks import flow as taskflow
 
 log = logging.getLogger("codexrelay.relay")
 
@@ -97,35 +102,74 @@ class WebMount(Mount):
         return super().matches(scope)
 
 
+# Every report an agent sends, and who handles it.
+AGENT_WIRING = AgentWiring(
+    handlers={
+        TaskAccepted: taskflow.on_accepted,
+        TaskRejected: taskflow.on_rejected,
+        TaskStarted: taskflow.on_started,
+        TaskProgress: taskflow.on_progress,
+        TaskFinished: taskflow.on_finished,
+    },
+    on_connect=taskflow.on_agent_connected,
+    on_disconnect=taskflow.on_agent_gone,
+)
+
+
 def run_startup(services: Services) -> None:
-    """Bring loaded state up to date: the owner exists, stale sessions are gone."""
+    """Bring loaded state up to date: the audit chain is open, the owner exists, stale
+    sessions are gone, and tasks in flight at the last stop are interrupted."""
     now = services.now()
     services.audit.start(
         bootstrap_hash=services.config.bootstrap_admin_token_hash,
         token_secret=services.token_secret,
         now=now,
     )
-    if identity.ensure_owner(services.state, now=now, rand=services.rand):
+    if identity.ensure_owner(services.store, now=now, rand=services.rand):
         log.info("created the owner user and the default workspace")
-    sessions.prune_expired(services.state, now)
-    for hook in app_hooks.STARTUP_HOOKS:
-        hook(services)
+    sessions.prune_expired(services.store, now)
+    taskflow.interrupt_unfinished(services)
 
 
-async def _prune_loop(services: Services) -> None:
+def run_sweep(services: Services) -> None:
+    """About once a minute: expired sessions, pair requests and task texts go."""
+    now = services.now()
+    pruned = sessions.prune_expired(services.store, now)
+    if pruned or pairing.expire_pair_requests(services.store, now):
+        services.store.touch()
+    taskflow.expire_waiting(services)
+    services.details.sweep(now)
+
+
+async def run_shutdown(services: Services) -> None:
+    """Agents are told the relay is going; no timer outlives it; the audit chain closes."""
+    await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
+    await taskflow.stop_grace_timers(services)
+    await services.audit.close()
+
+
+async def _sweep_loop(services: Services) -> None:
     while True:
         await asyncio.sleep(PRUNE_INTERVAL_SEC)
-        now = services.now()
-        pruned = sessions.prune_expired(services.state, now)
-        if pruned or pairing.expire_pair_requests(services.state, now):
-            services.store.touch()
-        for hook in app_hooks.PERIODIC_HOOKS:
-            hook(services)
+        run_sweep(services)
+
+
+def _publish_limits(app: FastAPI, config: RelayConfig) -> None:
+    """The published schema states the caps this relay's config sets, not the code's
+    backstops (API.md: the contract matches enforcement)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            tasks_api.publish_limits(build(), config.max_prompt_bytes)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
     config: RelayConfig,
-    store: StateStore,
+    store: Store,
     *,
     clock: Clock = utc_now,
     rand: TokenSource = secrets.token_bytes,
@@ -138,20 +182,15 @@ def create_app(
         run_startup(services)
         await services.store.commit()
         await services.audit.flush()
-        pruner = asyncio.create_task(_prune_loop(services))
+        sweeper = asyncio.create_task(_sweep_loop(services))
         try:
             yield
         finally:
-            await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
-            for stop in app_hooks.SHUTDOWN_HOOKS:
-                await stop(services)
-            pruner.cancel()
+            sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pruner
-            await services.audit.close()
-            close = getattr(services.store, "close", None)
-            if close is not None:
-                await close()
+                await sweeper
+            await run_shutdown(services)
+            await services.store.close()
 
     app = FastAPI(
         title="codexrelay",
@@ -186,7 +225,14 @@ def create_app(
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(audit_api.router, responses=ERROR_RESPONSES)
+
+    async def agent_socket(websocket: WebSocket) -> None:
+        """The agent's one WebSocket (ARCHITECTURE.md, Agent protocol)."""
+        await serve_agent(websocket, services, AGENT_WIRING)
+
+    app.add_api_websocket_route("/api/v1/agent/connect", agent_socket)
     app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
+    _publish_limits(app, config)
 
     # add_middleware prepends: the last added runs first (outermost).
     app.add_middleware(

@@ -16,6 +16,10 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+# The largest prompt cap an operator may set (the body cap's default, 1 MiB).
+MAX_PROMPT_BYTES_LIMIT = 1 << 20
+
+
 class RelayFeatures(CamelModel):
     """Relay-side feature flags (R09). The agent enforces its own set too."""
 
@@ -105,7 +109,10 @@ class RelayConfig(CamelModel):
         False, description="true to let any active user create workspaces"
     )
     max_prompt_bytes: int = Field(
-        65536, ge=1024, le=1048576, description="largest Codex prompt accepted, in bytes"
+        65536,
+        ge=1024,
+        le=MAX_PROMPT_BYTES_LIMIT,
+        description="largest Codex prompt accepted, in bytes",
     )
     max_tasks_per_workspace: int = Field(
         500, ge=10, le=100000, description="task records kept per workspace; oldest pruned"

@@ -10,15 +10,14 @@ from datetime import UTC, datetime
 
 from codexrelay.crypto import TokenSource
 from codexrelay.protocol import SessionSummary
-from codexrelay.relay.audit import AuditTrail
+from codexrelay.relay.access.passkeys import ChallengeStore
+from codexrelay.relay.agents.hub import AgentHub
+from codexrelay.relay.audit.trail import AuditTrail
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.events import EventBus
-from codexrelay.relay.hub import AgentHub
-from codexrelay.relay.passkeys import ChallengeStore
-from codexrelay.relay.ratelimit import AttemptLimiter, IPNetwork, parse_networks
-from codexrelay.relay.state import State
-from codexrelay.relay.store import StateStore
-from codexrelay.relay.taskdetails import DetailsStore
+from codexrelay.relay.http.ratelimit import AttemptLimiter, IPNetwork, parse_networks
+from codexrelay.relay.storage.repositories import Store
+from codexrelay.relay.tasks.details import DetailsStore
 
 Clock = Callable[[], datetime]
 
@@ -42,7 +41,7 @@ class Services:
     """Everything a request handler may use; built once per process by ``create_app``."""
 
     config: RelayConfig
-    store: StateStore
+    store: Store
     clock: Clock = utc_now
     rand: TokenSource = secrets.token_bytes
     login_limiter: AttemptLimiter = field(init=False)
@@ -79,11 +78,6 @@ class Services:
             ttl_sec=cfg.task_details_ttl_sec, max_bytes=cfg.task_details_max_bytes
         )
         self.audit = AuditTrail(cfg.data_path)
-
-    @property
-    def state(self) -> State:
-        """The live in-memory state."""
-        return self.store.state
 
     @property
     def token_secret(self) -> str:

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
-from codexrelay.protocol import FinishStatus, ProgressEvent, TaskSpec
+from codexrelay.protocol import FinishStatus, ProgressEvent, RefusalReason, TaskSpec
 
 
 class Emit(Protocol):
@@ -22,9 +22,9 @@ class Emit(Protocol):
 
 
 class TaskRefusedError(Exception):
-    """The agent will not run this task; ``reason`` is a stable kebab-case code."""
+    """The agent will not run this task, for a stable ``reason``."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: RefusalReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message

@@ -14,12 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from codexrelay.auditverify import INSTANCE
 from codexrelay.errors import AppError, ErrorCode
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.auditing import AuditContext, AuditDep
+from codexrelay.relay.api.deps import ActiveCallerDep, Admin, ServicesDep
 from codexrelay.relay.api.people import InstanceOwnerDep
 from codexrelay.relay.audit import reading
-from codexrelay.relay.audit.context import AuditContext, AuditDep
 from codexrelay.relay.audit.log import iso
-from codexrelay.relay.deps import ActiveCallerDep, Admin, ServicesDep
-from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.services import Services
 from codexrelay.settings import CamelModel
 

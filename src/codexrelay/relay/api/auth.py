@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from codexrelay.relay import sessions
-from codexrelay.relay.api.schemas import UserEnvelope, UserOut
-from codexrelay.relay.audit import ref, session_actor
-from codexrelay.relay.audit.context import AuditDep
-from codexrelay.relay.deps import (
+from codexrelay.relay.access import sessions
+from codexrelay.relay.api.auditing import AuditDep
+from codexrelay.relay.api.deps import (
     ClientIpDep,
     ServicesDep,
     clear_session_cookie,
     cookie_name,
     set_session_cookie,
 )
+from codexrelay.relay.api.schemas import UserEnvelope
+from codexrelay.relay.audit import ref, session_actor
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import SessionRecord, SessionVia
+from codexrelay.relay.storage.records import SessionRecord, SessionVia
+from codexrelay.relay.views import UserOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -38,7 +39,7 @@ def start_session(
     """Open a session and set its cookie (the caller commits the store)."""
     cfg = services.config
     issued = sessions.open_session(
-        services.state,
+        services.store,
         user_id=user_id,
         via=via,
         now=services.now(),
@@ -64,7 +65,7 @@ async def bootstrap_login(
     """Owner recovery login with the bootstrap token (R01); every one is audited (O4)."""
     services.login_limiter.hit(address)
     owner = sessions.check_bootstrap_token(
-        services.state, body.token, expected_hash=services.config.bootstrap_admin_token_hash
+        services.store, body.token, expected_hash=services.config.bootstrap_admin_token_hash
     )
     session = start_session(services, response, user_id=owner.id, via="bootstrap")
     await audit.record("auth.bootstrap.login", actor=session_actor(session), userId=owner.id)
@@ -78,13 +79,13 @@ async def logout(request: Request, services: ServicesDep, audit: AuditDep) -> Re
     value = request.cookies.get(cookie_name(services))
     record = (
         sessions.resolve_session(
-            services.state, value, secret=services.token_secret, now=services.now()
+            services.store, value, secret=services.token_secret, now=services.now()
         )
         if value
         else None
     )
     if record is not None:
-        sessions.end_session(services.state, record.id)
+        sessions.end_session(services.store, record.id)
         await audit.record(
             "session.ended", userId=record.user_id, session=ref(record.id), reason="logout"
         )

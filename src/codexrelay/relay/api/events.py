@@ -14,12 +14,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from codexrelay.errors import AppError
-from codexrelay.relay import identity
-from codexrelay.relay.deps import ActiveCallerDep, ServicesDep, Viewer
+from codexrelay.relay.access import identity
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.deps import ActiveCallerDep, ServicesDep, Viewer
 from codexrelay.relay.events import Event
-from codexrelay.relay.identity import WorkspaceAccess
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import Role
+from codexrelay.relay.storage.records import Role
 
 router = APIRouter(prefix="/api/v1/workspaces/{wid}", tags=["events"])
 
@@ -28,12 +28,12 @@ RETRY_MS = 3000
 
 
 def _still_allowed(services: Services, session_hash: str, user_id: str, wid: str) -> bool:
-    session = services.state.sessions.get(session_hash)
+    session = services.store.sessions.get(session_hash)
     if session is None or session.expires_at <= services.now():
         return False
     try:
         identity.check_workspace_access(
-            services.state, user_id=user_id, workspace_id=wid, minimum=Role.VIEWER
+            services.store, user_id=user_id, workspace_id=wid, minimum=Role.VIEWER
         )
     except AppError:
         return False

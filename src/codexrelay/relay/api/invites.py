@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from codexrelay.relay import invites, sessions
+from codexrelay.relay.access import invites, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.auditing import AuditDep, memberships
 from codexrelay.relay.api.auth import start_session
-from codexrelay.relay.api.people import InstanceOwnerDep
-from codexrelay.relay.api.schemas import UserEnvelope, UserOut
-from codexrelay.relay.audit import session_actor
-from codexrelay.relay.audit.context import AuditDep, memberships
-from codexrelay.relay.deps import (
+from codexrelay.relay.api.deps import (
     Admin,
     ClientIpDep,
     ServicesDep,
     cookie_name,
 )
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.qr import qr_svg
+from codexrelay.relay.api.people import InstanceOwnerDep
+from codexrelay.relay.api.qr import qr_svg
+from codexrelay.relay.api.schemas import UserEnvelope
+from codexrelay.relay.audit import session_actor
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import (
-    InviteRecord,
-    RecoveryCodeRecord,
+from codexrelay.relay.storage.records import (
     Role,
     UserRecord,
 )
+from codexrelay.relay.views import InviteOut, RecoveryCodeOut, UserOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["people"])
@@ -43,33 +41,6 @@ class InviteBody(CamelModel):
     role: Role
     note: Annotated[str, Field(max_length=200)] | None = None
     ttl_sec: Annotated[int, Field(ge=INVITE_TTL_MIN, le=INVITE_TTL_MAX)] | None = None
-
-
-class InviteOut(CamelModel):
-    id: str
-    role: Role
-    note: str
-    status: invites.InviteStatus
-    created_by: str
-    created_at: datetime
-    expires_at: datetime
-    accepted_by: str | None
-    accepted_at: datetime | None
-
-    @classmethod
-    def of(cls, invite: InviteRecord, now: datetime) -> InviteOut:
-        """The public view of an invite (never its code hash)."""
-        return cls(
-            id=invite.id,
-            role=invite.role,
-            note=invite.note,
-            status=invites.invite_status(invite, now),
-            created_by=invite.created_by,
-            created_at=invite.created_at,
-            expires_at=invite.expires_at,
-            accepted_by=invite.accepted_by,
-            accepted_at=invite.accepted_at,
-        )
 
 
 class IssuedInviteOut(CamelModel):
@@ -92,17 +63,6 @@ class RecoveryIssueBody(CamelModel):
     ttl_sec: Annotated[int, Field(ge=RECOVERY_TTL_MIN, le=RECOVERY_TTL_MAX)] | None = None
 
 
-class RecoveryCodeOut(CamelModel):
-    id: str
-    user_id: str
-    expires_at: datetime
-
-    @classmethod
-    def of(cls, record: RecoveryCodeRecord) -> RecoveryCodeOut:
-        """The public view of a recovery code record."""
-        return cls(id=record.id, user_id=record.user_id, expires_at=record.expires_at)
-
-
 class IssuedRecoveryOut(CamelModel):
     recovery_code: RecoveryCodeOut
     code: str
@@ -118,7 +78,7 @@ def _issue_recovery(
     services: Services, *, user_id: str, issued_by: str, ttl_sec: int | None
 ) -> IssuedRecoveryOut:
     issued = invites.issue_recovery_code(
-        services.state,
+        services.store,
         user_id=user_id,
         issued_by=issued_by,
         ttl_sec=ttl_sec or invites.RECOVERY_CODE_TTL_SEC,
@@ -148,7 +108,7 @@ async def issue_member_recovery_code(
     body: RecoveryIssueBody | None = None,
 ) -> IssuedRecoveryOut:
     """A workspace admin recovers a member they outrank in every shared workspace."""
-    invites.check_recovery_authority(services.state, access=access, user_id=user_id)
+    invites.check_recovery_authority(services.store, access=access, user_id=user_id)
     issued = _issue_recovery(
         services, user_id=user_id, issued_by=access.user_id, ttl_sec=body.ttl_sec if body else None
     )
@@ -167,7 +127,7 @@ async def create_invite(
     """A one-time invite code, shown only in this response."""
     now = services.now()
     issued = invites.create_invite(
-        services.state,
+        services.store,
         access=access,
         role=body.role,
         note=body.note,
@@ -181,7 +141,10 @@ async def create_invite(
     await services.store.commit()
     url = f"{services.config.public_origin}/#invite={issued.code}"
     return IssuedInviteOut(
-        invite=InviteOut.of(issued.invite, now), code=issued.code, url=url, qr_svg=qr_svg(url)
+        invite=InviteOut.of(issued.invite, status=invites.invite_status(issued.invite, now)),
+        code=issued.code,
+        url=url,
+        qr_svg=qr_svg(url),
     )
 
 
@@ -189,8 +152,10 @@ async def create_invite(
 async def list_invites(access: AdminAccess, services: ServicesDep) -> InvitesOut:
     """The workspace's invites with their status, newest first."""
     now = services.now()
-    found = invites.workspace_invites(services.state, access.workspace.id)
-    return InvitesOut(invites=[InviteOut.of(i, now) for i in found])
+    found = invites.workspace_invites(services.store, access.workspace.id)
+    return InvitesOut(
+        invites=[InviteOut.of(i, status=invites.invite_status(i, now)) for i in found]
+    )
 
 
 @router.delete("/workspaces/{wid}/invites/{invite_id}", status_code=204)
@@ -199,7 +164,7 @@ async def cancel_invite(
 ) -> Response:
     """Cancel an invite that has not yet made anyone a member."""
     invites.cancel_invite(
-        services.state, workspace_id=access.workspace.id, invite_id=invite_id, now=services.now()
+        services.store, workspace_id=access.workspace.id, invite_id=invite_id, now=services.now()
     )
     await audit.record("invite.cancelled", workspace=access.workspace.id, inviteId=invite_id)
     await services.store.commit()
@@ -211,12 +176,12 @@ def _signed_in_member(request: Request, services: Services) -> UserRecord | None
     cookie = request.cookies.get(cookie_name(services))
     record = (
         sessions.resolve_session(
-            services.state, cookie, secret=services.token_secret, now=services.now()
+            services.store, cookie, secret=services.token_secret, now=services.now()
         )
         if cookie
         else None
     )
-    user = services.state.users.get(record.user_id) if record else None
+    user = services.store.users.get(record.user_id) if record else None
     if record is None or user is None or record.enrollment_only or user.status != "active":
         return None
     return user
@@ -237,7 +202,7 @@ async def accept_invite(
     member = _signed_in_member(request, services)
     before = memberships(services, member.id) if member is not None else {}
     accepted = invites.accept_invite(
-        services.state,
+        services.store,
         code=body.code,
         name=body.name,
         member=member,
@@ -283,7 +248,7 @@ async def redeem_recovery_code(
     """A recovery code opens an enrollment-only session to register a new passkey (R20)."""
     services.login_limiter.hit(address)
     user = invites.redeem_recovery_code(
-        services.state, code=body.code, now=services.now(), secret=services.token_secret
+        services.store, code=body.code, now=services.now(), secret=services.token_secret
     )
     session = start_session(
         services, response, user_id=user.id, via="recovery-code", enrollment_only=True

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Response
 
 from codexrelay.crypto import b64url, keyed_hash
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import identity, sessions
-from codexrelay.relay.api.schemas import SessionOut, UserOut
+from codexrelay.relay.access import identity, sessions
+from codexrelay.relay.api.auditing import AuditDep
+from codexrelay.relay.api.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
 from codexrelay.relay.audit import ref
-from codexrelay.relay.audit.context import AuditDep
 from codexrelay.relay.config import RelayFeatures
-from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ServicesDep, clear_session_cookie
-from codexrelay.relay.state import Role, SessionVia
+from codexrelay.relay.storage.records import Role, SessionVia
+from codexrelay.relay.views import MeUserOut, SessionOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
@@ -34,16 +34,18 @@ class SessionInfo(CamelModel):
     enrollment_locked: bool
 
 
-class MeUserOut(UserOut):
-    # O4: lets the app warn after a recovery login that passkeys exist.
-    has_passkey: bool
+class RelayLimits(CamelModel):
+    """Caps the app shows before sending (the same ones the relay enforces)."""
+
+    max_prompt_bytes: int
 
 
 class RelayInfo(CamelModel):
-    """What the web app shows about this relay: its name and its feature flags (R09)."""
+    """What the web app shows about this relay: its name, its feature flags (R09) and caps."""
 
     app_name: str
     features: RelayFeatures
+    limits: RelayLimits
 
 
 class MeOut(CamelModel):
@@ -69,14 +71,14 @@ async def me(caller: CallerDep, services: ServicesDep) -> MeOut:
         if caller.enrollment_locked
         else [
             MembershipOut(workspace_id=ws.id, workspace_name=ws.name, role=role)
-            for ws, role in identity.user_workspaces(services.state, caller.user.id)
+            for ws, role in identity.user_workspaces(services.store, caller.user.id)
         ]
     )
     session = caller.session
     user = caller.user
-    has_passkey = any(p.user_id == user.id for p in services.state.passkeys.values())
+    has_passkey = bool(services.store.passkeys.of_user(user.id))
     return MeOut(
-        user=MeUserOut(**UserOut.of(user).model_dump(), has_passkey=has_passkey),
+        user=MeUserOut.of(user, has_passkey=has_passkey),
         memberships=memberships,
         session=SessionInfo(
             id=session.id,
@@ -85,7 +87,11 @@ async def me(caller: CallerDep, services: ServicesDep) -> MeOut:
             is_recovery=session.via in sessions.RECOVERY_VIAS,
             enrollment_locked=caller.enrollment_locked,
         ),
-        relay=RelayInfo(app_name=services.config.web.app_name, features=services.config.features),
+        relay=RelayInfo(
+            app_name=services.config.web.app_name,
+            features=services.config.features,
+            limits=RelayLimits(max_prompt_bytes=services.config.max_prompt_bytes),
+        ),
     )
 
 
@@ -102,8 +108,9 @@ async def cache_key(caller: ActiveCallerDep, services: ServicesDep) -> CacheKeyO
 @router.get("/sessions", response_model=SessionsOut)
 async def list_sessions(caller: ActiveCallerDep, services: ServicesDep) -> SessionsOut:
     """The caller's own sessions, newest first."""
-    own = sessions.user_sessions(services.state, caller.user.id)
-    return SessionsOut(sessions=[SessionOut.of(s, current_id=caller.session.id) for s in own])
+    own = sessions.user_sessions(services.store, caller.user.id)
+    current = caller.session.id
+    return SessionsOut(sessions=[SessionOut.of(s, current=s.id == current) for s in own])
 
 
 @router.delete("/sessions/{session_id}", status_code=204)
@@ -111,7 +118,7 @@ async def end_session(
     session_id: str, caller: ActiveCallerDep, services: ServicesDep, audit: AuditDep
 ) -> Response:
     """End one of the caller's sessions (I2); ending the current one also clears the cookie."""
-    if not sessions.end_session(services.state, session_id, user_id=caller.user.id):
+    if not sessions.end_session(services.store, session_id, user_id=caller.user.id):
         raise AppError(ErrorCode.NOT_FOUND, "No such session.")
     await audit.record(
         "session.ended", userId=caller.user.id, session=ref(session_id), reason="revoked"

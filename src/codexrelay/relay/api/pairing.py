@@ -10,15 +10,16 @@ from pydantic import Field
 
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_REVOKED, ID_PATTERN
-from codexrelay.relay import pairing
-from codexrelay.relay.agentlink import publish_agent
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.agents import pairing
+from codexrelay.relay.agents.link import publish_agent
+from codexrelay.relay.api.auditing import AuditContext, AuditDep
+from codexrelay.relay.api.deps import Admin, ClientIpDep, ServicesDep
+from codexrelay.relay.api.qr import qr_svg
 from codexrelay.relay.audit import agent_actor
-from codexrelay.relay.audit.context import AuditContext, AuditDep
-from codexrelay.relay.deps import Admin, ClientIpDep, ServicesDep
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.qr import qr_svg
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import PairRequestRecord, PairStatus
+from codexrelay.relay.storage.records import PairRequestRecord, PairStatus
+from codexrelay.relay.views import PairingOut, PairRequestOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["pairing"])
@@ -27,11 +28,6 @@ router = APIRouter(prefix="/api/v1", tags=["pairing"])
 class CreatePairingBody(CamelModel):
     note: Annotated[str, Field(max_length=200)] = ""
     ttl_sec: Annotated[int, Field(ge=60, le=pairing.MAX_PAIRING_TTL_SEC)] | None = None
-
-
-class PairingOut(CamelModel):
-    id: str
-    expires_at: datetime
 
 
 class CreatePairingOut(CamelModel):
@@ -60,38 +56,6 @@ class PollOut(CamelModel):
     agent_token: str | None = None
 
 
-class PairRequestOut(CamelModel):
-    id: str
-    # Which code was claimed, so the phone that shows it stops offering a used code.
-    pairing_id: str
-    agent_id: str
-    label: str
-    hostname: str
-    workspace_root_name: str
-    status: PairStatus
-    replaces_agent: bool
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None = None
-
-    @classmethod
-    def of(cls, record: PairRequestRecord) -> PairRequestOut:
-        """The phone's view of a pair request."""
-        return cls(
-            id=record.id,
-            pairing_id=record.pairing_id,
-            agent_id=record.agent_id,
-            label=record.label,
-            hostname=record.hostname,
-            workspace_root_name=record.workspace_root_name,
-            status=record.status,
-            replaces_agent=record.replaces_agent,
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            decided_at=record.decided_at,
-        )
-
-
 class PairRequestEnvelope(CamelModel):
     pair_request: PairRequestOut
 
@@ -104,7 +68,7 @@ def _publish(services: Services, record: PairRequestRecord) -> None:
     services.events.publish(
         record.workspace_id,
         "pair-request",
-        {"pairRequest": PairRequestOut.of(record).model_dump(mode="json", by_alias=True)},
+        {"pairRequest": PairRequestOut.of(record).json_data()},
     )
 
 
@@ -124,7 +88,7 @@ async def create_pairing(
     if not services.config.features.pairings:
         raise AppError(ErrorCode.FEATURE_DISABLED, "Pairing new agents is turned off.")
     record, code = pairing.create_pairing_code(
-        services.state,
+        services.store,
         workspace_id=access.workspace.id,
         created_by=access.user_id,
         note=body.note,
@@ -136,7 +100,7 @@ async def create_pairing(
     await audit.record("pairing.created", workspace=access.workspace.id, pairingId=record.id)
     await services.store.commit()
     return CreatePairingOut(
-        pairing=PairingOut(id=record.id, expires_at=record.expires_at),
+        pairing=PairingOut.of(record),
         code=code,
         command=pair_command(code),
         qr_svg=qr_svg(pair_command(code)),
@@ -152,7 +116,7 @@ async def claim_code(
     if not services.config.features.pairings:
         raise AppError(ErrorCode.FEATURE_DISABLED, "Pairing new agents is turned off.")
     request, poll_secret = pairing.claim_pairing_code(
-        services.state,
+        services.store,
         code=body.code,
         agent_id=body.agent_id,
         label=body.label,
@@ -183,7 +147,7 @@ async def poll_request(
     if scheme.lower() != "bearer" or not poll_secret:
         raise AppError(ErrorCode.UNAUTHENTICATED, "Send the poll secret as a Bearer token.")
     result = pairing.poll_pair_request(
-        services.state,
+        services.store,
         request_id=request_id,
         poll_secret=poll_secret.strip(),
         now=services.now(),
@@ -211,10 +175,10 @@ async def list_pair_requests(
     access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
 ) -> PairRequestsOut:
     """Pair requests of this workspace only (R04)."""
-    expired = pairing.expire_pair_requests(services.state, services.now())
+    expired = pairing.expire_pair_requests(services.store, services.now())
     if expired:
         services.store.touch()
-    found = pairing.workspace_pair_requests(services.state, access.workspace.id)
+    found = pairing.workspace_pair_requests(services.store, access.workspace.id)
     return PairRequestsOut(pair_requests=[PairRequestOut.of(r) for r in found])
 
 
@@ -227,7 +191,7 @@ async def _decide(
     audit: AuditContext,
 ) -> PairRequestEnvelope:
     record = pairing.decide_pair_request(
-        services.state,
+        services.store,
         workspace_id=access.workspace.id,
         request_id=request_id,
         approve=approve,

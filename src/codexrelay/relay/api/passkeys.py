@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from codexrelay.relay import passkeys, people
+from codexrelay.relay.access import passkeys, people
+from codexrelay.relay.access.passkeys import RelyingParty
+from codexrelay.relay.api.auditing import AuditDep, memberships
 from codexrelay.relay.api.auth import start_session
-from codexrelay.relay.api.schemas import UserEnvelope, UserOut
+from codexrelay.relay.api.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
+from codexrelay.relay.api.schemas import UserEnvelope
 from codexrelay.relay.audit import ref, session_actor
-from codexrelay.relay.audit.context import AuditDep, memberships
-from codexrelay.relay.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
-from codexrelay.relay.passkeys import CeremonyOptions, RelyingParty
 from codexrelay.relay.services import Services
-from codexrelay.relay.state import PasskeyRecord
+from codexrelay.relay.views import PasskeyOut, UserOut, View
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["passkeys"])
@@ -48,33 +47,9 @@ class RenameBody(CamelModel):
     label: Label
 
 
-class OptionsOut(CamelModel):
+class OptionsOut(View):
     challenge_id: str
     public_key: dict[str, Any]
-
-    @classmethod
-    def of(cls, options: CeremonyOptions) -> OptionsOut:
-        """The options as API.md shapes them."""
-        return cls(challenge_id=options.challenge_id, public_key=options.public_key)
-
-
-class PasskeyOut(CamelModel):
-    credential_id: str
-    label: str
-    transports: list[str]
-    created_at: datetime
-    last_used_at: datetime | None
-
-    @classmethod
-    def of(cls, record: PasskeyRecord) -> PasskeyOut:
-        """The management view of a passkey (never its public key)."""
-        return cls(
-            credential_id=record.credential_id,
-            label=record.label,
-            transports=record.transports,
-            created_at=record.created_at,
-            last_used_at=record.last_used_at,
-        )
 
 
 class PasskeyEnvelope(CamelModel):
@@ -95,7 +70,7 @@ async def register_options(
 ) -> OptionsOut:
     """Any session may add a passkey, an enrollment-locked one included (R21)."""
     options = passkeys.start_registration(
-        services.state,
+        services.store,
         services.passkey_challenges,
         rp=_rp(services),
         user=caller.user,
@@ -115,7 +90,7 @@ async def register_verify(
     """Store the new passkey; an enrollment-locked user becomes active (R21)."""
     before = memberships(services, caller.user.id)
     record = passkeys.finish_registration(
-        services.state,
+        services.store,
         services.passkey_challenges,
         rp=_rp(services),
         session=caller.session,
@@ -160,7 +135,7 @@ async def login_verify(
     """A verified passkey opens a ``passkey`` session (R02, R20)."""
     services.login_limiter.hit(address)
     user = passkeys.finish_login(
-        services.state,
+        services.store,
         services.passkey_challenges,
         rp=_rp(services),
         challenge_id=body.challenge_id,
@@ -177,7 +152,7 @@ async def login_verify(
 @router.get("/me/passkeys", response_model=PasskeysOut)
 async def list_passkeys(caller: ActiveCallerDep, services: ServicesDep) -> PasskeysOut:
     """The caller's own passkeys."""
-    own = people.user_passkeys(services.state, caller.user.id)
+    own = people.user_passkeys(services.store, caller.user.id)
     return PasskeysOut(passkeys=[PasskeyOut.of(p) for p in own])
 
 
@@ -187,7 +162,7 @@ async def rename_passkey(
 ) -> PasskeyEnvelope:
     """Relabel one of the caller's passkeys."""
     record = people.rename_passkey(
-        services.state, user_id=caller.user.id, credential_id=credential_id, label=body.label
+        services.store, user_id=caller.user.id, credential_id=credential_id, label=body.label
     )
     await services.store.commit()
     return PasskeyEnvelope(passkey=PasskeyOut.of(record))
@@ -199,7 +174,7 @@ async def revoke_passkey(
 ) -> Response:
     """Revoke one of the caller's passkeys (I2); never the last way in (409 last-passkey)."""
     people.revoke_passkeys(
-        services.state,
+        services.store,
         user_id=caller.user.id,
         credential_id=credential_id,
         now=services.now(),

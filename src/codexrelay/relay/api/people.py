@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
-from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay import people, sessions
-from codexrelay.relay.api.passkeys import PasskeyOut, PasskeysOut
-from codexrelay.relay.audit import ref
-from codexrelay.relay.audit.context import AuditDep, memberships
-from codexrelay.relay.deps import (
+from codexrelay.relay.access import people, policy, sessions
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.auditing import AuditDep, memberships
+from codexrelay.relay.api.deps import (
     ActiveCallerDep,
     Admin,
     Caller,
     ServicesDep,
     Viewer,
 )
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import (
+from codexrelay.relay.api.passkeys import PasskeysOut
+from codexrelay.relay.audit import ref
+from codexrelay.relay.storage.records import (
     Role,
-    UserStatus,
 )
+from codexrelay.relay.views import MemberOut, PasskeyOut, UserAdminOut, UserMembershipOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1", tags=["people"])
@@ -38,8 +36,7 @@ RECOVERY_TTL_MIN, RECOVERY_TTL_MAX = 300, 604800
 
 async def instance_owner(caller: ActiveCallerDep) -> Caller:
     """Only the relay's owner user administers other users (I2)."""
-    if not caller.user.is_owner:
-        raise AppError(ErrorCode.FORBIDDEN, "Only the relay owner can manage users.")
+    policy.enforce(policy.can_manage_users(is_relay_owner=caller.user.is_owner))
     return caller
 
 
@@ -53,50 +50,8 @@ class RoleBody(CamelModel):
     role: Role
 
 
-class MemberOut(CamelModel):
-    user_id: str
-    name: str
-    role: Role
-    status: UserStatus
-
-
 class MemberEnvelope(CamelModel):
     member: MemberOut
-
-
-class UserMembershipOut(CamelModel):
-    workspace_id: str
-    workspace_name: str
-    role: Role
-
-
-class UserAdminOut(CamelModel):
-    id: str
-    name: str
-    status: UserStatus
-    is_owner: bool
-    created_at: datetime
-    passkey_count: int
-    session_count: int
-    memberships: list[UserMembershipOut]
-
-    @classmethod
-    def of(cls, summary: people.UserSummary) -> UserAdminOut:
-        """One row of the owner's user list."""
-        user = summary.user
-        return cls(
-            id=user.id,
-            name=user.name,
-            status=user.status,
-            is_owner=user.is_owner,
-            created_at=user.created_at,
-            passkey_count=summary.passkeys,
-            session_count=summary.sessions,
-            memberships=[
-                UserMembershipOut(workspace_id=wid, workspace_name=name, role=role)
-                for wid, name, role in summary.memberships
-            ],
-        )
 
 
 class UsersOut(CamelModel):
@@ -113,13 +68,11 @@ async def change_role(
     """Admins move viewers and members; owners move anyone, never the last owner."""
     before = memberships(services, user_id)
     user = people.change_role(
-        services.state, access=access, user_id=user_id, role=body.role, now=services.now()
+        services.store, access=access, user_id=user_id, role=body.role, now=services.now()
     )
     await audit.memberships_changed(user_id, before)
     await services.store.commit()
-    return MemberEnvelope(
-        member=MemberOut(user_id=user.id, name=user.name, role=body.role, status=user.status)
-    )
+    return MemberEnvelope(member=MemberOut.of(user, user_id=user.id, role=body.role))
 
 
 @router.delete("/workspaces/{wid}/members/{user_id}", status_code=204)
@@ -127,7 +80,7 @@ async def remove_member(
     user_id: str, access: ViewerAccess, services: ServicesDep, audit: AuditDep
 ) -> Response:
     """Remove someone below you, or leave (any role); the last owner cannot go (409)."""
-    people.remove_member(services.state, access=access, user_id=user_id, now=services.now())
+    people.remove_member(services.store, access=access, user_id=user_id, now=services.now())
     wid, left = access.workspace.id, user_id == access.user_id
     await audit.record("member.removed", workspace=wid, userId=user_id, left=left)
     await services.store.commit()
@@ -137,10 +90,23 @@ async def remove_member(
 # --- the instance owner's administration (I2) ---
 
 
+def _admin_row(summary: people.UserSummary) -> UserAdminOut:
+    """One row of the owner's user list."""
+    return UserAdminOut.of(
+        summary.user,
+        passkey_count=summary.passkeys,
+        session_count=summary.sessions,
+        memberships=[
+            UserMembershipOut(workspace_id=wid, workspace_name=name, role=role)
+            for wid, name, role in summary.memberships
+        ],
+    )
+
+
 @router.get("/users", response_model=UsersOut)
 async def list_users(_: InstanceOwnerDep, services: ServicesDep) -> UsersOut:
     """Every user on this relay."""
-    return UsersOut(users=[UserAdminOut.of(s) for s in people.list_users(services.state)])
+    return UsersOut(users=[_admin_row(s) for s in people.list_users(services.store)])
 
 
 @router.get("/users/{user_id}/passkeys", response_model=PasskeysOut)
@@ -148,9 +114,9 @@ async def list_user_passkeys(
     user_id: str, _: InstanceOwnerDep, services: ServicesDep
 ) -> PasskeysOut:
     """Any user's passkeys."""
-    people.find_user(services.state, user_id)
+    people.find_user(services.store, user_id)
     return PasskeysOut(
-        passkeys=[PasskeyOut.of(p) for p in people.user_passkeys(services.state, user_id)]
+        passkeys=[PasskeyOut.of(p) for p in people.user_passkeys(services.store, user_id)]
     )
 
 
@@ -165,7 +131,7 @@ async def revoke_user_passkey(
 ) -> Response:
     """Revoke one passkey of any user; ``?force=true`` even if it is their last way in."""
     people.revoke_passkeys(
-        services.state,
+        services.store,
         user_id=user_id,
         credential_id=credential_id,
         now=services.now(),
@@ -187,7 +153,7 @@ async def revoke_user_passkeys(
 ) -> Response:
     """Revoke every passkey of a user (I2); ``?force=true`` past the last-passkey guard."""
     count = people.revoke_passkeys(
-        services.state, user_id=user_id, credential_id=None, now=services.now(), force=force
+        services.store, user_id=user_id, credential_id=None, now=services.now(), force=force
     )
     await audit.record("passkey.revoked", userId=user_id, count=count, forced=force)
     await services.store.commit()
@@ -199,8 +165,8 @@ async def end_user_sessions(
     user_id: str, _: InstanceOwnerDep, services: ServicesDep, audit: AuditDep
 ) -> Response:
     """End every session of a user at once (I2)."""
-    people.find_user(services.state, user_id)
-    count = sessions.end_user_sessions(services.state, user_id)
+    people.find_user(services.store, user_id)
+    count = sessions.end_user_sessions(services.store, user_id)
     await audit.record("session.ended", userId=user_id, count=count, reason="revoked-all")
     await services.store.commit()
     return Response(status_code=204)

@@ -2,54 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from codexrelay.relay.state import Role, SessionRecord, SessionVia, UserRecord, UserStatus
+from codexrelay.relay.views import UserOut
 from codexrelay.settings import CamelModel
-
-
-class UserOut(CamelModel):
-    id: str
-    name: str
-    status: UserStatus
-    is_owner: bool
-
-    @classmethod
-    def of(cls, user: UserRecord) -> UserOut:
-        """The public view of a user."""
-        return cls(id=user.id, name=user.name, status=user.status, is_owner=user.is_owner)
 
 
 class UserEnvelope(CamelModel):
     user: UserOut
-
-
-class WorkspaceOut(CamelModel):
-    id: str
-    name: str
-    role: Role
-
-
-class SessionOut(CamelModel):
-    id: str
-    via: SessionVia
-    created_at: datetime
-    expires_at: datetime
-    last_seen_at: datetime
-    current: bool
-
-    @classmethod
-    def of(cls, record: SessionRecord, *, current_id: str) -> SessionOut:
-        """The public view of a session (never its hash)."""
-        return cls(
-            id=record.id,
-            via=record.via,
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            last_seen_at=record.last_seen_at,
-            current=record.id == current_id,
-        )
 
 
 class ErrorOut(CamelModel):

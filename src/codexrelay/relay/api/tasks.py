@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field
 
-from codexrelay.protocol import TaskKind
-from codexrelay.relay import taskflow, tasks
-from codexrelay.relay.audit.context import AuditDep
-from codexrelay.relay.deps import Member, ServicesDep, Viewer
-from codexrelay.relay.identity import WorkspaceAccess
-from codexrelay.relay.state import TaskStatus
+from codexrelay.protocol import ID_PATTERN, UUID_PATTERN, TaskKind
+from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.api.auditing import AuditDep
+from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
+from codexrelay.relay.config import MAX_PROMPT_BYTES_LIMIT
+from codexrelay.relay.tasks import flow, lifecycle
+from codexrelay.relay.views import TaskDetailOut, TaskOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/workspaces/{wid}/tasks", tags=["tasks"])
@@ -22,57 +22,28 @@ router = APIRouter(prefix="/api/v1/workspaces/{wid}/tasks", tags=["tasks"])
 class TaskBody(CamelModel):
     agent_id: Annotated[str, Field(min_length=1, max_length=64)]
     type: TaskKind
-    # The prompt cap (maxPromptBytes) is checked with a clear 413; this bound is a backstop.
-    prompt: Annotated[str, Field(max_length=1 << 20)] | None = None
-    cwd: Annotated[str, Field(max_length=4096)] | None = None
+    # The published maxLength is the relay's maxPromptBytes (see publish_limits); the prompt
+    # is refused with 413 above that many UTF-8 bytes. This bound is only a backstop.
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_BYTES_LIMIT)] | None = None
+    cwd: Annotated[str, Field(max_length=lifecycle.MAX_CWD_CHARS)] | None = None
     write_access: bool = False
-    resume_session_id: Annotated[str, Field(max_length=64)] | None = None
-    action_id: Annotated[str, Field(max_length=64)] | None = None
-    log_source_id: Annotated[str, Field(max_length=64)] | None = None
+    resume_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
+    action_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    log_source_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    # Wait this many seconds for an offline agent instead of a 409 agent-offline.
+    queue_ttl_sec: (
+        Annotated[int, Field(ge=lifecycle.QUEUE_TTL_MIN_SEC, le=lifecycle.QUEUE_TTL_MAX_SEC)] | None
+    ) = None
 
 
-class TaskOut(CamelModel):
-    id: str
-    workspace_id: str
-    agent_id: str
-    type: TaskKind
-    status: TaskStatus
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    write_access: bool
-    resume_session_id: str | None
-    action_id: str | None
-    log_source_id: str | None
-    cwd: str | None
-    exit_code: int | None
-    codex_session_id: str | None
-    reason: str | None
-    redactions: int
-    cancel_requested: bool
-
-
-class ProgressOut(CamelModel):
-    seq: int
-    kind: Literal["message", "reasoning", "command", "file_change", "web_search", "error", "output"]
-    text: str = ""
-    command: str | None = None
-    exit_code: int | None = None
-    status: str | None = None
-    changes: list[dict[str, str]] = Field(default_factory=list)
-
-
-class TaskDetailOut(TaskOut):
-    prompt: str | None = None
-    output_tail: str | None = None
-    final_message: str | None = None
-    diff_text: str | None = None
-    diff_truncated: bool = False
-    error: str | None = None
-    progress: list[ProgressOut] = Field(default_factory=list)
-    details_expired: bool
+def publish_limits(schema: dict[str, Any], max_prompt_bytes: int) -> None:
+    """Make the published schema say the prompt cap this relay enforces: at most that many
+    characters, and (``x-max-utf8-bytes``) that many bytes of UTF-8."""
+    prompt = schema["components"]["schemas"]["TaskBody"]["properties"]["prompt"]
+    for option in prompt.get("anyOf", [prompt]):
+        if option.get("type") == "string":
+            option["maxLength"] = max_prompt_bytes
+            option["x-max-utf8-bytes"] = max_prompt_bytes
 
 
 class TaskEnvelope(CamelModel):
@@ -87,10 +58,6 @@ class TasksOut(CamelModel):
     tasks: list[TaskOut]
 
 
-def _out(task: Any) -> TaskOut:
-    return TaskOut.model_validate(taskflow.task_view(task))
-
-
 @router.post("", status_code=201, response_model=TaskEnvelope)
 async def submit_task(
     body: TaskBody,
@@ -99,16 +66,16 @@ async def submit_task(
     audit: AuditDep,
 ) -> TaskEnvelope:
     """Member+ submit; write mode needs admin+ and both sides' flags (R09, R17)."""
-    request = tasks.TaskRequest(**body.model_dump())
-    task = await taskflow.submit(services, access, request, actor=audit.actor)
-    return TaskEnvelope(task=_out(task))
+    request = lifecycle.TaskRequest(**body.model_dump())
+    task = await flow.submit(services, access, request, actor=audit.actor)
+    return TaskEnvelope(task=TaskOut.of(task))
 
 
 @router.get("", response_model=TasksOut)
 async def list_tasks(access: Annotated[WorkspaceAccess, Viewer], services: ServicesDep) -> TasksOut:
     """Task metadata of this workspace, newest first."""
-    found = tasks.workspace_tasks(services.state, access.workspace.id)
-    return TasksOut(tasks=[_out(t) for t in found])
+    found = services.store.tasks.of_workspace(access.workspace.id)
+    return TasksOut(tasks=[TaskOut.of(t) for t in found])
 
 
 @router.get("/{task_id}", response_model=TaskDetailEnvelope)
@@ -116,15 +83,13 @@ async def get_task(
     task_id: str, access: Annotated[WorkspaceAccess, Viewer], services: ServicesDep
 ) -> TaskDetailEnvelope:
     """Metadata plus the texts while the relay still holds them (R10, R11)."""
-    task = tasks.get_task(services.state, access.workspace.id, task_id)
+    task = lifecycle.get_task(services.store.tasks, access.workspace.id, task_id)
     details = services.details.get(task.id, services.now())
-    data: dict[str, Any] = taskflow.task_view(task)
     if details is None:
-        data["detailsExpired"] = True
-    else:
-        data.update(details.view())
-        data["detailsExpired"] = False
-    return TaskDetailEnvelope(task=TaskDetailOut.model_validate(data))
+        return TaskDetailEnvelope(task=TaskDetailOut.of(task, details_expired=True))
+    return TaskDetailEnvelope(
+        task=TaskDetailOut.of(task, details_expired=False, **details.fields())
+    )
 
 
 @router.post("/{task_id}/cancel", response_model=TaskEnvelope)
@@ -135,6 +100,6 @@ async def cancel_task(
     audit: AuditDep,
 ) -> TaskEnvelope:
     """The creator or an admin+ cancels; the agent stops the process group."""
-    task = tasks.get_task(services.state, access.workspace.id, task_id)
-    await taskflow.cancel(services, access, task, actor=audit.actor)
-    return TaskEnvelope(task=_out(task))
+    task = lifecycle.get_task(services.store.tasks, access.workspace.id, task_id)
+    await flow.cancel(services, access, task, actor=audit.actor)
+    return TaskEnvelope(task=TaskOut.of(task))

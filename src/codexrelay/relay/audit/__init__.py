@@ -3,7 +3,7 @@ append-only record of every security event, with signed exports (docs/AUDIT.md).
 
 The format and the offline verifier live in ``codexrelay.auditverify``; this package
 writes (``log``), keeps the key (``keys``), reads and exports (``reading``), and hooks the
-relay's requests in (``context``, imported by the HTTP layer only).
+relay's requests in (``codexrelay.relay.api.auditing``).
 """
 
 from __future__ import annotations

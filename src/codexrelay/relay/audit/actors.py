@@ -8,7 +8,7 @@ key and agent id; anyone else is ``anonymous`` (the record's ``client`` has the 
 from __future__ import annotations
 
 from codexrelay.crypto import sha256_hex
-from codexrelay.relay.state import AgentRecord, SessionRecord
+from codexrelay.relay.storage.records import AgentRecord, SessionRecord
 
 Actor = dict[str, str]
 

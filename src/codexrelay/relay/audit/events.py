@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 from codexrelay.relay.audit.actors import RELAY, Actor
 from codexrelay.relay.audit.log import Scalar
-from codexrelay.relay.state import TaskRecord
-
-if TYPE_CHECKING:
-    from codexrelay.relay.services import Services
+from codexrelay.relay.audit.trail import AuditTrail
+from codexrelay.relay.storage.records import TaskRecord
 
 
 def task_target(task: TaskRecord) -> dict[str, Scalar]:
@@ -26,36 +24,40 @@ def task_target(task: TaskRecord) -> dict[str, Scalar]:
     }
 
 
-async def task_created(services: Services, task: TaskRecord, actor: Actor) -> None:
+async def task_created(trail: AuditTrail, task: TaskRecord, actor: Actor, *, now: datetime) -> None:
     """A task was accepted for dispatch; durable before the submitter is answered."""
-    await services.audit.record(
+    await trail.record(
         "task.created",
-        now=services.now(),
+        now=now,
         workspace=task.workspace_id,
         actor=actor,
         target=task_target(task),
     )
 
 
-async def task_cancel_requested(services: Services, task: TaskRecord, actor: Actor) -> None:
+async def task_cancel_requested(
+    trail: AuditTrail, task: TaskRecord, actor: Actor, *, now: datetime
+) -> None:
     """Someone asked to stop a task."""
-    await services.audit.record(
+    await trail.record(
         "task.cancel-requested",
-        now=services.now(),
+        now=now,
         workspace=task.workspace_id,
         actor=actor,
         target=task_target(task),
     )
 
 
-def task_finished(services: Services, task: TaskRecord, actor: Actor = RELAY) -> None:
+def task_finished(
+    trail: AuditTrail, task: TaskRecord, actor: Actor = RELAY, *, now: datetime
+) -> None:
     """A task reached a terminal status (reported by its agent, or settled by the relay)."""
     target = task_target(task)
     target["reason"] = task.reason
     target["exitCode"] = task.exit_code
-    services.audit.append(
+    trail.append(
         "task.finished",
-        now=services.now(),
+        now=now,
         workspace=task.workspace_id,
         actor=actor,
         target=target,

@@ -38,7 +38,7 @@ from codexrelay.auditverify import (
 )
 from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, fsync_dir, write_private_file
 from codexrelay.relay.audit.keys import Signer
-from codexrelay.relay.durability import DurableWaiters
+from codexrelay.relay.storage.durability import DurableWaiters
 
 log = logging.getLogger("codexrelay.audit")
 

@@ -1,0 +1,166 @@
+"""Who may do what: every permission rule of the relay, as pure functions of facts (R03,
+R09, R17, B7).
+
+Each ``can_*`` function takes the facts a rule needs (roles, who owns what, flags) and
+returns a ``Decision``; nothing here reads storage or the clock, so the whole policy is one
+table in its tests. Routes and domain functions ask these functions and call ``enforce``;
+none restates a rule inline. The route-level minimum roles (viewer < member < admin <
+owner per route) are declared on the routes themselves (``api.deps``) and checked by
+``can_enter_workspace``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from codexrelay.errors import AppError, ErrorCode
+from codexrelay.relay.storage.records import Role
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Allowed, or refused with the error code and sentence the caller sees."""
+
+    allowed: bool
+    code: ErrorCode = ErrorCode.FORBIDDEN
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(allowed=True)
+
+
+def deny(reason: str, code: ErrorCode = ErrorCode.FORBIDDEN) -> Decision:
+    """A refusal with its sentence."""
+    return Decision(allowed=False, code=code, reason=reason)
+
+
+def refusal(decision: Decision) -> AppError:
+    """The refusal as the one error type."""
+    return AppError(decision.code, decision.reason or "That is not allowed.")
+
+
+def enforce(decision: Decision) -> None:
+    """Raise the refusal (no-op when allowed)."""
+    if not decision.allowed:
+        raise refusal(decision)
+
+
+# --- workspaces and memberships (R03, R04) ---
+
+
+def can_enter_workspace(role: Role | None, minimum: Role) -> Decision:
+    """A route of a workspace: members only (others learn nothing: 404), at its minimum."""
+    if role is None:
+        return deny("No such workspace.", ErrorCode.NOT_FOUND)
+    if not role.at_least(minimum):
+        return deny(f"This needs the {minimum.value} role or higher in this workspace.")
+    return ALLOW
+
+
+def can_create_workspace(*, is_relay_owner: bool, user_workspaces_allowed: bool) -> Decision:
+    """The relay owner creates workspaces; others only where the relay allows it."""
+    if is_relay_owner or user_workspaces_allowed:
+        return ALLOW
+    return deny("Only the relay owner can create workspaces.")
+
+
+def can_grant_role(actor: Role, role: Role) -> Decision:
+    """Invites: nobody grants above their own role; only owners grant admin or owner."""
+    if role.at_least(Role.ADMIN) and actor != Role.OWNER:
+        return deny("Only workspace owners can grant the admin or owner role.")
+    if not actor.at_least(role):
+        return deny("You cannot grant a role above your own.")
+    return ALLOW
+
+
+def can_change_role(actor: Role, *, current: Role, new: Role) -> Decision:
+    """Admins move viewers and members among those roles; owners move anyone."""
+    if actor == Role.OWNER:
+        return ALLOW
+    if not actor.at_least(Role.ADMIN):
+        return deny("This needs the admin role or higher in this workspace.")
+    if current.at_least(Role.ADMIN) or new.at_least(Role.ADMIN):
+        return deny("Only workspace owners can grant or change admin and owner roles.")
+    return ALLOW
+
+
+def can_remove_member(actor: Role, *, is_self: bool, target: Role) -> Decision:
+    """Anyone may leave (B7); admins remove those below them; owners remove anyone."""
+    if is_self:
+        return ALLOW
+    if not actor.at_least(Role.ADMIN):
+        return deny("You can only remove yourself from a workspace.")
+    if actor != Role.OWNER and target.rank >= actor.rank:
+        return deny("Admins can only remove viewers and members.")
+    return ALLOW
+
+
+# --- people administration (I2) ---
+
+
+def can_manage_users(*, is_relay_owner: bool) -> Decision:
+    """The relay-wide user list, other people's passkeys and sessions: the relay owner."""
+    return ALLOW if is_relay_owner else deny("Only the relay owner can manage users.")
+
+
+def can_issue_recovery_code(
+    *,
+    is_self: bool,
+    target_is_relay_owner: bool,
+    actor_roles: Mapping[str, Role],
+    target_roles: Mapping[str, Role],
+) -> Decision:
+    """An admin may recover a person only where they outrank them in every workspace the
+    person belongs to: a recovery code signs in as that person, so it must not lift the
+    admin into a higher-placed account elsewhere (R03). Roles are by workspace id."""
+    if is_self or target_is_relay_owner:
+        return deny("Ask the relay owner for this recovery code.")
+    for workspace_id, theirs in target_roles.items():
+        mine = actor_roles.get(workspace_id)
+        if mine is None or mine.rank <= theirs.rank:
+            return deny(
+                "This person holds a role you do not outrank in some workspace; "
+                "ask the relay owner for their recovery code."
+            )
+    return ALLOW
+
+
+# --- self-service: a person's own passkeys and sessions ---
+
+
+def can_manage_own(owner_id: str, caller_id: str, what: str) -> Decision:
+    """Passkeys and sessions are managed by their owner only; others' are not found."""
+    if owner_id == caller_id:
+        return ALLOW
+    return deny(f"No such {what}.", ErrorCode.NOT_FOUND)
+
+
+# --- tasks (R09, R17) ---
+
+
+def can_submit_task(role: Role, *, write_access: bool) -> Decision:
+    """Members submit read-only work; write mode needs an admin."""
+    if not role.at_least(Role.MEMBER):
+        return deny("This needs the member role or higher in this workspace.")
+    if write_access and not role.at_least(Role.ADMIN):
+        return deny("Write-mode tasks need the admin role.")
+    return ALLOW
+
+
+def can_use_write_mode(*, relay_allows: bool, agent_allows: bool) -> Decision:
+    """Write mode runs only where both the relay and the agent allow it (R17)."""
+    if relay_allows and agent_allows:
+        return ALLOW
+    side = "relay" if not relay_allows else "agent"
+    return deny(f"Write mode is turned off on the {side} (R17).", ErrorCode.WRITE_MODE_DISABLED)
+
+
+def can_cancel_task(role: Role, *, is_creator: bool) -> Decision:
+    """The task's creator, or an admin, stops it."""
+    if is_creator or role.at_least(Role.ADMIN):
+        return ALLOW
+    return deny("Only the task's creator or an admin can cancel it.")

@@ -1,0 +1,199 @@
+"""What the domain may ask of storage: one small interface per record type, and ``Store``.
+
+Domain code reads records through these finders, changes a record's fields in place and then
+calls ``save(record)`` on its repository; ``add`` and ``remove`` do what they say. Nothing
+is durable until ``await store.commit()`` returns. Each backend writes only what was added,
+saved or removed since the last commit, so a missing ``save`` is a lost change: the checking
+mode of the in-memory store (``MemoryStore(check_saves=True)``, which the test suite turns on
+everywhere) refuses a commit that carries an unsaved change.
+
+Finders return lists in a defined order so callers never depend on a backend's iteration
+order. No domain module touches a backend directly: they see only these protocols.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from codexrelay.relay.storage.records import (
+    AgentRecord,
+    InviteRecord,
+    MembershipRecord,
+    PairingCodeRecord,
+    PairRequestRecord,
+    PasskeyRecord,
+    RecoveryCodeRecord,
+    SessionRecord,
+    TaskRecord,
+    UserRecord,
+    WorkspaceRecord,
+)
+
+R = TypeVar("R")
+
+
+class Repository(Protocol[R]):
+    """The operations every record type has."""
+
+    def add(self, record: R, /) -> None:
+        """Insert a new record (or replace one with the same key)."""
+
+    def save(self, record: R, /) -> None:
+        """Mark a record whose fields were changed in place as changed."""
+
+    def remove(self, record: R, /) -> None:
+        """Delete a record (no error if it is already gone)."""
+
+    def all(self) -> list[R]:
+        """Every record, in insertion order (sweeps and operator views only)."""
+
+    def count(self) -> int:
+        """How many records there are."""
+
+
+class Users(Repository[UserRecord], Protocol):
+    def get(self, user_id: str, /) -> UserRecord | None:
+        """A user by id."""
+
+    def owner(self) -> UserRecord | None:
+        """The instance owner (the one user the recovery token signs in as)."""
+
+
+class Workspaces(Repository[WorkspaceRecord], Protocol):
+    def get(self, workspace_id: str, /) -> WorkspaceRecord | None:
+        """A workspace by id."""
+
+
+class Memberships(Repository[MembershipRecord], Protocol):
+    def find(self, user_id: str, workspace_id: str, /) -> MembershipRecord | None:
+        """The membership of a user in a workspace."""
+
+    def of_user(self, user_id: str, /) -> list[MembershipRecord]:
+        """A user's memberships, oldest first."""
+
+    def of_workspace(self, workspace_id: str, /) -> list[MembershipRecord]:
+        """A workspace's memberships, oldest first."""
+
+
+class Sessions(Repository[SessionRecord], Protocol):
+    def get(self, token_hash: str, /) -> SessionRecord | None:
+        """A session by the SHA-256 of its cookie value."""
+
+    def by_id(self, session_id: str, /) -> SessionRecord | None:
+        """A session by its public id."""
+
+    def of_user(self, user_id: str, /) -> list[SessionRecord]:
+        """A user's sessions, oldest first."""
+
+    def expired(self, now: datetime, /) -> list[SessionRecord]:
+        """Sessions whose expiry has passed."""
+
+
+class Passkeys(Repository[PasskeyRecord], Protocol):
+    def get(self, credential_id: str, /) -> PasskeyRecord | None:
+        """A passkey by its credential id."""
+
+    def of_user(self, user_id: str, /) -> list[PasskeyRecord]:
+        """A user's passkeys, oldest first."""
+
+
+class Invites(Repository[InviteRecord], Protocol):
+    def get(self, invite_id: str, /) -> InviteRecord | None:
+        """An invite by id."""
+
+    def by_code_hash(self, code_hash: str, /) -> InviteRecord | None:
+        """The invite whose keyed code hash this is."""
+
+    def of_workspace(self, workspace_id: str, /) -> list[InviteRecord]:
+        """A workspace's invites, oldest first."""
+
+
+class RecoveryCodes(Repository[RecoveryCodeRecord], Protocol):
+    def get(self, record_id: str, /) -> RecoveryCodeRecord | None:
+        """A recovery code record by id."""
+
+    def by_code_hash(self, code_hash: str, /) -> RecoveryCodeRecord | None:
+        """The recovery code whose keyed code hash this is."""
+
+    def of_user(self, user_id: str, /) -> list[RecoveryCodeRecord]:
+        """Recovery codes issued for a user, oldest first."""
+
+
+class Agents(Repository[AgentRecord], Protocol):
+    def get(self, key: str, /) -> AgentRecord | None:
+        """An agent by the relay's own key."""
+
+    def of_workspace(self, workspace_id: str, /) -> list[AgentRecord]:
+        """Every agent record of a workspace (revoked ones too), oldest first."""
+
+    def named(self, workspace_id: str, agent_id: str, /) -> list[AgentRecord]:
+        """The records of one agent id in a workspace (re-pairings included), oldest first."""
+
+
+class PairingCodes(Repository[PairingCodeRecord], Protocol):
+    def get(self, pairing_id: str, /) -> PairingCodeRecord | None:
+        """A pairing code record by id."""
+
+    def by_code_hash(self, code_hash: str, /) -> PairingCodeRecord | None:
+        """The pairing code whose keyed code hash this is."""
+
+
+class PairRequests(Repository[PairRequestRecord], Protocol):
+    def get(self, request_id: str, /) -> PairRequestRecord | None:
+        """A pair request by id."""
+
+    def of_workspace(self, workspace_id: str, /) -> list[PairRequestRecord]:
+        """A workspace's pair requests, oldest first."""
+
+
+class Tasks(Repository[TaskRecord], Protocol):
+    def get(self, task_id: str, /) -> TaskRecord | None:
+        """A task by id."""
+
+    def of_workspace(self, workspace_id: str, /) -> list[TaskRecord]:
+        """A workspace's tasks, newest first."""
+
+    def count_of_workspace(self, workspace_id: str, /) -> int:
+        """How many tasks a workspace has."""
+
+    def unfinished(self, agent_key: str | None = None, /) -> list[TaskRecord]:
+        """Tasks not yet in a terminal status (of one agent, if given), oldest first."""
+
+
+class Store(Protocol):
+    """Every repository of one relay, and the unit of work that makes changes durable."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def users(self) -> Users: ...
+    @property
+    def workspaces(self) -> Workspaces: ...
+    @property
+    def memberships(self) -> Memberships: ...
+    @property
+    def sessions(self) -> Sessions: ...
+    @property
+    def passkeys(self) -> Passkeys: ...
+    @property
+    def invites(self) -> Invites: ...
+    @property
+    def recovery_codes(self) -> RecoveryCodes: ...
+    @property
+    def agents(self) -> Agents: ...
+    @property
+    def pairing_codes(self) -> PairingCodes: ...
+    @property
+    def pair_requests(self) -> PairRequests: ...
+    @property
+    def tasks(self) -> Tasks: ...
+
+    async def commit(self) -> None:
+        """Return once every change made so far is durable."""
+
+    def touch(self) -> None:
+        """Schedule a write of low-value changes (e.g. last-seen times) without waiting."""
+
+    async def close(self) -> None:
+        """Flush what is pending and release the backend."""

@@ -1,0 +1,78 @@
+// Exact-bytes statements and domain tags (TRUST.md §4, §5). A statement is the UTF-8 JSON the
+// signer makes once; it travels as base64url of those bytes and is never re-serialised. The
+// WebAuthn challenge is SHA-256(tag(kind) || bytes), computed here, never taken from a relay.
+
+const encoder = new TextEncoder();
+
+export const TAG_NAMES = Object.freeze([
+  "login", "task", "turn", "decision", "log", "enroll", "devcert", "cancel", "interrupt",
+  "loghash", "invite", "pair", "pair-claim", "pair-grant", "taskkey", "k", "salt", "msg",
+  "msghash", "safety", "audit", "audithash",
+]);
+
+/** `codexrelay/v1/<name>` + NUL, as bytes. */
+export function tag(name) {
+  if (!TAG_NAMES.includes(name)) throw new Error(`unknown domain tag ${name}`);
+  return encoder.encode(`codexrelay/v1/${name}\0`);
+}
+
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+export function utf8(text) {
+  return encoder.encode(text);
+}
+
+export async function sha256(bytes) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** SHA-256(tag(name) || data). */
+export async function taggedHash(name, data) {
+  return sha256(concat(tag(name), data));
+}
+
+export function b64u(bytes) {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Strict inverse of b64u: canonical unpadded base64url only. */
+export function fromB64u(text) {
+  if (typeof text !== "string" || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
+    throw new Error("not base64url");
+  }
+  const bin = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  if (b64u(bytes) !== text) throw new Error("not canonical base64url");
+  return bytes;
+}
+
+/** b64u(SHA-256(data)): how bodyHash, inputHash and reqHash commit to content. */
+export async function digest(data) {
+  return b64u(await sha256(data));
+}
+
+/** The exact bytes of a statement object this device signs (made once, kept as bytes). */
+export function statementBytes(statement) {
+  return utf8(JSON.stringify(statement));
+}
+
+const TAG_OF_KIND = { task: "task", turn: "turn", decision: "decision", devcert: "devcert" };
+
+/** The challenge a passkey signs for a statement of `kind`: H(tag(kind) || bytes). */
+export async function challengeFor(kind, bytes) {
+  const name = TAG_OF_KIND[kind];
+  if (!name) throw new Error(`${kind} statements are not passkey-signed`);
+  return taggedHash(name, bytes);
+}
