@@ -252,16 +252,13 @@ def test_running_task_can_be_cancelled(owner: Phone, devbox: AgentProcess, tmp_p
 def test_prompt_size_is_counted_and_a_refusal_shows_above_the_tab_bar(
     owner: Phone, devbox: AgentProcess, tmp_path
 ):
-    """The composer counts the prompt's bytes near the relay's published cap, and the
-    relay's 413 for a prompt over its limit is shown whole above the bottom navigation on a
-    360 px and a 390 px phone."""
+    """The composer counts the prompt's bytes near the cap the relay publishes (and
+    enforces), and the relay's 413 for a prompt over it is shown whole above the bottom
+    navigation on a 360 px and a 390 px phone."""
     page = owner.page
-    schema = owner.fetch_json("/openapi.json")["body"]
-    ref = schema["paths"]["/api/v1/workspaces/{wid}/tasks"]["post"]["requestBody"]
-    name = ref["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
-    prompt_schema = schema["components"]["schemas"][name]["properties"]["prompt"]
-    cap = next(s["maxLength"] for s in [prompt_schema, *prompt_schema.get("anyOf", [])]
-               if "maxLength" in s)  # fmt: skip
+    limit = load_relay_config(owner.relay.setup.config_path).max_prompt_bytes
+    cap = owner.fetch_json("/api/v1/me")["body"]["relay"]["limits"]["maxPromptBytes"]
+    assert cap == limit
     open_new_task(owner)
     prompt = page.get_by_label("Prompt")
     counter = page.locator("#prompt-bytes")
@@ -282,8 +279,7 @@ def test_prompt_size_is_counted_and_a_refusal_shows_above_the_tab_bar(
     expect(counter).to_have_text(f"{cap - 98:,} of {cap:,} bytes used.")
     paste("x", cap + 5)
     expect(counter).to_have_text(f"Too long: {cap + 5:,} of {cap:,} bytes. Shorten it by 5 bytes.")
-    # Over the limit the relay enforces: its own sentence, whole.
-    limit = load_relay_config(owner.relay.setup.config_path).max_prompt_bytes
+    # Sent anyway: the relay's own sentence, whole.
     paste("y", limit + 1)
     for size in (SMALL_PHONE, PHONE_SIZE):
         page.set_viewport_size(size)

@@ -13,7 +13,7 @@ function drawByteCount(el, bytes, cap) {
   el.hidden = bytes < cap * NEAR_CAP;
   el.classList.toggle("over", bytes > cap);
   el.textContent = bytes > cap
-    ? `Too long: ${number.format(bytes)} of ${number.format(cap)} bytes. Shorten it by ${number.format(bytes - cap)} bytes.`
+    ? `Too long: ${number.format(bytes)} of ${number.format(cap)} bytes. Shorten it by ${number.format(bytes - cap)} ${bytes - cap === 1 ? "byte" : "bytes"}.`
     : `${number.format(bytes)} of ${number.format(cap)} bytes used.`;
 }
 
@@ -75,7 +75,7 @@ export async function newTaskScreen(app, root, _params, query) {
   const prompt = h("textarea", { name: "prompt", rows: "6", required: true, spellcheck: "true" });
   const byteCount = h("p", { class: "hint byte-count", id: "prompt-bytes", hidden: true });
   prompt.setAttribute("aria-describedby", "prompt-bytes");
-  const cap = await promptMaxBytes();
+  const cap = promptMaxBytes(app);
   prompt.addEventListener("input", () => drawByteCount(byteCount, utf8Bytes(prompt.value), cap));
   const cwd = h("input", { type: "text", name: "cwd", autocomplete: "off", autocapitalize: "off", spellcheck: "false", placeholder: "src/app" });
   const write = h("input", { type: "checkbox", role: "switch", id: "write-mode", name: "write" });
