@@ -415,3 +415,14 @@ def test_agent_pair_tells_a_malformed_code_apart_before_any_request(tmp_path, co
 def test_pairing_code_format_accepts_what_the_relay_accepts(code):
     """Lower case, a space or no dash, and look-alike letters pass the local check."""
     assert code_format_problem(code) is None
+
+
+def test_agent_refuses_a_codex_home_in_the_workspace(tmp_path):
+    """The Codex CLI's login and sessions (codex.home) may not sit in the workspace either."""
+    ws = workspace(tmp_path)
+    data = {**minimal(tmp_path), "stateDir": str(tmp_path / "state")}
+    data["codex"] = {"home": str(ws / ".codex")}
+    result = run_cli("agent", "check-config", "--config", str(write(tmp_path, data)))
+    assert result.exit_code == 2
+    assert "codex.home" in result.output
+    assert "auth.json" in result.output

@@ -1,5 +1,6 @@
 """The agent's secrets stay out of its workspace: what is inside ``workspaceRoot``, Codex and
-actions can read (a model told to "look around" would find the agent token there).
+actions can read (a model told to "look around" would find the agent token there). The same
+holds for the Codex home the agent runs the CLI with (its login and session files).
 
 The check follows symlinks, so neither a ``stateDir`` that is a link into the workspace nor
 a token file linked there slips through. The agent refuses to pair or start while it fails.
@@ -29,6 +30,13 @@ def workspace_exposure(config: AgentConfig) -> str | None:
             f"the agent token. Fix: set stateDir to a directory outside the workspace (or remove "
             f"the key to use {default}), then pair again with "
             "`codexrelay agent pair --pair-code CODE`."
+        )
+    codex_home = config.codex_home.resolve()
+    if codex_home.is_relative_to(root):
+        return (
+            f"codex.home {config.codex_home} is inside workspaceRoot {root}, where Codex and "
+            "actions can read its login (auth.json) and session files. Fix: set codex.home to "
+            "a directory outside the workspace (or remove the key to use ~/.codex)."
         )
     for name in STATE_FILES:
         path = state / name
