@@ -157,6 +157,10 @@ def agent_init(
     click.echo(f"Agent {config.agent_id} for {config.relay_base_url}")
     click.echo(f"Workspace root: {config.workspace_root}")
     click.echo(f"State directory: {config.state_path} (mode 0700, outside the workspace)")
+    pair = "codexrelay agent pair --pair-code CODE"
+    if config_path.expanduser().resolve() != _default_config_path().expanduser().resolve():
+        pair += f" --config {config_path}"
+    click.echo(f"Next: create a code on the phone (Agents -> Pair an agent), then run `{pair}`.")
 
 
 @agent.command("check-config")
