@@ -1,18 +1,25 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
+# `make demo` installs only what the product needs to run; the test tools (browsers' drivers,
+# linters, fuzzers) come with the first target that needs them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+RUNTIME := $(VENV)/.installed
+STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test test-fast test-slow proof lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PIP) install -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	$(PIP) install -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/codexrelay demo
+demo: $(RUNTIME)
+	$(VENV)/bin/codexrelay demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	scripts/ensure-browsers.sh

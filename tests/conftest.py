@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,13 @@ os.environ[CHECK_SAVES_ENV] = "1"
 settings.register_profile("repeatable", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("repeatable")
+
+# An agent started without --config or stateDir uses the person's own directories; tests
+# (and the processes they start) get private ones instead of the real ~/.config and
+# ~/.local/state.
+_USER_DIRS = Path(tempfile.mkdtemp(prefix="codexrelay-test-home-"))
+os.environ["XDG_CONFIG_HOME"] = str(_USER_DIRS / "config")
+os.environ["XDG_STATE_HOME"] = str(_USER_DIRS / "state")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -96,6 +96,7 @@ def signed_in(engine: str, phone: Any, relay: RelayProcess) -> Any:
     phone.type_into("Recovery token", relay.setup.token)
     phone.click("button", "Sign in with recovery token")
     phone.find("#tabbar")
+    phone.find("#first-sign-in", "First sign-in.")
     return phone
 
 
@@ -209,6 +210,9 @@ def test_shows_every_screen(signed_in: Any, agent: str):
     for tab in ("Tasks", "Agents", "New task", "People", "Settings"):
         phone.tab(tab)
         phone.find("h2.screen-title", tab)
+    phone.click("#workspace-switcher")
+    phone.find("h2.screen-title", "Workspaces")
+    phone.find(".workspace-choice[aria-current]", "Default")
     phone.tab("Agents")
     phone.find(".agent-card", "Say hello")
     phone.tab("People")

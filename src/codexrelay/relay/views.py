@@ -147,6 +147,8 @@ class RecoveryCodeOut(View):
 
 class PairRequestOut(View):
     id: str
+    # Which code was claimed, so the phone that shows it stops offering a used code.
+    pairing_id: str
     agent_id: str
     label: str
     hostname: str

@@ -3,9 +3,10 @@
 
 import { ApiError, get, post, ws } from "./js/api.js";
 import * as cache from "./js/cache.js";
-import { fill, h, toast } from "./js/dom.js";
+import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
+import { passkeysSupported, registerPasskey } from "./js/passkey.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
 import { auditScreen } from "./js/views/audit.js";
 import { newTaskScreen } from "./js/views/newtask.js";
@@ -14,6 +15,7 @@ import { peopleScreen } from "./js/views/people.js";
 import { settingsScreen } from "./js/views/settings.js";
 import { enrollScreen, inviteScreen, recoveryScreen, signInScreen } from "./js/views/signin.js";
 import { taskDetailScreen, taskListScreen } from "./js/views/tasks.js";
+import { workspacesScreen } from "./js/views/workspaces.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,6 +29,7 @@ const ROUTES = [
   [/^\/people$/, peopleScreen],
   [/^\/settings$/, settingsScreen],
   [/^\/audit$/, auditScreen],
+  [/^\/workspaces$/, workspacesScreen],
 ];
 
 const TABS = [
@@ -46,6 +49,7 @@ export const app = {
   screen: null,
   early: null, // live events held while a screen is being built
   pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
+  passkeyMadeHere: false, // a passkey was created in this recovery session, on this page
   live: null,
 
   workspaceName() {
@@ -74,6 +78,20 @@ export const app = {
     this.me = await get("/api/v1/me");
     return this.me;
   },
+  /** Make `workspaceId` the one every screen shows, and remember it on this device. */
+  switchWorkspace(workspaceId, path = "/tasks") {
+    const m = this.me.memberships.find((x) => x.workspaceId === workspaceId);
+    if (!m) return;
+    localStorage.setItem(`codexrelay.workspace.${this.me.user.id}`, m.workspaceId);
+    this.wid = m.workspaceId;
+    this.role = m.role;
+    this.agents = [];
+    this.loadAgents().catch(() => {});
+    this.live.open(this.wid);
+    renderWorkspaceSwitcher();
+    this.go(path);
+  },
+  renderBanner,
   start,
   signOut,
 };
@@ -168,17 +186,40 @@ function chooseWorkspace() {
   app.role = chosen ? chosen.role : null;
 }
 
-function renderWorkspaceSelect() {
-  const select = $("workspace-select");
-  fill(select, app.me.memberships.map((m) => h("option", { value: m.workspaceId, selected: m.workspaceId === app.wid }, `${m.workspaceName} (${m.role})`)));
-  select.disabled = app.me.memberships.length < 2;
+function renderWorkspaceSwitcher() {
+  const m = app.me.memberships.find((x) => x.workspaceId === app.wid);
+  $("workspace-name").textContent = m ? `${m.workspaceName} (${m.role})` : "";
+  $("workspace-switcher").setAttribute("aria-label", m ? `Workspace: ${m.workspaceName}, ${m.role}. Switch or create` : "Workspaces");
+}
+
+function firstSignInBanner() {
+  // The relay owner's first way in is the recovery token; a passkey comes right after.
+  const create = h("button", { type: "button", class: "primary" }, "Create a passkey now");
+  const error = errorLine();
+  create.addEventListener("click", () => busy(create, async () => {
+    await registerPasskey("This device");
+    app.passkeyMadeHere = true;
+    await app.refreshMe();
+    renderBanner();
+  }, { label: "Waiting for your passkey…", errLine: error }));
+  return h("div", { class: "warning first-sign-in", id: "first-sign-in", role: "region", "aria-label": "First sign-in" },
+    h("p", {}, h("strong", {}, "First sign-in. "),
+      "You are in with the recovery token, the way the relay's owner signs in the first time. "
+      + "Next, create a passkey on this device: from then on you sign in with it, and the token "
+      + "waits in your password manager for the day you lose every passkey."),
+    passkeysSupported() ? create : h("p", {}, "This browser does not support passkeys: open the app in one that does."),
+    error);
 }
 
 function renderBanner() {
   const { user, session } = app.me;
   const banner = $("banner");
   fill(banner);
-  if (session.isRecovery && user.hasPasskey) {
+  if (session.isRecovery && user.hasPasskey && app.passkeyMadeHere) {
+    banner.append(h("p", { class: "notice", id: "passkey-created", role: "status" },
+      h("strong", {}, "Passkey created. "),
+      "Sign in with it from now on; the recovery token is for recovery only."));
+  } else if (session.isRecovery && user.hasPasskey) {
     // O4: once a passkey exists the recovery token is for recovery only.
     banner.append(h("p", { class: "warning", id: "recovery-warning" },
       h("strong", {}, "Recovery sign-in. "),
@@ -186,10 +227,7 @@ function renderBanner() {
       + "Use the token for recovery only; sign in with your passkey from now on. "
       + "If you did not do this, end your other sessions in Settings."));
   } else if (session.isRecovery) {
-    banner.append(h("p", { class: "warning", id: "recovery-warning" },
-      h("strong", {}, "Recovery sign-in. "),
-      "The recovery token is for owner recovery only. Create a passkey in Settings for daily use.",
-      " ", h("a", { href: "#/settings" }, "Create a passkey")));
+    banner.append(firstSignInBanner());
   }
 }
 
@@ -254,7 +292,7 @@ async function start() {
   document.title = me.relay.appName;
   $("app-title").textContent = me.relay.appName;
   showShell(true);
-  renderWorkspaceSelect();
+  renderWorkspaceSwitcher();
   renderBanner();
   app.agents = [];
   app.loadAgents().catch(() => {});
@@ -273,6 +311,7 @@ async function signOut() {
   app.me = null;
   app.wid = null;
   app.role = null;
+  app.passkeyMadeHere = false;
   location.hash = "";
   await start();
 }
@@ -294,17 +333,6 @@ function boot() {
   app.live = new LiveFeed(onLiveEvent, onLiveStatus);
   buildTabs();
   readPendingCode();
-  $("workspace-select").addEventListener("change", (event) => {
-    const m = app.me.memberships.find((x) => x.workspaceId === event.target.value);
-    if (!m) return;
-    localStorage.setItem(`codexrelay.workspace.${app.me.user.id}`, m.workspaceId);
-    app.wid = m.workspaceId;
-    app.role = m.role;
-    app.agents = [];
-    app.loadAgents().catch(() => {});
-    app.live.open(app.wid);
-    app.go("/tasks");
-  });
   $("confirm-cancel").addEventListener("click", () => $("confirm").close("cancel"));
   $("confirm-ok").addEventListener("click", () => $("confirm").close("ok"));
   window.addEventListener("hashchange", () => {

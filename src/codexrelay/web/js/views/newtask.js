@@ -3,6 +3,19 @@
 
 import { post, ws } from "../api.js";
 import { busy, errorLine, field, fill, h, loading, screenTitle } from "../dom.js";
+import { promptMaxBytes, utf8Bytes } from "../limits.js";
+
+const NEAR_CAP = 0.75; // the byte counter shows from this share of the cap on
+const number = new Intl.NumberFormat();
+
+/** The byte counter under the prompt: hidden while far from the cap, a warning past it. */
+function drawByteCount(el, bytes, cap) {
+  el.hidden = bytes < cap * NEAR_CAP;
+  el.classList.toggle("over", bytes > cap);
+  el.textContent = bytes > cap
+    ? `Too long: ${number.format(bytes)} of ${number.format(cap)} bytes. Shorten it by ${number.format(bytes - cap)} ${bytes - cap === 1 ? "byte" : "bytes"}.`
+    : `${number.format(bytes)} of ${number.format(cap)} bytes used.`;
+}
 
 const TYPES = [
   ["codex_exec", "Codex", "codexExec", "Codex tasks"],
@@ -60,13 +73,17 @@ export async function newTaskScreen(app, root, _params, query) {
     TYPES.map(([value, label], i) => h("div", { class: "radio" }, typeRadios[i], h("label", { for: `type-${value}` }, label), typeNotes[i])));
 
   const prompt = h("textarea", { name: "prompt", rows: "6", required: true, spellcheck: "true" });
+  const byteCount = h("p", { class: "hint byte-count", id: "prompt-bytes", hidden: true });
+  prompt.setAttribute("aria-describedby", "prompt-bytes");
+  const cap = promptMaxBytes(app);
+  prompt.addEventListener("input", () => drawByteCount(byteCount, utf8Bytes(prompt.value), cap));
   const cwd = h("input", { type: "text", name: "cwd", autocomplete: "off", autocapitalize: "off", spellcheck: "false", placeholder: "src/app" });
   const write = h("input", { type: "checkbox", role: "switch", id: "write-mode", name: "write" });
   const writeNote = h("p", { class: "hint", id: "write-note" });
   write.setAttribute("aria-describedby", "write-note");
   const codexPanel = h("div", { class: "panel-body" },
     resume ? h("p", { class: "notice" }, "Continuing the Codex session ", h("strong", {}, resumeTitle || resume), ".") : null,
-    field(resume ? "What next?" : "Prompt", prompt),
+    field(resume ? "What next?" : "Prompt", prompt), byteCount,
     resume ? null : field("Folder (inside the agent's workspace)", cwd, "Leave empty for the workspace root. A relative path such as src/app."),
     h("div", { class: "switch-row" }, write, h("label", { for: "write-mode" }, "Write mode: let Codex change files")),
     writeNote);

@@ -103,13 +103,13 @@ export async function settingsScreen(app, root) {
   const addError = errorLine();
   add.addEventListener("click", () => busy(add, async () => {
     await registerPasskey(newLabel.value.trim() || undefined);
+    app.passkeyMadeHere = true;
     newLabel.value = "";
     toast("Passkey created.");
     await app.refreshMe();
     await reloadPasskeys();
     await reloadSessions();
-    const banner = document.getElementById("recovery-warning");
-    if (banner && app.me.user.hasPasskey && app.me.session.isRecovery) banner.remove();
+    app.renderBanner();
   }, { label: "Waiting for your passkey…", errLine: addError }));
 
   const endOthers = h("button", { type: "button", class: "secondary wide" }, "Sign out all other sessions");
