@@ -237,10 +237,8 @@ def test_running_task_can_be_cancelled(owner: Phone, devbox: AgentProcess, tmp_p
     expect(page.locator("dl.meta")).not_to_contain_text("Exit code")
     wid = owner.fetch_json("/api/v1/me")["body"]["memberships"][0]["workspaceId"]
     task = owner.fetch_json(f"/api/v1/workspaces/{wid}/tasks/{task_id}")["body"]["task"]
-    if task.get("cancelledBy"):
-        expect(page.locator("dl.meta")).to_contain_text("Cancelled byyou")
-    else:  # a relay that does not record it yet: the status alone
-        expect(page.locator("dl.meta")).not_to_contain_text("Cancelled by")
+    assert task["cancelledBy"] == owner.fetch_json("/api/v1/me")["body"]["user"]["id"]
+    expect(page.locator("dl.meta")).to_contain_text("Cancelled byyou")
     owner.at_phone_widths()
     owner.screenshot("16-cancelled-task", tmp_path)
     page.reload()  # drawn from the relay's copy: still nothing in progress
@@ -339,6 +337,46 @@ def test_codex_session_can_be_continued(owner: Phone, devbox: AgentProcess, tmp_
     expect(status_of(owner)).to_have_text("Completed")
     expect(page.locator("dl.meta")).to_contain_text(session_id)
     expect(page.locator("dl.meta")).to_contain_text("Off (read-only)")
+
+
+def test_task_waits_for_an_offline_agent(
+    owner: Phone, relay: RelayProcess, module_dir: Path, tmp_path
+):
+    """An offline agent's task can be queued: the phone says whom it waits for and until
+    when, and the task runs once the agent is back (B4: once)."""
+    client = relay.login()
+    try:
+        wid = client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
+        sleepy = pair_agent(relay, client, wid, module_dir / "sleepy", agent_id="sleepy")
+        sleepy.stop()
+        wait_until(
+            lambda: (
+                not next(
+                    a
+                    for a in client.get(f"/api/v1/workspaces/{wid}/agents").json()["agents"]
+                    if a["agentId"] == "sleepy"
+                )["online"]
+            ),
+            what="sleepy offline",
+        )
+    finally:
+        client.close()
+    page = owner.page
+    open_new_task(owner, agent_id="sleepy", kind="Action")
+    expect(page.locator(".hint[role=status]")).to_contain_text("offline right now")
+    expect(page.get_by_label("If it is still offline, wait for it")).to_have_value("3600")
+    page.get_by_role("button", name="Queue task").click()
+    expect(page).to_have_url(re.compile(r"#/tasks/tsk_"))
+    waiting = page.locator(".running-note.waiting")
+    expect(waiting).to_contain_text("Waiting for sleepy label (until")
+    owner.at_phone_widths(lambda: owner.assert_whole(waiting))
+    owner.screenshot("18-waiting-for-agent", tmp_path)
+    sleepy.start("start")
+    try:
+        expect(status_of(owner)).to_have_text("Completed", timeout=30_000)
+        expect(page.locator(".running-note.waiting")).to_have_count(0)
+    finally:
+        sleepy.stop()
 
 
 def test_revoke_agent_from_the_ui(owner: Phone, relay: RelayProcess, module_dir: Path):

@@ -21,6 +21,13 @@ const STATUS_WORDS = {
   expired: "Expired",
 };
 
+/** "Waiting for devbox (until 15:40)" for a task queued for an offline agent, else "". */
+export function waitingWords(task, agent) {
+  if (task.status !== "queued" || !task.queuedUntil) return "";
+  const until = new Date(task.queuedUntil).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `Waiting for ${agent ? agent.label : task.agentId} (until ${until})`;
+}
+
 export function statusWord(status) {
   return STATUS_WORDS[status] || status;
 }

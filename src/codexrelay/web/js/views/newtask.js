@@ -17,6 +17,10 @@ function drawByteCount(el, bytes, cap) {
     : `${number.format(bytes)} of ${number.format(cap)} bytes used.`;
 }
 
+// How long a task may wait for an offline agent (the relay allows 60 s to 24 h).
+const WAITS = [[900, "15 minutes"], [3600, "1 hour"], [14400, "4 hours"], [86400, "24 hours"]];
+const DEFAULT_WAIT = 3600;
+
 const TYPES = [
   ["codex_exec", "Codex", "codexExec", "Codex tasks"],
   ["run_action", "Action", "runAction", "actions"],
@@ -93,9 +97,14 @@ export async function newTaskScreen(app, root, _params, query) {
   const actionPanel = h("div", { class: "panel-body" }, field("Which action", actionSelect, "Only the actions the agent's config lists."));
   const logPanel = h("div", { class: "panel-body" }, field("Which log", logSelect, "Only the logs the agent's config lists."));
 
+  const waitFor = h("select", { name: "wait", id: "wait-for" }, WAITS.map(([sec, label]) =>
+    h("option", { value: String(sec), selected: sec === DEFAULT_WAIT }, label)));
+  const waitRow = h("div", { class: "wait-row" },
+    field("If it is still offline, wait for it", waitFor,
+      "The task starts when the agent connects, at most once, or expires after this long."));
   const submit = h("button", { type: "submit", class: "primary wide" }, "Run task");
   const error = errorLine();
-  const form = h("form", { class: "new-task" }, field("Agent", agentSelect), agentNote, typeField,
+  const form = h("form", { class: "new-task" }, field("Agent", agentSelect), agentNote, waitRow, typeField,
     codexPanel, actionPanel, logPanel, submit, error);
 
   const current = () => agents.find((a) => a.agentId === agentSelect.value) || null;
@@ -103,7 +112,9 @@ export async function newTaskScreen(app, root, _params, query) {
 
   const update = () => {
     const agent = current();
-    agentNote.textContent = agent && !agent.online ? "This agent is offline right now; a task cannot be sent to it." : "";
+    const offline = !!agent && !agent.online;
+    agentNote.textContent = offline ? `${agent.label} is offline right now: the task will wait for it.` : "";
+    waitRow.hidden = !offline;
     let firstAllowed = null;
     TYPES.forEach(([value, , flag, words], i) => {
       const block = resume && value !== "codex_exec" ? "Only a Codex task can continue a session." : typeBlock(app, agent, flag, words);
@@ -126,7 +137,8 @@ export async function newTaskScreen(app, root, _params, query) {
     fill(actionSelect, (agent ? agent.actions : []).map((a) => h("option", { value: a.id, selected: a.id === keepAction }, a.label)));
     const keepLog = logSelect.value;
     fill(logSelect, (agent ? agent.logSources : []).map((s) => h("option", { value: s.id, selected: s.id === keepLog }, s.label)));
-    submit.disabled = !type || !agent || !agent.online;
+    submit.disabled = !type || !agent;
+    submit.textContent = offline ? "Queue task" : "Run task";
   };
   agentSelect.addEventListener("change", update);
   for (const radio of typeRadios) radio.addEventListener("change", update);
@@ -135,6 +147,8 @@ export async function newTaskScreen(app, root, _params, query) {
     event.preventDefault();
     const type = chosenType();
     const body = { agentId: agentSelect.value, type };
+    const agent = current();
+    if (agent && !agent.online) body.queueTtlSec = Number(waitFor.value);
     if (type === "codex_exec") {
       body.prompt = prompt.value;
       if (cwd.value.trim()) body.cwd = cwd.value.trim();

@@ -5,7 +5,7 @@
 import { get, post, ws } from "../api.js";
 import * as cache from "../cache.js";
 import { busy, fill, h, loading, screenTitle } from "../dom.js";
-import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText } from "../format.js";
+import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText, waitingWords } from "../format.js";
 
 /** Whether `next` is a later state of the task than `current` (events can be replayed). */
 function isNewer(next, current) {
@@ -25,6 +25,7 @@ function taskCard(app, task, preview) {
     h("a", { href: `#/tasks/${encodeURIComponent(task.id)}`, class: "card task-card" },
       h("span", { class: "card-row" }, h("strong", {}, taskTitle(task, agent)), statusChip(task.status)),
       preview ? h("span", { class: "preview" }, preview) : null,
+      waitingWords(task, agent) ? h("span", { class: "waiting small" }, waitingWords(task, agent)) : null,
       h("span", { class: "muted small" }, agent ? agent.label : task.agentId, " · ", timeText(task.createdAt))));
 }
 
@@ -200,12 +201,16 @@ export async function taskDetailScreen(app, root, [taskId]) {
   const drawHeader = () => {
     fill(header, screenTitle(taskTitle(task, app.agent(task.agentId))), metaList(app, task, canceller));
     const items = [];
-    if (!TERMINAL.has(task.status)) {
+    const waiting = waitingWords(task, app.agent(task.agentId));
+    if (waiting) {
+      items.push(h("p", { class: "running-note waiting", role: "status" },
+        `${waiting}. It starts when the agent connects, or expires.`));
+    } else if (!TERMINAL.has(task.status)) {
       items.push(h("p", { class: "running-note", role: "status" },
         h("progress", { "aria-label": "Task in progress" }), ` ${statusWord(task.status)}…`));
     }
     if (task.cancelRequested && !TERMINAL.has(task.status)) items.push(h("p", { class: "muted" }, "Cancel requested; waiting for the agent to stop it."));
-    if (task.reason && (task.status === "rejected" || task.status === "interrupted")) {
+    if (task.reason && ["rejected", "interrupted", "expired"].includes(task.status)) {
       items.push(h("p", { class: "notice error-notice" }, reasonSentence(task.reason)));
     }
     if (task.redactions > 0) {
