@@ -5,6 +5,7 @@ word (404/410). Deliveries go to a real loopback push service stand-in."""
 from __future__ import annotations
 
 import stat
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -21,18 +22,9 @@ from tests.api.push_helpers import (
     subscribe,
     wait_for_deliveries,
 )
-from tests.fakes.push_service import PushServiceStandIn
 from tests.softauthn import b64url_decode
 
 SUBS = "/api/v1/me/push-subscriptions"
-
-
-@pytest.fixture
-def stand_in() -> Iterator[PushServiceStandIn]:
-    """A loopback push service for one test."""
-    service = PushServiceStandIn().start()
-    yield service
-    service.stop()
 
 
 @pytest.fixture
@@ -324,3 +316,45 @@ def test_expired_session_gets_nothing_before_the_sweep(client, stand_in):
     services.store.sessions.save(session)
     assert notify_in_loop(client, "pair-request", _wid_of(client), "pr_1") == 0
     assert sessions.prune_expired(services.store, services.now()) == 1
+
+
+def _claims(client: TestClient, count: int) -> list[int]:
+    """``count`` agents claim pairing codes (each one notifies the owner's devices); the
+    status each claim got."""
+    wid = _wid(client)
+    statuses = []
+    for i in range(count):
+        code = client.post(f"/api/v1/workspaces/{wid}/pairings", json={}).json()["code"]
+        body = {"code": code, "agentId": f"box{i}", "label": "Box"}
+        statuses.append(client.post("/api/v1/agent/pair", json=body).status_code)
+    return statuses
+
+
+def test_hanging_push_service_never_holds_up_a_request(make_client, stand_in):
+    """With the push service accepting connections but never answering, every request
+    that triggers a notification still succeeds; the queue stays bounded (extra ones are
+    dropped and counted) and at most push.concurrency requests wait on the service."""
+    stand_in.hang = threading.Event()
+    with make_client(**push_config(concurrency=1, queueSize=10)) as c:
+        login(c)
+        subscribe(c, stand_in.new_device())
+        assert _claims(c, 30) == [202] * 30
+        stats = services_of(c).push.stats
+        assert stats.queued + stats.dropped == 30
+        assert stats.dropped >= 30 - 10 - 1
+        assert stats.sent == 0
+        assert stand_in.requests <= 1
+        stand_in.hang.set()
+
+
+def test_unreachable_push_service_never_fails_a_request(make_client, stand_in):
+    """Nothing listening at the endpoint: the claims succeed, each notification is tried
+    push.maxAttempts times and then given up, and the subscription is kept."""
+    with make_client(**push_config(maxAttempts=2)) as c:
+        login(c)
+        subscribe(c, stand_in.new_device())
+        stand_in.stop()
+        assert _claims(c, 5) == [202] * 5
+        stats = settled(c, lambda s: s.failed == 5, "every notification to be given up")
+        assert (stats.sent, stats.retried) == (0, 5)
+        assert _devices_left(c) == 1

@@ -267,8 +267,8 @@ class PushSender:
 def retry_delay(base: float, attempt: int, retry_after: str | None) -> float:
     """Exponential backoff (x4 a try, jittered, capped), or the service's ``Retry-After``
     seconds when it asks for longer (also capped)."""
-    delay = min(MAX_RETRY_DELAY_SEC, base * 4.0 ** (attempt - 1))
-    delay *= random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not a secret
+    jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not a secret
+    delay = min(MAX_RETRY_DELAY_SEC, base * 4.0 ** (attempt - 1) * jitter)
     if retry_after is not None and retry_after.strip().isdigit():
         delay = max(delay, min(MAX_RETRY_DELAY_SEC, float(retry_after.strip())))
     return delay
