@@ -171,6 +171,10 @@ def test_test_notification_reaches_only_that_device(client, stand_in):
     assert client.post(f"{SUBS}/{sub['id']}/test").status_code == 202
     (delivery,) = wait_for_deliveries(stand_in, 1)
     assert (delivery.token, delivery.payload) == (one.token, {"kind": "test"})
+    settled(client, lambda s: s.sent == 1, "the push service to take it")
+    listed = {s["id"]: s for s in client.get(SUBS).json()["subscriptions"]}
+    assert listed[sub["id"]]["lastSuccessAt"] is not None
+    assert [s["lastSuccessAt"] for i, s in listed.items() if i != sub["id"]] == [None]
     statuses = [client.post(f"{SUBS}/{sub['id']}/test").status_code for _ in range(8)]
     assert 429 in statuses
     assert stand_in.errors == []

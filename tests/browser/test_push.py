@@ -40,7 +40,10 @@ PUSH_MANAGER = """
     getKey: (name) => bytes(device.keys[name]).buffer,
     unsubscribe: async () => { current = null; return true; },
   });
-  PushManager.prototype.subscribe = async function (options) { current = make(options); return current; };
+  PushManager.prototype.subscribe = async function (options) {
+    current = make(options);
+    return current;
+  };
   PushManager.prototype.getSubscription = async function () { return current; };
 })();
 """
@@ -185,12 +188,12 @@ def test_settings_turn_on_choose_kinds_and_send_a_test(owner, push_service, tmp_
     assert (shown["title"], shown["data"]) == ("Test notification", {"kind": "test", "ws": "",
                                                                        "id": ""})  # fmt: skip
     section.evaluate("(el) => window.scrollTo(0, el.getBoundingClientRect().top + scrollY - 72)")
-    phone.screenshot("settings-notifications", tmp_path)
+    phone.screenshot("19-notifications", tmp_path)
 
 
 def test_a_pairing_request_notification_opens_the_request(owner, relay, push_service):
     """An agent claims a code: the owner's phone shows "Pairing request in <workspace>"
-    and a tap opens Agents › Pair with the waiting request."""
+    and a tap opens the Pair screen with the waiting request."""
     phone, page = owner.phone, owner.phone.page
     client = relay.login()
     try:

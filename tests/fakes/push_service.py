@@ -105,6 +105,8 @@ class PushServiceStandIn:
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real push services offer
+
             def do_POST(self) -> None:
                 stand_in._handle(self)
 

@@ -258,8 +258,9 @@ class TaskDetailOut(TaskOut):
 
 class PushSubscriptionOut(View):
     """A device's push subscription as its owner sees it: never the endpoint URL (a
-    capability to reach the device) or its keys. ``service`` (the push service's host)
-    and ``current`` (this session's own) are computed."""
+    capability to reach the device) or its keys. ``service`` (the push service's host),
+    ``current`` (this session's own) and ``last_success_at`` (since the relay started) are
+    computed."""
 
     id: str
     kinds: list[PushKind]

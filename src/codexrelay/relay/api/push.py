@@ -70,9 +70,13 @@ def _enabled(services: Services) -> None:
         raise AppError(ErrorCode.FEATURE_DISABLED, "Push notifications are turned off.")
 
 
-def _out(sub: PushSubscriptionRecord, caller: Caller) -> PushSubscriptionOut:
-    service = urlsplit(sub.endpoint).hostname or ""
-    return PushSubscriptionOut.of(sub, service=service, current=sub.session_id == caller.session.id)
+def _out(services: Services, sub: PushSubscriptionRecord, caller: Caller) -> PushSubscriptionOut:
+    return PushSubscriptionOut.of(
+        sub,
+        service=urlsplit(sub.endpoint).hostname or "",
+        current=sub.session_id == caller.session.id,
+        last_success_at=services.push.delivered_at.get(sub.id),
+    )
 
 
 @router.get("/push/vapid-public-key", response_model=VapidKeyOut)
@@ -110,14 +114,14 @@ async def subscribe(
     )
     await audit.record("push.subscribed", userId=caller.user.id, subscription=ref(sub.id))
     await services.store.commit()
-    return SubscriptionEnvelope(subscription=_out(sub, caller))
+    return SubscriptionEnvelope(subscription=_out(services, sub, caller))
 
 
 @router.get("/me/push-subscriptions", response_model=SubscriptionsOut)
 async def list_subscriptions(caller: ActiveCallerDep, services: ServicesDep) -> SubscriptionsOut:
     """Every device of the caller that receives notifications, newest first."""
     found = subscriptions.user_subscriptions(services.store, caller.user.id)
-    return SubscriptionsOut(subscriptions=[_out(s, caller) for s in found])
+    return SubscriptionsOut(subscriptions=[_out(services, s, caller) for s in found])
 
 
 @router.patch("/me/push-subscriptions/{subscription_id}", response_model=SubscriptionEnvelope)
@@ -129,7 +133,7 @@ async def set_kinds(
         services.store, user_id=caller.user.id, subscription_id=subscription_id, kinds=body.kinds
     )
     await services.store.commit()
-    return SubscriptionEnvelope(subscription=_out(sub, caller))
+    return SubscriptionEnvelope(subscription=_out(services, sub, caller))
 
 
 @router.delete("/me/push-subscriptions/{subscription_id}", status_code=204)

@@ -74,6 +74,9 @@ class PushSender:
     transport: httpx.AsyncBaseTransport | None = None
     key: VapidKey | None = None
     stats: PushStats = field(default_factory=PushStats)
+    # When each subscription last had a notification accepted (memory only: a write of the
+    # state per delivery would cost more than the delivery).
+    delivered_at: dict[str, datetime] = field(default_factory=dict)
     _queue: asyncio.Queue[Outgoing] = field(init=False)
     _coalescer: Coalescer[Outgoing] = field(init=False)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -152,10 +155,13 @@ class PushSender:
         self._timers.add(handle)
 
     def sweep(self) -> None:
-        """Forget coalescing windows that closed (once a minute)."""
+        """Forget coalescing windows that closed and subscriptions that went (once a
+        minute)."""
         loop = _running_loop()
         if loop is not None:
             self._coalescer.forget(loop.time())
+        for sub_id in [s for s in self.delivered_at if not self.store.push_subscriptions.get(s)]:
+            del self.delivered_at[sub_id]
 
     # --- the sending side ---
 
@@ -237,9 +243,7 @@ class PushSender:
         if status in DELIVERED:
             self.stats.sent += 1
             if sub is not None:
-                sub.last_success_at = self.clock()
-                self.store.push_subscriptions.save(sub)
-                self.store.touch()
+                self.delivered_at[sub.id] = self.clock()
         elif status in GONE:
             self.stats.gone += 1
             if sub is not None:

@@ -257,7 +257,6 @@ class PushSubscriptionRecord(Record):
     # The VAPID key the subscription was made for: after a rotation it is dropped.
     vapid_key_id: str
     created_at: datetime
-    last_success_at: datetime | None = None
 
 
 class State(Record):

@@ -23,7 +23,7 @@ function deviceCard(sub, reload) {
       await reload();
     }, { label: "Removing…" });
   });
-  const delivered = sub.lastSuccessAt ? ["last notified ", timeText(sub.lastSuccessAt)] : "nothing sent yet";
+  const delivered = sub.lastSuccessAt ? ["last notified ", timeText(sub.lastSuccessAt)] : "not notified lately";
   return h("li", { class: "card push-device", dataset: { subscriptionId: sub.id } },
     h("div", { class: "card-row" },
       h("strong", {}, sub.current ? "This device" : push.deviceWords(sub.userAgent)),
