@@ -14,6 +14,7 @@ from hypothesis import settings
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV, JsonFileStore
+from tests.fakes.push_service import PushServiceStandIn
 from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
 
 # Every relay the tests start (in process or as a subprocess, which inherits this) refuses a
@@ -85,3 +86,11 @@ def relay(relay_setup: RelaySetup, tmp_path: Path) -> Iterator[RelayProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[PushServiceStandIn]:
+    """A loopback Web Push service (and the browsers behind it) for one test."""
+    service = PushServiceStandIn().start()
+    yield service
+    service.stop()

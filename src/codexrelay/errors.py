@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     LAST_OWNER = "last-owner"
     TASK_FINISHED = "task-finished"
     QUEUE_FULL = "queue-full"
+    PUSH_ENDPOINT_NOT_ALLOWED = "push-endpoint-not-allowed"
     STORAGE_UNAVAILABLE = "storage-unavailable"
     INTERNAL_ERROR = "internal-error"
 
@@ -54,6 +55,7 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.AGENT_OFFLINE: 409,
     ErrorCode.AGENT_NOT_AVAILABLE: 409,
     ErrorCode.QUEUE_FULL: 409,
+    ErrorCode.PUSH_ENDPOINT_NOT_ALLOWED: 400,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,

@@ -15,13 +15,18 @@ from fastapi.testclient import TestClient
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.storage.jsonfile import JsonFileStore
-from codexrelay.relay.storage.records import Role
+from codexrelay.relay.storage.records import PUSH_KINDS, Role
 from tests.api.conftest import login, make_user
 from tests.api.test_pairing_api import _code, _wid
 from tests.api.test_tasks_api import _agent
 from tests.helpers import FakeClock, write_relay_config
 
 LENGTH_REFUSALS = {413, 422}
+# A browser's subscription at a push service this relay does not send to (400 at the cap).
+PUSH_SUBSCRIPTION = {
+    "endpoint": "https://push.example/x",
+    "keys": {"p256dh": "BA", "auth": "AA"},
+}
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,18 @@ ROWS = [
     Row("TaskBody", "actionId", _task("actionId", {"type": "run_action"})),
     Row("TaskBody", "logSourceId", _task("logSourceId", {"type": "read_log"})),
     Row("TaskBody", "queueTtlSec", _task("queueTtlSec", CODEX), lambda n: n),
+    Row(
+        "SubscribeBody",
+        "kinds",
+        _post("/api/v1/me/push-subscriptions", {"subscription": PUSH_SUBSCRIPTION}, "kinds"),
+        lambda n: (list(PUSH_KINDS) * 2)[:n],
+    ),
+    Row(
+        "KindsBody",
+        "kinds",
+        lambda c, _w, v: c.patch("/api/v1/me/push-subscriptions/nope", json={"kinds": v}),
+        lambda n: (list(PUSH_KINDS) * 2)[:n],
+    ),
     Row("audit", "event", _get(AUDIT, "event")),
     Row("audit", "actor", _get(AUDIT, "actor")),
     Row("audit", "limit", _get(AUDIT, "limit"), lambda n: n),

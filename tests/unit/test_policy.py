@@ -124,6 +124,62 @@ TABLE: list[tuple[str, Callable[[], policy.Decision], bool]] = [
     ("creator cancels", lambda: policy.can_cancel_task(M, is_creator=True), True),
     ("member cancels another's task", lambda: policy.can_cancel_task(M, is_creator=False), False),
     ("admin cancels another's task", lambda: policy.can_cancel_task(A, is_creator=False), True),
+    # notifications: the role held now in the notification's workspace
+    (
+        "admin hears a pair request",
+        lambda: policy.can_receive_push("pair-request", A, workspace=True),
+        True,
+    ),
+    (
+        "member hears a pair request",
+        lambda: policy.can_receive_push("pair-request", M, workspace=True),
+        False,
+    ),
+    (
+        "outsider hears a pair request",
+        lambda: policy.can_receive_push("pair-request", None, workspace=True),
+        False,
+    ),
+    (
+        "member hears an approval",
+        lambda: policy.can_receive_push("approval-needed", M, workspace=True),
+        True,
+    ),
+    (
+        "viewer hears an approval",
+        lambda: policy.can_receive_push("approval-needed", V, workspace=True),
+        False,
+    ),
+    (
+        "viewer hears their result",
+        lambda: policy.can_receive_push("finished", V, workspace=True),
+        True,
+    ),
+    (
+        "outsider hears a result",
+        lambda: policy.can_receive_push("failed", None, workspace=True),
+        False,
+    ),
+    (
+        "account hears a new device",
+        lambda: policy.can_receive_push("new-device", None, workspace=False),
+        True,
+    ),
+    (
+        "workspace hears a new device",
+        lambda: policy.can_receive_push("new-device", OWN, workspace=True),
+        False,
+    ),
+    (
+        "unknown kind",
+        lambda: policy.can_receive_push("prompt", OWN, workspace=True),
+        False,
+    ),
+    (
+        "workspace kind without one",
+        lambda: policy.can_receive_push("finished", OWN, workspace=False),
+        False,
+    ),
 ]
 
 

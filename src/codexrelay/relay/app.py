@@ -36,6 +36,7 @@ from codexrelay.relay.agents.link import AgentWiring, serve_agent
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import pairing as pairing_api
+from codexrelay.relay.api import push as push_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api.auditing import audit_refusal
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
@@ -128,6 +129,8 @@ def run_startup(services: Services) -> None:
     if identity.ensure_owner(services.store, now=now, rand=services.rand):
         log.info("created the owner user and the default workspace")
     sessions.prune_expired(services.store, now)
+    if services.push.open(services.config.data_path):
+        log.info("made the VAPID key for push notifications")
     taskflow.interrupt_unfinished(services)
 
 
@@ -139,12 +142,14 @@ def run_sweep(services: Services) -> None:
         services.store.touch()
     taskflow.expire_waiting(services)
     services.details.sweep(now)
+    services.push.sweep()
 
 
 async def run_shutdown(services: Services) -> None:
     """Agents are told the relay is going; no timer outlives it; the audit chain closes."""
     await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
     await taskflow.stop_grace_timers(services)
+    await services.push.close()
     await services.audit.close()
 
 
@@ -180,6 +185,7 @@ ROUTERS = (
     tasks_api,
     events,
     audit_api,
+    push_api,
 )
 
 
@@ -191,6 +197,7 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
         run_startup(services)
         await services.store.commit()
         await services.audit.flush()
+        await services.push.start()
         sweeper = asyncio.create_task(_sweep_loop(services))
         try:
             yield

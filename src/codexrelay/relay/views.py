@@ -19,6 +19,7 @@ from codexrelay.protocol import SessionPreview, TaskKind
 from codexrelay.relay.storage.records import (
     InviteStatus,
     PairStatus,
+    PushKind,
     Role,
     SessionVia,
     TaskStatus,
@@ -253,3 +254,18 @@ class TaskDetailOut(TaskOut):
     error: str | None = None
     progress: list[ProgressOut] = Field(default_factory=list)
     details_expired: bool
+
+
+class PushSubscriptionOut(View):
+    """A device's push subscription as its owner sees it: never the endpoint URL (a
+    capability to reach the device) or its keys. ``service`` (the push service's host),
+    ``current`` (this session's own) and ``last_success_at`` (since the relay started) are
+    computed."""
+
+    id: str
+    kinds: list[PushKind]
+    created_at: datetime
+    user_agent: str
+    last_success_at: datetime | None
+    service: str
+    current: bool

@@ -7,6 +7,7 @@ import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
 import { passkeysSupported, registerPasskey } from "./js/passkey.js";
+import * as push from "./js/push.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
 import { auditScreen } from "./js/views/audit.js";
 import { newTaskScreen } from "./js/views/newtask.js";
@@ -110,6 +111,12 @@ async function render() {
   const found = ROUTES.find(([pattern]) => pattern.test(path));
   if (!found) {
     app.go("/tasks");
+    return;
+  }
+  // A notification names its workspace (?ws=): open the screen there.
+  const wsParam = query.get("ws");
+  if (wsParam && wsParam !== app.wid && app.me.memberships.some((m) => m.workspaceId === wsParam)) {
+    app.switchWorkspace(wsParam, path);
     return;
   }
   const [pattern, screen] = found;
@@ -297,11 +304,13 @@ async function start() {
   app.agents = [];
   app.loadAgents().catch(() => {});
   app.live.open(app.wid);
+  push.resync(me).catch(() => {}); // notifications keep working after a new sign-in
   await render();
 }
 
 async function signOut() {
   if (app.live) app.live.close();
+  await push.forgetDevice(app.me && app.me.user.id).catch(() => {});
   try {
     await post("/api/v1/auth/logout");
   } catch {
@@ -352,6 +361,14 @@ function boot() {
   });
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js").catch(() => {});
+    // A tapped notification while the app is open: show its screen here.
+    navigator.serviceWorker.addEventListener("message", (event) => {
+      if (event.origin && event.origin !== location.origin) return;
+      const data = event.data || {};
+      if (data.type !== "codexrelay:open" || typeof data.url !== "string") return;
+      const target = new URL(data.url, location.href);
+      if (target.origin === location.origin) location.hash = target.hash;
+    });
   }
   start();
 }

@@ -164,3 +164,34 @@ def can_cancel_task(role: Role, *, is_creator: bool) -> Decision:
     if is_creator or role.at_least(Role.ADMIN):
         return ALLOW
     return deny("Only the task's creator or an admin can cancel it.")
+
+
+# --- notifications (content-free Web Push) ---
+
+# The lowest workspace role that receives each workspace kind: pairing requests wait for an
+# admin's decision, approvals for someone who may run work; results go to whoever they
+# are addressed to (the task's creator) as long as they can still see the workspace.
+PUSH_MINIMUM_ROLE: Mapping[str, Role] = {
+    "pair-request": Role.ADMIN,
+    "approval-needed": Role.MEMBER,
+    "finished": Role.VIEWER,
+    "failed": Role.VIEWER,
+}
+# Kinds about the person's own account, not a workspace.
+ACCOUNT_PUSH_KINDS = frozenset({"new-device"})
+
+
+def can_receive_push(kind: str, role: Role | None, *, workspace: bool) -> Decision:
+    """Whether a person with ``role`` in the notification's workspace (None: not a member)
+    may be told that this kind of thing happened there. Account kinds carry no workspace
+    and go only to the account's own devices."""
+    if kind in ACCOUNT_PUSH_KINDS:
+        return ALLOW if not workspace else deny("Account notifications name no workspace.")
+    minimum = PUSH_MINIMUM_ROLE.get(kind)
+    if minimum is None or not workspace:
+        return deny("No such notification.")
+    if role is None:
+        return deny("No such workspace.", ErrorCode.NOT_FOUND)
+    if not role.at_least(minimum):
+        return deny(f"This notification needs the {minimum.value} role or higher.")
+    return ALLOW

@@ -21,6 +21,7 @@ from codexrelay.relay.storage.records import (
     PairingCodeRecord,
     PairRequestRecord,
     PasskeyRecord,
+    PushSubscriptionRecord,
     Record,
     RecoveryCodeRecord,
     SessionRecord,
@@ -314,6 +315,30 @@ class MemoryTasks(Table[TaskRecord]):
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
 
+class MemoryPushSubscriptions(Table[PushSubscriptionRecord]):
+    def __init__(self) -> None:
+        super().__init__(
+            lambda p: p.id,
+            {
+                "user": lambda p: p.user_id,
+                "session": lambda p: p.session_id,
+                "endpoint": lambda p: p.endpoint,
+            },
+        )
+
+    def of_user(self, user_id: str) -> list[PushSubscriptionRecord]:
+        """A user's push subscriptions, oldest first."""
+        return _oldest_first(self.where("user", user_id), lambda p: p.created_at)
+
+    def of_session(self, session_id: str) -> list[PushSubscriptionRecord]:
+        """The push subscriptions of one device session."""
+        return self.where("session", session_id)
+
+    def by_endpoint(self, endpoint: str) -> PushSubscriptionRecord | None:
+        """The subscription with this push endpoint URL."""
+        return self.first("endpoint", endpoint)
+
+
 class MemoryStore:
     """Every repository in memory. ``commit`` makes nothing durable: for tests, and the base
     of ``JsonFileStore``.
@@ -338,6 +363,7 @@ class MemoryStore:
         self.pairing_codes = MemoryPairingCodes()
         self.pair_requests = MemoryPairRequests()
         self.tasks = MemoryTasks()
+        self.push_subscriptions = MemoryPushSubscriptions()
         self.check_saves = check_saves
         self._snapshots: dict[str, dict[str, str]] = {}
 
@@ -355,6 +381,7 @@ class MemoryStore:
             "pairing_codes": self.pairing_codes,
             "pair_requests": self.pair_requests,
             "tasks": self.tasks,
+            "push_subscriptions": self.push_subscriptions,
         }
         return tables  # each Table[X] is used only through Table[Record]'s methods
 

@@ -232,6 +232,33 @@ class TaskRecord(Record):
     queued_until: datetime | None = None
 
 
+PushKind = Literal["approval-needed", "finished", "failed", "pair-request", "new-device"]
+PUSH_KINDS: tuple[PushKind, ...] = (
+    "approval-needed",
+    "finished",
+    "failed",
+    "pair-request",
+    "new-device",
+)
+
+
+class PushSubscriptionRecord(Record):
+    """One device session's Web Push subscription (RFC 8030): where to send and the keys to
+    encrypt for (RFC 8291). Never a notification's content; the endpoint never leaves."""
+
+    id: str
+    user_id: str
+    session_id: str
+    endpoint: str
+    p256dh: str
+    auth: str
+    kinds: list[PushKind]
+    user_agent: str = ""
+    # The VAPID key the subscription was made for: after a rotation it is dropped.
+    vapid_key_id: str
+    created_at: datetime
+
+
 class State(Record):
     """Everything the relay persists, as one versioned document."""
 
@@ -249,3 +276,4 @@ class State(Record):
     pairing_codes: dict[str, PairingCodeRecord] = Field(default_factory=dict)
     pair_requests: dict[str, PairRequestRecord] = Field(default_factory=dict)
     tasks: dict[str, TaskRecord] = Field(default_factory=dict)
+    push_subscriptions: dict[str, PushSubscriptionRecord] = Field(default_factory=dict)

@@ -23,6 +23,7 @@ from codexrelay.relay.storage.records import (
     PairingCodeRecord,
     PairRequestRecord,
     PasskeyRecord,
+    PushSubscriptionRecord,
     RecoveryCodeRecord,
     SessionRecord,
     TaskRecord,
@@ -161,6 +162,20 @@ class Tasks(Repository[TaskRecord], Protocol):
         """Tasks not yet in a terminal status (of one agent, if given), oldest first."""
 
 
+class PushSubscriptions(Repository[PushSubscriptionRecord], Protocol):
+    def get(self, subscription_id: str, /) -> PushSubscriptionRecord | None:
+        """A push subscription by id."""
+
+    def of_user(self, user_id: str, /) -> list[PushSubscriptionRecord]:
+        """A user's push subscriptions, oldest first."""
+
+    def of_session(self, session_id: str, /) -> list[PushSubscriptionRecord]:
+        """The push subscriptions of one device session (at most one in practice)."""
+
+    def by_endpoint(self, endpoint: str, /) -> PushSubscriptionRecord | None:
+        """The subscription with this push endpoint URL."""
+
+
 class Store(Protocol):
     """Every repository of one relay, and the unit of work that makes changes durable."""
 
@@ -188,6 +203,8 @@ class Store(Protocol):
     def pair_requests(self) -> PairRequests: ...
     @property
     def tasks(self) -> Tasks: ...
+    @property
+    def push_subscriptions(self) -> PushSubscriptions: ...
 
     async def commit(self) -> None:
         """Return once every change made so far is durable."""
