@@ -30,6 +30,9 @@ class RelayFeatures(CamelModel):
     )
     run_action: bool = Field(True, description="true to allow predefined actions")
     read_log: bool = Field(True, description="true to allow predefined log reads")
+    conversations: bool = Field(
+        True, description="true to allow live Codex conversations (threads and approvals)"
+    )
 
 
 class WebSettings(CamelModel):
@@ -125,6 +128,21 @@ class RelayConfig(CamelModel):
         ge=1048576,
         le=4096 * 1048576,
         description="memory cap for all held task details, in bytes",
+    )
+    agent_request_timeout_sec: int = Field(
+        30,
+        ge=5,
+        le=600,
+        description="how long a conversation request waits for the agent's answer (504 after)",
+    )
+    conversation_memory_bytes: int = Field(
+        256 * 1048576,
+        ge=4 * 1048576,
+        le=8192 * 1048576,
+        description="memory cap for conversation items held by the relay, in bytes",
+    )
+    max_threads_per_workspace: int = Field(
+        1000, ge=10, le=100000, description="thread records kept per workspace; oldest pruned"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="one of debug, info, warning, error"

@@ -14,6 +14,7 @@ from codexrelay.relay.access.passkeys import ChallengeStore
 from codexrelay.relay.agents.hub import AgentHub
 from codexrelay.relay.audit.trail import AuditTrail
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.conversations.state import ConversationState
 from codexrelay.relay.events import EventBus
 from codexrelay.relay.http.ratelimit import AttemptLimiter, IPNetwork, parse_networks
 from codexrelay.relay.storage.repositories import Store
@@ -60,6 +61,8 @@ class Services:
     agent_grace: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     # B2: the signed, hash-chained audit trail in dataDir/audit/.
     audit: AuditTrail = field(init=False)
+    # Live conversations: requests to agents and thread content (memory only, R10).
+    conversations: ConversationState = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -78,6 +81,7 @@ class Services:
             ttl_sec=cfg.task_details_ttl_sec, max_bytes=cfg.task_details_max_bytes
         )
         self.audit = AuditTrail(cfg.data_path)
+        self.conversations = ConversationState.create(self.rand, cfg.conversation_memory_bytes)
 
     @property
     def token_secret(self) -> str:
