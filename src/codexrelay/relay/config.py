@@ -131,7 +131,7 @@ class RelayConfig(CamelModel):
     )
     agent_request_timeout_sec: int = Field(
         30,
-        ge=5,
+        ge=1,
         le=600,
         description="how long a conversation request waits for the agent's answer (504 after)",
     )

@@ -138,8 +138,12 @@ async def start(
     if reply.thread is None or reply.turn is None:
         raise AppError(ErrorCode.AGENT_ERROR, "The agent's answer named no thread.")
     now = services.now()
+    followed = services.store.threads.get(f"{agent.key}/{reply.thread.id}") is not None
     thread = upsert_thread(services.store, agent, reply.thread, now)
     remember(services, thread, reply.thread)
+    if followed and services.hub.get(agent.key) is not None:
+        # Its thread.update came before any item on this link: the relay holds it all.
+        services.conversations.content.get(thread.key).synced = True
     thread.created_by = thread.created_by or access.user_id
     services.store.threads.save(thread)
     turn = upsert_turn(services.store, thread, reply.turn, now, started_by=access.user_id)
