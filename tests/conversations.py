@@ -124,7 +124,11 @@ def item(phone: httpx.Client, wid: str, tid: str, kind: str, status: str | None 
 def idle(phone: httpx.Client, wid: str, tid: str, timeout: float = 60) -> Json:
     """The thread once no turn runs."""
     return wait_until(
-        lambda: (t := read(phone, wid, tid)["thread"])["status"] == "idle" and t,
+        lambda: (
+            (t := read(phone, wid, tid)["thread"])["status"] == "idle"
+            and t["activeTurnId"] is None
+            and t
+        ),
         timeout=timeout,
         what="the thread idle",
     )

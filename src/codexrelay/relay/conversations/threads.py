@@ -19,6 +19,7 @@ from codexrelay.relay.storage.records import (
     ApprovalRecord,
     ApprovalRecordStatus,
     ThreadRecord,
+    ThreadRecordStatus,
     TurnRecord,
 )
 from codexrelay.relay.storage.repositories import Store
@@ -81,6 +82,14 @@ def running_turn(store: Store, thread: ThreadRecord) -> TurnRecord | None:
 # ---- what the agent reports -------------------------------------------------------------
 
 
+def _status(info: ThreadInfo) -> ThreadRecordStatus:
+    """Codex says ``idle`` a moment before a turn starts and after it ends: while the agent
+    names an active turn, the thread is running."""
+    if info.status == "idle" and info.active_turn_id is not None:
+        return "running"
+    return info.status
+
+
 def upsert_thread(
     store: Store, agent: AgentRecord, info: ThreadInfo, now: datetime
 ) -> ThreadRecord:
@@ -95,7 +104,7 @@ def upsert_thread(
             agent_id=agent.agent_id,
             agent_key=agent.key,
             source=info.source,
-            status=info.status,
+            status=_status(info),
             write_access=info.write_access,
             created_at=info.created_at or now,
             updated_at=info.updated_at or now,
@@ -103,7 +112,7 @@ def upsert_thread(
         )
         store.threads.add(record)
         return record
-    record.status, record.write_access = info.status, info.write_access
+    record.status, record.write_access = _status(info), info.write_access
     record.active_turn_id = info.active_turn_id
     record.updated_at = max(record.updated_at, info.updated_at or now)
     store.threads.save(record)
