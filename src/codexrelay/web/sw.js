@@ -2,7 +2,7 @@
 // requests: task data and sessions always come from the relay (or the encrypted IndexedDB
 // cache the page keeps itself, B5).
 
-const VERSION = "codexrelay-shell-v1";
+const VERSION = "codexrelay-shell-v2";
 const SHELL = [
   "/",
   "/app.css",
@@ -11,24 +11,32 @@ const SHELL = [
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/tab-agents.svg",
+  "/icons/tab-chats.svg",
   "/icons/tab-new.svg",
   "/icons/tab-people.svg",
   "/icons/tab-settings.svg",
   "/icons/tab-tasks.svg",
   "/js/api.js",
   "/js/cache.js",
+  "/js/conversation.js",
   "/js/dom.js",
   "/js/format.js",
   "/js/live.js",
+  "/js/markdown.js",
   "/js/passkey.js",
+  "/js/photo.js",
   "/js/views/agents.js",
   "/js/views/audit.js",
+  "/js/views/chat.js",
   "/js/views/newtask.js",
   "/js/views/pair.js",
   "/js/views/people.js",
   "/js/views/settings.js",
   "/js/views/signin.js",
   "/js/views/tasks.js",
+  "/js/views/threads.js",
+  "/vendor/dompurify/purify.es.mjs",
+  "/vendor/marked/marked.esm.js",
 ];
 
 self.addEventListener("install", (event) => {
