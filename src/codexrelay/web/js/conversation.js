@@ -89,11 +89,16 @@ export function diffBlock(change) {
 
 const KIND_OF_CHANGE = { add: "added", delete: "deleted", update: "changed" };
 
-export function fileChanges(changes, { open = false } = {}) {
+/** A path as the person thinks of it: relative to the thread's folder when inside it. */
+export function shortPath(path, base) {
+  return base && path.startsWith(`${base}/`) ? path.slice(base.length + 1) : path;
+}
+
+export function fileChanges(changes, { open = false, base = "" } = {}) {
   return h("div", { class: "file-changes" }, (changes || []).map((change) =>
     h("details", { class: "file-change", open },
-      h("summary", {}, h("span", { class: "chip" }, KIND_OF_CHANGE[change.kind] || change.kind), " ",
-        h("code", { class: "path" }, change.path)),
+      h("summary", { title: change.path }, h("span", { class: "chip" }, KIND_OF_CHANGE[change.kind] || change.kind), " ",
+        h("code", { class: "path" }, shortPath(change.path, base))),
       diffBlock(change))));
 }
 
@@ -113,21 +118,21 @@ function reasoning(item) {
     h("summary", {}, "Thinking"), h("p", { class: "prog-text muted" }, item.summary || item.text || ""));
 }
 
-function commandCell(item) {
+function commandCell(item, base) {
   const bits = [item.status === "inProgress" ? "running" : item.status];
   if (item.exitCode !== null && item.exitCode !== undefined) bits.push(`exit ${item.exitCode}`);
   if (item.durationMs !== null && item.durationMs !== undefined) bits.push(duration(item.durationMs));
   return h("details", { class: `cell command-cell status-${item.status}`, open: true },
     h("summary", {}, h("span", { class: "prog-kind" }, "Command"), h("code", { class: "command" }, item.command || "")),
-    item.cwd ? h("p", { class: "muted small" }, "in ", h("code", {}, item.cwd)) : null,
+    item.cwd && item.cwd !== base ? h("p", { class: "muted small" }, "in ", h("code", {}, item.cwd)) : null,
     item.output ? h("pre", { class: "out small", tabindex: "0", "aria-label": "Command output" }, item.output) : null,
     h("p", { class: "muted small cell-status" }, bits.filter(Boolean).join(" · ")));
 }
 
-function fileCell(item) {
+function fileCell(item, base) {
   return h("section", { class: `cell file-cell status-${item.status}` },
     h("p", {}, h("span", { class: "prog-kind" }, "File changes"), h("span", { class: "muted small" }, item.status || "")),
-    fileChanges(item.changes));
+    fileChanges(item.changes, { base }));
 }
 
 function plainCell(kind, text, extra = "") {
@@ -135,13 +140,13 @@ function plainCell(kind, text, extra = "") {
 }
 
 /** The element for one item, by its type. */
-export function itemView(item) {
+export function itemView(item, base = "") {
   let view;
   if (item.type === "userMessage") view = userMessage(item);
   else if (item.type === "agentMessage") view = agentMessage(item);
   else if (item.type === "reasoning") view = reasoning(item);
-  else if (item.type === "commandExecution") view = commandCell(item);
-  else if (item.type === "fileChange") view = fileCell(item);
+  else if (item.type === "commandExecution") view = commandCell(item, base);
+  else if (item.type === "fileChange") view = fileCell(item, base);
   else if (item.type === "plan") view = plainCell("Plan", item.text || "");
   else if (item.type === "error") view = plainCell("Error", item.message || "", "error-notice");
   else view = plainCell(item.type, item.text || "");

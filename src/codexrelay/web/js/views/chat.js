@@ -95,7 +95,7 @@ export async function chatScreen(app, root, [threadId]) {
   };
 
   const drawItem = (item) => {
-    const view = itemView(item);
+    const view = itemView(item, thread.cwd);
     const held = views.get(item.id);
     if (held) held.replaceWith(view);
     else list.append(view);
@@ -137,10 +137,11 @@ export async function chatScreen(app, root, [threadId]) {
     const answerers = owner ? `${who(owner)} or an admin` : "an admin";
     return h("section", { class: "approval-card", "aria-label": "Approval request", dataset: { approvalId: approval.id } },
       h("h3", {}, approval.kind === "command" ? "Codex asks to run a command" : "Codex asks to change files"),
-      approval.command ? h("pre", { class: "command-box", tabindex: "0", "aria-label": "Command" }, h("code", {}, approval.command)) : null,
-      approval.cwd ? h("p", { class: "muted small" }, "in ", h("code", {}, approval.cwd)) : null,
-      approval.changes ? fileChanges(approval.changes, { open: approval.changes.length < 3 }) : null,
-      approval.reason ? h("p", { class: "reason" }, h("strong", {}, "Why: "), approval.reason) : null,
+      h("div", { class: "approval-body" },
+        approval.command ? h("pre", { class: "command-box", tabindex: "0", "aria-label": "Command" }, h("code", {}, approval.command)) : null,
+        approval.cwd && approval.cwd !== thread.cwd ? h("p", { class: "muted small" }, "in ", h("code", {}, approval.cwd)) : null,
+        approval.changes ? fileChanges(approval.changes, { open: approval.changes.length < 3, base: thread.cwd }) : null,
+        approval.reason ? h("p", { class: "reason" }, h("strong", {}, "Why: "), approval.reason) : null),
       h("p", { class: "muted small" }, "Declined automatically ", timeText(approval.expiresAt), " if nobody answers. ",
         allowed.length ? "" : `Only ${answerers} can answer.`),
       allowed.length ? h("div", { class: "actions decisions" }, buttons) : null, error);
@@ -175,7 +176,7 @@ export async function chatScreen(app, root, [threadId]) {
     stop.addEventListener("click", () => busy(stop, async () => {
       await post(`${base}/interrupt`);
     }, { label: "Stopping…", errLine: composeError }));
-    const form = h("form", { class: "compose-form" },
+    const form = h("form", { class: `compose-form${running ? " compact" : ""}` },
       h("label", { for: "chat-message", class: "visually-hidden" }, running ? "Steer the running turn" : "Message Codex"),
       message, running ? null : photos.element,
       h("div", { class: "actions" }, send, running ? stop : null), composeError);

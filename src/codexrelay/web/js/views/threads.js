@@ -119,8 +119,8 @@ export async function threadListScreen(app, root, _params, query) {
 /** The photo picker: up to four pictures, re-encoded on the phone, each removable. */
 export function photoPicker() {
   const photos = [];
-  const input = h("input", { type: "file", accept: "image/*", multiple: true, class: "visually-hidden", id: `photo-${Math.random().toString(36).slice(2)}` });
-  const pick = h("label", { for: input.id, class: "button secondary attach" }, "Attach photo");
+  const input = h("input", { type: "file", accept: "image/*", multiple: true, class: "photo-input", id: `photo-${Math.random().toString(36).slice(2)}` });
+  const pick = h("label", { for: input.id, class: "attach" }, "Attach photos (metadata is removed on this phone)");
   const shelf = h("ul", { class: "photo-shelf", "aria-label": "Attached photos" });
   const draw = () => fill(shelf, photos.map((url, i) => h("li", {},
     h("img", { src: url, alt: `Attached photo ${i + 1}`, width: "64", height: "64" }),
@@ -140,7 +140,7 @@ export function photoPicker() {
     input.value = "";
     draw();
   });
-  return { element: h("div", { class: "photos" }, input, pick, shelf), photos, clear: () => { photos.length = 0; draw(); } };
+  return { element: h("div", { class: "photos" }, pick, input, shelf), photos, clear: () => { photos.length = 0; draw(); } };
 }
 
 function modelPicker(app, agentId) {
