@@ -33,6 +33,7 @@ import click
 import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
+from codexrelay.democonv import DemoCodex, plan_codex
 from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.config import RelayConfig
 from codexrelay.settings import dump_config, write_config_file
@@ -180,8 +181,11 @@ def write_sample_workspace(workspace: Path) -> str | None:
     return None
 
 
-def write_relay_config(layout: Layout, port: int) -> tuple[RelayConfig, str]:
-    """A fresh relay config for http://localhost:PORT and its recovery token."""
+def write_relay_config(
+    layout: Layout, port: int, *, write: bool = False
+) -> tuple[RelayConfig, str]:
+    """A fresh relay config for http://localhost:PORT and its recovery token; ``write``
+    allows write mode (the demo's sample project, with a Codex CLI)."""
 
     token = new_bootstrap_token()
     config = RelayConfig(
@@ -192,12 +196,13 @@ def write_relay_config(layout: Layout, port: int) -> tuple[RelayConfig, str]:
         bootstrap_admin_token_hash=sha256_hex(token),
         token_secret=new_secret(),
         web={"app_name": "codexrelay demo"},
+        features={"codex_exec_write": write},
     )
     write_config_file(layout.relay_config, dump_config(config), force=True)
     return config, token
 
 
-def write_agent_config(layout: Layout, relay_url: str) -> None:
+def write_agent_config(layout: Layout, relay_url: str, codex: DemoCodex | None = None) -> None:
     """An agent config with the sample actions and log source (O6: each listed by id)."""
     data: dict[str, Any] = {
         "relayBaseUrl": relay_url,
@@ -222,6 +227,10 @@ def write_agent_config(layout: Layout, relay_url: str) -> None:
         },
         "logSources": {"app-log": {"label": "App log", "path": str(layout.app_log)}},
     }
+    extra = codex.agent_settings() if codex is not None else {}
+    data["features"].update(extra.get("features", {}))
+    if "codex" in extra:
+        data["codex"] = extra["codex"]
     text = json.dumps(data, indent=2) + "\n"
     write_config_file(layout.agent_config, text, force=True)
 
@@ -359,6 +368,7 @@ def run_demo(directory: Path | None, port: int) -> int:
     layout = Layout(base)
     relay = Child("relay", layout.logs / "relay.log")
     agent = Child("agent", layout.logs / "agent.log")
+    codex = DemoCodex("missing")
     code = 0
     try:
         (base / MARKER).write_text("made by codexrelay demo\n", encoding="utf-8")
@@ -367,9 +377,10 @@ def run_demo(directory: Path | None, port: int) -> int:
         warning = write_sample_workspace(layout.workspace)
         if not layout.app_log.exists():
             layout.app_log.write_text("\n".join(SAMPLE_LOG) + "\n", encoding="utf-8")
-        config, token = write_relay_config(layout, pick_port(port))
+        codex = plan_codex(base)
+        config, token = write_relay_config(layout, pick_port(port), write=codex.mode != "missing")
         local = f"http://127.0.0.1:{config.listen_port}"
-        write_agent_config(layout, local)
+        write_agent_config(layout, local, codex)
         cli = [sys.executable, "-m", "codexrelay"]
         relay.start([*cli, "relay", "start", "--config", str(layout.relay_config)])
         with httpx.Client(
@@ -382,7 +393,7 @@ def run_demo(directory: Path | None, port: int) -> int:
             )
             agent_argv = [*cli, "agent", "pair", "--config", str(layout.agent_config)]
             pair_as_phone(phone, token, agent, relay, agent_argv)
-        announce(layout, config, token, warning)
+        announce(layout, config, token, warning, codex)
         watch([relay, agent])
     except KeyboardInterrupt:
         click.echo("Stopping the demo...", err=True)
@@ -394,13 +405,20 @@ def run_demo(directory: Path | None, port: int) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         agent.stop(AGENT_STOP_SEC)
         relay.stop(RELAY_STOP_SEC)
+        codex.stop()
         if created:
             shutil.rmtree(base, ignore_errors=True)
     click.echo("Demo stopped.", err=True)
     return code
 
 
-def announce(layout: Layout, config: RelayConfig, token: str, warning: str | None) -> None:
+def announce(
+    layout: Layout,
+    config: RelayConfig,
+    token: str,
+    warning: str | None,
+    conversations: DemoCodex | None = None,
+) -> None:
     """What the person needs: where things are, the URL and the recovery token."""
     codex = shutil.which("codex")
     lines = [
@@ -411,6 +429,12 @@ def announce(layout: Layout, config: RelayConfig, token: str, warning: str | Non
         if codex
         else "Codex CLI: not found; Codex tasks will fail with an install hint "
         "(npm install -g @openai/codex) while actions and logs work",
+        *([conversations.describe()] if conversations is not None else []),
+        *(
+            ["Write mode: allowed on the relay and the agent, for the sample project only"]
+            if conversations is not None and conversations.mode != "missing"
+            else []
+        ),
         f"Logs: {layout.logs}",
         f"URL: {config.public_origin}/",
         f"Recovery token: {token}",
