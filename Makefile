@@ -18,8 +18,13 @@ $(STAMP): $(RUNTIME)
 	$(PIP) install -e '.[test]'
 	touch $(STAMP)
 
+# Without a `codex` on PATH the demo uses the pinned Codex CLI (installed from npm) for its
+# live conversations; with no Codex login it talks to the offline demo model.
 demo: $(RUNTIME)
-	$(VENV)/bin/codexrelay demo $(DEMO_ARGS)
+	@if ! command -v codex >/dev/null 2>&1; then \
+		CODEX_BIN=$$(scripts/install-codex.sh 2>/dev/null | tail -n 1); \
+		if [ -x "$$CODEX_BIN" ]; then PATH="$$(dirname "$$CODEX_BIN"):$$PATH"; fi; \
+	fi; export PATH; $(VENV)/bin/codexrelay demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	scripts/ensure-browsers.sh

@@ -29,6 +29,7 @@ import click
 import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
+from codexrelay.democonv import DemoCodex, plan_codex
 from codexrelay.demolan import (
     DEFAULT_HTTPS_PORT,
     LanOptions,
@@ -182,10 +183,11 @@ def write_sample_workspace(workspace: Path) -> str | None:
 
 
 def write_relay_config(
-    layout: Layout, port: int, lan: LanPlan | None = None
+    layout: Layout, port: int, lan: LanPlan | None = None, *, write: bool = False
 ) -> tuple[RelayConfig, str]:
     """A fresh relay config and its recovery token: for http://localhost:PORT, or on the
-    LAN for the https origin Caddy serves (the proxy on loopback is its only trusted one)."""
+    LAN for the https origin Caddy serves (the proxy on loopback is its only trusted one);
+    ``write`` allows write mode (the demo's sample project, with a Codex CLI)."""
     token = new_bootstrap_token()
     config = RelayConfig(
         listen_host="127.0.0.1",
@@ -196,12 +198,13 @@ def write_relay_config(
         token_secret=new_secret(),
         trusted_proxies=["127.0.0.1", "::1"] if lan else [],
         web={"app_name": "codexrelay demo"},
+        features={"codex_exec_write": write},
     )
     write_config_file(layout.relay_config, dump_config(config), force=True)
     return config, token
 
 
-def write_agent_config(layout: Layout, relay_url: str) -> None:
+def write_agent_config(layout: Layout, relay_url: str, codex: DemoCodex | None = None) -> None:
     """An agent config with the sample actions and log source (O6: each listed by id)."""
     data: dict[str, Any] = {
         "relayBaseUrl": relay_url,
@@ -226,6 +229,10 @@ def write_agent_config(layout: Layout, relay_url: str) -> None:
         },
         "logSources": {"app-log": {"label": "App log", "path": str(layout.app_log)}},
     }
+    extra = codex.agent_settings() if codex is not None else {}
+    data["features"].update(extra.get("features", {}))
+    if "codex" in extra:
+        data["codex"] = extra["codex"]
     text = json.dumps(data, indent=2) + "\n"
     write_config_file(layout.agent_config, text, force=True)
 
@@ -300,6 +307,7 @@ def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = 
     relay = Child("relay", layout.logs / "relay.log")
     agent = Child("agent", layout.logs / "agent.log")
     proxy: Child | None = None
+    codex = DemoCodex("missing")
     code = 0
     try:
         (base / MARKER).write_text("made by codexrelay demo\n", encoding="utf-8")
@@ -308,9 +316,11 @@ def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = 
         warning = write_sample_workspace(layout.workspace)
         if not layout.app_log.exists():
             layout.app_log.write_text("\n".join(SAMPLE_LOG) + "\n", encoding="utf-8")
-        config, token = write_relay_config(layout, pick_port(port), lan)
+        codex = plan_codex(base)
+        write = codex.mode != "missing"
+        config, token = write_relay_config(layout, pick_port(port), lan, write=write)
         local = f"http://127.0.0.1:{config.listen_port}"
-        write_agent_config(layout, local)
+        write_agent_config(layout, local, codex)
         cli = [sys.executable, "-m", "codexrelay"]
         relay.start([*cli, "relay", "start", "--config", str(layout.relay_config)])
         with httpx.Client(
@@ -325,7 +335,7 @@ def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = 
             pair_as_phone(phone, token, agent, relay, agent_argv)
         if lan:
             proxy = start_proxy(lan, base, config.listen_port, relay)
-        announce(layout, config, token, warning, lan)
+        announce(layout, config, token, warning, lan, codex)
         watch([relay, agent, *([proxy] if proxy else [])])
     except KeyboardInterrupt:
         click.echo("Stopping the demo...", err=True)
@@ -339,6 +349,7 @@ def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = 
             proxy.stop(PROXY_STOP_SEC)
         agent.stop(AGENT_STOP_SEC)
         relay.stop(RELAY_STOP_SEC)
+        codex.stop()
         if created:
             shutil.rmtree(base, ignore_errors=True)
     click.echo("Demo stopped.", err=True)
@@ -346,7 +357,12 @@ def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = 
 
 
 def announce(
-    layout: Layout, config: RelayConfig, token: str, warning: str | None, lan: LanPlan | None
+    layout: Layout,
+    config: RelayConfig,
+    token: str,
+    warning: str | None,
+    lan: LanPlan | None,
+    conversations: DemoCodex | None = None,
 ) -> None:
     """What the person needs: where things are, the URL and the recovery token."""
     codex = shutil.which("codex")
@@ -358,6 +374,12 @@ def announce(
         if codex
         else "Codex CLI: not found; Codex tasks will fail with an install hint "
         "(npm install -g @openai/codex) while actions and logs work",
+        *([conversations.describe()] if conversations is not None else []),
+        *(
+            ["Write mode: allowed on the relay and the agent, for the sample project only"]
+            if conversations is not None and conversations.mode != "missing"
+            else []
+        ),
         f"Logs: {layout.logs}",
     ]
     if warning:

@@ -132,6 +132,20 @@ class Approval(Message):
     decided_at: datetime | None = None
 
 
+class ModelOption(Message):
+    """A model the agent's Codex offers (``model/list``), with its reasoning efforts."""
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    display_name: Annotated[str, Field(max_length=200)] = ""
+    description: Annotated[str, Field(max_length=1000)] = ""
+    is_default: bool = False
+    default_effort: Annotated[str, Field(max_length=20)] | None = None
+    efforts: Annotated[
+        list[Annotated[str, Field(max_length=20)]], Field(default_factory=list, max_length=16)
+    ]
+    images: bool = True  # whether the model takes image input
+
+
 # ---- relay -> agent ---------------------------------------------------------------------
 
 
@@ -210,6 +224,13 @@ class ApprovalDecide(Message):
     decided_by: Annotated[str, Field(max_length=64)] | None = None
 
 
+class ModelsList(Message):
+    """The models and reasoning efforts the agent's Codex offers, for the phone's picker."""
+
+    type: Literal["models.list"] = "models.list"
+    request_id: RequestId
+
+
 # ---- agent -> relay ---------------------------------------------------------------------
 
 
@@ -227,6 +248,7 @@ class ThreadReply(Message):
     more: bool | None = None
     threads: Annotated[list[ThreadInfo], Field(max_length=100)] | None = None
     next_cursor: Annotated[str, Field(max_length=1000)] | None = None
+    models: Annotated[list[ModelOption], Field(max_length=100)] | None = None
 
 
 class ThreadRefused(Message):
@@ -289,6 +311,7 @@ ConversationRelayMessage = (
     | ThreadRead
     | ThreadList
     | ApprovalDecide
+    | ModelsList
 )
 ConversationAgentMessage = (
     ThreadReply

@@ -28,9 +28,7 @@ def wait_for_deliveries(
     stand_in: PushServiceStandIn, count: int, *, what: str = "notifications"
 ) -> list[Any]:
     """Poll until the stand-in holds ``count`` deliveries (more fails later asserts)."""
-    return wait_until(
-        lambda: len(d := stand_in.received()) >= count and d, timeout=10, what=what
-    )
+    return wait_until(lambda: len(d := stand_in.received()) >= count and d, timeout=10, what=what)
 
 
 def settled(client: TestClient, predicate: Callable[[Any], bool], what: str) -> Any:

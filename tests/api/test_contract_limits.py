@@ -99,6 +99,10 @@ INVITES = "/api/v1/workspaces/{wid}/invites"
 PASSKEYS = "/api/v1/auth/passkeys"
 MY_PASSKEYS = "/api/v1/me/passkeys"
 CODEX = {"type": "codex_exec", "prompt": "hi"}
+THREADS = "/api/v1/workspaces/{wid}/threads"
+THREAD = THREADS + "/" + str(uuid.uuid4())
+START = {"agentId": "nope", "prompt": "hi"}
+PHOTO = "data:image/png;base64,iVBORw0KGgo="
 ROWS = [
     Row("CreateWorkspaceBody", "name", _post("/api/v1/workspaces", {}, "name")),
     Row(
@@ -172,6 +176,20 @@ ROWS = [
         lambda c, _w, v: c.patch("/api/v1/me/push-subscriptions/nope", json={"kinds": v}),
         lambda n: (list(PUSH_KINDS) * 2)[:n],
     ),
+    Row("ThreadBody", "agentId", _post(THREADS, {"prompt": "hi"}, "agentId")),
+    Row("ThreadBody", "prompt", _post(THREADS, {"agentId": "nope"}, "prompt")),
+    Row("ThreadBody", "cwd", _post(THREADS, START, "cwd")),
+    Row("ThreadBody", "model", _post(THREADS, START, "model")),
+    Row("ThreadBody", "images", _post(THREADS, START, "images"), lambda n: [PHOTO] * n),
+    Row("TurnBody", "prompt", _post(f"{THREAD}/turns", {}, "prompt")),
+    Row(
+        "TurnBody",
+        "images",
+        _post(f"{THREAD}/turns", {"prompt": "x"}, "images"),
+        lambda n: [PHOTO] * n,
+    ),
+    Row("SteerBody", "prompt", _post(f"{THREAD}/steer", {}, "prompt")),
+    Row("ResumeBody", "agentId", _post(f"{THREAD}/resume", {}, "agentId")),
     Row("audit", "event", _get(AUDIT, "event")),
     Row("audit", "actor", _get(AUDIT, "actor")),
     Row("audit", "limit", _get(AUDIT, "limit"), lambda n: n),

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import ClientFactory
+from tests.api.fakeagent import connected
 from tests.api.push_helpers import notify_in_loop, push_config
 from tests.api.test_pairing_api import _hello
 from tests.fakes.push_service import Device, PushServiceStandIn
@@ -51,8 +52,10 @@ class World:
         sender = self.client.app.state.services.push
         stats = sender.stats
         wait_until(
-            lambda: sender.pending() == 0
-            and stats.queued == stats.sent + stats.failed + stats.gone + stats.skipped,
+            lambda: (
+                sender.pending() == 0
+                and stats.queued == stats.sent + stats.failed + stats.gone + stats.skipped
+            ),
             timeout=10,
             what="the push queue to drain",
         )
@@ -63,8 +66,10 @@ class World:
 
 
 @contextmanager
-def _world(make_client: ClientFactory, stand_in: PushServiceStandIn) -> Iterator[World]:
-    with make_client(**push_config()) as client:
+def _world(
+    make_client: ClientFactory, stand_in: PushServiceStandIn, **push: Any
+) -> Iterator[World]:
+    with make_client(**push_config(**push)) as client:
         owner = Phone(client).bootstrap(client.setup.token)  # type: ignore[attr-defined]
         wid = owner.get("/api/v1/me").json()["memberships"][0]["workspaceId"]
         other = owner.post("/api/v1/workspaces", json={"name": "Elsewhere"}).json()
@@ -160,9 +165,12 @@ def test_each_kind_reaches_exactly_the_right_devices(make_client, stand_in):
             assert _names(world.delivered()) == ["member", "member-2"]
 
             own = _task(world, ws, "admin")
-            assert world.phones["admin"].post(
-                f"/api/v1/workspaces/{wid}/tasks/{own}/cancel"
-            ).status_code == 200
+            assert (
+                world.phones["admin"]
+                .post(f"/api/v1/workspaces/{wid}/tasks/{own}/cancel")
+                .status_code
+                == 200
+            )
             assert ws.receive_json()["type"] == "task.cancel"
             _report(ws, {"type": "task.finished", "taskId": own, "status": "cancelled"})
             assert world.delivered() == []
@@ -236,3 +244,57 @@ def test_no_notification_carries_content(make_client, stand_in):
             assert CANARY not in repr(delivery.headers)
             assert len(delivery.plaintext) == len(stand_in.received()[0].plaintext)
         assert stand_in.errors == []
+
+
+class _PhoneAsClient:
+    """A signed-in phone with the TestClient's socket, for the scripted agent's pairing."""
+
+    def __init__(self, phone: Phone, client: TestClient) -> None:
+        self.phone, self.client = phone, client
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.phone.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.phone.post(path, **kwargs)
+
+    def websocket_connect(self, path: str, **kwargs: Any) -> Any:
+        self.client.cookies.clear()
+        return self.client.websocket_connect(path, **kwargs)
+
+
+def test_conversations_notify_who_may_answer_and_who_asked(make_client, stand_in):
+    """Codex asking in a member's thread: that member and the workspace's admins and owners
+    hear approval-needed (not the member's other threads' readers, viewers or outsiders);
+    the turn ending tells its starter finished (an interrupted turn tells no one). Within
+    the coalescing window the later notification replaces the earlier one (same thread)."""
+    with _world(make_client, stand_in, coalesceSec=0.2) as world:
+        wid, member = world.wid, world.phones["member"]
+        with connected(_PhoneAsClient(world.phones["owner"], world.client), wid) as agent:
+            world.delivered()  # pairing's own notification
+            res = member.post(
+                f"/api/v1/workspaces/{wid}/threads", json={"agentId": "devbox", "prompt": "hi"}
+            )
+            assert res.status_code == 201, res.text
+            tid = res.json()["thread"]["id"]
+            agent.ask_approval(tid)
+            agent.settle()
+            found = world.delivered()
+            assert _names(found) == ["admin", "member", "owner"]
+            assert {p["kind"] for _, p in found} == {"approval-needed"}
+            assert all(p == {"kind": "approval-needed", "ws": wid, "id": tid} for _, p in found)
+            before = len(stand_in.received())
+            agent.end_turn(tid)
+            agent.settle()
+            wait_until(lambda: len(stand_in.received()) > before, what="the held notification")
+            assert world.delivered() == [("member", {"kind": "finished", "ws": wid, "id": tid})]
+            turn = member.post(
+                f"/api/v1/workspaces/{wid}/threads/{tid}/turns", json={"prompt": "more"}
+            )
+            assert turn.status_code == 201, turn.text
+            stats = world.client.app.state.services.push.stats  # type: ignore[attr-defined]
+            counts = (stats.queued, stats.coalesced)
+            agent.end_turn(tid, status="interrupted")
+            agent.settle()  # notify() runs while the report is handled: nothing was given
+            assert (stats.queued, stats.coalesced) == counts
+            assert world.delivered() == []

@@ -11,6 +11,7 @@ service worker with CDP ``ServiceWorker.deliverPushMessage``."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,21 @@ def test_a_finished_task_notification_opens_the_task(owner, relay, agent, push_s
     owner.tap(f"{wid}/{task_id}")
     expect(page).to_have_url(f"{phone.origin}/#/tasks/{task_id}?ws={wid}")
     expect(page.locator("#view")).to_contain_text("hello")
+
+
+def test_a_conversation_notification_opens_the_conversation(owner, relay):
+    """An approval waiting in a conversation (the id is a Codex thread id, not a task's):
+    a tap opens that conversation's screen in its workspace."""
+    phone, page = owner.phone, owner.phone.page
+    client = relay.login()
+    try:
+        wid = default_workspace(client)
+    finally:
+        client.close()
+    thread_id = str(uuid.uuid4())
+    payload = json.dumps({"kind": "approval-needed", "ws": wid, "id": thread_id})
+    go(phone, "Settings")
+    owner.deliver(payload.encode("utf-8"))
+    assert owner.shown(f"{wid}/{thread_id}")["title"].startswith("Approval needed in ")
+    owner.tap(f"{wid}/{thread_id}")
+    expect(page).to_have_url(f"{phone.origin}/#/chats/{thread_id}?ws={wid}")

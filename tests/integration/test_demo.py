@@ -3,6 +3,7 @@ tasks over HTTP, and leaves nothing running once it gets SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conversations import decide, idle, pending_approval, read
 from tests.demos import (
     LAN_HOST,
     RUNNING,
@@ -27,6 +29,7 @@ from tests.demos import (
     through_proxy,
 )
 from tests.helpers import PYTHON, wait_until
+from tests.realcodex import CodexUnavailableError, install_codex
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected", "interrupted"}
 
@@ -245,3 +248,48 @@ def test_demo_lan_refuses_what_cannot_work(tmp_path, args, message):
     assert res.returncode == 1, res.stderr
     assert message in res.stderr
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.realcodex
+@pytest.mark.timeout(240)
+def test_demo_conversation_on_the_offline_demo_model(tmp_path, demo_dir):
+    """Without a Codex login, the demo runs the real Codex CLI against the labelled offline
+    demo model: the phone sees it say so, read a file, ask to run the tests (accepted: they
+    run) and propose a patch (accepted: mode.py is written, inside the sample project)."""
+    try:
+        launcher = install_codex()
+    except CodexUnavailableError as exc:
+        pytest.skip(f"cannot run the real Codex CLI: {exc}")
+    home = tmp_path / "home"  # no ~/.codex login here
+    home.mkdir()
+    env = {**env_without_codex(), "HOME": str(home), "TMPDIR": str(tmp_path)}
+    env["PATH"] = f"{launcher.parent}{os.pathsep}{env['PATH']}"
+    demo = Demo.start(tmp_path, "--dir", str(demo_dir), "--port", "0", env=env)
+    url, token = demo.value("URL: "), demo.value("Recovery token: ")
+    assert "OFFLINE DEMO MODEL" in demo.output()
+    assert "Write mode: allowed on the relay and the agent" in demo.output()
+    workspace = demo_dir / "workspace"
+    try:
+        with phone(url) as client:
+            assert client.post("/api/v1/auth/bootstrap", json={"token": token}).status_code == 200
+            wid = client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
+            agents = client.get(f"/api/v1/workspaces/{wid}/agents").json()["agents"]
+            assert agents[0]["features"]["conversations"] is True
+            res = client.post(f"/api/v1/workspaces/{wid}/threads",
+                              json={"agentId": "demo", "prompt": "Show me around"})  # fmt: skip
+            assert res.status_code == 201, res.text
+            tid = res.json()["thread"]["id"]
+            for kind in ("command", "fileChange"):
+                approval = pending_approval(client, wid, tid, timeout=90)
+                assert approval["kind"] == kind
+                assert decide(client, wid, tid, approval["id"], "accept").status_code == 200
+            idle(client, wid, tid, timeout=90)
+            items = read(client, wid, tid)["items"]
+    finally:
+        demo.stop(signal.SIGTERM)
+    texts = " ".join(i.get("text") or "" for i in items if i["type"] == "agentMessage")
+    assert "Offline demo model" in texts
+    outputs = " ".join(i.get("output") or "" for i in items if i["type"] == "commandExecution")
+    assert "# sample-project" in outputs  # the file it read
+    assert "Ran 3 tests" in outputs  # the command it asked for
+    assert "def mode(" in (workspace / "mode.py").read_text()

@@ -24,6 +24,7 @@ from codexrelay.protocol_base import RefusalReason
 from codexrelay.protocol_threads import (
     ApprovalDecide,
     ConversationRequest,
+    ModelsList,
     ThreadInterrupt,
     ThreadList,
     ThreadRead,
@@ -48,6 +49,7 @@ REQUEST_TYPES = (
     ThreadRead,
     ThreadList,
     ApprovalDecide,
+    ModelsList,
 )
 MAX_IN_FLIGHT = 64
 
@@ -185,6 +187,8 @@ class Conversations:
         if isinstance(request, ThreadList):
             threads, cursor = await manager.list_threads(request.cursor, request.limit)
             return ThreadReply(request_id=rid, threads=threads, next_cursor=cursor)
+        if isinstance(request, ModelsList):
+            return ThreadReply(request_id=rid, models=await manager.list_models())
         approval = await manager.decide(
             request.thread_id, request.approval_id, request.decision, request.decided_by
         )

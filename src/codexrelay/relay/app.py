@@ -30,23 +30,37 @@ from codexrelay.protocol import (
     TaskRejected,
     TaskStarted,
 )
+from codexrelay.protocol_threads import (
+    ApprovalUpdate,
+    ThreadDelta,
+    ThreadItemEvent,
+    ThreadRefused,
+    ThreadReply,
+    ThreadsUpdate,
+    ThreadUpdate,
+)
 from codexrelay.relay.access import identity, sessions
 from codexrelay.relay.agents import pairing
 from codexrelay.relay.agents.link import AgentWiring, serve_agent
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
+from codexrelay.relay.api import conversations as conversations_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import push as push_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api.auditing import audit_refusal
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.conversations import reports as conversation_reports
+from codexrelay.relay.conversations import sync as conversation_sync
+from codexrelay.relay.conversations import threads as conversation_threads
 from codexrelay.relay.http.security import (
     CatchAllMiddleware,
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
 from codexrelay.relay.services import Clock, Services, utc_now
+from codexrelay.relay.storage.records import AgentRecord
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks import flow as taskflow
 
@@ -103,6 +117,18 @@ class WebMount(Mount):
         return super().matches(scope)
 
 
+async def on_agent_connected(services: Services, agent: AgentRecord, running: list[str]) -> None:
+    """After a hello: tasks are reconciled, conversations read again."""
+    await taskflow.on_agent_connected(services, agent, running)
+    await conversation_reports.on_connected(services, agent)
+
+
+async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
+    """The connection ended: the task grace period starts, conversation requests fail."""
+    await taskflow.on_agent_gone(services, agent)
+    await conversation_reports.on_gone(services, agent)
+
+
 # Every report an agent sends, and who handles it.
 AGENT_WIRING = AgentWiring(
     handlers={
@@ -111,9 +137,16 @@ AGENT_WIRING = AgentWiring(
         TaskStarted: taskflow.on_started,
         TaskProgress: taskflow.on_progress,
         TaskFinished: taskflow.on_finished,
+        ThreadReply: conversation_reports.on_reply,
+        ThreadRefused: conversation_reports.on_refused,
+        ThreadUpdate: conversation_reports.on_thread_update,
+        ThreadsUpdate: conversation_reports.on_threads_update,
+        ThreadItemEvent: conversation_reports.on_item,
+        ThreadDelta: conversation_reports.on_delta,
+        ApprovalUpdate: conversation_reports.on_approval,
     },
-    on_connect=taskflow.on_agent_connected,
-    on_disconnect=taskflow.on_agent_gone,
+    on_connect=on_agent_connected,
+    on_disconnect=on_agent_gone,
 )
 
 
@@ -143,6 +176,7 @@ def run_sweep(services: Services) -> None:
     taskflow.expire_waiting(services)
     services.details.sweep(now)
     services.push.sweep()
+    conversation_threads.expire_overdue(services)
 
 
 async def run_shutdown(services: Services) -> None:
@@ -150,6 +184,7 @@ async def run_shutdown(services: Services) -> None:
     await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
     await taskflow.stop_grace_timers(services)
     await services.push.close()
+    await conversation_sync.stop_background(services)
     await services.audit.close()
 
 
@@ -166,7 +201,9 @@ def _publish_limits(app: FastAPI, config: RelayConfig) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            tasks_api.publish_limits(build(), config.max_prompt_bytes)
+            schema = build()
+            tasks_api.publish_limits(schema, config.max_prompt_bytes)
+            conversations_api.publish_limits(schema, config.max_prompt_bytes)
         return app.openapi_schema or build()
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -183,6 +220,7 @@ ROUTERS = (
     pairing_api,
     agents,
     tasks_api,
+    conversations_api,
     events,
     audit_api,
     push_api,

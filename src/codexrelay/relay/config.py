@@ -31,6 +31,9 @@ class RelayFeatures(CamelModel):
     )
     run_action: bool = Field(True, description="true to allow predefined actions")
     read_log: bool = Field(True, description="true to allow predefined log reads")
+    conversations: bool = Field(
+        True, description="true to allow live Codex conversations (threads and approvals)"
+    )
 
 
 class WebSettings(CamelModel):
@@ -69,26 +72,39 @@ class PushSettings(CamelModel):
         "at; empty means the publicOrigin",
     )
     ttl_sec: int = Field(
-        43200, ge=60, le=2419200, description="how long a push service keeps an undelivered "
+        43200,
+        ge=60,
+        le=2419200,
+        description="how long a push service keeps an undelivered "
         "notification, 60 to 2419200 seconds",
     )
     coalesce_sec: float = Field(
-        30.0, ge=0.05, le=3600, description="at most one notification per task or thread "
+        30.0,
+        ge=0.05,
+        le=3600,
+        description="at most one notification per task or thread "
         "per device in this many seconds; later ones replace it",
     )
     queue_size: int = Field(
-        10000, ge=10, le=1000000, description="notifications waiting to be sent; beyond "
+        10000,
+        ge=10,
+        le=1000000,
+        description="notifications waiting to be sent; beyond "
         "it new ones are dropped (and counted)",
     )
-    concurrency: int = Field(
-        16, ge=1, le=256, description="push requests in flight at once"
-    )
+    concurrency: int = Field(16, ge=1, le=256, description="push requests in flight at once")
     max_attempts: int = Field(
-        4, ge=1, le=10, description="tries per notification when the push service is "
+        4,
+        ge=1,
+        le=10,
+        description="tries per notification when the push service is "
         "unreachable or busy (429, 5xx)",
     )
     retry_base_sec: float = Field(
-        2.0, ge=0.01, le=60, description="first retry delay in seconds; each next one is "
+        2.0,
+        ge=0.01,
+        le=60,
+        description="first retry delay in seconds; each next one is "
         "four times longer (at most 300), or the push service's Retry-After",
     )
     request_timeout_sec: float = Field(
@@ -202,6 +218,21 @@ class RelayConfig(CamelModel):
     )
     push: PushSettings = Field(
         default_factory=PushSettings, description="content-free Web Push notifications"
+    )
+    agent_request_timeout_sec: int = Field(
+        30,
+        ge=1,
+        le=600,
+        description="how long a conversation request waits for the agent's answer (504 after)",
+    )
+    conversation_memory_bytes: int = Field(
+        256 * 1048576,
+        ge=4 * 1048576,
+        le=8192 * 1048576,
+        description="memory cap for conversation items held by the relay, in bytes",
+    )
+    max_threads_per_workspace: int = Field(
+        1000, ge=10, le=100000, description="thread records kept per workspace; oldest pruned"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="one of debug, info, warning, error"

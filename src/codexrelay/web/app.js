@@ -10,6 +10,7 @@ import { passkeysSupported, registerPasskey } from "./js/passkey.js";
 import * as push from "./js/push.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
 import { auditScreen } from "./js/views/audit.js";
+import { chatScreen } from "./js/views/chat.js";
 import { newTaskScreen } from "./js/views/newtask.js";
 import { pairScreen } from "./js/views/pair.js";
 import { peopleScreen } from "./js/views/people.js";
@@ -17,11 +18,15 @@ import { settingsScreen } from "./js/views/settings.js";
 import { enrollScreen, inviteScreen, recoveryScreen, signInScreen } from "./js/views/signin.js";
 import { taskDetailScreen, taskListScreen } from "./js/views/tasks.js";
 import { workspacesScreen } from "./js/views/workspaces.js";
+import { newThreadScreen, threadListScreen } from "./js/views/threads.js";
 
 const $ = (id) => document.getElementById(id);
 
 const ROUTES = [
   [/^\/tasks\/([\w-]+)$/, taskDetailScreen],
+  [/^\/chats\/new$/, newThreadScreen],
+  [/^\/chats\/([0-9a-f-]{36})$/, chatScreen],
+  [/^\/chats$/, threadListScreen],
   [/^\/tasks$/, taskListScreen],
   [/^\/new$/, newTaskScreen],
   [/^\/agents\/([\w.-]+)\/sessions$/, sessionsScreen],
@@ -35,6 +40,7 @@ const ROUTES = [
 
 const TABS = [
   ["/tasks", "Tasks"],
+  ["/chats", "Chats"],
   ["/new", "New task"],
   ["/agents", "Agents"],
   ["/people", "People"],

@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v2";
+const VERSION = "codexrelay-shell-v3";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -14,19 +14,24 @@ const SHELL = [
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/tab-agents.svg",
+  "/icons/tab-chats.svg",
   "/icons/tab-new.svg",
   "/icons/tab-people.svg",
   "/icons/tab-settings.svg",
   "/icons/tab-tasks.svg",
   "/js/api.js",
   "/js/cache.js",
+  "/js/conversation.js",
   "/js/dom.js",
   "/js/format.js",
   "/js/live.js",
+  "/js/markdown.js",
   "/js/passkey.js",
+  "/js/photo.js",
   "/js/push.js",
   "/js/views/agents.js",
   "/js/views/audit.js",
+  "/js/views/chat.js",
   "/js/views/newtask.js",
   "/js/views/notifications.js",
   "/js/views/pair.js",
@@ -34,6 +39,9 @@ const SHELL = [
   "/js/views/settings.js",
   "/js/views/signin.js",
   "/js/views/tasks.js",
+  "/js/views/threads.js",
+  "/vendor/dompurify/purify.es.mjs",
+  "/vendor/marked/marked.esm.js",
 ];
 
 self.addEventListener("install", (event) => {
@@ -106,7 +114,7 @@ function fields(data) {
 // The screen a notification opens: a task by its id, a conversation by its thread id.
 function pathFor({ kind, id }) {
   if (id && (kind === "finished" || kind === "failed" || kind === "approval-needed")) {
-    return id.startsWith("tsk_") ? `/tasks/${id}` : `/threads/${id}`;
+    return id.startsWith("tsk_") ? `/tasks/${id}` : `/chats/${id}`;
   }
   if (kind === "pair-request") return "/pair";
   if (kind === "new-device" || kind === "test") return "/settings";

@@ -15,7 +15,14 @@ from codexrelay.relay.push import subscriptions
 from codexrelay.relay.push.sender import Outgoing
 from codexrelay.relay.push.webpush import payload
 from codexrelay.relay.services import Services
-from codexrelay.relay.storage.records import PushKind, PushSubscriptionRecord, TaskRecord
+from codexrelay.relay.storage.records import (
+    PushKind,
+    PushSubscriptionRecord,
+    Role,
+    TaskRecord,
+    ThreadRecord,
+    TurnRecord,
+)
 
 # What the push service should hurry (RFC 8030 section 5.3): a person is waiting on these.
 URGENCY: dict[str, str] = {
@@ -67,6 +74,28 @@ def notify(
 def send_test(services: Services, sub: PushSubscriptionRecord) -> None:
     """The Settings button: one ``{"kind":"test"}`` to one device, not coalesced."""
     services.push.submit(Outgoing(sub.id, payload("test", None, None), URGENCY["test"]), None)
+
+
+def approval_waits(services: Services, thread: ThreadRecord) -> int:
+    """Codex asks a question in a thread: whoever may answer it hears ``approval-needed``
+    (the thread's owner and the workspace's admins; policy.can_answer_approval)."""
+    admins = [
+        m.user_id
+        for m in services.store.memberships.of_workspace(thread.workspace_id)
+        if m.role.at_least(Role.ADMIN)
+    ]
+    owner = thread.created_by or thread.taken_over_by
+    users = [*admins, *([owner] if owner else [])]
+    return notify(services, "approval-needed", thread.workspace_id, thread.id, users=users)
+
+
+def turn_settled(services: Services, thread: ThreadRecord, turn: TurnRecord) -> int:
+    """A turn a person started from a phone ended: they hear ``finished`` or ``failed``
+    (an interrupted turn was stopped on purpose; a terminal's turn has no one to tell)."""
+    if turn.started_by is None or turn.status not in {"completed", "failed"}:
+        return 0
+    kind: PushKind = "failed" if turn.status == "failed" else "finished"
+    return notify(services, kind, thread.workspace_id, thread.id, users=[turn.started_by])
 
 
 def task_settled(services: Services, task: TaskRecord) -> int:

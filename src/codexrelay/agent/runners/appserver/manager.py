@@ -29,6 +29,7 @@ from codexrelay.agent.runners.appserver.approvals import check_decision
 from codexrelay.agent.runners.appserver.events import EventRouter
 from codexrelay.agent.runners.appserver.history import idle_threads, load_history
 from codexrelay.agent.runners.appserver.items import Outbound
+from codexrelay.agent.runners.appserver.models import model_option
 from codexrelay.agent.runners.appserver.origins import PhoneThreads
 from codexrelay.agent.runners.appserver.registry import (
     Clock,
@@ -48,7 +49,14 @@ from codexrelay.agent.runners.appserver.supervisor import AppServerSupervisor
 from codexrelay.agent.runners.base import TaskRefusedError
 from codexrelay.protocol import UUID_PATTERN
 from codexrelay.protocol_base import RefusalReason
-from codexrelay.protocol_threads import Approval, Decision, ThreadInfo, ThreadItem, TurnInfo
+from codexrelay.protocol_threads import (
+    Approval,
+    Decision,
+    ModelOption,
+    ThreadInfo,
+    ThreadItem,
+    TurnInfo,
+)
 
 log = logging.getLogger(__name__)
 UUID_RE = re.compile(UUID_PATTERN)
@@ -320,6 +328,11 @@ class ThreadManager:
                 )
         next_cursor = result.get("nextCursor")
         return out, next_cursor if isinstance(next_cursor, str) else None
+
+    async def list_models(self) -> list[ModelOption]:
+        """The models this Codex offers (hidden ones left out) and their reasoning efforts."""
+        result = await self.call("model/list", {"limit": 100})
+        return [m for raw in result.get("data") or [] if (m := model_option(raw)) is not None]
 
     # ---- loading, hydrating, adopting ---------------------------------------------------
 
