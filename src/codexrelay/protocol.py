@@ -15,12 +15,28 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from codexrelay.settings import CamelModel
+# Re-exported (every module imports these from here); the base lives apart so that the
+# conversation messages in protocol_threads can derive from it without an import cycle.
+from codexrelay.protocol_base import (
+    ID_PATTERN,
+    UUID_PATTERN,
+    Message,
+    ProtocolError,
+    RefusalReason,
+)
+from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
+
+__all__ = [  # the re-exported names; every name defined here is public as well
+    "ID_PATTERN",
+    "UUID_PATTERN",
+    "Message",
+    "ProtocolError",
+    "RefusalReason",
+]
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
@@ -34,55 +50,8 @@ CLOSE_SHUTDOWN = 4503  # relay shutting down; reconnect with backoff
 CLOSE_SEQUENCE = 4412  # a message arrived out of sequence (gap, repeat, reorder); reconnect
 STOP_CLOSE_CODES = frozenset({CLOSE_REVOKED})
 
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
 TaskKind = Literal["codex_exec", "run_action", "read_log"]
 FinishStatus = Literal["completed", "failed", "cancelled"]
-
-
-class RefusalReason(StrEnum):
-    """Why an agent will not run a task: stable codes the phone turns into sentences."""
-
-    DUPLICATE_TASK = "duplicate-task"
-    AGENT_BUSY = "agent-busy"
-    FEATURE_DISABLED = "feature-disabled"
-    INVALID_TASK = "invalid-task"
-    WRITE_MODE_DISABLED = "write-mode-disabled"
-    WRITE_ON_RESUME_DISABLED = "write-on-resume-disabled"
-    UNKNOWN_SESSION = "unknown-session"
-    CWD_OUTSIDE_WORKSPACE = "cwd-outside-workspace"
-    CWD_NOT_FOUND = "cwd-not-found"
-    UNKNOWN_ACTION = "unknown-action"
-    UNKNOWN_LOG_SOURCE = "unknown-log-source"
-    LEDGER_UNAVAILABLE = "ledger-unavailable"
-    # A protected workspace (TRUST.md §4.6): the statement and its signatures, in the
-    # order the agent checks them.
-    SIGNATURE_REQUIRED = "signature-required"
-    NOT_PINNED = "workspace-not-pinned"
-    STATEMENT_INVALID = "statement-invalid"
-    WRONG_WORKSPACE = "wrong-workspace"
-    WRONG_AGENT = "wrong-agent"
-    BODY_MISMATCH = "body-mismatch"
-    STATEMENT_MISMATCH = "statement-mismatch"
-    STATEMENT_TTL_TOO_LONG = "statement-ttl-too-long"
-    STATEMENT_NOT_YET_VALID = "statement-not-yet-valid"
-    STATEMENT_EXPIRED = "statement-expired"
-    LOG_HEAD_UNKNOWN = "log-head-unknown"
-    LOG_FORK = "log-fork"
-    UNKNOWN_SIGNER = "unknown-signer"
-    REVOKED_SIGNER = "revoked-signer"
-    ROLE_TOO_LOW = "role-too-low"
-    DEVICE_BOUND_REQUIRED = "device-bound-required"
-    NEEDS_MORE_APPROVERS = "needs-more-approvers"
-    USER_NOT_VERIFIED = "user-not-verified"
-    COUNTER_REGRESSED = "counter-regressed"
-    SIGNATURE_INVALID = "signature-invalid"
-    AUDIT_UNAVAILABLE = "audit-unavailable"
-
-
-class ProtocolError(Exception):
-    """A message that does not parse or does not fit the protocol."""
 
 
 class SequenceError(ProtocolError):
@@ -122,10 +91,6 @@ class LinkCounter:
         self.last = seq
 
 
-class Message(CamelModel):
-    """Base of every message."""
-
-
 class CatalogItem(Message):
     id: Annotated[str, Field(pattern=ID_PATTERN)]
     label: Annotated[str, Field(max_length=120)]
@@ -136,6 +101,7 @@ class AgentFeatures(Message):
     codex_exec_write: bool = False
     run_action: bool = False
     read_log: bool = False
+    conversations: bool = False  # live Codex threads (app-server); see conversation.py
 
 
 # ---- agent -> relay -------------------------------------------------------------------
@@ -327,11 +293,13 @@ AgentMessage = Annotated[
     | TaskFinished
     | SessionsUpdate
     | TokenRenew
-    | TrustStatus,
+    | TrustStatus
+    | ConversationAgentMessage,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
-    Welcome | TaskDispatch | TaskCancel | TokenRenewed, Field(discriminator="type")
+    Welcome | TaskDispatch | TaskCancel | TokenRenewed | ConversationRelayMessage,
+    Field(discriminator="type"),
 ]
 
 _AGENT = TypeAdapter(AgentMessage)

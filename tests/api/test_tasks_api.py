@@ -223,13 +223,15 @@ def test_viewer_cannot_submit_and_member_cancels_only_own(app_client):
         res = _submit(app_client, wid, type="run_action", actionId="tests")
         assert (res.status_code, res.json()["error"]) == (403, "forbidden")
         assert _get(app_client, wid, owner_task["id"])["id"] == owner_task["id"]
-        sign_in_with_role(app_client, wid, Role.MEMBER)
+        member_id = sign_in_with_role(app_client, wid, Role.MEMBER)
         res = app_client.post(f"/api/v1/workspaces/{wid}/tasks/{owner_task['id']}/cancel")
         assert (res.status_code, res.json()["error"]) == (403, "forbidden")
+        assert _get(app_client, wid, owner_task["id"])["cancelledBy"] is None
         mine = _submit(app_client, wid, type="run_action", actionId="tests").json()["task"]
         ws.receive_json()
         res = app_client.post(f"/api/v1/workspaces/{wid}/tasks/{mine['id']}/cancel")
         assert res.status_code == 200
+        assert res.json()["task"]["cancelledBy"] == member_id
         assert ws.receive_json() == {"type": "task.cancel", "taskId": mine["id"]}
 
 

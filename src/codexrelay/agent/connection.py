@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from codexrelay import __version__
 from codexrelay.agent.catalog import SessionCatalog
 from codexrelay.agent.config import AgentConfig
+from codexrelay.agent.conversations import REQUEST_TYPES, Conversations
 from codexrelay.agent.executor import Executor
 from codexrelay.agent.gate import TrustGate
 from codexrelay.agent.logsync import fetch_log_async
@@ -130,6 +131,7 @@ class AgentConnection:
         self.executor = Executor(
             config, self.send, session_ids=self._resumable_ids, redactor=self.redactor
         )
+        self.conversations = Conversations(config, self.send, redactor=self.redactor)
         # TRUST.md: a pinned workspace's tasks and cancels pass the trust gate first.
         self.gate = TrustGate(
             TrustStore(config.state_path),
@@ -234,6 +236,7 @@ class AgentConnection:
     async def run(self) -> int:
         """Connect and serve until stopped (0) or the token is refused (3)."""
         backoff = BACKOFF_START_SEC
+        self.conversations.start()
         try:
             while not self._stop.is_set():
                 self._set_state("connecting")
@@ -257,6 +260,7 @@ class AgentConnection:
             return EXIT_STOPPED
         finally:
             await self.executor.shutdown()
+            await self.conversations.stop()
             self._set_state("stopped")
 
     async def _connect_once(self) -> bool:
@@ -301,6 +305,7 @@ class AgentConnection:
                 codex_exec_write=cfg.features.codex_exec_write,
                 run_action=cfg.features.run_action and bool(cfg.actions),
                 read_log=cfg.features.read_log and bool(cfg.log_sources),
+                conversations=cfg.features.conversations,
             ),
             actions=[CatalogItem(id=k, label=v.label) for k, v in cfg.actions.items()],
             log_sources=[CatalogItem(id=k, label=v.label) for k, v in cfg.log_sources.items()],
@@ -323,12 +328,16 @@ class AgentConnection:
             return False
         await self._flush_outbox(ws)
         self._ws = ws
+        self.conversations.relay_accepts = welcome.features.conversations
         self._catalog_sent = None
         self._trust_sent = None
         await self._send_trust()
         self._set_state("connected", workspaceId=welcome.workspace_id)
         log.info("connected to %s", self.config.relay_base_url)
-        background = [asyncio.create_task(self._catalog_loop(ws))]
+        background = [
+            asyncio.create_task(self._catalog_loop(ws)),
+            asyncio.create_task(self.conversations.announce()),
+        ]
         if welcome.token_expires_at is not None:
             self._renewals = asyncio.Queue()
             background.append(asyncio.create_task(self._renew_loop(ws, welcome.token_expires_at)))
@@ -373,6 +382,8 @@ class AgentConnection:
         elif isinstance(message, TaskCancel):
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
+        elif isinstance(message, REQUEST_TYPES):
+            await self.conversations.handle(message)
         elif isinstance(message, TokenRenewed):
             self.tokens.save(
                 message.agent_token,

@@ -34,11 +34,18 @@ class SessionInfo(CamelModel):
     enrollment_locked: bool
 
 
+class RelayLimits(CamelModel):
+    """Caps the app shows before sending (the same ones the relay enforces)."""
+
+    max_prompt_bytes: int
+
+
 class RelayInfo(CamelModel):
-    """What the web app shows about this relay: its name and its feature flags (R09)."""
+    """What the web app shows about this relay: its name, its feature flags (R09) and caps."""
 
     app_name: str
     features: RelayFeatures
+    limits: RelayLimits
 
 
 class MeOut(CamelModel):
@@ -80,7 +87,11 @@ async def me(caller: CallerDep, services: ServicesDep) -> MeOut:
             is_recovery=session.via in sessions.RECOVERY_VIAS,
             enrollment_locked=caller.enrollment_locked,
         ),
-        relay=RelayInfo(app_name=services.config.web.app_name, features=services.config.features),
+        relay=RelayInfo(
+            app_name=services.config.web.app_name,
+            features=services.config.features,
+            limits=RelayLimits(max_prompt_bytes=services.config.max_prompt_bytes),
+        ),
     )
 
 

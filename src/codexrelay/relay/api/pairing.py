@@ -18,6 +18,7 @@ from codexrelay.relay.api.deps import ActiveCallerDep, Admin, ClientIpDep, Servi
 from codexrelay.relay.api.qr import qr_svg
 from codexrelay.relay.api.trust import BearerAgent, after_append, append_entry
 from codexrelay.relay.audit import agent_actor
+from codexrelay.relay.push.notify import notify
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import PairRequestRecord, PairStatus
 from codexrelay.relay.trust import membership, sudo
@@ -63,7 +64,7 @@ class PinBody(CamelModel):
     e2e: Annotated[E2EClaim, Field(alias="e2e")]
 
 
-class ApproveBody(CamelModel):
+class PairApproveBody(CamelModel):
     """In a protected workspace: the ``agent.add`` entry the approving phone signed, and
     the grant (``b64u`` bytes) with its MAC that pins the workspace at the agent."""
 
@@ -180,6 +181,7 @@ async def claim_code(
     )
     await services.store.commit()
     _publish(services, request)
+    notify(services, "pair-request", request.workspace_id, request.id)  # admins+ decide
     return ClaimOut(request_id=request.id, poll_secret=poll_secret, expires_at=request.expires_at)
 
 
@@ -275,7 +277,7 @@ async def list_pair_requests(
 
 
 async def _protect_approval(
-    services: Services, access: WorkspaceAccess, request_id: str, body: ApproveBody | None
+    services: Services, access: WorkspaceAccess, request_id: str, body: PairApproveBody | None
 ) -> Any:
     """In a protected workspace an approval carries the signed ``agent.add`` and the MAC'd
     grant (TRUST.md §4.2 step 4): both are checked and stored before the decision."""
@@ -310,7 +312,7 @@ async def _decide(
     *,
     approve: bool,
     audit: AuditContext,
-    body: ApproveBody | None = None,
+    body: PairApproveBody | None = None,
 ) -> PairRequestEnvelope:
     appended = await _protect_approval(services, access, request_id, body) if approve else None
     record = pairing.decide_pair_request(
@@ -341,7 +343,7 @@ async def approve_request(
     access: Annotated[WorkspaceAccess, Admin],
     services: ServicesDep,
     audit: AuditDep,
-    body: ApproveBody | None = None,
+    body: PairApproveBody | None = None,
 ) -> PairRequestEnvelope:
     """An admin of the target workspace approves (R06); in a protected workspace with the
     signed ``agent.add`` entry and the grant."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field
 
-from codexrelay.protocol import TaskKind
+from codexrelay.protocol import UUID_PATTERN, TaskKind
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
+from codexrelay.relay.config import MAX_PROMPT_BYTES_LIMIT
 from codexrelay.relay.tasks import flow, lifecycle
 from codexrelay.relay.trust.membership import refuse_unsigned
 from codexrelay.relay.views import TaskDetailOut, TaskOut
@@ -22,13 +23,32 @@ router = APIRouter(prefix="/api/v1/workspaces/{wid}/tasks", tags=["tasks"])
 class TaskBody(CamelModel):
     agent_id: Annotated[str, Field(min_length=1, max_length=64)]
     type: TaskKind
-    # The prompt cap (maxPromptBytes) is checked with a clear 413; this bound is a backstop.
-    prompt: Annotated[str, Field(max_length=1 << 20)] | None = None
-    cwd: Annotated[str, Field(max_length=4096)] | None = None
+    # The published maxLength is the relay's maxPromptBytes (see publish_limits); the prompt
+    # is refused with 413 above that many UTF-8 bytes. This bound is only a backstop.
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_BYTES_LIMIT)] | None = None
+    cwd: Annotated[str, Field(max_length=lifecycle.MAX_CWD_CHARS)] | None = None
     write_access: bool = False
-    resume_session_id: Annotated[str, Field(max_length=64)] | None = None
+    # API.md: a resumeSessionId that is not a canonical UUID is 400 invalid-request, so the
+    # schema states the pattern and the relay enforces it (with 400, not pydantic's 422).
+    resume_session_id: (
+        Annotated[str, Field(json_schema_extra={"pattern": UUID_PATTERN, "maxLength": 36})] | None
+    ) = None
     action_id: Annotated[str, Field(max_length=64)] | None = None
     log_source_id: Annotated[str, Field(max_length=64)] | None = None
+    # Wait this many seconds for an offline agent instead of a 409 agent-offline.
+    queue_ttl_sec: (
+        Annotated[int, Field(ge=lifecycle.QUEUE_TTL_MIN_SEC, le=lifecycle.QUEUE_TTL_MAX_SEC)] | None
+    ) = None
+
+
+def publish_limits(schema: dict[str, Any], max_prompt_bytes: int) -> None:
+    """Make the published schema say the prompt cap this relay enforces: at most that many
+    characters, and (``x-max-utf8-bytes``) that many bytes of UTF-8."""
+    prompt = schema["components"]["schemas"]["TaskBody"]["properties"]["prompt"]
+    for option in prompt.get("anyOf", [prompt]):
+        if option.get("type") == "string":
+            option["maxLength"] = max_prompt_bytes
+            option["x-max-utf8-bytes"] = max_prompt_bytes
 
 
 class TaskEnvelope(CamelModel):

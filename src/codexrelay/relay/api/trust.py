@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
+from codexrelay.e2e.logentries import MAX_ENTRY_BYTES
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import CLOSE_REVOKED
 from codexrelay.relay.access.identity import WorkspaceAccess
@@ -39,7 +40,7 @@ class LogOut(CamelModel):
 class PostEntryBody(CamelModel):
     """``{"entry": b64u(signed bytes), "sigs": [{credentialId, assertion}]}`` (TRUST.md §5)."""
 
-    entry: Annotated[str, Field(min_length=1, max_length=90_000)]
+    entry: Annotated[str, Field(min_length=1, max_length=(MAX_ENTRY_BYTES * 4 + 2) // 3)]
     sigs: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=4)]
 
 
@@ -64,7 +65,7 @@ class SudoOptionsOut(View):
 
 
 class SudoVerifyBody(CamelModel):
-    challenge_id: str
+    challenge_id: Annotated[str, Field(min_length=1, max_length=64)]
     credential: dict[str, Any]
 
 

@@ -9,10 +9,10 @@ last commit: a backend that writes rows uses that; the JSON document store write
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from codexrelay.relay.storage.memory_threads import MemoryApprovals, MemoryThreads, MemoryTurns
 from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
     AgentRecord,
@@ -22,6 +22,7 @@ from codexrelay.relay.storage.records import (
     PairingCodeRecord,
     PairRequestRecord,
     PasskeyRecord,
+    PushSubscriptionRecord,
     Record,
     RecoveryCodeRecord,
     SessionRecord,
@@ -30,107 +31,12 @@ from codexrelay.relay.storage.records import (
     UserRecord,
     WorkspaceRecord,
 )
+from codexrelay.relay.storage.table import Table, UnsavedChangeError
+from codexrelay.relay.storage.table import oldest_first as _oldest_first
+
+__all__ = ["MemoryStore", "Table", "UnsavedChangeError"]
 
 log = logging.getLogger("codexrelay.store")
-
-R = TypeVar("R", bound=Record)
-T = TypeVar("T", bound=Record)
-
-
-class UnsavedChangeError(RuntimeError):
-    """A record changed in place without ``save()``: a row backend would lose that change."""
-
-
-class Table(Generic[R]):
-    """Records by primary key with secondary indexes, and the keys changed since a commit."""
-
-    def __init__(
-        self, key: Callable[[R], str], indexes: Mapping[str, Callable[[R], str]] | None = None
-    ) -> None:
-        self._key = key
-        self._rows: dict[str, R] = {}
-        self._index_of = dict(indexes or {})
-        self._index: dict[str, dict[str, dict[str, R]]] = {name: {} for name in self._index_of}
-        self.changed: set[str] = set()
-        self.removed: set[str] = set()
-
-    def key(self, record: R) -> str:
-        """The primary key of ``record``."""
-        return self._key(record)
-
-    def get(self, key: str) -> R | None:
-        """The record with this primary key."""
-        return self._rows.get(key)
-
-    def add(self, record: R) -> None:
-        """Insert or replace a record."""
-        key = self._key(record)
-        old = self._rows.get(key)
-        if old is not None:
-            self._unindex(key, old)
-        self._rows[key] = record
-        for name, field_of in self._index_of.items():
-            self._index[name].setdefault(field_of(record), {})[key] = record
-        self.changed.add(key)
-        self.removed.discard(key)
-
-    def save(self, record: R) -> None:
-        """Mark a stored record as changed."""
-        key = self._key(record)
-        if key not in self._rows:
-            msg = f"save() of a record that was never added: {type(record).__name__} {key}"
-            raise LookupError(msg)
-        if self._rows[key] is not record:
-            self.add(record)
-        self.changed.add(key)
-
-    def remove(self, record: R) -> None:
-        """Delete a record if it is there."""
-        key = self._key(record)
-        old = self._rows.pop(key, None)
-        if old is None:
-            return
-        self._unindex(key, old)
-        self.changed.discard(key)
-        self.removed.add(key)
-
-    def _unindex(self, key: str, record: R) -> None:
-        for name, field_of in self._index_of.items():
-            bucket = self._index[name].get(field_of(record))
-            if bucket is not None:
-                bucket.pop(key, None)
-                if not bucket:
-                    del self._index[name][field_of(record)]
-
-    def where(self, index: str, value: str) -> list[R]:
-        """Records whose indexed field equals ``value``, in insertion order."""
-        return list(self._index[index].get(value, {}).values())
-
-    def first(self, index: str, value: str) -> R | None:
-        """One record whose indexed field (a unique one) equals ``value``."""
-        return next(iter(self._index[index].get(value, {}).values()), None)
-
-    def all(self) -> list[R]:
-        """Every record, in insertion order."""
-        return list(self._rows.values())
-
-    def count(self) -> int:
-        """How many records there are."""
-        return len(self._rows)
-
-    def items(self) -> Iterator[tuple[str, R]]:
-        """(key, record) pairs."""
-        return iter(list(self._rows.items()))
-
-    def drain(self) -> tuple[set[str], set[str]]:
-        """The keys changed and removed since the last drain, forgetting them."""
-        changed, removed = self.changed, self.removed
-        self.changed, self.removed = set(), set()
-        return changed, removed
-
-
-def _oldest_first(records: list[T], created: Callable[[T], datetime]) -> list[T]:
-    return sorted(records, key=created)
 
 
 class MemoryUsers(Table[UserRecord]):
@@ -334,6 +240,30 @@ class MemoryLogEntries(Table[LogEntryRecord]):
         return max(self.where("workspace", workspace_id), key=lambda e: e.seq, default=None)
 
 
+class MemoryPushSubscriptions(Table[PushSubscriptionRecord]):
+    def __init__(self) -> None:
+        super().__init__(
+            lambda p: p.id,
+            {
+                "user": lambda p: p.user_id,
+                "session": lambda p: p.session_id,
+                "endpoint": lambda p: p.endpoint,
+            },
+        )
+
+    def of_user(self, user_id: str) -> list[PushSubscriptionRecord]:
+        """A user's push subscriptions, oldest first."""
+        return _oldest_first(self.where("user", user_id), lambda p: p.created_at)
+
+    def of_session(self, session_id: str) -> list[PushSubscriptionRecord]:
+        """The push subscriptions of one device session."""
+        return self.where("session", session_id)
+
+    def by_endpoint(self, endpoint: str) -> PushSubscriptionRecord | None:
+        """The subscription with this push endpoint URL."""
+        return self.first("endpoint", endpoint)
+
+
 class MemoryStore:
     """Every repository in memory. ``commit`` makes nothing durable: for tests, and the base
     of ``JsonFileStore``.
@@ -359,6 +289,10 @@ class MemoryStore:
         self.pair_requests = MemoryPairRequests()
         self.tasks = MemoryTasks()
         self.log_entries = MemoryLogEntries()
+        self.push_subscriptions = MemoryPushSubscriptions()
+        self.threads = MemoryThreads()
+        self.turns = MemoryTurns()
+        self.approvals = MemoryApprovals()
         self.check_saves = check_saves
         self._snapshots: dict[str, dict[str, str]] = {}
 
@@ -377,6 +311,10 @@ class MemoryStore:
             "pair_requests": self.pair_requests,
             "tasks": self.tasks,
             "log_entries": self.log_entries,
+            "push_subscriptions": self.push_subscriptions,
+            "threads": self.threads,
+            "turns": self.turns,
+            "approvals": self.approvals,
         }
         return tables  # each Table[X] is used only through Table[Record]'s methods
 

@@ -26,6 +26,7 @@ from codexrelay.relay import audit
 from codexrelay.relay.access import policy
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.agents.hub import LiveAgent
+from codexrelay.relay.push import notify as push
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import TERMINAL_STATUSES, AgentRecord, TaskRecord
 from codexrelay.relay.tasks import lifecycle
@@ -38,8 +39,11 @@ MAX_DIFF_CHARS = 512 * 1024  # R18: the relay caps diffs again, whatever the age
 
 
 def publish_task(services: Services, task: TaskRecord) -> None:
-    """Tell the workspace's phones the task's new metadata."""
+    """Tell the workspace's phones the task's new metadata; a task that reached its end is
+    also pushed to its creator's devices (finished or failed)."""
     services.events.publish(task.workspace_id, "task", {"task": TaskOut.of(task).json_data()})
+    if task.status in TERMINAL_STATUSES:
+        push.task_settled(services, task)
 
 
 async def submit(
@@ -49,7 +53,8 @@ async def submit(
     *,
     actor: audit.Actor | None = None,
 ) -> TaskRecord:
-    """Check, record and dispatch a task right away over the agent's socket."""
+    """Check, record and dispatch a task right away over the agent's socket (or, when the
+    phone asked to wait for an offline agent, leave it queued until the agent connects)."""
     store = services.store
     agent = lifecycle.check_task_request(
         store,
@@ -75,10 +80,14 @@ async def submit(
 
 
 async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) -> None:
-    """Send once. The status is dispatched before the send so a report can never race it."""
+    """Send once. The status is dispatched before the send so a report can never race it.
+    A task allowed to wait for its agent stays queued while the agent is away."""
     live = services.hub.get(task.agent_key)
     now = services.now()
     tasks = services.store.tasks
+    if live is None and task.queued_until is not None:
+        publish_task(services, task)
+        return
     if live is None:
         lifecycle.advance(task, "interrupted", now=now)
         task.reason = "agent-offline"
@@ -114,6 +123,7 @@ async def cancel(
         raise AppError(ErrorCode.TASK_FINISHED, f"This task is already {task.status}.")
     live = services.hub.get(task.agent_key)
     task.cancel_requested = True
+    task.cancelled_by = access.user_id
     task.updated_at = services.now()
     services.store.tasks.save(task)
     actor = actor or {"type": "user", "userId": access.user_id}
@@ -258,6 +268,31 @@ async def on_agent_connected(services: Services, agent: AgentRecord, running: li
         reason="agent-restarted",
     )
     await _settle(services, changed)
+    await _send_queued(services, agent)
+
+
+async def _send_queued(services: Services, agent: AgentRecord) -> None:
+    """Tasks that waited for this agent go now, oldest first, each at most once (B4); one
+    whose wait ran out expires instead."""
+    tasks = services.store.tasks
+    await _settle(services, lifecycle.expire_queued(tasks, now=services.now()))
+    for task in tasks.unfinished(agent.key):
+        if task.status != "queued":
+            continue
+        details = services.details.get(task.id, services.now())
+        await _dispatch(services, task, details.prompt if details else None)
+
+
+def expire_waiting(services: Services) -> None:
+    """Once a minute: tasks whose agent did not come back in time expire, visibly."""
+    now = services.now()
+    changed = lifecycle.expire_queued(services.store.tasks, now=now)
+    for task in changed:
+        services.details.mark_finished(task.id, now)
+        audit.task_finished(services.audit, task, now=now)
+        publish_task(services, task)
+    if changed:
+        services.store.touch()
 
 
 async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
@@ -290,6 +325,7 @@ def interrupt_unfinished(services: Services) -> None:
     changed = lifecycle.interrupt_all(services.store.tasks, now=now, reason="relay-restarted")
     for task in changed:
         audit.task_finished(services.audit, task, now=now)
+        push.task_settled(services, task)
     if changed:
         log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
 

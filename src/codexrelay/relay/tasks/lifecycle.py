@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from codexrelay.crypto import TokenSource, new_id
 from codexrelay.errors import AppError, ErrorCode
@@ -28,10 +28,13 @@ from codexrelay.relay.storage.repositories import Store, Tasks
 
 MAX_CWD_CHARS = 1024
 AGENT_VANISHED = "agent-vanished"
+AGENT_DID_NOT_RETURN = "agent-did-not-return"
+MAX_QUEUED_PER_AGENT = 50
+QUEUE_TTL_MIN_SEC, QUEUE_TTL_MAX_SEC = 60, 86400
 
 # Forward moves only: a finished task never runs again (B4) and never changes state.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"dispatched", "cancelled", "interrupted", "failed"}),
+    "queued": frozenset({"dispatched", "cancelled", "interrupted", "failed", "expired"}),
     "dispatched": frozenset(
         {"running", "rejected", "completed", "failed", "cancelled", "interrupted"}
     ),
@@ -69,6 +72,8 @@ class TaskRequest:
     task_id: str | None = None
     signed: SignedTask | None = None
     role_checked: bool = False
+    # Wait this long for an offline agent instead of refusing with agent-offline.
+    queue_ttl_sec: int | None = None
 
 
 def _invalid(message: str, status: int = 400) -> AppError:
@@ -156,7 +161,7 @@ def check_task_request(
         )
         policy.enforce(decision)
     if not is_online(agent.key):
-        raise AppError(ErrorCode.AGENT_OFFLINE, "That agent is not connected right now.")
+        _check_can_wait(store, agent, request)
     if request.action_id is not None and request.action_id not in {a.id for a in agent.actions}:
         raise AppError(ErrorCode.UNKNOWN_ACTION, "That agent has no such action.")
     if request.log_source_id is not None and request.log_source_id not in {
@@ -164,6 +169,18 @@ def check_task_request(
     }:
         raise AppError(ErrorCode.UNKNOWN_LOG_SOURCE, "That agent has no such log source.")
     return agent
+
+
+def _check_can_wait(store: Store, agent: AgentRecord, request: TaskRequest) -> None:
+    """An offline agent: refuse, unless the phone asked to wait and the queue has room."""
+    if request.queue_ttl_sec is None:
+        raise AppError(ErrorCode.AGENT_OFFLINE, "That agent is not connected right now.")
+    waiting = sum(1 for t in store.tasks.unfinished(agent.key) if t.status == "queued")
+    if waiting >= MAX_QUEUED_PER_AGENT:
+        raise AppError(
+            ErrorCode.QUEUE_FULL,
+            f"{MAX_QUEUED_PER_AGENT} tasks are already waiting for that agent.",
+        )
 
 
 def create_task(
@@ -190,6 +207,11 @@ def create_task(
         action_id=request.action_id,
         log_source_id=request.log_source_id,
         cwd=check_cwd(request.cwd),
+        queued_until=(
+            now + timedelta(seconds=request.queue_ttl_sec)
+            if request.queue_ttl_sec is not None
+            else None
+        ),
     )
     store.tasks.add(task)
     return task
@@ -264,6 +286,22 @@ def interrupt_agent_tasks(
             and advance(task, "interrupted", now=now)
         ):
             task.reason = reason
+            tasks.save(task)
+            changed.append(task)
+    return changed
+
+
+def expire_queued(tasks: Tasks, *, now: datetime) -> list[TaskRecord]:
+    """Queued tasks whose wait is over become ``expired`` (their agent did not return)."""
+    changed = []
+    for task in tasks.unfinished():
+        if (
+            task.status == "queued"
+            and task.queued_until is not None
+            and task.queued_until <= now
+            and advance(task, "expired", now=now)
+        ):
+            task.reason = AGENT_DID_NOT_RETURN
             tasks.save(task)
             changed.append(task)
     return changed
