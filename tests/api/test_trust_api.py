@@ -101,6 +101,15 @@ def test_genesis_protects_the_workspace_and_the_log_is_served(app_client, owner,
     _error(res, 409, "signature-required")
 
 
+def test_conversations_are_refused_in_a_protected_workspace(owner, wid, book):
+    """Conversation turns carry no signed statement yet: the relay refuses them first (the
+    agent refuses them too)."""
+    res = owner.phone.post(
+        f"/api/v1/workspaces/{wid}/threads", json={"agentId": "devbox", "prompt": "hi"}
+    )
+    _error(res, 409, "signature-required")
+
+
 def test_an_unprotected_workspace_is_unchanged(owner, wid):
     """Without a genesis the log is empty and plain tasks go on as before."""
     log = owner.phone.get(f"/api/v1/workspaces/{wid}/e2e/log").json()

@@ -59,6 +59,7 @@ from codexrelay.protocol import (
     parse_relay_frame,
     read_seq,
 )
+from codexrelay.protocol_threads import ThreadRefused
 
 log = logging.getLogger("codexrelay.agent")
 
@@ -383,6 +384,12 @@ class AgentConnection:
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
         elif isinstance(message, REQUEST_TYPES):
+            if (refusal := self.gate.conversation_refusal(message)) is not None:
+                text = "this workspace is protected: conversations need signed turns"
+                await self.send(
+                    ThreadRefused(request_id=message.request_id, reason=refusal, message=text)
+                )
+                return
             await self.conversations.handle(message)
         elif isinstance(message, TokenRenewed):
             self.tokens.save(

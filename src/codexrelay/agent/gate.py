@@ -38,14 +38,23 @@ from codexrelay.e2e.wire import WireError, b64u_decode
 from codexrelay.protocol import (
     AgentTrust,
     ChainHead,
+    Message,
     RefusalReason,
     SignedStop,
     TaskCancel,
     TaskFinished,
     TaskSpec,
 )
+from codexrelay.protocol_threads import (
+    ApprovalDecide,
+    ThreadInterrupt,
+    ThreadStart,
+    ThreadSteer,
+    ThreadTurn,
+)
 
 log = logging.getLogger("codexrelay.agent.trust")
+ACTING_REQUESTS = (ThreadStart, ThreadTurn, ThreadSteer, ThreadInterrupt, ApprovalDecide)
 CANCEL_MAX_AGE_SEC = 600
 Stop = TypeVar("Stop", CancelStatement, InterruptStatement)
 
@@ -250,6 +259,27 @@ class TrustGate:
         if member.user_id != owner and not at_least(member.role, "admin"):
             return RefusalReason.ROLE_TOO_LOW.value
         return None
+
+    # --- conversations (TRUST.md §4.13) ---
+
+    def conversation_refusal(self, request: Message) -> RefusalReason | None:
+        """A pinned agent does nothing a conversation request asks that would run or steer
+        Codex, answer an approval or stop a turn without a signed statement; signed turns and
+        decisions are not carried by the conversation messages yet, so it refuses them all
+        (reading threads and models stays allowed). Refusals are recorded."""
+        try:
+            if self.trust.pin() is None:
+                return None
+        except TrustError:
+            return RefusalReason.NOT_PINNED
+        if not isinstance(request, ACTING_REQUESTS):
+            return None
+        reason = RefusalReason.SIGNATURE_REQUIRED
+        try:
+            self._record("refused", str(getattr(request, "type", "request")), reason=reason.value)
+        except OSError:
+            log.exception("cannot record a refused conversation request")
+        return reason
 
     # --- what the agent reports ---
 

@@ -23,6 +23,7 @@ from codexrelay.relay.conversations.threads import (
 )
 from codexrelay.relay.services import Services
 from codexrelay.relay.tasks.lifecycle import MAX_CWD_CHARS
+from codexrelay.relay.trust.membership import refuse_unsigned
 from codexrelay.relay.views import ApprovalOut, ThreadOut, TurnOut
 from codexrelay.settings import CamelModel
 
@@ -147,6 +148,7 @@ async def start_thread(
     audit: AuditDep,
 ) -> StartedOut:
     """Member+ start a read-only thread; write mode as for tasks (R09, R17)."""
+    refuse_unsigned(services.store, access.workspace.id, "starting a conversation")
     request = flow.StartRequest(
         agent_id=body.agent_id,
         input=_input(services, body.prompt, body.images),
@@ -205,6 +207,7 @@ async def send_turn(
     services: ServicesDep,
 ) -> TurnEnvelope:
     """A follow-up turn; 409 ``turn-running`` while one runs."""
+    refuse_unsigned(services.store, access.workspace.id, "a turn")
     given = _input(services, body.prompt, body.images)
     thread = find_thread(services.store, access.workspace.id, thread_id)
     return TurnEnvelope(turn=TurnOut.of(await flow.send_turn(services, access, thread, given)))
@@ -218,6 +221,7 @@ async def steer_turn(
     services: ServicesDep,
 ) -> TurnEnvelope:
     """More input for the running turn; 409 ``no-running-turn`` without one."""
+    refuse_unsigned(services.store, access.workspace.id, "steering")
     given = _input(services, body.prompt)
     thread = find_thread(services.store, access.workspace.id, thread_id)
     return TurnEnvelope(turn=TurnOut.of(await flow.steer(services, access, thread, given)))
@@ -231,6 +235,7 @@ async def interrupt_turn(
     audit: AuditDep,
 ) -> TurnEnvelope:
     """The turn's starter or an admin stops it; pending approvals never run."""
+    refuse_unsigned(services.store, access.workspace.id, "an interrupt")
     thread = find_thread(services.store, access.workspace.id, thread_id)
     turn = await flow.interrupt(services, access, thread, actor=audit.actor)
     return TurnEnvelope(turn=TurnOut.of(turn))
@@ -247,6 +252,7 @@ async def answer_approval(
 ) -> ApprovalEnvelope:
     """The first valid answer wins: 409 ``approval-resolved`` after it, 422
     ``decision-not-offered`` for an answer the approval does not offer."""
+    refuse_unsigned(services.store, access.workspace.id, "an approval answer")
     thread = find_thread(services.store, access.workspace.id, thread_id)
     approval = await flow.decide(services, access, thread, approval_id, body.decision, audit.actor)
     return ApprovalEnvelope(approval=approval_out(services, approval))
