@@ -42,18 +42,26 @@ WELCOME = {
 
 
 class FakeRelay(Recorder):
-    """Accepts one agent, answers hello, records what it sends and sends what a test says."""
+    """Accepts one agent, answers hello, records what it sends and sends what a test says,
+    numbering what it sends (``linkSeq``, B4) as the real relay does."""
 
     def __init__(self) -> None:
         super().__init__()
         self.hello: dict | None = None
         self.ws: ServerConnection | None = None
         self.connected = asyncio.Event()
+        self.sent = 0
+
+    async def send_message(self, message: dict) -> None:
+        """Send one message with the next linkSeq."""
+        assert self.ws is not None
+        self.sent += 1
+        await self.ws.send(json.dumps({"linkSeq": self.sent, **message}))
 
     async def handler(self, ws: ServerConnection) -> None:
         self.hello = json.loads(await ws.recv())
-        await ws.send(json.dumps(WELCOME))
-        self.ws = ws
+        self.ws, self.sent = ws, 0
+        await self.send_message(WELCOME)
         self.connected.set()
         async for raw in ws:
             self.messages.append(json.loads(raw))
@@ -61,9 +69,8 @@ class FakeRelay(Recorder):
 
     async def ask(self, kind: str, **fields: object) -> dict:
         """Send one request and wait for its reply or refusal."""
-        assert self.ws is not None
         request_id = f"r-{uuid.uuid4().hex[:10]}"
-        await self.ws.send(json.dumps({"type": kind, "requestId": request_id, **fields}))
+        await self.send_message({"type": kind, "requestId": request_id, **fields})
         return await self.wait_for(
             lambda m: m.get("requestId") == request_id, what=f"the answer to {kind}", timeout=90
         )
