@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.backends import open_store
 from codexrelay.relay.storage.records import Role
 from tests.api.conftest import login, make_user
 from tests.api.test_pairing_api import _code, _wid
@@ -213,7 +213,9 @@ def world(tmp_path_factory):
     )
     config = load_relay_config(setup.config_path)
     app = create_app(
-        config, JsonFileStore.open(config.state_path, now=FakeClock()), clock=FakeClock()
+        config,
+        open_store(config.storage.backend, config.data_path, now=FakeClock()),
+        clock=FakeClock(),
     )
     with TestClient(
         app, base_url=setup.base_url, headers={"Origin": config.public_origin}

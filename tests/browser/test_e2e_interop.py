@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from codexrelay.relay.http.security import CSP
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import Browser, Page
@@ -34,6 +33,7 @@ from codexrelay.e2e.envelope import (
 )
 from codexrelay.e2e.webauthn_verify import parse_signature, verify_statement_signature
 from codexrelay.e2e.wire import b64u, b64u_decode
+from codexrelay.relay.http.security import CSP
 from tests.browser.phone import CSP_LISTENER, CSP_MARK
 from tests.softauthn import Credential, SoftAuthenticator
 from tests.unit.e2e import builders

@@ -92,7 +92,7 @@ def relay_init(
 def relay_start(config_path: Path, insecure_http: bool) -> None:
     """Serve the relay until stopped."""
     from codexrelay.relay.ops.server import serve  # noqa: PLC0415 - keep CLI start-up fast
-    from codexrelay.relay.storage.jsonfile import StateError  # noqa: PLC0415
+    from codexrelay.relay.storage.errors import StateError  # noqa: PLC0415
 
     config = load_relay_or_exit(config_path)
     problem = config.insecure_origin_problem()

@@ -9,7 +9,7 @@ import uvicorn
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.services import utc_now
-from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.backends import open_store
 
 log = logging.getLogger("codexrelay.relay")
 
@@ -34,7 +34,7 @@ def configure_logging(level: str) -> None:
 def serve(config: RelayConfig) -> None:
     """Open the store (refusing a bad one before binding), then serve until stopped."""
     configure_logging(config.log_level)
-    store = JsonFileStore.open(config.state_path, now=utc_now)
+    store = open_store(config.storage.backend, config.data_path, now=utc_now)
     app = create_app(config, store)
     log.info(
         "relay listening on %s:%s for %s",

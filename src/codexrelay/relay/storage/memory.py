@@ -9,9 +9,9 @@ last commit: a backend that writes rows uses that; the JSON document store write
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
@@ -29,6 +29,10 @@ from codexrelay.relay.storage.records import (
     UserRecord,
     WorkspaceRecord,
 )
+from codexrelay.relay.storage.table import Table
+
+if TYPE_CHECKING:
+    from codexrelay.relay.storage.repositories import Tasks
 
 log = logging.getLogger("codexrelay.store")
 
@@ -40,92 +44,9 @@ class UnsavedChangeError(RuntimeError):
     """A record changed in place without ``save()``: a row backend would lose that change."""
 
 
-class Table(Generic[R]):
-    """Records by primary key with secondary indexes, and the keys changed since a commit."""
-
-    def __init__(
-        self, key: Callable[[R], str], indexes: Mapping[str, Callable[[R], str]] | None = None
-    ) -> None:
-        self._key = key
-        self._rows: dict[str, R] = {}
-        self._index_of = dict(indexes or {})
-        self._index: dict[str, dict[str, dict[str, R]]] = {name: {} for name in self._index_of}
-        self.changed: set[str] = set()
-        self.removed: set[str] = set()
-
-    def key(self, record: R) -> str:
-        """The primary key of ``record``."""
-        return self._key(record)
-
-    def get(self, key: str) -> R | None:
-        """The record with this primary key."""
-        return self._rows.get(key)
-
-    def add(self, record: R) -> None:
-        """Insert or replace a record."""
-        key = self._key(record)
-        old = self._rows.get(key)
-        if old is not None:
-            self._unindex(key, old)
-        self._rows[key] = record
-        for name, field_of in self._index_of.items():
-            self._index[name].setdefault(field_of(record), {})[key] = record
-        self.changed.add(key)
-        self.removed.discard(key)
-
-    def save(self, record: R) -> None:
-        """Mark a stored record as changed."""
-        key = self._key(record)
-        if key not in self._rows:
-            msg = f"save() of a record that was never added: {type(record).__name__} {key}"
-            raise LookupError(msg)
-        if self._rows[key] is not record:
-            self.add(record)
-        self.changed.add(key)
-
-    def remove(self, record: R) -> None:
-        """Delete a record if it is there."""
-        key = self._key(record)
-        old = self._rows.pop(key, None)
-        if old is None:
-            return
-        self._unindex(key, old)
-        self.changed.discard(key)
-        self.removed.add(key)
-
-    def _unindex(self, key: str, record: R) -> None:
-        for name, field_of in self._index_of.items():
-            bucket = self._index[name].get(field_of(record))
-            if bucket is not None:
-                bucket.pop(key, None)
-                if not bucket:
-                    del self._index[name][field_of(record)]
-
-    def where(self, index: str, value: str) -> list[R]:
-        """Records whose indexed field equals ``value``, in insertion order."""
-        return list(self._index[index].get(value, {}).values())
-
-    def first(self, index: str, value: str) -> R | None:
-        """One record whose indexed field (a unique one) equals ``value``."""
-        return next(iter(self._index[index].get(value, {}).values()), None)
-
-    def all(self) -> list[R]:
-        """Every record, in insertion order."""
-        return list(self._rows.values())
-
-    def count(self) -> int:
-        """How many records there are."""
-        return len(self._rows)
-
-    def items(self) -> Iterator[tuple[str, R]]:
-        """(key, record) pairs."""
-        return iter(list(self._rows.items()))
-
-    def drain(self) -> tuple[set[str], set[str]]:
-        """The keys changed and removed since the last drain, forgetting them."""
-        changed, removed = self.changed, self.removed
-        self.changed, self.removed = set(), set()
-        return changed, removed
+def task_order(task: TaskRecord) -> tuple[datetime, str]:
+    """The order of a workspace's task list: creation time, then id."""
+    return (task.created_at, task.id)
 
 
 def _oldest_first(records: list[T], created: Callable[[T], datetime]) -> list[T]:
@@ -295,10 +216,32 @@ class MemoryTasks(Table[TaskRecord]):
         else:
             self._unfinished[task.id] = task
 
-    def of_workspace(self, workspace_id: str) -> list[TaskRecord]:
-        """A workspace's tasks, newest first."""
+    def of_workspace(
+        self, workspace_id: str, *, limit: int | None = None, before: TaskRecord | None = None
+    ) -> list[TaskRecord]:
+        """A workspace's tasks, newest first, at most ``limit``, older than ``before``."""
         found = self.where("workspace", workspace_id)
-        return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
+        if before is not None:
+            cursor = task_order(before)
+            found = [t for t in found if task_order(t) < cursor]
+        return sorted(found, key=task_order, reverse=True)[:limit]
+
+    def oldest_finished(self, workspace_id: str, limit: int) -> list[TaskRecord]:
+        """Up to ``limit`` finished tasks of a workspace, oldest first."""
+        found = self.where("workspace", workspace_id)
+        done = sorted((t for t in found if t.status in TERMINAL_STATUSES), key=task_order)
+        return done[:limit]
+
+    def finished_before(self, cutoff: datetime, limit: int) -> list[TaskRecord]:
+        """Up to ``limit`` tasks that finished before ``cutoff``, oldest first."""
+        done = [
+            (t.finished_at, t.id, t)
+            for t in self._rows.values()
+            if t.status in TERMINAL_STATUSES
+            and t.finished_at is not None
+            and t.finished_at < cutoff
+        ]
+        return [t for _, _, t in sorted(done, key=lambda row: row[:2])][:limit]
 
     def count_of_workspace(self, workspace_id: str) -> int:
         """How many tasks a workspace has."""
@@ -337,7 +280,8 @@ class MemoryStore:
         self.agents = MemoryAgents()
         self.pairing_codes = MemoryPairingCodes()
         self.pair_requests = MemoryPairRequests()
-        self.tasks = MemoryTasks()
+        # Typed as the interface: the SQLite backend puts its own task repository here.
+        self.tasks: Tasks = MemoryTasks()
         self.check_saves = check_saves
         self._snapshots: dict[str, dict[str, str]] = {}
 
@@ -367,6 +311,10 @@ class MemoryStore:
             for record in records.values() if isinstance(records, dict) else records:
                 table.add(record)
             table.drain()
+        self.reset_check()
+
+    def reset_check(self) -> None:
+        """What is loaded now is the baseline the unsaved-change check compares with."""
         if self.check_saves:
             self._snapshots = self._dump_all()
 
