@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
-from codexrelay.relay.storage.inspection import read_database
+from codexrelay.relay.storage.inspection import check_database, read_database
 from codexrelay.relay.storage.jsonfile import read_state
 from codexrelay.relay.storage.records import State
 
@@ -239,3 +239,13 @@ def both_backends(test: Callable[..., Any]) -> Callable[..., Any]:
     import pytest  # noqa: PLC0415 - helpers is imported by non-test code too (bench)
 
     return pytest.mark.parametrize("store_backend", BACKENDS)(test)
+
+
+def assert_store_sound(setup: RelaySetup) -> None:
+    """The store on disk is whole: state.json parses, or SQLite's integrity check passes
+    (read-only, WAL included, as the next relay to open it would see it)."""
+    if setup.backend == "json":
+        json.loads(setup.state_path.read_text())
+        return
+    report = check_database(setup.data_dir / "relay.sqlite3")
+    assert report.problems == [], report.problems
