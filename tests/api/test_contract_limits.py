@@ -90,6 +90,7 @@ def _task(field: str, base: dict[str, Any]) -> Callable[[TestClient, str, Any], 
 
 
 AUDIT = "/api/v1/workspaces/{wid}/audit"
+TASKS = "/api/v1/workspaces/{wid}/tasks"
 INVITES = "/api/v1/workspaces/{wid}/invites"
 PASSKEYS = "/api/v1/auth/passkeys"
 MY_PASSKEYS = "/api/v1/me/passkeys"
@@ -158,6 +159,8 @@ ROWS = [
     Row("audit", "event", _get(AUDIT, "event")),
     Row("audit", "actor", _get(AUDIT, "actor")),
     Row("audit", "limit", _get(AUDIT, "limit"), lambda n: n),
+    Row(TASKS, "limit", _get(TASKS, "limit"), lambda n: n),
+    Row(TASKS, "before", _get(TASKS, "before")),
 ]
 
 

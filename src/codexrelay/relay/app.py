@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,14 @@ from codexrelay.relay.http.security import (
 from codexrelay.relay.services import Clock, Services, utc_now
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks import flow as taskflow
+from codexrelay.relay.tasks import lifecycle
 
 log = logging.getLogger("codexrelay.relay")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PRUNE_INTERVAL_SEC = 60.0
+# Tasks removed per retention step: a few milliseconds of event-loop time each.
+RETENTION_SLICE = 200
 
 
 def _error_response(error: AppError) -> JSONResponse:
@@ -148,8 +152,32 @@ async def run_shutdown(services: Services) -> None:
     await services.audit.close()
 
 
+async def run_retention(services: Services) -> int:
+    """Finished tasks older than ``storage.retentionDays`` go, in slices of
+    ``RETENTION_SLICE`` with a commit and a yield to the event loop between them, so a large
+    backlog never holds up a request. Returns how many went. The audit trail is untouched."""
+    days = services.config.storage.retention_days
+    cutoff = services.now() - timedelta(days=days)
+    pruned = 0
+    while True:
+        gone = lifecycle.prune_finished_before(services.store.tasks, cutoff, RETENTION_SLICE)
+        if gone:
+            await services.store.commit()
+            pruned += len(gone)
+        if len(gone) < RETENTION_SLICE:
+            break
+        await asyncio.sleep(0)
+    if pruned:
+        log.info("pruned %d finished tasks older than %d days", pruned, days)
+    return pruned
+
+
 async def _sweep_loop(services: Services) -> None:
     while True:
+        try:
+            await run_retention(services)
+        except AppError:
+            log.warning("retention pass could not save; it runs again at the next sweep")
         await asyncio.sleep(PRUNE_INTERVAL_SEC)
         run_sweep(services)
 

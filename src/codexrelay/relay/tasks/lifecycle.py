@@ -316,3 +316,11 @@ def prune_tasks(tasks: Tasks, workspace_id: str, keep: int) -> list[str]:
     for task in doomed:
         tasks.remove(task)
     return [t.id for t in doomed]
+
+
+def prune_finished_before(tasks: Tasks, cutoff: datetime, limit: int) -> list[str]:
+    """Retention: drop up to ``limit`` tasks that finished before ``cutoff``, oldest first."""
+    doomed = tasks.finished_before(cutoff, limit)
+    for task in doomed:
+        tasks.remove(task)
+    return [t.id for t in doomed]
