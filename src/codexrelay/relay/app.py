@@ -148,6 +148,7 @@ def run_sweep(services: Services) -> None:
 async def run_shutdown(services: Services) -> None:
     """Agents are told the relay is going; no timer outlives it; the audit chain closes."""
     await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
+    await taskflow.finish_background(services)
     await taskflow.stop_grace_timers(services)
     await services.audit.close()
 

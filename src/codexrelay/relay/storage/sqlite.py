@@ -38,7 +38,7 @@ from codexrelay.relay.storage.memory import MemoryStore, UnsavedChangeError
 from codexrelay.relay.storage.records import State
 from codexrelay.relay.storage.schema import CACHED_TABLES, SCHEMA_VERSION, encode
 from codexrelay.relay.storage.sqldb import DATABASE_FILE, Batch, Database
-from codexrelay.relay.storage.sqltasks import SqlTasks
+from codexrelay.relay.storage.sqltasks import RECENT_TASKS, SqlTasks
 
 log = logging.getLogger("codexrelay.store")
 
@@ -49,7 +49,9 @@ class SqliteStore(MemoryStore):
         instance_id, created_at = db.identity()
         super().__init__(instance_id, created_at, check_saves=check_saves)
         self.db = db
-        self.sql_tasks = SqlTasks(db.reader)
+        # The unsaved-change check compares every task held in memory on each write: keep
+        # fewer recent ones then, so the check stays cheap under load.
+        self.sql_tasks = SqlTasks(db.reader, recent=64 if check_saves else RECENT_TASKS)
         self.tasks = self.sql_tasks
         self._lock_fd = lock_fd
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="codexrelay-db")

@@ -133,9 +133,28 @@ async def cancel(
 
 
 # ---- agent reports --------------------------------------------------------------------
-# Reports are saved with touch(): the writer coalesces them, and the agent's message loop
-# never waits on the disk. A crash before the write leaves the task non-terminal on disk,
-# which start-up turns into ``interrupted``: never a wrong "completed".
+# A report changes the task in memory at once, in the order the agent sent them; phones
+# are told once the change is durable. The agent's message loop never waits on the disk:
+# a socket whose messages are not read stops being read altogether, pongs included, and
+# the agent would be dropped under load. A crash before the write leaves the task
+# non-terminal on disk, which start-up turns into ``interrupted``: never a wrong "completed".
+
+
+def _publish_when_durable(services: Services, task: TaskRecord) -> None:
+    """Commit in the background and then publish the task as it is now."""
+    workspace_id, payload = task.workspace_id, {"task": TaskOut.of(task).json_data()}
+
+    async def later() -> None:
+        try:
+            await services.store.commit()
+        except AppError:
+            log.warning("task %s: report not saved yet; the next write retries it", task.id)
+            return
+        services.events.publish(workspace_id, "task", payload)
+
+    job = asyncio.create_task(later())
+    services.background.add(job)
+    job.add_done_callback(services.background.discard)
 
 
 def _own_task(services: Services, agent: AgentRecord, task_id: str) -> TaskRecord | None:
@@ -165,8 +184,7 @@ async def on_rejected(
     services.store.tasks.save(task)
     services.details.finish(task.id, services.now(), error=message.message or message.reason)
     audit.task_finished(services.audit, task, audit.agent_actor(agent), now=services.now())
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 async def on_started(
@@ -177,8 +195,7 @@ async def on_started(
     if task is None or not lifecycle.advance(task, "running", now=services.now()):
         return
     services.store.tasks.save(task)
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 async def on_progress(
@@ -228,8 +245,7 @@ async def on_finished(
     tasks = services.store.tasks
     lifecycle.prune_tasks(tasks, task.workspace_id, services.config.max_tasks_per_workspace)
     audit.task_finished(services.audit, task, audit.agent_actor(agent), now=services.now())
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 # ---- connections and start-up ---------------------------------------------------------
@@ -319,6 +335,12 @@ def interrupt_unfinished(services: Services) -> None:
         audit.task_finished(services.audit, task, now=now)
     if changed:
         log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
+
+
+async def finish_background(services: Services) -> None:
+    """At shutdown: reports still being saved are saved (and published) first."""
+    while services.background:
+        await asyncio.gather(*services.background, return_exceptions=True)
 
 
 async def stop_grace_timers(services: Services) -> None:
