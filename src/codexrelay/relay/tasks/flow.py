@@ -66,17 +66,25 @@ async def submit(
     )
     services.details.start(task.id, request.prompt)
     lifecycle.prune_tasks(store.tasks, task.workspace_id, services.config.max_tasks_per_workspace)
-    await audit.task_created(
-        services.audit, task, actor or {"type": "user", "userId": access.user_id}, now=now
+    # The audit record and the task are both durable before the agent hears of the task;
+    # their two writes run side by side.
+    await asyncio.gather(
+        audit.task_created(
+            services.audit, task, actor or {"type": "user", "userId": access.user_id}, now=now
+        ),
+        services.store.commit(),
     )
-    await services.store.commit()
     await _dispatch(services, task, request.prompt)
     return task
 
 
 async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) -> None:
     """Send once. The status is dispatched before the send so a report can never race it.
-    A task allowed to wait for its agent stays queued while the agent is away."""
+    A task allowed to wait for its agent stays queued while the agent is away.
+
+    The new status is saved without waiting: the task is already durable as queued, and a
+    relay that stops before this write turns every unfinished task into ``interrupted`` at
+    start, so the task is never sent again either way (B4)."""
     live = services.hub.get(task.agent_key)
     now = services.now()
     tasks = services.store.tasks
@@ -97,8 +105,7 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     if task.status in TERMINAL_STATUSES:
         services.details.mark_finished(task.id, services.now())
         audit.task_finished(services.audit, task, now=services.now())
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 async def cancel(
