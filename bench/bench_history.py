@@ -25,7 +25,8 @@ from codexrelay.relay.storage.schema import micros
 
 SUBMITS = 300
 BODY = {"agentId": "devbox", "type": "run_action", "actionId": "noop"}
-START = datetime(2025, 1, 1, tzinfo=UTC)
+# Inside the default retention (90 days), so the relay keeps them all during the run.
+START = datetime.now(UTC) - timedelta(days=30)
 
 
 def _doc(n: int, wid: str, agent_key: str) -> tuple[str, str, int, int]:

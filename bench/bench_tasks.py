@@ -16,12 +16,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from tests.agents import default_workspace, pair_agent
 from tests.helpers import RelayProcess, RelaySetup, write_relay_config
+
+TERMINAL = {"completed", "failed", "cancelled", "rejected", "interrupted", "expired"}
 
 
 class EventClock:
@@ -89,7 +92,9 @@ def latency(phone: httpx.Client, clock: EventClock, wid: str, count: int) -> dic
     return {"submit": submit, "to_start": to_start, "to_done": to_done}
 
 
-def throughput(setup: RelaySetup, phone: httpx.Client, wid: str, count: int) -> float:
+def throughput(
+    setup: RelaySetup, phone: httpx.Client, wid: str, count: int
+) -> tuple[float, dict[str, int]]:
     """Tasks per second, submitted by 8 concurrent phones and completed by the agent."""
     body = {"agentId": "devbox", "type": "run_action", "actionId": "noop"}
 
@@ -111,13 +116,18 @@ def throughput(setup: RelaySetup, phone: httpx.Client, wid: str, count: int) -> 
         ids = [i for chunk in pool.map(submitter, [per] * 8) for i in chunk]
     # The phone's event stream cuts off a reader that falls behind, so completion is read
     # from the task list (one page of the newest tasks) instead.
-    pending = set(ids)
-    while pending:
+    pending, ended = set(ids), Counter[str]()
+    deadline = time.monotonic() + 300
+    while pending and time.monotonic() < deadline:
         listed = phone.get(f"/api/v1/workspaces/{wid}/tasks", params={"limit": 1000}).json()
-        pending -= {t["id"] for t in listed["tasks"] if t["status"] == "completed"}
+        for task in listed["tasks"]:
+            if task["id"] in pending and task["status"] in TERMINAL:
+                pending.discard(task["id"])
+                ended[task["status"]] += 1
         if pending:
             time.sleep(0.02)
-    return len(ids) / (time.perf_counter() - started)
+    rate = ended["completed"] / (time.perf_counter() - started)
+    return rate, dict(ended) | ({"unfinished": len(pending)} if pending else {})
 
 
 def run(backend: str, count: int, base: Path, *, concurrency: int = 32) -> dict[str, object]:
@@ -140,7 +150,8 @@ def run(backend: str, count: int, base: Path, *, concurrency: int = 32) -> dict[
     clock.ready.wait(10)
     try:
         figures: dict[str, object] = dict(latency(phone, clock, wid, count))
-        figures["tasks_per_sec"] = throughput(setup, phone, wid, min(count * 2, 800))
+        rate, ended = throughput(setup, phone, wid, min(count * 2, 800))
+        figures["tasks_per_sec"], figures["ended"] = rate, ended
     finally:
         agent.stop()
         phone.close()
@@ -169,7 +180,9 @@ def report(results: dict[str, dict[str, object]], count: int) -> None:
             cells.append(f"p50 {_ms(values, 0.5)} p99 {_ms(values, 0.99)}")
         print(f"  {label + ' (ms)':28}" + "".join(f"{c:>22}" for c in cells))
     rates = "".join(f"{results[n]['tasks_per_sec']:>22.1f}" for n in names)
-    print(f"  {'tasks/s (8 submitters)':28}" + rates)
+    print(f"  {'completed tasks/s':28}" + rates)
+    for name in names:
+        print(f"  {name}: the burst ended {results[name]['ended']}")
 
 
 def main(argv: list[str] | None = None) -> None:

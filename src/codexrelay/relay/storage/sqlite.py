@@ -42,6 +42,9 @@ from codexrelay.relay.storage.sqltasks import RECENT_TASKS, SqlTasks
 
 log = logging.getLogger("codexrelay.store")
 
+# Transactions between two background checkpoints.
+CHECKPOINT_EVERY = 100
+
 class SqliteStore(MemoryStore):
     """Every repository over one SQLite database; ``commit()`` returns once durable."""
 
@@ -55,6 +58,9 @@ class SqliteStore(MemoryStore):
         self.tasks = self.sql_tasks
         self._lock_fd = lock_fd
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="codexrelay-db")
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="codexrelay-ckpt")
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._since_checkpoint = 0
         self._writer = GroupWriter(self._write)
         self._load()
 
@@ -153,7 +159,24 @@ class SqliteStore(MemoryStore):
             self._requeue(batch)
             return False
         self.sql_tasks.written()
+        self._maybe_checkpoint(loop)
         return ok
+
+    def _maybe_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every ``CHECKPOINT_EVERY`` transactions, fold the WAL into the database on the
+        checkpoint thread, so the WAL stays small without a commit ever waiting for it."""
+        self._since_checkpoint += 1
+        busy = self._checkpoint is not None and not self._checkpoint.done()
+        if self._since_checkpoint < CHECKPOINT_EVERY or busy:
+            return
+        self._since_checkpoint = 0
+        self._checkpoint = loop.run_in_executor(self._checkpointer, self._checkpoint_quietly)
+
+    def _checkpoint_quietly(self) -> None:
+        try:
+            self.db.checkpoint()
+        except sqlite3.Error as exc:
+            log.warning("checkpoint failed (the WAL keeps the data): %s", exc)
 
     def flush_sync(self) -> None:
         """Write what is pending now, from synchronous code (shutdown's last resort)."""
@@ -181,6 +204,7 @@ class SqliteStore(MemoryStore):
         with contextlib.suppress(sqlite3.Error, OSError):
             self.flush_sync()
         self._executor.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
         self.db.close()
         os.close(self._lock_fd)
 
