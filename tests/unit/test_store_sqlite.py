@@ -14,6 +14,7 @@ import pytest
 
 from codexrelay.errors import AppError
 from codexrelay.relay.storage import schema
+from codexrelay.relay.storage import sqlite as sqlite_module
 from codexrelay.relay.storage.backends import open_store
 from codexrelay.relay.storage.errors import StateError
 from codexrelay.relay.storage.inspection import check_database, read_database
@@ -332,3 +333,22 @@ def test_json_backend_refuses_a_data_dir_that_moved_to_sqlite(tmp_path):
     asyncio.run(SqliteStore.open(tmp_path, now=FakeClock()).close())
     with pytest.raises(StateError, match="sqlite"):
         open_store("json", tmp_path, now=FakeClock())
+
+
+def test_sqlite_checkpoints_in_the_background(tmp_path):
+    """Every CHECKPOINT_EVERY transactions the WAL is folded into the database file on its
+    own thread: the main file holds the rows while the relay runs, no commit waited."""
+    clock = FakeClock()
+    store = SqliteStore.open(tmp_path, now=clock)
+    path = tmp_path / DATABASE_FILE
+
+    async def scenario() -> None:
+        for i in range(sqlite_module.CHECKPOINT_EVERY + 1):
+            store.workspaces.add(WorkspaceRecord(id=f"ws_ck{i}", name="x", created_at=clock()))
+            await store.commit()
+        assert store._checkpoint is not None
+        await store._checkpoint
+        assert b"ws_ck5" in path.read_bytes()  # in the database file, not only the WAL
+        await store.close()
+
+    asyncio.run(scenario())
