@@ -45,6 +45,7 @@ log = logging.getLogger("codexrelay.store")
 # Transactions between two background checkpoints.
 CHECKPOINT_EVERY = 100
 
+
 class SqliteStore(MemoryStore):
     """Every repository over one SQLite database; ``commit()`` returns once durable."""
 
