@@ -1,18 +1,30 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
+# `make demo` installs only what the product needs to run; the test tools (browsers' drivers,
+# linters, fuzzers) come with the first target that needs them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+RUNTIME := $(VENV)/.installed
+STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test test-fast test-slow proof lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PIP) install -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	$(PIP) install -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/codexrelay demo
+# Without a `codex` on PATH the demo uses the pinned Codex CLI (installed from npm) for its
+# live conversations; with no Codex login it talks to the offline demo model.
+demo: $(RUNTIME)
+	@if ! command -v codex >/dev/null 2>&1; then \
+		CODEX_BIN=$$(scripts/install-codex.sh 2>/dev/null | tail -n 1); \
+		if [ -x "$$CODEX_BIN" ]; then PATH="$$(dirname "$$CODEX_BIN"):$$PATH"; fi; \
+	fi; export PATH; $(VENV)/bin/codexrelay demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	scripts/ensure-browsers.sh

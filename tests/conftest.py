@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.storage.backends import open_store
 from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV
+from tests.fakes.push_service import PushServiceStandIn
 from tests.helpers import TEST_BACKEND, FakeClock, RelayProcess, RelaySetup, write_relay_config
 
 # Every relay the tests start (in process or as a subprocess, which inherits this) refuses a
@@ -27,6 +29,13 @@ os.environ[CHECK_SAVES_ENV] = "1"
 settings.register_profile("repeatable", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("repeatable")
+
+# An agent started without --config or stateDir uses the person's own directories; tests
+# (and the processes they start) get private ones instead of the real ~/.config and
+# ~/.local/state.
+_USER_DIRS = Path(tempfile.mkdtemp(prefix="codexrelay-test-home-"))
+os.environ["XDG_CONFIG_HOME"] = str(_USER_DIRS / "config")
+os.environ["XDG_STATE_HOME"] = str(_USER_DIRS / "state")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,3 +93,11 @@ def relay(relay_setup: RelaySetup, tmp_path: Path) -> Iterator[RelayProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[PushServiceStandIn]:
+    """A loopback Web Push service (and the browsers behind it) for one test."""
+    service = PushServiceStandIn().start()
+    yield service
+    service.stop()

@@ -7,7 +7,7 @@ import sys
 import click
 
 from codexrelay import __version__
-from codexrelay.agent import lifecycle  # noqa: F401 - registers pair/start/status/stop
+from codexrelay.agent import lifecycle, terminal  # noqa: F401 - register their commands
 from codexrelay.agent.commands import agent
 from codexrelay.cliconfig import fail
 from codexrelay.crypto import new_secret, sha256_hex

@@ -12,10 +12,7 @@ itself dies, so even ``kill -9`` of the demo leaves no orphan behind.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import os
 import shutil
 import signal
 import socket
@@ -23,16 +20,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
+from codexrelay.democonv import DemoCodex, plan_codex
+from codexrelay.demolan import (
+    DEFAULT_HTTPS_PORT,
+    LanOptions,
+    LanPlan,
+    announce_lan,
+    lan_options,
+    plan_lan,
+    start_proxy,
+)
+from codexrelay.demoproc import Child, DemoError, poll
 from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.config import RelayConfig
 from codexrelay.settings import dump_config, write_config_file
@@ -40,15 +47,9 @@ from codexrelay.settings import dump_config, write_config_file
 DEFAULT_PORT = 8787
 AGENT_ID = "demo"
 MARKER = ".codexrelay-demo"
-READY_TIMEOUT_SEC = 30.0
 AGENT_STOP_SEC = 15.0
 RELAY_STOP_SEC = 10.0
-PR_SET_PDEATHSIG = 1
-T = TypeVar("T")
-
-
-class DemoError(Exception):
-    """The demo cannot go on; the message says why."""
+PROXY_STOP_SEC = 10.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def prepare_directory(directory: Path | None) -> tuple[Path, bool]:
 
 
 SAMPLE_FILES = {
+    ".gitignore": "__pycache__/\n",
     "README.md": (
         "# sample-project\n\n"
         "A tiny Python project for the codexrelay demo. Ask Codex what `stats.py` does, or\n"
@@ -180,24 +182,29 @@ def write_sample_workspace(workspace: Path) -> str | None:
     return None
 
 
-def write_relay_config(layout: Layout, port: int) -> tuple[RelayConfig, str]:
-    """A fresh relay config for http://localhost:PORT and its recovery token."""
-
+def write_relay_config(
+    layout: Layout, port: int, lan: LanPlan | None = None, *, write: bool = False
+) -> tuple[RelayConfig, str]:
+    """A fresh relay config and its recovery token: for http://localhost:PORT, or on the
+    LAN for the https origin Caddy serves (the proxy on loopback is its only trusted one);
+    ``write`` allows write mode (the demo's sample project, with a Codex CLI)."""
     token = new_bootstrap_token()
     config = RelayConfig(
         listen_host="127.0.0.1",
         listen_port=port,
-        public_origin=f"http://localhost:{port}",
+        public_origin=lan.origin if lan else f"http://localhost:{port}",
         data_dir="data",
         bootstrap_admin_token_hash=sha256_hex(token),
         token_secret=new_secret(),
+        trusted_proxies=["127.0.0.1", "::1"] if lan else [],
         web={"app_name": "codexrelay demo"},
+        features={"codex_exec_write": write},
     )
     write_config_file(layout.relay_config, dump_config(config), force=True)
     return config, token
 
 
-def write_agent_config(layout: Layout, relay_url: str) -> None:
+def write_agent_config(layout: Layout, relay_url: str, codex: DemoCodex | None = None) -> None:
     """An agent config with the sample actions and log source (O6: each listed by id)."""
     data: dict[str, Any] = {
         "relayBaseUrl": relay_url,
@@ -222,6 +229,10 @@ def write_agent_config(layout: Layout, relay_url: str) -> None:
         },
         "logSources": {"app-log": {"label": "App log", "path": str(layout.app_log)}},
     }
+    extra = codex.agent_settings() if codex is not None else {}
+    data["features"].update(extra.get("features", {}))
+    if "codex" in extra:
+        data["codex"] = extra["codex"]
     text = json.dumps(data, indent=2) + "\n"
     write_config_file(layout.agent_config, text, force=True)
 
@@ -230,76 +241,6 @@ def reset_state(layout: Layout) -> None:
     """Each run starts with fresh relay and agent state (new secrets make the old useless)."""
     for stale in (layout.relay_config.parent / "data", layout.agent_config.parent / "state"):
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: have the kernel send SIGTERM to this child when the demo process dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-@dataclass
-class Child:
-    """A relay or agent process the demo started and must stop."""
-
-    name: str
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    argv: list[str] = field(default_factory=list)
-
-    def start(self, argv: list[str]) -> None:
-        """Start in a new session, output to the log file."""
-        self.argv = argv
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - prctl only, no locks taken
-            )
-
-    def exited(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
-
-    def stop(self, timeout: float) -> None:
-        """SIGTERM, wait, and SIGKILL the whole process group if it does not go."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def poll(check: Callable[[], T | None], *, what: str, children: list[Child]) -> T:
-    """Poll ``check`` until it returns a value; fail if a child dies or time runs out."""
-    deadline = time.monotonic() + READY_TIMEOUT_SEC
-    while time.monotonic() < deadline:
-        for child in children:
-            if child.exited():
-                msg = f"the {child.name} stopped while waiting for {what}:\n{child.log_tail()}"
-                raise DemoError(msg)
-        with contextlib.suppress(httpx.TransportError):
-            value = check()
-            if value is not None:
-                return value
-        time.sleep(0.1)
-    msg = f"timed out after {READY_TIMEOUT_SEC:.0f}s waiting for {what}"
-    raise DemoError(msg)
 
 
 def _ok(res: httpx.Response, what: str) -> dict[str, Any]:
@@ -313,7 +254,12 @@ def pair_as_phone(
     phone: httpx.Client, token: str, agent: Child, relay: Child, argv: list[str]
 ) -> None:
     """Sign in, create a code, start the agent's claim, approve it, wait until it is online."""
-    _ok(phone.post("/api/v1/auth/bootstrap", json={"token": token}), "signing in")
+    signed_in = phone.post("/api/v1/auth/bootstrap", json={"token": token})
+    _ok(signed_in, "signing in")
+    # With an https origin the session cookie is Secure; on this loopback http hop it is
+    # carried by hand.
+    phone.cookies.clear()
+    phone.headers["Cookie"] = signed_in.headers["set-cookie"].split(";", 1)[0]
     workspaces = _ok(phone.get("/api/v1/workspaces"), "listing workspaces")["workspaces"]
     wid = workspaces[0]["id"]
     created = _ok(
@@ -352,13 +298,16 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(directory: Path | None, port: int) -> int:
+def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = None) -> int:
     """Set everything up, print the URL and token, serve until a signal; the exit code."""
     signal.signal(signal.SIGTERM, _interrupt)
+    lan = plan_lan(lan_wanted) if lan_wanted else None
     base, created = prepare_directory(directory)
     layout = Layout(base)
     relay = Child("relay", layout.logs / "relay.log")
     agent = Child("agent", layout.logs / "agent.log")
+    proxy: Child | None = None
+    codex = DemoCodex("missing")
     code = 0
     try:
         (base / MARKER).write_text("made by codexrelay demo\n", encoding="utf-8")
@@ -367,9 +316,11 @@ def run_demo(directory: Path | None, port: int) -> int:
         warning = write_sample_workspace(layout.workspace)
         if not layout.app_log.exists():
             layout.app_log.write_text("\n".join(SAMPLE_LOG) + "\n", encoding="utf-8")
-        config, token = write_relay_config(layout, pick_port(port))
+        codex = plan_codex(base)
+        write = codex.mode != "missing"
+        config, token = write_relay_config(layout, pick_port(port), lan, write=write)
         local = f"http://127.0.0.1:{config.listen_port}"
-        write_agent_config(layout, local)
+        write_agent_config(layout, local, codex)
         cli = [sys.executable, "-m", "codexrelay"]
         relay.start([*cli, "relay", "start", "--config", str(layout.relay_config)])
         with httpx.Client(
@@ -382,8 +333,10 @@ def run_demo(directory: Path | None, port: int) -> int:
             )
             agent_argv = [*cli, "agent", "pair", "--config", str(layout.agent_config)]
             pair_as_phone(phone, token, agent, relay, agent_argv)
-        announce(layout, config, token, warning)
-        watch([relay, agent])
+        if lan:
+            proxy = start_proxy(lan, base, config.listen_port, relay)
+        announce(layout, config, token, warning, lan, codex)
+        watch([relay, agent, *([proxy] if proxy else [])])
     except KeyboardInterrupt:
         click.echo("Stopping the demo...", err=True)
     except (DemoError, OSError, subprocess.SubprocessError) as exc:
@@ -392,15 +345,25 @@ def run_demo(directory: Path | None, port: int) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if proxy:
+            proxy.stop(PROXY_STOP_SEC)
         agent.stop(AGENT_STOP_SEC)
         relay.stop(RELAY_STOP_SEC)
+        codex.stop()
         if created:
             shutil.rmtree(base, ignore_errors=True)
     click.echo("Demo stopped.", err=True)
     return code
 
 
-def announce(layout: Layout, config: RelayConfig, token: str, warning: str | None) -> None:
+def announce(
+    layout: Layout,
+    config: RelayConfig,
+    token: str,
+    warning: str | None,
+    lan: LanPlan | None,
+    conversations: DemoCodex | None = None,
+) -> None:
     """What the person needs: where things are, the URL and the recovery token."""
     codex = shutil.which("codex")
     lines = [
@@ -411,12 +374,21 @@ def announce(layout: Layout, config: RelayConfig, token: str, warning: str | Non
         if codex
         else "Codex CLI: not found; Codex tasks will fail with an install hint "
         "(npm install -g @openai/codex) while actions and logs work",
+        *([conversations.describe()] if conversations is not None else []),
+        *(
+            ["Write mode: allowed on the relay and the agent, for the sample project only"]
+            if conversations is not None and conversations.mode != "missing"
+            else []
+        ),
         f"Logs: {layout.logs}",
-        f"URL: {config.public_origin}/",
-        f"Recovery token: {token}",
     ]
     if warning:
         click.echo(f"warning: {warning}", err=True)
+    if lan:
+        click.echo("\n".join(lines))
+        announce_lan(lan, token)
+        return
+    lines += [f"URL: {config.public_origin}/", f"Recovery token: {token}"]
     click.echo("\n".join(lines))
     click.echo(
         "Open the URL, sign in with the recovery token and register a passkey. "
@@ -440,10 +412,38 @@ def announce(layout: Layout, config: RelayConfig, token: str, warning: str | Non
     show_default=True,
     help="Relay port; another free one is used if it is taken (0: any free port).",
 )
-def demo(directory: Path | None, port: int) -> None:
+@click.option("--lan", is_flag=True, help="Serve it to phones on this network over https (Caddy).")
+@click.option("--lan-host", help="With --lan: the name phones use [default: HOSTNAME.local].")
+@click.option(
+    "--https-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_HTTPS_PORT,
+    show_default=True,
+    help="With --lan: the https port; another free one is used if it is taken.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="With --lan: your certificate (PEM) for the name, instead of Caddy's local CA.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="With --lan: the key of --tls-cert (PEM).",
+)
+def demo(
+    directory: Path | None,
+    port: int,
+    lan: bool,
+    lan_host: str | None,
+    https_port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
     """Run a relay and a paired agent on a sample workspace until Ctrl-C."""
     try:
-        code = run_demo(directory, port)
+        options = lan_options(lan, lan_host, https_port, tls_cert, tls_key)
+        code = run_demo(directory, port, options)
     except DemoError as exc:
         click.echo(f"error: {exc}", err=True)
         code = 1

@@ -37,8 +37,22 @@ class ErrorCode(StrEnum):
     LAST_OWNER = "last-owner"
     TASK_FINISHED = "task-finished"
     QUEUE_FULL = "queue-full"
+    PUSH_ENDPOINT_NOT_ALLOWED = "push-endpoint-not-allowed"
     STORAGE_UNAVAILABLE = "storage-unavailable"
     INTERNAL_ERROR = "internal-error"
+    # Live conversations (API.md "Conversations", docs/API-ADDITIONS.md).
+    TURN_RUNNING = "turn-running"
+    NO_RUNNING_TURN = "no-running-turn"
+    APPROVAL_RESOLVED = "approval-resolved"
+    DECISION_NOT_OFFERED = "decision-not-offered"
+    CWD_OUTSIDE_WORKSPACE = "cwd-outside-workspace"
+    CWD_NOT_FOUND = "cwd-not-found"
+    WRITE_ON_RESUME_DISABLED = "write-on-resume-disabled"
+    CODEX_UNAVAILABLE = "codex-unavailable"
+    CODEX_ERROR = "codex-error"
+    AGENT_BUSY = "agent-busy"
+    AGENT_ERROR = "agent-error"
+    AGENT_TIMEOUT = "agent-timeout"
 
 
 STATUS: Mapping[ErrorCode, int] = {
@@ -54,6 +68,7 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.AGENT_OFFLINE: 409,
     ErrorCode.AGENT_NOT_AVAILABLE: 409,
     ErrorCode.QUEUE_FULL: 409,
+    ErrorCode.PUSH_ENDPOINT_NOT_ALLOWED: 400,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.INVALID_REQUEST: 400,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
@@ -67,6 +82,18 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.TASK_FINISHED: 409,
     ErrorCode.STORAGE_UNAVAILABLE: 503,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.TURN_RUNNING: 409,
+    ErrorCode.NO_RUNNING_TURN: 409,
+    ErrorCode.APPROVAL_RESOLVED: 409,
+    ErrorCode.DECISION_NOT_OFFERED: 422,
+    ErrorCode.CWD_OUTSIDE_WORKSPACE: 400,
+    ErrorCode.CWD_NOT_FOUND: 400,
+    ErrorCode.WRITE_ON_RESUME_DISABLED: 403,
+    ErrorCode.CODEX_UNAVAILABLE: 409,
+    ErrorCode.CODEX_ERROR: 502,
+    ErrorCode.AGENT_BUSY: 503,
+    ErrorCode.AGENT_ERROR: 502,
+    ErrorCode.AGENT_TIMEOUT: 504,
 }
 
 

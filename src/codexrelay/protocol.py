@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from codexrelay.settings import CamelModel
+# Re-exported (every module imports these from here); the base lives apart so that the
+# conversation messages in protocol_threads can derive from it without an import cycle.
+from codexrelay.protocol_base import (
+    ID_PATTERN,
+    UUID_PATTERN,
+    Message,
+    ProtocolError,
+    RefusalReason,
+)
+from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
+
+__all__ = [  # the re-exported names; every name defined here is public as well
+    "ID_PATTERN",
+    "UUID_PATTERN",
+    "Message",
+    "ProtocolError",
+    "RefusalReason",
+]
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
@@ -26,36 +42,8 @@ CLOSE_REPLACED = 4409  # a newer connection of the same agent took over
 CLOSE_SHUTDOWN = 4503  # relay shutting down; reconnect with backoff
 STOP_CLOSE_CODES = frozenset({CLOSE_REVOKED})
 
-UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
 TaskKind = Literal["codex_exec", "run_action", "read_log"]
 FinishStatus = Literal["completed", "failed", "cancelled"]
-
-
-class RefusalReason(StrEnum):
-    """Why an agent will not run a task: stable codes the phone turns into sentences."""
-
-    DUPLICATE_TASK = "duplicate-task"
-    AGENT_BUSY = "agent-busy"
-    FEATURE_DISABLED = "feature-disabled"
-    INVALID_TASK = "invalid-task"
-    WRITE_MODE_DISABLED = "write-mode-disabled"
-    WRITE_ON_RESUME_DISABLED = "write-on-resume-disabled"
-    UNKNOWN_SESSION = "unknown-session"
-    CWD_OUTSIDE_WORKSPACE = "cwd-outside-workspace"
-    CWD_NOT_FOUND = "cwd-not-found"
-    UNKNOWN_ACTION = "unknown-action"
-    UNKNOWN_LOG_SOURCE = "unknown-log-source"
-    LEDGER_UNAVAILABLE = "ledger-unavailable"
-
-
-class ProtocolError(Exception):
-    """A message that does not parse or does not fit the protocol."""
-
-
-class Message(CamelModel):
-    """Base of every message."""
 
 
 class CatalogItem(Message):
@@ -68,6 +56,7 @@ class AgentFeatures(Message):
     codex_exec_write: bool = False
     run_action: bool = False
     read_log: bool = False
+    conversations: bool = False  # live Codex threads (app-server); see conversation.py
 
 
 # ---- agent -> relay -------------------------------------------------------------------
@@ -212,11 +201,13 @@ AgentMessage = Annotated[
     | TaskProgress
     | TaskFinished
     | SessionsUpdate
-    | TokenRenew,
+    | TokenRenew
+    | ConversationAgentMessage,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
-    Welcome | TaskDispatch | TaskCancel | TokenRenewed, Field(discriminator="type")
+    Welcome | TaskDispatch | TaskCancel | TokenRenewed | ConversationRelayMessage,
+    Field(discriminator="type"),
 ]
 
 _AGENT = TypeAdapter(AgentMessage)

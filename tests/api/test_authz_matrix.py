@@ -86,6 +86,19 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", f"{PREFIX}/tasks"): Row(Role.VIEWER, body=None, allowed=200),
     ("GET", f"{PREFIX}/tasks/{{task_id}}"): Row(Role.VIEWER, body=None, allowed=404),
     ("POST", f"{PREFIX}/tasks/{{task_id}}/cancel"): Row(Role.MEMBER, body=None, allowed=404),
+    # live conversations (R09, R17): viewers watch, members start and drive; an unknown
+    # agent is 409 agent-not-available, an unknown thread 404
+    ("GET", f"{PREFIX}/threads"): Row(Role.VIEWER, body=None, allowed=200),
+    ("POST", f"{PREFIX}/threads"): Row(Role.MEMBER, {"agentId": "nope", "prompt": "hi"}, 409),
+    ("GET", f"{PREFIX}/threads/{{thread_id}}"): Row(Role.VIEWER, body=None, allowed=404),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/resume"): Row(Role.MEMBER, {"agentId": "nope"}, 409),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/turns"): Row(Role.MEMBER, {"prompt": "hi"}, 404),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/steer"): Row(Role.MEMBER, {"prompt": "hi"}, 404),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/interrupt"): Row(Role.MEMBER, body=None, allowed=404),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/approvals/{{approval_id}}"): Row(
+        Role.MEMBER, {"decision": "accept"}, 404
+    ),
+    ("GET", f"{PREFIX}/agents/{{agent_id}}/models"): Row(Role.VIEWER, body=None, allowed=200),
     # live events (viewers+)
     ("GET", f"{PREFIX}/events"): Row(Role.VIEWER, body=None, allowed=200),
     # audit trail (B2): admins read and export their workspace's records

@@ -15,13 +15,18 @@ from fastapi.testclient import TestClient
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.storage.backends import open_store
-from codexrelay.relay.storage.records import Role
+from codexrelay.relay.storage.records import PUSH_KINDS, Role
 from tests.api.conftest import login, make_user
 from tests.api.test_pairing_api import _code, _wid
 from tests.api.test_tasks_api import _agent
 from tests.helpers import FakeClock, write_relay_config
 
 LENGTH_REFUSALS = {413, 422}
+# A browser's subscription at a push service this relay does not send to (400 at the cap).
+PUSH_SUBSCRIPTION = {
+    "endpoint": "https://push.example/x",
+    "keys": {"p256dh": "BA", "auth": "AA"},
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ INVITES = "/api/v1/workspaces/{wid}/invites"
 PASSKEYS = "/api/v1/auth/passkeys"
 MY_PASSKEYS = "/api/v1/me/passkeys"
 CODEX = {"type": "codex_exec", "prompt": "hi"}
+THREADS = "/api/v1/workspaces/{wid}/threads"
+THREAD = THREADS + "/" + str(uuid.uuid4())
+START = {"agentId": "nope", "prompt": "hi"}
+PHOTO = "data:image/png;base64,iVBORw0KGgo="
 ROWS = [
     Row("CreateWorkspaceBody", "name", _post("/api/v1/workspaces", {}, "name")),
     Row(
@@ -156,6 +165,32 @@ ROWS = [
     Row("TaskBody", "actionId", _task("actionId", {"type": "run_action"})),
     Row("TaskBody", "logSourceId", _task("logSourceId", {"type": "read_log"})),
     Row("TaskBody", "queueTtlSec", _task("queueTtlSec", CODEX), lambda n: n),
+    Row(
+        "SubscribeBody",
+        "kinds",
+        _post("/api/v1/me/push-subscriptions", {"subscription": PUSH_SUBSCRIPTION}, "kinds"),
+        lambda n: (list(PUSH_KINDS) * 2)[:n],
+    ),
+    Row(
+        "KindsBody",
+        "kinds",
+        lambda c, _w, v: c.patch("/api/v1/me/push-subscriptions/nope", json={"kinds": v}),
+        lambda n: (list(PUSH_KINDS) * 2)[:n],
+    ),
+    Row("ThreadBody", "agentId", _post(THREADS, {"prompt": "hi"}, "agentId")),
+    Row("ThreadBody", "prompt", _post(THREADS, {"agentId": "nope"}, "prompt")),
+    Row("ThreadBody", "cwd", _post(THREADS, START, "cwd")),
+    Row("ThreadBody", "model", _post(THREADS, START, "model")),
+    Row("ThreadBody", "images", _post(THREADS, START, "images"), lambda n: [PHOTO] * n),
+    Row("TurnBody", "prompt", _post(f"{THREAD}/turns", {}, "prompt")),
+    Row(
+        "TurnBody",
+        "images",
+        _post(f"{THREAD}/turns", {"prompt": "x"}, "images"),
+        lambda n: [PHOTO] * n,
+    ),
+    Row("SteerBody", "prompt", _post(f"{THREAD}/steer", {}, "prompt")),
+    Row("ResumeBody", "agentId", _post(f"{THREAD}/resume", {}, "agentId")),
     Row("audit", "event", _get(AUDIT, "event")),
     Row("audit", "actor", _get(AUDIT, "actor")),
     Row("audit", "limit", _get(AUDIT, "limit"), lambda n: n),

@@ -101,6 +101,18 @@ def test_ttl_bounds(app_client):
     assert res.status_code == 422
 
 
+def test_pair_request_names_the_code_it_claimed(app_client):
+    """The phone that shows a code learns it was used: the request carries its pairing id."""
+    login(app_client)
+    wid = _wid(app_client)
+    made = _code(app_client, wid)
+    other = _code(app_client, wid)
+    _claim(app_client, made["code"])
+    listed = app_client.get(f"/api/v1/workspaces/{wid}/pair-requests").json()["pairRequests"]
+    assert [r["pairingId"] for r in listed] == [made["pairing"]["id"]]
+    assert other["pairing"]["id"] != made["pairing"]["id"]
+
+
 def test_code_accepts_typing_variants(app_client):
     """A code typed in lower case without the dash still works."""
     login(app_client)

@@ -73,9 +73,10 @@ class Phone:
         self.relay = relay
         self.origin = relay.setup.origin
         self.name = name
+        self.size = size or PHONE_SIZE
         self.context = browser.new_context(
             base_url=self.origin,
-            viewport=size or PHONE_SIZE,
+            viewport=self.size,
             device_scale_factor=1,
             is_mobile=True,
             has_touch=True,
@@ -261,6 +262,44 @@ class Phone:
                 .slice(0, 5).map((e) => `${e.tagName}.${e.className}`)"""
         )
         assert not wide, f"wider than the {self.name}'s screen: {wide}"
+
+    def at_phone_widths(self, check: Any = None) -> None:
+        """The current screen is usable on a small (360 px) and a common (390 px) phone;
+        ``check()`` runs at each width too. Leaves the phone at its own size."""
+        try:
+            for size in (SMALL_PHONE, PHONE_SIZE):
+                self.page.set_viewport_size(size)
+                self.assert_usable()
+                if check is not None:
+                    check()
+        finally:
+            self.page.set_viewport_size(self.size)
+
+    def assert_whole(self, locator: Locator) -> None:
+        """Every character of the element's text is on screen: nothing in it is clipped
+        (no ellipsis, no hidden overflow) and nothing runs past the screen's edge."""
+        expect(locator).to_be_visible()
+        clipped = locator.evaluate(
+            """(el) => [el, ...el.querySelectorAll('*')].filter((e) => {
+                const s = getComputedStyle(e);
+                const hides = s.overflowX !== 'visible' || s.overflowY !== 'visible';
+                const over = e.scrollWidth > e.clientWidth + 1
+                    || e.scrollHeight > e.clientHeight + 1;
+                const off = e.getBoundingClientRect().right > window.visualViewport.width + 1;
+                return (hides && over) || off || s.textOverflow === 'ellipsis';
+            }).map((e) => `${e.tagName}.${e.className}`)"""
+        )
+        assert not clipped, f"text cut off on {self.name}: {clipped}"
+
+    def assert_above_tab_bar(self, locator: Locator) -> None:
+        """The element is wholly on screen and clear of the bottom navigation."""
+        expect(locator).to_be_visible()
+        box = locator.bounding_box()
+        bar = self.page.locator("#tabbar").bounding_box()
+        assert box is not None
+        assert bar is not None
+        assert box["y"] >= 0, f"above the top of the screen: {box}"
+        assert box["y"] + box["height"] <= bar["y"] + 0.5, f"under the tab bar: {box} {bar}"
 
     def close(self) -> None:
         self.context.close()

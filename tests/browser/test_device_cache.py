@@ -131,7 +131,7 @@ def test_second_user_cannot_read_the_first_users_cache(
     page.get_by_label("Your name").fill("Bea")
     page.get_by_role("button", name="Accept invite").click()
     page.get_by_role("button", name="Create passkey").click()
-    expect(page.locator("#workspace-select")).to_contain_text("Team B")
+    expect(page.locator("#workspace-name")).to_contain_text("Team B")
 
     second = page.evaluate(DECRYPT_ALL)
     assert second["key"] != first["key"]

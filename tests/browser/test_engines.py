@@ -96,6 +96,7 @@ def signed_in(engine: str, phone: Any, relay: RelayProcess) -> Any:
     phone.type_into("Recovery token", relay.setup.token)
     phone.click("button", "Sign in with recovery token")
     phone.find("#tabbar")
+    phone.find("#first-sign-in", "First sign-in.")
     return phone
 
 
@@ -203,12 +204,37 @@ def test_passkey_made_here_signs_the_owner_in(engine: str, signed_in: Any):
     assert phone.problems() == []
 
 
+MARKDOWN = (
+    "import('/js/markdown.js').then((m) => { const d = document.createElement('div');"
+    " d.append(m.renderMarkdown('**bold** and `code`\\n\\n<img src=x onerror=alert(1)>"
+    "<script>window.pwned=1</script> [link](javascript:alert(1))')); return d.innerHTML; })"
+)
+
+
+def test_renders_codex_markdown_safely(signed_in: Any):
+    """The vendored Markdown libraries (marked, DOMPurify) load as ES modules in this engine
+    too: Codex's Markdown renders, and images, scripts and javascript: links are gone; the
+    Conversations screen opens."""
+    html = signed_in.evaluate(MARKDOWN)
+    assert "<strong>bold</strong>" in html, html
+    assert "<code>code</code>" in html, html
+    for unsafe in ("<img", "<script", "javascript:", "onerror"):
+        assert unsafe not in html, html
+    assert signed_in.evaluate("window.pwned === undefined") is True
+    signed_in.tab("Chats")
+    signed_in.find("h2.screen-title", "Conversations")
+    assert signed_in.problems() == []
+
+
 def test_shows_every_screen(signed_in: Any, agent: str):
     """R19: every main screen renders, without a script error or CSP violation."""
     phone = signed_in
     for tab in ("Tasks", "Agents", "New task", "People", "Settings"):
         phone.tab(tab)
         phone.find("h2.screen-title", tab)
+    phone.click("#workspace-switcher")
+    phone.find("h2.screen-title", "Workspaces")
+    phone.find(".workspace-choice[aria-current]", "Default")
     phone.tab("Agents")
     phone.find(".agent-card", "Say hello")
     phone.tab("People")

@@ -110,7 +110,7 @@ def test_invited_user_enrolls_and_sees_nothing_before_the_passkey(
 
         page.get_by_role("button", name="Create passkey").click()
         expect(page.locator("#tabbar")).to_be_visible()
-        expect(page.locator("#workspace-select")).to_contain_text("Default (member)")
+        expect(page.locator("#workspace-name")).to_have_text("Default (member)")
         ada.assert_usable()
 
         go(ada, "New task")
@@ -227,7 +227,7 @@ def test_recovery_code_lets_a_member_register_a_new_passkey(
         expect(screen.get_by_role("heading", name="Register a new passkey")).to_be_visible()
         expect(screen.locator("#tabbar")).to_be_hidden()
         screen.get_by_role("button", name="Register a new passkey").click()
-        expect(screen.locator("#workspace-select")).to_contain_text("Default (member)")
+        expect(screen.locator("#workspace-name")).to_have_text("Default (member)")
         go(new_phone, "Settings")
         expect(screen.locator(".passkey-card")).to_have_count(2)
         new_phone.assert_clean()
@@ -235,30 +235,81 @@ def test_recovery_code_lets_a_member_register_a_new_passkey(
         new_phone.close()
 
 
-def test_workspace_switcher_changes_what_is_shown(relay: RelayProcess, owner: Phone):
-    """R03: the switcher moves between the person's workspaces; each shows only its own
-    agents and tasks."""
+LONG_NAME = "Payments team: ledger migration to the new reconciliation service (Q3)"
+
+
+def test_workspaces_are_created_and_switched_from_the_phone(owner: Phone, tmp_path: Path):
+    """R03: the relay owner creates a workspace on the phone and becomes its owner; the
+    picker lists every workspace with its whole name (wrapped, never cut) on a 360 px and a
+    390 px screen, and switching shows only that workspace's agents and tasks."""
+    page = owner.page
+    go(owner, "Tasks")
+    page.locator("#workspace-switcher").click()
+    expect(page.get_by_role("heading", name="Workspaces")).to_be_visible()
+    page.get_by_label("Name of the new workspace").fill(LONG_NAME)
+    page.get_by_role("button", name="Create workspace").click()
+    expect(page.get_by_role("heading", name="Agents")).to_be_visible()
+    switcher = page.locator("#workspace-switcher")
+    expect(page.locator("#workspace-name")).to_have_text(f"{LONG_NAME} (owner)")
+    expect(page.locator(".empty")).to_contain_text("No agents yet")
+    owner.at_phone_widths(lambda: owner.assert_whole(switcher))
+    go(owner, "Tasks")
+    expect(page.locator(".empty")).to_contain_text("No tasks yet")
+
+    switcher.click()
+    choices = page.locator(".workspace-choice")
+    expect(choices).to_have_count(2)
+    current = page.locator(".workspace-choice[aria-current=true]")
+    expect(current.locator(".workspace-choice-name")).to_have_text(LONG_NAME)
+    owner.at_phone_widths(lambda: [owner.assert_whole(c) for c in choices.all()])
+    owner.screenshot("14-workspaces", tmp_path)
+    page.reload()  # the choice is kept on this device
+    expect(page.locator("#workspace-name")).to_have_text(f"{LONG_NAME} (owner)")
+    page.locator(".workspace-choice", has_text="Default").click()
+    expect(page.locator("#workspace-name")).to_have_text("Default (owner)")
+    expect(page).to_have_url(re.compile("#/tasks$"))
+    go(owner, "People")
+    expect(page.locator(".member-card", has_text="Owner (you)")).to_be_visible()
+
+
+def test_the_only_owner_is_told_how_to_leave_instead(owner: Phone, relay: RelayProcess):
+    """A workspace keeps an owner: its only owner is not offered "Leave this workspace"
+    (the relay would refuse with last-owner) and reads what to do instead, at both widths;
+    with another owner the button is back."""
     client = relay.login()
     try:
-        client.post("/api/v1/workspaces", json={"name": "Side project"}).raise_for_status()
+        wid = client.post("/api/v1/workspaces", json={"name": "Solo"}).json()["workspace"]["id"]
     finally:
         client.close()
     page = owner.page
-    go(owner, "Agents")
     page.reload()  # the new membership arrives with the next /me
-    select = page.locator("#workspace-select")
-    expect(select.locator("option")).to_have_count(2)
-    select.select_option(label="Side project (owner)")
-    expect(page).to_have_url(re.compile("#/tasks$"))
-    expect(page.locator(".empty")).to_contain_text("No tasks yet")
-    go(owner, "Agents")
-    expect(page.locator(".empty")).to_contain_text("No agents yet")
-    page.reload()
-    expect(select).to_have_value(re.compile(".+"))
-    assert "Side project" in select.locator("option:checked").inner_text()
-    select.select_option(label="Default (owner)")
+    page.locator("#workspace-switcher").click()
+    page.locator(".workspace-choice", has_text="Solo").click()
     go(owner, "People")
-    expect(page.locator(".member-card", has_text="Owner (you)")).to_be_visible()
+    note = page.locator("#sole-owner")
+    expect(note).to_contain_text("You are the only owner of this workspace")
+    expect(note).to_contain_text("invite someone as owner")
+    expect(page.get_by_role("button", name="Leave this workspace")).to_have_count(0)
+    owner.at_phone_widths(lambda: owner.assert_whole(note))
+    page.locator("#workspace-switcher").click()
+    page.locator(".workspace-choice", has_text="Default").click()
+    go(owner, "People")
+    expect(note).to_contain_text("make another member an owner with Change role above")
+    expect(page.get_by_role("button", name="Leave this workspace")).to_have_count(0)
+
+    # With a second owner, leaving is offered again.
+    ada = page.locator(".member-card", has_text="Ada")
+    ada.get_by_role("combobox").select_option("owner")
+    ada.get_by_role("button", name="Change role").click()
+    expect(page.get_by_role("button", name="Leave this workspace")).to_be_visible()
+    expect(note).to_have_count(0)
+    ada = page.locator(".member-card", has_text="Ada")
+    ada.get_by_role("combobox").select_option("member")
+    ada.get_by_role("button", name="Change role").click()
+    expect(note).to_be_visible()
+    assert owner.fetch_json(f"/api/v1/workspaces/{wid}/members")["body"]["members"][0]["role"] == (
+        "owner"
+    )
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -33,15 +33,29 @@ def phone(browser: Browser, relay: RelayProcess) -> Iterator[Phone]:
 
 
 def test_owner_recovery_then_passkey_sign_in(phone: Phone, tmp_path: Path):
-    """R02, R05, O4: recovery login, register a passkey, sign out, sign in with the passkey;
-    the session cookie is HttpOnly and SameSite=Strict; a later recovery login is warned."""
+    """R02, R05, O4: the owner's first sign-in with the recovery token says so plainly and
+    offers the passkey next (no "recovery only" yet); register it, sign out, sign in with the
+    passkey; the session cookie is HttpOnly and SameSite=Strict; a later recovery login is
+    warned that the token is for recovery only."""
     page = phone.open("/")
     expect(page.get_by_role("button", name="Sign in with passkey")).to_be_visible()
+    expect(page.locator("#view")).to_contain_text("First time here?")
     phone.screenshot("01-sign-in", tmp_path)
     recovery_sign_in(phone)
-    expect(page.locator("#recovery-warning")).to_contain_text("Create a passkey")
-    add_passkey(phone, "Pixel test")
+    first = page.get_by_role("region", name="First sign-in")
+    expect(first).to_contain_text("First sign-in.")
+    expect(first).to_contain_text("Next, create a passkey on this device")
+    expect(page.locator("body")).not_to_contain_text("recovery only")
     expect(page.locator("#recovery-warning")).to_have_count(0)
+    phone.at_phone_widths(lambda: phone.assert_whole(first))
+    phone.screenshot("13-first-sign-in", tmp_path)
+    first.get_by_role("button", name="Create a passkey now").click()
+    expect(first).to_have_count(0)
+    # Now that a passkey exists, the token is named for what it has become.
+    expect(page.locator("#passkey-created")).to_contain_text("recovery token is for recovery only")
+    expect(page.locator("#recovery-warning")).to_have_count(0)
+    go(phone, "Settings")
+    expect(page.locator(".passkey-card")).to_have_count(1)
     creds = phone.credentials()
     assert len(creds) == 1
     assert creds[0]["isResidentCredential"] is True

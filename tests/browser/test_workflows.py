@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
+from codexrelay.relay.config import load_relay_config
 from tests.agents import AgentProcess, pair_agent, write_agent_config
-from tests.browser.phone import Phone, dump_logs, go, owner_phone
+from tests.browser.phone import PHONE_SIZE, SMALL_PHONE, Phone, dump_logs, go, owner_phone
 from tests.helpers import RelayProcess, wait_until
 
 pytestmark = pytest.mark.browser
@@ -58,6 +59,8 @@ def devbox(
     qr = page.get_by_role("img", name=re.compile("QR code of the command"))
     assert qr.get_attribute("src").startswith("data:image/svg+xml")
     assert owner.scan_qr(qr) == command
+    expect(page.get_by_role("timer")).to_contain_text("Expires in")
+    owner.screenshot("05-pair-agent", tmp_path_factory.mktemp("shots"))
 
     directory = module_dir / "devbox"
     _git_workspace(directory / "workspace")
@@ -74,8 +77,13 @@ def devbox(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{dump_logs(directory / 'agent.log')}") from None
     expect(request).to_contain_text("workspace")
-    owner.assert_usable()
-    owner.screenshot("05-pair-agent", tmp_path_factory.mktemp("shots"))
+    # The code works once: the phone stops counting it down as soon as it is claimed.
+    used = page.get_by_role("status").filter(has_text="Used by")
+    expect(used).to_contain_text('Used by "devbox label" (devbox). The code no longer works.')
+    expect(page.get_by_role("timer")).to_have_count(0)
+    expect(page.locator(".command-text")).to_have_count(0)
+    owner.at_phone_widths(lambda: owner.assert_whole(used))
+    owner.screenshot("15-pairing-code-used", tmp_path_factory.mktemp("shots"))
     request.get_by_role("button", name="Approve").click()
     expect(page.locator(".request-card")).to_have_count(0)
     go(owner, "Agents")
@@ -208,16 +216,79 @@ def test_write_mode_task_shows_a_coloured_diff(owner: Phone, devbox: AgentProces
     owner.assert_usable()
 
 
-def test_running_task_can_be_cancelled(owner: Phone, devbox: AgentProcess):
-    """A running task shows a cancel button; cancelling stops it."""
+def test_running_task_can_be_cancelled(owner: Phone, devbox: AgentProcess, tmp_path):
+    """A running task shows a cancel button; cancelling stops it. The cancelled task says
+    who cancelled it when the relay tells (never an exit code such as -15), and no step of
+    it still reads "in progress"."""
     page = owner.page
     open_new_task(owner)
-    page.get_by_label("Prompt").fill("Wait a while\nFAKE: message started\nFAKE: sleep 30")
-    run_task(owner)
-    expect(page.locator(".prog-message")).to_contain_text("started")
+    page.get_by_label("Prompt").fill(
+        "Wait a while\nFAKE: message started\nFAKE: command-open sleep 100\nFAKE: sleep 30"
+    )
+    task_id = run_task(owner)
+    command = page.locator(".prog-command")
+    expect(command).to_contain_text("in progress")
     page.get_by_role("button", name="Cancel task").click()
     expect(status_of(owner)).to_have_text("Cancelled")
     expect(page.get_by_role("button", name="Cancel task")).to_have_count(0)
+    expect(command).to_contain_text("stopped: the task was cancelled")
+    view = page.locator("#view")
+    expect(view).not_to_contain_text("in progress")
+    expect(page.locator("dl.meta")).not_to_contain_text("Exit code")
+    wid = owner.fetch_json("/api/v1/me")["body"]["memberships"][0]["workspaceId"]
+    task = owner.fetch_json(f"/api/v1/workspaces/{wid}/tasks/{task_id}")["body"]["task"]
+    assert task["cancelledBy"] == owner.fetch_json("/api/v1/me")["body"]["user"]["id"]
+    expect(page.locator("dl.meta")).to_contain_text("Cancelled byyou")
+    owner.at_phone_widths()
+    owner.screenshot("16-cancelled-task", tmp_path)
+    page.reload()  # drawn from the relay's copy: still nothing in progress
+    expect(status_of(owner)).to_have_text("Cancelled")
+    expect(command).to_contain_text("stopped: the task was cancelled")
+    expect(view).not_to_contain_text("in progress")
+
+
+def test_prompt_size_is_counted_and_a_refusal_shows_above_the_tab_bar(
+    owner: Phone, devbox: AgentProcess, tmp_path
+):
+    """The composer counts the prompt's bytes near the cap the relay publishes (and
+    enforces), and the relay's 413 for a prompt over it is shown whole above the bottom
+    navigation on a 360 px and a 390 px phone."""
+    page = owner.page
+    limit = load_relay_config(owner.relay.setup.config_path).max_prompt_bytes
+    cap = owner.fetch_json("/api/v1/me")["body"]["relay"]["limits"]["maxPromptBytes"]
+    assert cap == limit
+    open_new_task(owner)
+    prompt = page.get_by_label("Prompt")
+    counter = page.locator("#prompt-bytes")
+
+    def paste(text: str, times: int) -> None:
+        """A long prompt arrives as a paste would: at once, with one input event."""
+        prompt.evaluate(
+            "(el, [text, times]) => { el.value = text.repeat(times); "
+            "el.dispatchEvent(new Event('input', { bubbles: true })); }",
+            [text, times],
+        )
+
+    prompt.fill("é" * 10)
+    expect(counter).to_be_hidden()  # far from the cap
+    paste("x", cap - 100)
+    prompt.press("End")
+    prompt.type("é")  # two bytes for one character, typed
+    expect(counter).to_have_text(f"{cap - 98:,} of {cap:,} bytes used.")
+    paste("x", cap + 5)
+    expect(counter).to_have_text(f"Too long: {cap + 5:,} of {cap:,} bytes. Shorten it by 5 bytes.")
+    # Sent anyway: the relay's own sentence, whole.
+    paste("y", limit + 1)
+    for size in (SMALL_PHONE, PHONE_SIZE):
+        page.set_viewport_size(size)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.get_by_role("button", name="Run task").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_have_text(f"The prompt is larger than {limit // 1024} KiB.")
+        owner.assert_above_tab_bar(alert)
+        owner.assert_usable()
+    page.set_viewport_size(owner.size)
+    owner.screenshot("17-prompt-too-large", tmp_path)
 
 
 def test_refusals_are_explained_in_sentences(owner: Phone, devbox: AgentProcess):
@@ -266,6 +337,46 @@ def test_codex_session_can_be_continued(owner: Phone, devbox: AgentProcess, tmp_
     expect(status_of(owner)).to_have_text("Completed")
     expect(page.locator("dl.meta")).to_contain_text(session_id)
     expect(page.locator("dl.meta")).to_contain_text("Off (read-only)")
+
+
+def test_task_waits_for_an_offline_agent(
+    owner: Phone, relay: RelayProcess, module_dir: Path, tmp_path
+):
+    """An offline agent's task can be queued: the phone says whom it waits for and until
+    when, and the task runs once the agent is back (B4: once)."""
+    client = relay.login()
+    try:
+        wid = client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
+        sleepy = pair_agent(relay, client, wid, module_dir / "sleepy", agent_id="sleepy")
+        sleepy.stop()
+        wait_until(
+            lambda: (
+                not next(
+                    a
+                    for a in client.get(f"/api/v1/workspaces/{wid}/agents").json()["agents"]
+                    if a["agentId"] == "sleepy"
+                )["online"]
+            ),
+            what="sleepy offline",
+        )
+    finally:
+        client.close()
+    page = owner.page
+    open_new_task(owner, agent_id="sleepy", kind="Action")
+    expect(page.locator(".hint[role=status]")).to_contain_text("offline right now")
+    expect(page.get_by_label("If it is still offline, wait for it")).to_have_value("3600")
+    page.get_by_role("button", name="Queue task").click()
+    expect(page).to_have_url(re.compile(r"#/tasks/tsk_"))
+    waiting = page.locator(".running-note.waiting")
+    expect(waiting).to_contain_text("Waiting for sleepy label (until")
+    owner.at_phone_widths(lambda: owner.assert_whole(waiting))
+    owner.screenshot("18-waiting-for-agent", tmp_path)
+    sleepy.start("start")
+    try:
+        expect(status_of(owner)).to_have_text("Completed", timeout=30_000)
+        expect(page.locator(".running-note.waiting")).to_have_count(0)
+    finally:
+        sleepy.stop()
 
 
 def test_revoke_agent_from_the_ui(owner: Phone, relay: RelayProcess, module_dir: Path):

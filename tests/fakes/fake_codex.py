@@ -20,6 +20,7 @@ Behaviour is driven by lines of the prompt of the form ``FAKE: <keyword> [args]`
     FAKE: reasoning TEXT       a reasoning item
     FAKE: command TEXT         a command_execution item (started + completed, exit 0)
     FAKE: command-fail TEXT    a command_execution item that exits 3 (status "failed")
+    FAKE: command-open TEXT    a command_execution item that starts and never completes
     FAKE: big-output N         a command_execution item with N bytes of output
     FAKE: write RELPATH [TEXT] a file_change item; the file is written only when the
                                sandbox is workspace-write (read-only: "patch rejected")
@@ -550,6 +551,16 @@ class FakeRun:
         elif word in {"command", "command-fail"}:
             code = 0 if word == "command" else 3
             self.command(rollout, arg, f"fake output of: {arg}\n", code)
+        elif word == "command-open":
+            item = {
+                "id": self.next_id(),
+                "type": "command_execution",
+                "command": arg,
+                "aggregated_output": "",
+                "exit_code": None,
+                "status": "in_progress",
+            }
+            self.emit({"type": "item.started", "item": item})
         elif word == "big-output":
             self.command(rollout, "yes", "y\n" * (int(arg) // 2), 0)
         elif word == "write":

@@ -5,6 +5,11 @@ The real CLI, configured with a custom provider whose ``base_url`` points here, 
 ``response.output_item.done`` per assistant message, then ``response.completed``
 (reference: codex-cli.md sections 1 and 9). The reply is chosen per request by a
 ``Responder`` so tests can echo the prompt, fail with an HTTP status, or fail the stream.
+``scripted_reply`` also makes tool calls on cue, so a test can drive a shell command or a
+patch through Codex's approval flow: the newest prompt line ``MOCK_SHELL: <cmd>`` runs a
+command, ``MOCK_ESCALATE: <cmd>`` asks to run it outside the sandbox (with a reason),
+``MOCK_PATCH: <path> <content>`` adds a file with apply_patch, ``MOCK_REASON: <text>`` adds a
+reasoning summary; the call's output comes back as ``MOCK_TOOL_RESULT ...``.
 
 Run from a test (``with ModelServer() as server: server.base_url``) or on its own:
 ``python -m tests.fakes.model_server`` prints the base URL and serves until interrupted.
@@ -69,6 +74,7 @@ class ModelReply:
     messages: tuple[str, ...] = ()
     status: int = 200
     fail_message: str | None = None
+    items: tuple[dict[str, Any], ...] = ()  # raw output items sent before the messages
 
 
 Responder = Callable[[ModelRequest], ModelReply]
@@ -79,18 +85,97 @@ def echo_reply(request: ModelRequest) -> ModelReply:
     return ModelReply(messages=(f"MOCK_REPLY: {request.last_user_prompt}",))
 
 
+_CALLS = count(1)
+
+
+def _tool_output(request: ModelRequest) -> dict[str, Any] | None:
+    """The tool result this request reports back, when its newest input item is one."""
+    history = request.body.get("input") or []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    if last.get("type") in {"function_call_output", "custom_tool_call_output"}:
+        return last
+    return None
+
+
+def _tool_call(cue: str, arg: str) -> dict[str, Any]:
+    call_id = f"call_mock_{next(_CALLS)}"
+    if cue == "MOCK_PATCH":
+        path, _, content = arg.partition(" ")
+        patch = f"*** Begin Patch\n*** Add File: {path}\n+{content}\n*** End Patch\n"
+        return {
+            "type": "custom_tool_call",
+            "call_id": call_id,
+            "name": "apply_patch",
+            "input": patch,
+            "status": "completed",
+        }
+    args: dict[str, Any] = {"cmd": arg}
+    if cue == "MOCK_ESCALATE":
+        args |= {
+            "sandbox_permissions": "require_escalated",
+            "justification": f"MOCK_REASON run {arg}",
+        }
+    return {
+        "type": "function_call",
+        "call_id": call_id,
+        "name": "exec_command",
+        "arguments": json.dumps(args),
+    }
+
+
+def scripted_reply(request: ModelRequest) -> ModelReply:
+    """Echo the prompt, or make the tool call its last line asks for (see the module doc)."""
+    if (done := _tool_output(request)) is not None:
+        output = done.get("output")
+        text = output if isinstance(output, str) else json.dumps(output)
+        return ModelReply(
+            messages=(f"MOCK_TOOL_RESULT call_id={done.get('call_id')} output={text[-400:]}",)
+        )
+    prompt = request.last_user_prompt.strip()
+    cue, _, arg = prompt.splitlines()[-1].partition(": ") if prompt else ("", "", "")
+    if cue in {"MOCK_SHELL", "MOCK_ESCALATE", "MOCK_PATCH"}:
+        return ModelReply(items=(_tool_call(cue, arg.strip()),))
+    if cue == "MOCK_REASON":
+        summary = [{"type": "summary_text", "text": arg}]
+        reasoning = {"type": "reasoning", "id": f"rs_mock_{next(_CALLS)}", "summary": summary}
+        return ModelReply(messages=(f"MOCK_REPLY: {prompt}",), items=(reasoning,))
+    return echo_reply(request)
+
+
+def _streamed_message(item: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """``output_item.added`` then the text in two deltas, before the item's ``done``."""
+    text = item["content"][0]["text"]
+    half = len(text) // 2
+    added = {**item, "content": []}
+    common = {"item_id": item["id"], "output_index": index, "content_index": 0}
+    return [
+        {"type": "response.output_item.added", "output_index": index, "item": added},
+        *(
+            {"type": "response.output_text.delta", **common, "delta": part}
+            for part in (text[:half], text[half:])
+            if part
+        ),
+    ]
+
+
 def sse_frames(reply: ModelReply, response_id: str, model: str) -> bytes:
     """The event stream for ``reply``, one ``event:``/``data:`` frame per event."""
     events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {"id": response_id, "model": model}}
     ]
+    outputs = [*reply.items]
     for index, text in enumerate(reply.messages):
-        item = {
-            "type": "message",
-            "role": "assistant",
-            "id": f"msg_{response_id}_{index}",
-            "content": [{"type": "output_text", "text": text}],
-        }
+        outputs.append(
+            {
+                "type": "message",
+                "role": "assistant",
+                "id": f"msg_{response_id}_{index}",
+                "content": [{"type": "output_text", "text": text}],
+            }
+        )
+    for index, item in enumerate(outputs):
+        if item["type"] == "message":  # streamed in two pieces, as a real model streams
+            events.extend(_streamed_message(item, index))
         events.append({"type": "response.output_item.done", "output_index": index, "item": item})
     if reply.fail_message is not None:
         error = {"code": "server_error", "message": reply.fail_message}

@@ -4,140 +4,34 @@ tasks over HTTP, and leaves nothing running once it gets SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conversations import decide, idle, pending_approval, read
+from tests.demos import (
+    LAN_HOST,
+    RUNNING,
+    Demo,
+    alive,
+    descendants,
+    env_without_codex,
+    processes_mentioning,
+    terminal_qr,
+    through_proxy,
+)
 from tests.helpers import PYTHON, wait_until
+from tests.realcodex import CodexUnavailableError, install_codex
 
 TERMINAL = {"completed", "failed", "cancelled", "rejected", "interrupted"}
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses; the ppid follows the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below ``pid``."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (ppid := _ppid(int(entry.name))) is not None:
-            parents[int(entry.name)] = ppid
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that name ``text`` (a demo directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline and alive(int(entry.name)):
-            found.append(cmdline)
-    return found
-
-
-def env_without_codex() -> dict[str, str]:
-    """This environment with every PATH entry that holds a `codex` program removed."""
-    entries = os.environ.get("PATH", "").split(os.pathsep)
-    kept = [e for e in entries if e and not (Path(e) / "codex").exists()]
-    return {**os.environ, "PATH": os.pathsep.join(kept), "PYTHONUNBUFFERED": "1"}
-
-
-@dataclass
-class Demo:
-    """A running `codexrelay demo` with its stdout collected line by line."""
-
-    proc: subprocess.Popen[str]
-    stderr_path: Path
-    lines: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    @classmethod
-    def start(cls, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Demo:
-        stderr_path = tmp_path / "demo.stderr"
-        with stderr_path.open("w") as err:
-            proc = subprocess.Popen(
-                [PYTHON, "-m", "codexrelay", "demo", *args],
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                env=env or env_without_codex(),
-            )
-        demo = cls(proc, stderr_path)
-        demo.reader = threading.Thread(target=demo._read, daemon=True)
-        demo.reader.start()
-        RUNNING.append(demo)
-        return demo
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def value(self, prefix: str, timeout: float = 60) -> str:
-        """The rest of the first stdout line starting with ``prefix``."""
-
-        def find() -> str | None:
-            if self.proc.poll() is not None and not any(x.startswith(prefix) for x in self.lines):
-                raise AssertionError(f"demo exited {self.proc.returncode}:\n{self.output()}")
-            return next((x.removeprefix(prefix) for x in self.lines if x.startswith(prefix)), None)
-
-        try:
-            return wait_until(find, timeout=timeout, what=f"a line {prefix!r}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.output()}") from None
-
-    def output(self) -> str:
-        return "\n".join(self.lines) + "\n--- stderr ---\n" + self.stderr_path.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"demo did not stop:\n{self.output()}") from None
-        finally:
-            if self.reader is not None:
-                self.reader.join(timeout=5)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-
-RUNNING: list[Demo] = []
 
 
 @pytest.fixture(autouse=True)
@@ -227,6 +121,18 @@ def test_demo_pairs_an_agent_serves_tasks_and_stops_everything(tmp_path, demo_di
         assert codex["status"] == "failed", codex
         assert "npm install -g @openai/codex" in (codex["error"] or "")
 
+    # The sample project holds the project alone: the agent's token and state live beside it.
+    status = subprocess.run(
+        ["git", "status", "--porcelain"],
+        cwd=demo_dir / "workspace",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert status.stdout == "?? NOTES.md\n"
+    assert list(demo_dir.glob("agent/state/agent-token.json"))
+    assert not list((demo_dir / "workspace").rglob("*token*"))
     assert demo.stop(signal.SIGTERM) == 0
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=5, what="children to go")
     assert (demo_dir / "workspace" / "stats.py").is_file(), "--dir is kept"
@@ -262,3 +168,128 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path):
     assert res.returncode == 1
     assert "not made by `codexrelay demo`" in res.stderr
     assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+
+# ---- the demo on a phone on the same network (--lan) ----------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy missing: deploy/ensure-caddy.sh")
+def test_demo_lan_serves_the_app_over_https_through_caddy(tmp_path, demo_dir):
+    """--lan: Caddy serves the app on a random https port for the LAN name with its local
+    CA; the printed URL works with that CA (and not without it), its QR code decodes to it,
+    the session (a Secure cookie) and the paired agent work through the proxy, and the CA
+    link serves the root certificate and nothing else. Ctrl-C stops Caddy too."""
+    state = tmp_path / "state-home"
+    env = {**env_without_codex(), "XDG_STATE_HOME": str(state)}
+    args = ["--dir", str(demo_dir), "--port", "0", "--lan", "--lan-host", LAN_HOST]
+    demo = Demo.start(tmp_path, *args, "--https-port", "0", env=env)
+    url = demo.value("URL: ")
+    token = demo.value("Recovery token: ")
+    root = Path(demo.value("CA certificate: "))
+    assert re.fullmatch(rf"https://{re.escape(LAN_HOST)}:\d+/", url), url
+    assert root.is_relative_to(state / "codexrelay" / "caddy")
+    wait_until(lambda: "Press Ctrl-C to stop." in demo.stderr_path.read_text(), what="the steps")
+    wait_until(lambda: any(set(x) == {"▀"} for x in demo.lines), what="the QR code's last row")
+    assert terminal_qr(demo.lines) == url
+    children = descendants(demo.proc.pid)
+
+    trusted = ssl.create_default_context(cafile=str(root))
+    with httpx.Client(verify=trusted, timeout=10) as client:
+        page = through_proxy(client, "GET", url, "/")
+        assert page.status_code == 200
+        assert "<title>codexrelay</title>" in page.text
+        assert page.headers["strict-transport-security"]
+        signed_in = through_proxy(client, "POST", url, "/api/v1/auth/bootstrap",
+                                  json={"token": token})  # fmt: skip
+        assert signed_in.status_code == 200, signed_in.text
+        assert "secure" in signed_in.headers["set-cookie"].lower()
+        me = through_proxy(client, "GET", url, "/api/v1/me").json()
+        wid = me["memberships"][0]["workspaceId"]
+        agents = through_proxy(client, "GET", url, f"/api/v1/workspaces/{wid}/agents").json()
+        assert [a["agentId"] for a in agents["agents"] if a["online"]] == ["demo"]
+    with httpx.Client(timeout=10) as untrusting, pytest.raises(httpx.ConnectError):
+        through_proxy(untrusting, "GET", url, "/")
+
+    stderr = demo.stderr_path.read_text()
+    ca_url = re.search(r"http://\S+/codexrelay-demo-ca\.crt", stderr)
+    assert ca_url, stderr
+    served = httpx.get(ca_url.group(0), timeout=10)
+    assert served.status_code == 200
+    assert served.content == root.read_bytes()
+    assert served.headers["content-type"] == "application/x-x509-ca-cert"
+    base = ca_url.group(0).rsplit("/", 1)[0]
+    for other in ("/root.key", "/root.crt", "/", "/codexrelay-demo-ca.crt/../root.key"):
+        assert httpx.get(base + other, timeout=10).status_code == 404, other
+    assert "iPhone:" in stderr
+    assert "Android:" in stderr
+
+    assert demo.stop(signal.SIGINT) == 0
+    wait_until(lambda: not any(alive(pid) for pid in children), timeout=10, what="Caddy to stop")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lan", "--lan-host", "192.168.1.20"], "passkeys need a name, not an IP address"),
+        (["--lan", "--tls-cert", __file__], "--tls-cert and --tls-key go together"),
+        (["--lan-host", "box.local"], "need --lan"),
+    ],
+)
+def test_demo_lan_refuses_what_cannot_work(tmp_path, args, message):
+    """An IP address (no passkeys on it), half a certificate, or LAN options without --lan
+    are refused before anything starts."""
+    res = subprocess.run(
+        [PYTHON, "-m", "codexrelay", "demo", "--dir", str(tmp_path / "d"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert res.returncode == 1, res.stderr
+    assert message in res.stderr
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.realcodex
+@pytest.mark.timeout(240)
+def test_demo_conversation_on_the_offline_demo_model(tmp_path, demo_dir):
+    """Without a Codex login, the demo runs the real Codex CLI against the labelled offline
+    demo model: the phone sees it say so, read a file, ask to run the tests (accepted: they
+    run) and propose a patch (accepted: mode.py is written, inside the sample project)."""
+    try:
+        launcher = install_codex()
+    except CodexUnavailableError as exc:
+        pytest.skip(f"cannot run the real Codex CLI: {exc}")
+    home = tmp_path / "home"  # no ~/.codex login here
+    home.mkdir()
+    env = {**env_without_codex(), "HOME": str(home), "TMPDIR": str(tmp_path)}
+    env["PATH"] = f"{launcher.parent}{os.pathsep}{env['PATH']}"
+    demo = Demo.start(tmp_path, "--dir", str(demo_dir), "--port", "0", env=env)
+    url, token = demo.value("URL: "), demo.value("Recovery token: ")
+    assert "OFFLINE DEMO MODEL" in demo.output()
+    assert "Write mode: allowed on the relay and the agent" in demo.output()
+    workspace = demo_dir / "workspace"
+    try:
+        with phone(url) as client:
+            assert client.post("/api/v1/auth/bootstrap", json={"token": token}).status_code == 200
+            wid = client.get("/api/v1/workspaces").json()["workspaces"][0]["id"]
+            agents = client.get(f"/api/v1/workspaces/{wid}/agents").json()["agents"]
+            assert agents[0]["features"]["conversations"] is True
+            res = client.post(f"/api/v1/workspaces/{wid}/threads",
+                              json={"agentId": "demo", "prompt": "Show me around"})  # fmt: skip
+            assert res.status_code == 201, res.text
+            tid = res.json()["thread"]["id"]
+            for kind in ("command", "fileChange"):
+                approval = pending_approval(client, wid, tid, timeout=90)
+                assert approval["kind"] == kind
+                assert decide(client, wid, tid, approval["id"], "accept").status_code == 200
+            idle(client, wid, tid, timeout=90)
+            items = read(client, wid, tid)["items"]
+    finally:
+        demo.stop(signal.SIGTERM)
+    texts = " ".join(i.get("text") or "" for i in items if i["type"] == "agentMessage")
+    assert "Offline demo model" in texts
+    outputs = " ".join(i.get("output") or "" for i in items if i["type"] == "commandExecution")
+    assert "# sample-project" in outputs  # the file it read
+    assert "Ran 3 tests" in outputs  # the command it asked for
+    assert "def mode(" in (workspace / "mode.py").read_text()

@@ -282,3 +282,33 @@ def test_dead_agent_detected_within_30_seconds(relay, phone, tmp_path):
     finally:
         os.kill(agent.proc.pid, signal.SIGCONT)
         agent.stop()
+
+
+def test_agent_pair_tells_a_malformed_code_apart_and_keeps_a_used_one_unrevealed(tmp_path):
+    """R20 with a relay that allows 3 pair attempts a minute: three malformed codes are told
+    apart by `agent pair` itself (none reaches the relay, so none counts), while a used code
+    and a code never issued get the same message, hinting at a new code."""
+    setup = write_relay_config(tmp_path / "relay", maxPairAttemptsPerMinute=3)
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    try:
+        config = write_agent_config(tmp_path / "a", setup.base_url, agent_id="a")
+        for bad in ("K7QX", "K7QX-M2PD-AAAA", "hello there"):
+            res = agent_cli(config, "pair", "--pair-code", bad, "--no-start")
+            assert res.returncode == 2, res.stderr
+            assert "codes look like XXXX-XXXX" in res.stderr
+        client = relay.login()
+        try:
+            code = create_code(client, default_workspace(client))
+        finally:
+            client.close()
+        claim = {"code": code, "agentId": "other", "label": "other"}
+        assert httpx.post(f"{setup.base_url}/api/v1/agent/pair", json=claim).status_code == 202
+        used = agent_cli(config, "pair", "--pair-code", code.lower(), "--no-start")
+        never = agent_cli(config, "pair", "--pair-code", "0000-0000", "--no-start")
+        assert used.returncode == never.returncode == 1
+        assert used.stderr == never.stderr
+        assert "That pairing code is not valid." in used.stderr
+        assert "create a new one on the phone" in used.stderr
+        assert not (tmp_path / "a" / "state" / "agent-token.json").exists()
+    finally:
+        relay.stop()

@@ -1,6 +1,7 @@
 """The README's quick start cannot rot: every shell command in it runs here, in order, as a
-person would run it; commands marked "runs until Ctrl-C" are started, checked, then stopped
-with SIGINT."""
+person would run it (in a home directory of its own, with a project under it); commands
+marked "runs until Ctrl-C" are started, checked, then stopped with SIGINT. The project the
+agent serves ends as clean as it started: nothing of the agent's is left in it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ README = ROOT / "README.md"
 LONG_RUNNING = "runs until Ctrl-C"
 PLACEHOLDER_PORT = "8787"
 PLACEHOLDER_CODE = "K7QX-M2PD"
+PROJECT = "src/myproject"  # the README's ~/src/myproject
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Running:
 class Tour:
     """Runs the quick start in a temporary directory and plays the phone's part."""
 
-    def __init__(self, workdir: Path, logs: Path) -> None:
+    def __init__(self, workdir: Path, logs: Path, home: Path) -> None:
         self.workdir = workdir
         self.logs = logs
         self.port = free_port()
@@ -105,8 +107,9 @@ class Tour:
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("CODEXRELAY_", "MAKE")) and key != "MFLAGS"
+            if not key.startswith(("CODEXRELAY_", "MAKE", "XDG_")) and key != "MFLAGS"
         }
+        self.env["HOME"] = str(home)
         self.env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{self.env.get('PATH', '')}"
         self.env["PYTHONUNBUFFERED"] = "1"
         self.env["TMPDIR"] = str(workdir.parent / "tmp")
@@ -264,10 +267,35 @@ def _processes_under(directory: Path) -> list[str]:
     return found
 
 
+def git_project(path: Path) -> None:
+    """A project with one commit, as the person's own would be."""
+    path.mkdir(parents=True)
+    (path / "app.py").write_text("print('hello')\n")
+    env = {"PATH": os.environ["PATH"], "HOME": str(path), "GIT_AUTHOR_NAME": "p",
+           "GIT_AUTHOR_EMAIL": "p@example.invalid", "GIT_COMMITTER_NAME": "p",
+           "GIT_COMMITTER_EMAIL": "p@example.invalid"}  # fmt: skip
+    for argv in (["git", "init", "-q"], ["git", "add", "."], ["git", "commit", "-qm", "start"]):
+        subprocess.run(argv, cwd=path, env=env, check=True, timeout=30)
+
+
+def git_status(path: Path) -> str:
+    res = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return res.stdout
+
+
 def test_every_quick_start_command_runs(tmp_path):
     """Each command of the README's quick start works as written (the demo, a relay, an agent
     paired through the phone, a snapshot, the production scaffold), and Ctrl-C stops the
-    long-running ones cleanly (API.md demo clarification, I4, O2)."""
+    long-running ones cleanly (API.md demo clarification, I4, O2). The agent's config and
+    token end up in the per-user directories the README names, and `git status` of the
+    project it serves shows nothing new (no token, state or config inside it)."""
     parts = quick_start(README.read_text())
     commands = [c for _, section in parts for c in section]
     assert len(commands) >= 8, commands
@@ -278,7 +306,10 @@ def test_every_quick_start_command_runs(tmp_path):
     workdir.mkdir()
     logs = tmp_path / "logs"
     logs.mkdir()
-    tour = Tour(workdir, logs)
+    home = tmp_path / "home"
+    project = home / PROJECT
+    git_project(project)
+    tour = Tour(workdir, logs, home)
     for title, section in parts:
         started: list[Running] = []
         try:
@@ -303,3 +334,10 @@ def test_every_quick_start_command_runs(tmp_path):
     assert (workdir / "deploy" / "generated" / "Caddyfile").is_file()
     assert not list((tmp_path / "tmp").iterdir()), "the demo removes its temporary directory"
     assert not _processes_under(tmp_path)
+    assert git_status(project) == "", "the agent left files in the project"
+    config = home / ".config" / "codexrelay" / "agent.json"
+    tokens = list((home / ".local" / "state" / "codexrelay" / "agent").glob("*/agent-token.json"))
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert len(tokens) == 1, tokens
+    assert stat.S_IMODE(tokens[0].stat().st_mode) == 0o600
+    assert (home / "codexrelay" / "relay.json").is_file()

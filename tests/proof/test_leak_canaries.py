@@ -13,24 +13,38 @@ the logs or the data dir either (only their hashes are stored).
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.agents import (
     AgentProcess,
     create_code,
     default_workspace,
+    pair_agent,
     pending_request,
     wait_online,
     write_agent_config,
 )
+from tests.conversations import decide, feed, idle, pending_approval, read, start, threads_url
+from tests.fakes.model_server import ModelServer, scripted_reply
 from tests.helpers import RelayProcess, wait_until, write_relay_config
 from tests.integration.conftest import TERMINAL
+from tests.realcodex import (
+    API_KEY_ENV,
+    ROOT,
+    CodexUnavailableError,
+    install_codex,
+    write_codex_home,
+)
 from tests.softauthn import COOKIE, Phone
 
 FRAGMENT = 10  # a canary leaks if any 10 characters of its random part show up
@@ -230,3 +244,68 @@ def test_no_canary_or_credential_leaves_relay_memory(tmp_path):
         f"{len(secrets.canaries)} canaries and {len(secrets.credentials)} credentials"
     )
     assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.realcodex
+@pytest.mark.timeout(300)
+def test_no_conversation_canary_reaches_relay_disk_or_logs(tmp_path):
+    """R10 for live conversations: canaries in a prompt, the streamed reply, a reasoning
+    summary, a command and its output, and a patch's diff all reach the phone (thread
+    read and event stream) and none reaches the relay's data dir, debug logs or
+    environment; thread, turn and approval metadata does."""
+    try:
+        launcher = install_codex()
+    except CodexUnavailableError as exc:
+        pytest.skip(f"cannot run the real Codex CLI: {exc}")
+    c = {k: canary(k) for k in ("prompt", "reasoning", "output", "diff")}
+    setup = write_relay_config(tmp_path / "relay", logLevel="debug")
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    codex_tmp = Path(tempfile.mkdtemp(prefix="codex-tmp-", dir=ROOT / ".cache"))
+    owner = relay.login()
+    agent = None
+    try:
+        with ModelServer(responder=scripted_reply) as model:
+            wid = default_workspace(owner)
+            agent = pair_agent(
+                relay, owner, wid, tmp_path / "agent",
+                process_env={API_KEY_ENV: "mock-key", "TMPDIR": str(codex_tmp)},
+                features={"codexExec": True, "conversations": True},
+                codex={"command": [str(launcher)],
+                       "home": str(write_codex_home(tmp_path / "codex-home", model.base_url))},
+            )  # fmt: skip
+            with feed(owner, wid) as events:
+                shown = _converse(owner, wid, c)
+                shown += json.dumps(events.frames)
+            environ = Path(f"/proc/{relay.proc.pid}/environ").read_bytes()  # type: ignore[union-attr]
+    finally:
+        if agent is not None:
+            agent.stop()
+        relay.stop()
+        owner.close()
+        shutil.rmtree(codex_tmp, ignore_errors=True)
+    missing = [name for name, value in c.items() if value not in shown]
+    assert not missing, f"the phone never saw: {missing}"
+    files = {str(p.relative_to(setup.data_dir)): p.read_bytes()
+             for p in setup.data_dir.rglob("*") if p.is_file()}  # fmt: skip
+    state = files["state.json"].decode()
+    assert '"threads"' in state
+    assert '"approvals"' in state
+    assert "fileChange" in state
+    places = {"relay log": relay.log_path.read_bytes(), "relay environment": environ}
+    places.update({f"data dir {name}": data for name, data in files.items()})
+    leaks = _hits(places, {name: fragments(value) for name, value in c.items()})
+    assert not leaks, "\n".join(leaks)
+
+
+def _converse(owner: httpx.Client, wid: str, c: dict[str, str]) -> str:
+    """A thread whose every kind of content carries a canary; what the phone was shown."""
+    first = f"Look at {c['prompt']}\nMOCK_REASON: {c['reasoning']}"
+    tid = start(owner, wid, first)["thread"]["id"]
+    idle(owner, wid, tid)
+    for prompt in (f"MOCK_ESCALATE: echo {c['output']}", f"MOCK_PATCH: leak.txt {c['diff']}"):
+        res = owner.post(threads_url(wid, tid, "turns"), json={"prompt": prompt})
+        assert res.status_code == 201, res.text
+        approval = pending_approval(owner, wid, tid)
+        assert decide(owner, wid, tid, approval["id"], "accept").status_code == 200
+        idle(owner, wid, tid)
+    return json.dumps(read(owner, wid, tid))

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from codexrelay.agent.config import build_init_config, load_agent_config, resolve_inside
+from codexrelay.agent.enroll import code_format_problem
 from codexrelay.cli import main
 from codexrelay.settings import ConfigError
 from tests.fakes import fake_agent_config_data
@@ -28,14 +29,19 @@ def problems(tmp_path: Path, data: dict[str, Any]) -> list[str]:
     return caught.value.lines
 
 
+def workspace(tmp_path: Path) -> Path:
+    """A project directory beside (not around) the config and state of a test."""
+    path = tmp_path / "ws"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def minimal(tmp_path: Path) -> dict[str, Any]:
-    workspace = tmp_path / "ws"
-    workspace.mkdir(exist_ok=True)
     return {
         "relayBaseUrl": "https://relay.example.org/",
         "agentId": "dev-box",
         "agentLabel": "Dev box",
-        "workspaceRoot": str(workspace),
+        "workspaceRoot": str(workspace(tmp_path)),
     }
 
 
@@ -209,31 +215,91 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> Any:
 def test_agent_init_writes_private_config_and_state_dir(tmp_path):
     """`agent init` writes a valid 0600 config and a 0700 stateDir, with a sample action."""
     path = tmp_path / "conf" / "agent.json"
+    state = tmp_path / "state"
     result = run_cli(
-        "agent", "init", "--config", str(path), "--workspace-root", str(tmp_path),
-        "--agent-id", "box-1",
+        "agent", "init", "--config", str(path), "--workspace-root", str(workspace(tmp_path)),
+        "--agent-id", "box-1", "--state-dir", str(state),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     config = load_agent_config(path)
     assert stat.S_IMODE(config.state_path.stat().st_mode) == 0o700
-    assert config.state_path == path.parent / "data" / "agent"
+    assert config.state_path == state
     assert list(config.actions) == ["git-status"]
     assert config.agent_label == "box-1"
     assert "token" not in path.read_text().lower()
+
+
+def test_agent_init_defaults_to_the_users_own_directories(tmp_path):
+    """Without --config or --state-dir, the config goes to $XDG_CONFIG_HOME/codexrelay and the
+    state to $XDG_STATE_HOME/codexrelay/agent/<agentId>: nothing lands in the workspace."""
+    ws = workspace(tmp_path)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_STATE_HOME": str(tmp_path / "st")}
+    result = run_cli("agent", "init", "--workspace-root", str(ws), "--agent-id", "box", env=env)
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "cfg" / "codexrelay" / "agent.json"
+    config = load_agent_config(path)
+    assert config.state_path == tmp_path / "st" / "codexrelay" / "agent" / "box"
+    assert config.state_path.is_dir()
+    assert list(ws.iterdir()) == []
+    check = run_cli("agent", "check-config", env=env)
+    assert check.exit_code == 0, check.output
+    assert f"State directory: {config.state_path}" in check.output
+
+
+def test_agent_config_without_state_dir_uses_the_per_user_state_dir(tmp_path, monkeypatch):
+    """A hand-written config with no stateDir keeps the token in the per-user state dir,
+    and ~/.local/state when XDG_STATE_HOME is unset or relative (as the spec says)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    config = load_agent_config(write(tmp_path, minimal(tmp_path)))
+    assert config.state_path == tmp_path / "xdg" / "codexrelay" / "agent" / "dev-box"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/dir")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    expected = tmp_path / "home" / ".local" / "state" / "codexrelay" / "agent" / "dev-box"
+    assert load_agent_config(write(tmp_path, minimal(tmp_path))).state_path == expected
+
+
+def test_agent_init_keeps_the_config_out_of_the_workspace_unless_told(tmp_path):
+    """A --config inside the workspace is refused with the fix named; --config-in-workspace
+    allows it (the config holds no secret)."""
+    ws = workspace(tmp_path)
+    path = ws / "agent.json"
+    base = ["agent", "init", "--config", str(path), "--workspace-root", str(ws),
+            "--state-dir", str(tmp_path / "state")]  # fmt: skip
+    refused = run_cli(*base)
+    assert refused.exit_code == 2
+    assert "inside the workspace" in refused.output
+    assert "--config-in-workspace" in refused.output
+    assert not path.exists()
+    allowed = run_cli(*base, "--config-in-workspace")
+    assert allowed.exit_code == 0, allowed.output
+    assert load_agent_config(path).state_path == tmp_path / "state"
+
+
+def test_agent_init_refuses_a_state_dir_in_the_workspace(tmp_path):
+    """The token's directory may never be inside the workspace, flag or not."""
+    ws = workspace(tmp_path)
+    path = tmp_path / "agent.json"
+    result = run_cli(
+        "agent", "init", "--config", str(path), "--workspace-root", str(ws),
+        "--state-dir", str(ws / "data"), "--config-in-workspace",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "is inside workspaceRoot" in result.output
+    assert not path.exists()
+    assert not (ws / "data").exists()
 
 
 def test_agent_init_refuses_to_overwrite_without_force(tmp_path):
     """An existing config is kept unless --force is given."""
     path = tmp_path / "agent.json"
     path.write_text("{}")
-    result = run_cli("agent", "init", "--config", str(path), "--workspace-root", str(tmp_path))
+    ws = str(workspace(tmp_path))
+    result = run_cli("agent", "init", "--config", str(path), "--workspace-root", ws)
     assert result.exit_code == 1
     assert "--force" in result.output
     assert path.read_text() == "{}"
-    forced = run_cli(
-        "agent", "init", "--config", str(path), "--workspace-root", str(tmp_path), "--force"
-    )
+    forced = run_cli("agent", "init", "--config", str(path), "--workspace-root", ws, "--force")
     assert forced.exit_code == 0, forced.output
     load_agent_config(path)
 
@@ -242,7 +308,7 @@ def test_agent_init_uses_config_path_from_environment(tmp_path):
     """Without --config the path comes from CODEXRELAY_AGENT_CONFIG."""
     path = tmp_path / "from-env.json"
     result = run_cli(
-        "agent", "init", "--workspace-root", str(tmp_path),
+        "agent", "init", "--workspace-root", str(workspace(tmp_path)),
         env={"CODEXRELAY_AGENT_CONFIG": str(path)},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -252,7 +318,7 @@ def test_agent_init_uses_config_path_from_environment(tmp_path):
 def test_agent_init_production_needs_https_relay(tmp_path):
     """Production init refuses a missing or plain-http non-loopback relay URL."""
     path = tmp_path / "agent.json"
-    base = ["agent", "init", "--config", str(path), "--workspace-root", str(tmp_path)]
+    base = ["agent", "init", "--config", str(path), "--workspace-root", str(workspace(tmp_path))]
     missing = run_cli(*base, "--mode", "production")
     plain = run_cli(*base, "--mode", "production", "--relay", "http://relay.example.org")
     assert (missing.exit_code, plain.exit_code) == (2, 2)
@@ -267,7 +333,7 @@ def test_agent_init_reports_bad_option_as_key_error(tmp_path):
     """A bad --agent-id is reported with the key it lands in, exit 2."""
     result = run_cli(
         "agent", "init", "--config", str(tmp_path / "a.json"),
-        "--workspace-root", str(tmp_path), "--agent-id", "no spaces",
+        "--workspace-root", str(workspace(tmp_path)), "--agent-id", "no spaces",
     )  # fmt: skip
     assert result.exit_code == 2
     assert "key 'agentId'" in result.output
@@ -295,3 +361,68 @@ def test_agent_check_config_accepts_good_file_and_warns(tmp_path):
     assert "ok (agent test-agent" in result.output
     assert "npm install -g @openai/codex" in result.output
     assert "log source app" in result.output
+
+
+def test_agent_check_config_refuses_state_in_the_workspace(tmp_path):
+    """The layout older READMEs led to (config and data/agent in the project) is an error
+    naming the fix, not a warning."""
+    ws = workspace(tmp_path)
+    path = ws / "agent.json"
+    path.write_text(json.dumps({**minimal(tmp_path), "stateDir": "data/agent"}))
+    result = run_cli("agent", "check-config", "--config", str(path))
+    assert result.exit_code == 2
+    assert f"stateDir {ws.resolve() / 'data' / 'agent'} is inside workspaceRoot" in result.output
+    assert "remove the key to use" in result.output
+    assert ": ok" not in result.output
+
+
+@pytest.mark.parametrize("link", ["state dir", "token file"])
+def test_agent_refuses_state_linked_into_the_workspace(tmp_path, link):
+    """Symlinks are followed: a stateDir outside the workspace that is a link into it, or a
+    token file linked into it, is refused by check-config, pair (before any request) and
+    start."""
+    ws = workspace(tmp_path)
+    hidden = ws / ".cache" / "agent"
+    hidden.mkdir(parents=True)
+    state = tmp_path / "state"
+    if link == "state dir":
+        state.symlink_to(hidden, target_is_directory=True)
+    else:
+        state.mkdir()
+        (state / "agent-token.json").symlink_to(hidden / "agent-token.json")
+    path = write(tmp_path, {**minimal(tmp_path), "stateDir": str(state)})
+    expected = "is inside workspaceRoot" if link == "state dir" else "links to"
+    for command in (["check-config"], ["pair", "--pair-code", "K7QX-M2PD"], ["start"]):
+        result = run_cli("agent", *command, "--config", str(path))
+        assert result.exit_code == 2, (command, result.output)
+        assert expected in result.output, (command, result.output)
+        assert "cannot reach the relay" not in result.output
+    assert list(hidden.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", ["K7QX", "K7QX-M2PD-AAAA", "K7QX_M2P!", "", "K7QU-M2PD"])
+def test_agent_pair_tells_a_malformed_code_apart_before_any_request(tmp_path, code):
+    """A code that cannot be a pairing code is named as such locally; the relay (here an
+    address nothing listens on) is never asked."""
+    path = write(tmp_path, {**minimal(tmp_path), "stateDir": str(tmp_path / "state")})
+    result = run_cli("agent", "pair", "--config", str(path), "--pair-code", code)
+    assert result.exit_code == 2
+    assert "codes look like XXXX-XXXX" in result.output
+    assert "cannot reach the relay" not in result.output
+
+
+@pytest.mark.parametrize("code", ["K7QX-M2PD", "k7qx m2pd", "K7QXM2PD", "KOQI-L2PD"])
+def test_pairing_code_format_accepts_what_the_relay_accepts(code):
+    """Lower case, a space or no dash, and look-alike letters pass the local check."""
+    assert code_format_problem(code) is None
+
+
+def test_agent_refuses_a_codex_home_in_the_workspace(tmp_path):
+    """The Codex CLI's login and sessions (codex.home) may not sit in the workspace either."""
+    ws = workspace(tmp_path)
+    data = {**minimal(tmp_path), "stateDir": str(tmp_path / "state")}
+    data["codex"] = {"home": str(ws / ".codex")}
+    result = run_cli("agent", "check-config", "--config", str(write(tmp_path, data)))
+    assert result.exit_code == 2
+    assert "codex.home" in result.output
+    assert "auth.json" in result.output

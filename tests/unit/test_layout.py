@@ -13,7 +13,7 @@ from types import ModuleType
 from tests.helpers import ROOT
 
 RELAY = "codexrelay.relay"
-DOMAIN = ("access", "agents", "tasks", "audit")
+DOMAIN = ("access", "agents", "tasks", "audit", "push", "conversations")
 
 
 def _structure() -> ModuleType:

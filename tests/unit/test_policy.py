@@ -124,7 +124,140 @@ TABLE: list[tuple[str, Callable[[], policy.Decision], bool]] = [
     ("creator cancels", lambda: policy.can_cancel_task(M, is_creator=True), True),
     ("member cancels another's task", lambda: policy.can_cancel_task(M, is_creator=False), False),
     ("admin cancels another's task", lambda: policy.can_cancel_task(A, is_creator=False), True),
+    # notifications: the role held now in the notification's workspace
+    (
+        "admin hears a pair request",
+        lambda: policy.can_receive_push("pair-request", A, workspace=True),
+        True,
+    ),
+    (
+        "member hears a pair request",
+        lambda: policy.can_receive_push("pair-request", M, workspace=True),
+        False,
+    ),
+    (
+        "outsider hears a pair request",
+        lambda: policy.can_receive_push("pair-request", None, workspace=True),
+        False,
+    ),
+    (
+        "member hears an approval",
+        lambda: policy.can_receive_push("approval-needed", M, workspace=True),
+        True,
+    ),
+    (
+        "viewer hears an approval",
+        lambda: policy.can_receive_push("approval-needed", V, workspace=True),
+        False,
+    ),
+    (
+        "viewer hears their result",
+        lambda: policy.can_receive_push("finished", V, workspace=True),
+        True,
+    ),
+    (
+        "outsider hears a result",
+        lambda: policy.can_receive_push("failed", None, workspace=True),
+        False,
+    ),
+    (
+        "account hears a new device",
+        lambda: policy.can_receive_push("new-device", None, workspace=False),
+        True,
+    ),
+    (
+        "workspace hears a new device",
+        lambda: policy.can_receive_push("new-device", OWN, workspace=True),
+        False,
+    ),
+    (
+        "unknown kind",
+        lambda: policy.can_receive_push("prompt", OWN, workspace=True),
+        False,
+    ),
+    (
+        "workspace kind without one",
+        lambda: policy.can_receive_push("finished", OWN, workspace=False),
+        False,
+    ),
+    # live conversations
+    ("viewer starts a thread", lambda: policy.can_start_thread(V, write_access=False), False),
+    (
+        "member starts a read-only thread",
+        lambda: policy.can_start_thread(M, write_access=False),
+        True,
+    ),
+    ("member starts a write thread", lambda: policy.can_start_thread(M, write_access=True), False),
+    ("admin starts a write thread", lambda: policy.can_start_thread(A, write_access=True), True),
+    ("owner drives own thread", lambda: _drive(M, own=True, writes=False), True),
+    ("member drives another's thread", lambda: _drive(M, own=False, writes=False), False),
+    ("viewer drives own thread", lambda: _drive(V, own=True, writes=False), False),
+    ("member drives own writing thread", lambda: _drive(M, own=True, writes=True), False),
+    ("admin drives another's writing thread", lambda: _drive(A, own=False, writes=True), True),
+    ("starter stops the turn", lambda: _stop(M, starter=True, own=False, known=True), True),
+    ("member stops another's turn", lambda: _stop(M, starter=False, own=True, known=True), False),
+    ("owner stops a terminal turn", lambda: _stop(M, starter=False, own=True, known=False), True),
+    (
+        "member stops a terminal turn",
+        lambda: _stop(M, starter=False, own=False, known=False),
+        False,
+    ),
+    ("viewer stops own-started turn", lambda: _stop(V, starter=True, own=True, known=True), False),
+    ("admin stops any turn", lambda: _stop(A, starter=False, own=False, known=True), True),
+    ("viewer answers", lambda: _answer(V, own=True, writes=False, decision="decline"), False),
+    ("owner accepts", lambda: _answer(M, own=True, writes=False, decision="accept"), True),
+    (
+        "member accepts another's",
+        lambda: _answer(M, own=False, writes=False, decision="accept"),
+        False,
+    ),
+    (
+        "member declines another's",
+        lambda: _answer(M, own=False, writes=False, decision="decline"),
+        False,
+    ),
+    (
+        "admin accepts another's",
+        lambda: _answer(A, own=False, writes=False, decision="accept"),
+        True,
+    ),
+    (
+        "owner accepts on a writing thread",
+        lambda: _answer(M, own=True, writes=True, decision="accept"),
+        False,
+    ),
+    (
+        "owner declines on a writing thread",
+        lambda: _answer(M, own=True, writes=True, decision="decline"),
+        True,
+    ),
+    (
+        "admin accepts on a writing thread",
+        lambda: _answer(A, own=False, writes=True, decision="acceptForSession"),
+        True,
+    ),
+    (
+        "admin accepts on a writing thread, relay write off",
+        lambda: _answer(A, own=True, writes=True, decision="accept", relay_write=False),
+        False,
+    ),
 ]
+
+
+def _drive(role: Role, *, own: bool, writes: bool) -> policy.Decision:
+    return policy.can_drive_thread(role, is_owner=own, thread_writes=writes)
+
+
+def _stop(role: Role, *, starter: bool, own: bool, known: bool) -> policy.Decision:
+    return policy.can_interrupt_turn(role, is_starter=starter, is_owner=own, starter=known)
+
+
+def _answer(
+    role: Role, *, own: bool, writes: bool, decision: str, relay_write: bool = True
+) -> policy.Decision:
+    return policy.can_answer_approval(
+        role, is_owner=own, thread_writes=writes, relay_allows_write=relay_write, decision=decision
+    )
 
 
 @pytest.mark.parametrize(("rule", "decide", "allowed"), TABLE, ids=[row[0] for row in TABLE])

@@ -3,7 +3,8 @@
 Nothing is enabled by a wildcard (O6): only the action and log ids written here exist, an
 action is an argv list (never a shell string, R15) and every working directory must stay
 inside ``workspaceRoot`` after resolving symlinks. Secrets never live in this file; the
-agent token is kept in ``stateDir`` (R16).
+agent token is kept in ``stateDir`` (R16), which must lie outside ``workspaceRoot``: what is
+in the workspace, Codex and actions can read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 from codexrelay.agent.redaction import RedactionSettings
 from codexrelay.protocol import ID_PATTERN
 from codexrelay.settings import CamelModel, load_json_model
+from codexrelay.userdirs import default_agent_state
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ItemId = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -62,6 +64,11 @@ class AgentFeatureFlags(CamelModel):
     )
     run_action: bool = Field(True, description="true to allow the actions listed here")
     read_log: bool = Field(True, description="true to allow the log sources listed here")
+    conversations: bool = Field(
+        False,
+        description="true to run live Codex conversations (codex app-server) for the phone; "
+        "write-mode threads also need codexExecWrite",
+    )
 
 
 class ActionConfig(CamelModel):
@@ -152,6 +159,31 @@ class CodexSettings(CamelModel):
         return str(path)
 
 
+class ConversationSettings(CamelModel):
+    """Live Codex conversations through one supervised ``codex app-server``."""
+
+    approval_policy: Literal["untrusted", "on-request", "never"] = Field(
+        "on-request",
+        description="when Codex asks before acting: untrusted (every command), on-request "
+        "(what leaves the sandbox, and every file change in a read-only thread) or never",
+    )
+    approval_timeout_sec: int = Field(
+        600,
+        ge=1,
+        le=86400,
+        description="an approval nobody answers within this many seconds (1 to 86400) is "
+        "declined; Codex itself would wait forever",
+    )
+    accept_for_session: Literal["never", "readOnly", "always"] = Field(
+        "readOnly",
+        description="where 'accept for session' is offered: never, readOnly (read-only threads "
+        "only) or always",
+    )
+    max_threads: int = Field(
+        100, ge=1, le=1000, description="threads the agent follows at once, 1 to 1000"
+    )
+
+
 class AgentConfig(CamelModel):
     """Every key of the agent config file. Field descriptions double as fix hints."""
 
@@ -162,10 +194,11 @@ class AgentConfig(CamelModel):
         ..., description="letters, digits, _ . - (up to 64), starting with a letter or digit"
     )
     agent_label: Label = Field(..., description="a short name shown on the phone")
-    state_dir: NonEmpty = Field(
-        "data/agent",
-        description="directory for the agent token and task ledger; relative paths are next "
-        "to the config file",
+    state_dir: NonEmpty | None = Field(
+        None,
+        description="directory for the agent token and task ledger, outside workspaceRoot; "
+        "null for ~/.local/state/codexrelay/agent/<agentId>; relative paths are next to the "
+        "config file",
     )
     workspace_root: NonEmpty = Field(
         ..., description="an absolute path to an existing directory Codex may work in"
@@ -182,6 +215,10 @@ class AgentConfig(CamelModel):
         description="log files by id, each {label, path: an absolute path, maxLines}",
     )
     codex: CodexSettings = Field(default_factory=CodexSettings, description="Codex CLI settings")
+    conversations: ConversationSettings = Field(
+        default_factory=ConversationSettings,
+        description="live conversation settings (features.conversations turns them on)",
+    )
     max_task_log_bytes: int = Field(
         65536, ge=1024, le=1 << 20, description="output tail cap, 1024 to 1048576 bytes"
     )
@@ -245,7 +282,9 @@ class AgentConfig(CamelModel):
 
     @property
     def state_path(self) -> Path:
-        """``stateDir`` resolved against the config file's directory."""
+        """``stateDir`` resolved against the config file's directory, or the per-user default."""
+        if self.state_dir is None:
+            return default_agent_state(self.agent_id)
         path = Path(self.state_dir).expanduser()
         return path if path.is_absolute() else (self._base_dir / path).resolve()
 
@@ -267,7 +306,7 @@ def build_init_config(
     agent_id: str,
     agent_label: str,
     workspace_root: str,
-    state_dir: str = "data/agent",
+    state_dir: str | None = None,
 ) -> AgentConfig:
     """The config `agent init` writes: production is minimal (codex_exec read-only only)."""
     test = mode == "test"

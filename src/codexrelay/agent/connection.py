@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from codexrelay import __version__
 from codexrelay.agent.catalog import SessionCatalog
 from codexrelay.agent.config import AgentConfig
+from codexrelay.agent.conversations import REQUEST_TYPES, Conversations
 from codexrelay.agent.executor import Executor
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.status import StatusFile
@@ -121,6 +122,7 @@ class AgentConnection:
         self.executor = Executor(
             config, self.send, session_ids=self._resumable_ids, redactor=self.redactor
         )
+        self.conversations = Conversations(config, self.send, redactor=self.redactor)
         self.status = StatusFile(config.state_path)
         self._on_state = on_state
         self._ws: ClientConnection | None = None
@@ -172,6 +174,7 @@ class AgentConnection:
     async def run(self) -> int:
         """Connect and serve until stopped (0) or the token is refused (3)."""
         backoff = BACKOFF_START_SEC
+        self.conversations.start()
         try:
             while not self._stop.is_set():
                 self._set_state("connecting")
@@ -195,6 +198,7 @@ class AgentConnection:
             return EXIT_STOPPED
         finally:
             await self.executor.shutdown()
+            await self.conversations.stop()
             self._set_state("stopped")
 
     async def _connect_once(self) -> bool:
@@ -239,6 +243,7 @@ class AgentConnection:
                 codex_exec_write=cfg.features.codex_exec_write,
                 run_action=cfg.features.run_action and bool(cfg.actions),
                 read_log=cfg.features.read_log and bool(cfg.log_sources),
+                conversations=cfg.features.conversations,
             ),
             actions=[CatalogItem(id=k, label=v.label) for k, v in cfg.actions.items()],
             log_sources=[CatalogItem(id=k, label=v.label) for k, v in cfg.log_sources.items()],
@@ -253,10 +258,14 @@ class AgentConnection:
             raise ProtocolError(msg)
         await self._flush_outbox(ws)
         self._ws = ws
+        self.conversations.relay_accepts = welcome.features.conversations
         self._catalog_sent = None
         self._set_state("connected", workspaceId=welcome.workspace_id)
         log.info("connected to %s", self.config.relay_base_url)
-        background = [asyncio.create_task(self._catalog_loop(ws))]
+        background = [
+            asyncio.create_task(self._catalog_loop(ws)),
+            asyncio.create_task(self.conversations.announce()),
+        ]
         if welcome.token_expires_at is not None:
             self._renewals = asyncio.Queue()
             background.append(asyncio.create_task(self._renew_loop(ws, welcome.token_expires_at)))
@@ -293,6 +302,8 @@ class AgentConnection:
             await self.executor.handle(message.task)
         elif isinstance(message, TaskCancel):
             self.executor.cancel(message.task_id)
+        elif isinstance(message, REQUEST_TYPES):
+            await self.conversations.handle(message)
         elif isinstance(message, TokenRenewed):
             self.tokens.save(
                 message.agent_token,

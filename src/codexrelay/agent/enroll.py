@@ -12,6 +12,7 @@ import httpx
 
 from codexrelay import __version__
 from codexrelay.agent.config import AgentConfig
+from codexrelay.crypto import CODE_ALPHABET, normalize_code
 
 POLL_INTERVAL_SEC = 1.0
 
@@ -45,10 +46,34 @@ def _error_message(res: httpx.Response) -> str:
         return f"the relay answered {res.status_code}"
 
 
+def code_format_problem(code: str) -> str | None:
+    """Why ``code`` cannot be a pairing code at all, told before any request; or None.
+
+    Lower case, spaces, a missing dash and look-alike letters (O, I, L) are accepted, as the
+    relay accepts them. Whether a well-formed code is valid, expired or used only the relay
+    knows, and it does not say which.
+    """
+    normal = normalize_code(code)
+    groups = normal.split("-")
+    if len(groups) == 2 and all(len(g) == 4 and set(g) <= set(CODE_ALPHABET) for g in groups):
+        return None
+    return (
+        f"{code!r} is not a pairing code: codes look like XXXX-XXXX (8 letters and digits, "
+        "as shown on the phone under Agents -> Pair an agent)"
+    )
+
+
+def _error_code(res: httpx.Response) -> str:
+    try:
+        return str(res.json().get("error") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
 def claim_code(config: AgentConfig, code: str) -> Claim:
     """Claim a pairing code for this agent; raises ``PairingError`` with a clear reason."""
     body = {
-        "code": code,
+        "code": normalize_code(code),
         "agentId": config.agent_id,
         "label": config.agent_label,
         "hostname": socket.gethostname()[:255],
@@ -65,7 +90,11 @@ def claim_code(config: AgentConfig, code: str) -> Claim:
         msg = f"too many pairing attempts; wait {wait} seconds and try again"
         raise PairingError(msg)
     if res.status_code != 202:
-        raise PairingError(_error_message(res))
+        message = _error_message(res)
+        if _error_code(res) == "invalid-or-expired-code":
+            # As unrevealing as the relay: never whether the code existed, expired or was used.
+            message += " A code works once and expires; create a new one on the phone."
+        raise PairingError(message)
     data = res.json()
     return Claim(
         request_id=data["requestId"],

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Container, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from codexrelay.agent.config import AgentConfig, resolve_inside
 from codexrelay.agent.ledger import TaskLedger
@@ -66,6 +67,24 @@ def default_runners(config: AgentConfig, *, grace_sec: float = 5.0) -> dict[Task
         "run_action": ActionRunner(config, grace_sec=grace_sec),
         "read_log": LogRunner(config),
     }
+
+
+def check_cwd(root: Path, cwd: str | None) -> Path:
+    """The directory ``cwd`` names inside ``root`` (symlinks resolved), or a refusal."""
+    try:
+        resolved = resolve_inside(root, cwd or ".", strict=True)
+        usable = resolved.is_dir()
+    except ValueError:
+        raise TaskRefusedError(
+            RefusalReason.CWD_OUTSIDE_WORKSPACE, "the working directory is outside workspaceRoot"
+        ) from None
+    except (OSError, RuntimeError):
+        # A name too long, or a symlink loop (pathlib raises RuntimeError): a refusal,
+        # never an error that drops the connection or stops the agent (R15).
+        usable = False
+    if not usable:
+        raise TaskRefusedError(RefusalReason.CWD_NOT_FOUND, "the working directory does not exist")
+    return resolved
 
 
 @dataclass
@@ -216,21 +235,7 @@ class Executor:
                 )
 
     def _check_cwd(self, cwd: str | None) -> None:
-        try:
-            usable = resolve_inside(self.config.root, cwd or ".", strict=True).is_dir()
-        except ValueError:
-            raise TaskRefusedError(
-                RefusalReason.CWD_OUTSIDE_WORKSPACE,
-                "the working directory is outside workspaceRoot",
-            ) from None
-        except (OSError, RuntimeError):
-            # A name too long, or a symlink loop (pathlib raises RuntimeError): a refusal,
-            # never an error that drops the connection or stops the agent (R15).
-            usable = False
-        if not usable:
-            raise TaskRefusedError(
-                RefusalReason.CWD_NOT_FOUND, "the working directory does not exist"
-            )
+        check_cwd(self.config.root, cwd)
 
     def _check_action(self, spec: TaskSpec) -> None:
         if not self.config.features.run_action:

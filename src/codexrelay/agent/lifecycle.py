@@ -13,10 +13,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from codexrelay.agent.commands import agent, agent_config_option, load_agent_or_exit
+from codexrelay.agent.commands import (
+    agent,
+    agent_config_option,
+    load_agent_or_exit,
+    refuse_exposed_state,
+)
 from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.connection import EXIT_REVOKED, AgentConnection
-from codexrelay.agent.enroll import PairingError, claim_code, wait_for_token
+from codexrelay.agent.enroll import PairingError, claim_code, code_format_problem, wait_for_token
 from codexrelay.agent.redaction import startup_warning
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore, TokenStoreError
@@ -36,6 +41,7 @@ def _configure_logging() -> None:
 
 def serve(config: AgentConfig, tokens: TokenStore) -> int:
     """Run the agent until SIGINT/SIGTERM (0) or until its token is refused (3)."""
+    refuse_exposed_state(config)
     _configure_logging()
     if (warning := startup_warning(config.redaction)) is not None:
         click.echo(warning, err=True)
@@ -66,7 +72,10 @@ def serve(config: AgentConfig, tokens: TokenStore) -> int:
 @click.option("--no-start", is_flag=True, help="Store the token and exit instead of serving.")
 def agent_pair(config_path: Path, pair_code: str, no_start: bool) -> None:
     """Claim a pairing code, wait for approval on the phone, store the token, then serve."""
+    if problem := code_format_problem(pair_code):
+        fail(problem, 2)
     config = load_agent_or_exit(config_path)
+    refuse_exposed_state(config)
     tokens = TokenStore(config.state_path)
     err = Console(stderr=True)
     try:
@@ -101,6 +110,7 @@ def agent_pair(config_path: Path, pair_code: str, no_start: bool) -> None:
 def agent_start(config_path: Path) -> None:
     """Connect to the relay with the stored token and serve until stopped."""
     config = load_agent_or_exit(config_path)
+    refuse_exposed_state(config)
     tokens = TokenStore(config.state_path)
     try:
         stored = tokens.usable_for(config.relay_base_url, config.agent_id)

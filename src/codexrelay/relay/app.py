@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,22 +31,37 @@ from codexrelay.protocol import (
     TaskRejected,
     TaskStarted,
 )
+from codexrelay.protocol_threads import (
+    ApprovalUpdate,
+    ThreadDelta,
+    ThreadItemEvent,
+    ThreadRefused,
+    ThreadReply,
+    ThreadsUpdate,
+    ThreadUpdate,
+)
 from codexrelay.relay.access import identity, sessions
 from codexrelay.relay.agents import pairing
 from codexrelay.relay.agents.link import AgentWiring, serve_agent
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
+from codexrelay.relay.api import conversations as conversations_api
 from codexrelay.relay.api import pairing as pairing_api
+from codexrelay.relay.api import push as push_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api.auditing import audit_refusal
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.conversations import reports as conversation_reports
+from codexrelay.relay.conversations import sync as conversation_sync
+from codexrelay.relay.conversations import threads as conversation_threads
 from codexrelay.relay.http.security import (
     CatchAllMiddleware,
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
 from codexrelay.relay.services import Clock, Services, utc_now
+from codexrelay.relay.storage.records import AgentRecord
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks import flow as taskflow
 from codexrelay.relay.tasks import lifecycle
@@ -109,6 +124,18 @@ class WebMount(Mount):
         return super().matches(scope)
 
 
+async def on_agent_connected(services: Services, agent: AgentRecord, running: list[str]) -> None:
+    """After a hello: tasks are reconciled, conversations read again."""
+    await taskflow.on_agent_connected(services, agent, running)
+    await conversation_reports.on_connected(services, agent)
+
+
+async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
+    """The connection ended: the task grace period starts, conversation requests fail."""
+    await taskflow.on_agent_gone(services, agent)
+    await conversation_reports.on_gone(services, agent)
+
+
 # Every report an agent sends, and who handles it.
 AGENT_WIRING = AgentWiring(
     handlers={
@@ -117,9 +144,16 @@ AGENT_WIRING = AgentWiring(
         TaskStarted: taskflow.on_started,
         TaskProgress: taskflow.on_progress,
         TaskFinished: taskflow.on_finished,
+        ThreadReply: conversation_reports.on_reply,
+        ThreadRefused: conversation_reports.on_refused,
+        ThreadUpdate: conversation_reports.on_thread_update,
+        ThreadsUpdate: conversation_reports.on_threads_update,
+        ThreadItemEvent: conversation_reports.on_item,
+        ThreadDelta: conversation_reports.on_delta,
+        ApprovalUpdate: conversation_reports.on_approval,
     },
-    on_connect=taskflow.on_agent_connected,
-    on_disconnect=taskflow.on_agent_gone,
+    on_connect=on_agent_connected,
+    on_disconnect=on_agent_gone,
 )
 
 
@@ -135,6 +169,8 @@ def run_startup(services: Services) -> None:
     if identity.ensure_owner(services.store, now=now, rand=services.rand):
         log.info("created the owner user and the default workspace")
     sessions.prune_expired(services.store, now)
+    if services.push.open(services.config.data_path):
+        log.info("made the VAPID key for push notifications")
     taskflow.interrupt_unfinished(services)
 
 
@@ -146,6 +182,8 @@ def run_sweep(services: Services) -> None:
         services.store.touch()
     taskflow.expire_waiting(services)
     services.details.sweep(now)
+    services.push.sweep()
+    conversation_threads.expire_overdue(services)
 
 
 async def run_shutdown(services: Services) -> None:
@@ -153,6 +191,8 @@ async def run_shutdown(services: Services) -> None:
     await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
     await taskflow.finish_background(services)
     await taskflow.stop_grace_timers(services)
+    await services.push.close()
+    await conversation_sync.stop_background(services)
     await services.audit.close()
 
 
@@ -193,10 +233,82 @@ def _publish_limits(app: FastAPI, config: RelayConfig) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            tasks_api.publish_limits(build(), config.max_prompt_bytes)
+            schema = build()
+            tasks_api.publish_limits(schema, config.max_prompt_bytes)
+            conversations_api.publish_limits(schema, config.max_prompt_bytes)
         return app.openapi_schema or build()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# Every HTTP route module, in the order the published schema lists them.
+ROUTERS = (
+    auth,
+    me,
+    workspaces,
+    passkeys,
+    people,
+    invites,
+    pairing_api,
+    agents,
+    tasks_api,
+    conversations_api,
+    events,
+    audit_api,
+    push_api,
+)
+
+
+def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up before the first request, the sweep while serving, shutdown after."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        run_startup(services)
+        await services.store.commit()
+        await services.audit.flush()
+        await services.push.start()
+        sweeper = asyncio.create_task(_sweep_loop(services))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await run_shutdown(services)
+            await services.store.close()
+
+    return lifespan
+
+
+def _add_routes(app: FastAPI, services: Services) -> None:
+    """Health, the API routers, the agent socket with its wiring, then the web app."""
+
+    @app.get("/healthz", tags=["health"], responses=ERROR_RESPONSES)
+    async def healthz() -> dict[str, bool]:
+        """Liveness for load balancers and tests; no auth, no detail."""
+        return {"ok": True}
+
+    for module in ROUTERS:
+        app.include_router(module.router, responses=ERROR_RESPONSES)
+
+    async def agent_socket(websocket: WebSocket) -> None:
+        """The agent's one WebSocket (ARCHITECTURE.md, Agent protocol)."""
+        await serve_agent(websocket, services, AGENT_WIRING)
+
+    app.add_api_websocket_route("/api/v1/agent/connect", agent_socket)
+    app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
+
+
+def _add_middleware(app: FastAPI, config: RelayConfig) -> None:
+    """add_middleware prepends: the last added runs first (outermost)."""
+    app.add_middleware(
+        RequestGuardMiddleware,
+        public_origin=config.public_origin,
+        max_body_bytes=config.max_body_bytes,
+    )
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, https=config.https)
 
 
 def create_app(
@@ -208,70 +320,19 @@ def create_app(
 ) -> FastAPI:
     """Build the relay app around an opened store."""
     services = Services(config=config, store=store, clock=clock, rand=rand)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        run_startup(services)
-        await services.store.commit()
-        await services.audit.flush()
-        sweeper = asyncio.create_task(_sweep_loop(services))
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            await run_shutdown(services)
-            await services.store.close()
-
     app = FastAPI(
         title="codexrelay",
         version=__version__,
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
-        lifespan=lifespan,
+        lifespan=_lifespan(services),
     )
     app.state.services = services
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-
-    @app.get("/healthz", tags=["health"], responses=ERROR_RESPONSES)
-    async def healthz() -> dict[str, bool]:
-        """Liveness for load balancers and tests; no auth, no detail."""
-        return {"ok": True}
-
-    routers = (
-        auth,
-        me,
-        workspaces,
-        passkeys,
-        people,
-        invites,
-        pairing_api,
-        agents,
-        tasks_api,
-        events,
-    )
-    for module in routers:
-        app.include_router(module.router, responses=ERROR_RESPONSES)
-    app.include_router(audit_api.router, responses=ERROR_RESPONSES)
-
-    async def agent_socket(websocket: WebSocket) -> None:
-        """The agent's one WebSocket (ARCHITECTURE.md, Agent protocol)."""
-        await serve_agent(websocket, services, AGENT_WIRING)
-
-    app.add_api_websocket_route("/api/v1/agent/connect", agent_socket)
-    app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
+    _add_routes(app, services)
     _publish_limits(app, config)
-
-    # add_middleware prepends: the last added runs first (outermost).
-    app.add_middleware(
-        RequestGuardMiddleware,
-        public_origin=config.public_origin,
-        max_body_bytes=config.max_body_bytes,
-    )
-    app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(SecurityHeadersMiddleware, https=config.https)
+    _add_middleware(app, config)
     return app

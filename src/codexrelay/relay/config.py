@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -30,6 +31,9 @@ class RelayFeatures(CamelModel):
     )
     run_action: bool = Field(True, description="true to allow predefined actions")
     read_log: bool = Field(True, description="true to allow predefined log reads")
+    conversations: bool = Field(
+        True, description="true to allow live Codex conversations (threads and approvals)"
+    )
 
 
 class WebSettings(CamelModel):
@@ -56,6 +60,92 @@ class StorageSettings(CamelModel):
         le=36500,
         description="days a finished task's record is kept before it is pruned, 1 to 36500",
     )
+
+
+# The public push services of Google (Chrome, Android), Mozilla (Firefox), Apple (Safari,
+# iOS home-screen apps) and Microsoft (Edge on Windows). "*.example.org" means any name
+# under example.org, never example.org itself.
+DEFAULT_PUSH_HOSTS = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+_PUSH_HOST = re.compile(r"^(\*\.)?([a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}$|^\[?::1\]?$")
+
+
+class PushSettings(CamelModel):
+    """Content-free Web Push (RFC 8030, 8291, 8292): where and how the relay may send."""
+
+    enabled: bool = Field(True, description="true to let phones subscribe to notifications")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PUSH_HOSTS),
+        description="push service host names the relay may POST to (https only; plain "
+        "http only for a loopback host listed here); '*.' prefix for any name under a domain",
+    )
+    contact: str = Field(
+        "",
+        max_length=200,
+        description="the VAPID contact (mailto: or https: URL) push services may reach you "
+        "at; empty means the publicOrigin",
+    )
+    ttl_sec: int = Field(
+        43200,
+        ge=60,
+        le=2419200,
+        description="how long a push service keeps an undelivered "
+        "notification, 60 to 2419200 seconds",
+    )
+    coalesce_sec: float = Field(
+        30.0,
+        ge=0.05,
+        le=3600,
+        description="at most one notification per task or thread "
+        "per device in this many seconds; later ones replace it",
+    )
+    queue_size: int = Field(
+        10000,
+        ge=10,
+        le=1000000,
+        description="notifications waiting to be sent; beyond "
+        "it new ones are dropped (and counted)",
+    )
+    concurrency: int = Field(16, ge=1, le=256, description="push requests in flight at once")
+    max_attempts: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="tries per notification when the push service is "
+        "unreachable or busy (429, 5xx)",
+    )
+    retry_base_sec: float = Field(
+        2.0,
+        ge=0.01,
+        le=60,
+        description="first retry delay in seconds; each next one is "
+        "four times longer (at most 300), or the push service's Retry-After",
+    )
+    request_timeout_sec: float = Field(
+        10.0, ge=0.5, le=60, description="how long one push request may take, in seconds"
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        cleaned = [item.strip().lower() for item in value]
+        for item in cleaned:
+            if not _PUSH_HOST.match(item):
+                msg = f"{item!r} is not a host name (or *.domain)"
+                raise ValueError(msg)
+        return cleaned
+
+    @field_validator("contact")
+    @classmethod
+    def _check_contact(cls, value: str) -> str:
+        if value and not value.startswith(("mailto:", "https://")):
+            msg = "must be a mailto: address or an https:// URL"
+            raise ValueError(msg)
+        return value
 
 
 class RelayConfig(CamelModel):
@@ -152,6 +242,24 @@ class RelayConfig(CamelModel):
         le=4096 * 1048576,
         description="memory cap for all held task details, in bytes",
     )
+    push: PushSettings = Field(
+        default_factory=PushSettings, description="content-free Web Push notifications"
+    )
+    agent_request_timeout_sec: int = Field(
+        30,
+        ge=1,
+        le=600,
+        description="how long a conversation request waits for the agent's answer (504 after)",
+    )
+    conversation_memory_bytes: int = Field(
+        256 * 1048576,
+        ge=4 * 1048576,
+        le=8192 * 1048576,
+        description="memory cap for conversation items held by the relay, in bytes",
+    )
+    max_threads_per_workspace: int = Field(
+        1000, ge=10, le=100000, description="thread records kept per workspace; oldest pruned"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="one of debug, info, warning, error"
     )
@@ -231,6 +339,14 @@ class RelayConfig(CamelModel):
         """Remember the config file's directory so relative ``dataDir`` values resolve."""
         self._base_dir = base
         return self
+
+    @property
+    def push_contact(self) -> str:
+        """The VAPID ``sub`` claim (RFC 8292 section 2.1): the configured contact, else the
+        public origin when it is https, else a loopback mailto for local use."""
+        if self.push.contact:
+            return self.push.contact
+        return self.public_origin if self.https else "mailto:codexrelay@localhost"
 
     def insecure_origin_problem(self) -> str | None:
         """Why this origin may not be served without --insecure-http (O1), or None."""

@@ -74,6 +74,10 @@ class EventBus:
                 return recent[index + 1 :]
         return []
 
+    def recent(self, workspace_id: str) -> list[Event]:
+        """The buffered events of a workspace, oldest first."""
+        return list(self._recent.get(workspace_id, ()))
+
     @contextmanager
     def subscribe(self, workspace_id: str) -> Iterator[asyncio.Queue[Event | None]]:
         """A queue of new events for ``workspace_id``; ``None`` means "reconnect"."""

@@ -14,8 +14,10 @@ from codexrelay.relay.access.passkeys import ChallengeStore
 from codexrelay.relay.agents.hub import AgentHub
 from codexrelay.relay.audit.trail import AuditTrail
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.conversations.state import ConversationState
 from codexrelay.relay.events import EventBus
 from codexrelay.relay.http.ratelimit import AttemptLimiter, IPNetwork, parse_networks
+from codexrelay.relay.push.sender import PushSender
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks.details import DetailsStore
 
@@ -62,6 +64,11 @@ class Services:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     # B2: the signed, hash-chained audit trail in dataDir/audit/.
     audit: AuditTrail = field(init=False)
+    # Content-free Web Push: the VAPID key and the sending queue (memory only).
+    push: PushSender = field(init=False)
+    push_test_limiter: AttemptLimiter = field(init=False)
+    # Live conversations: requests to agents and thread content (memory only, R10).
+    conversations: ConversationState = field(init=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -80,6 +87,13 @@ class Services:
             ttl_sec=cfg.task_details_ttl_sec, max_bytes=cfg.task_details_max_bytes
         )
         self.audit = AuditTrail(cfg.data_path)
+        self.push = PushSender(
+            settings=cfg.push, store=self.store, contact=cfg.push_contact, clock=self.clock
+        )
+        # "Send a test notification": a few a minute per person, so a stuck button cannot
+        # make the relay hammer a push service.
+        self.push_test_limiter = AttemptLimiter("push-test", per_address=6, global_factor=100)
+        self.conversations = ConversationState.create(self.rand, cfg.conversation_memory_bytes)
 
     @property
     def token_secret(self) -> str:

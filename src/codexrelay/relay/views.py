@@ -17,11 +17,16 @@ from pydantic import ConfigDict, Field
 
 from codexrelay.protocol import SessionPreview, TaskKind
 from codexrelay.relay.storage.records import (
+    ApprovalRecordStatus,
     InviteStatus,
     PairStatus,
+    PushKind,
     Role,
     SessionVia,
     TaskStatus,
+    ThreadRecordSource,
+    ThreadRecordStatus,
+    TurnRecordStatus,
     UserStatus,
 )
 from codexrelay.settings import CamelModel
@@ -147,6 +152,8 @@ class RecoveryCodeOut(View):
 
 class PairRequestOut(View):
     id: str
+    # Which code was claimed, so the phone that shows it stops offering a used code.
+    pairing_id: str
     agent_id: str
     label: str
     hostname: str
@@ -251,3 +258,81 @@ class TaskDetailOut(TaskOut):
     error: str | None = None
     progress: list[ProgressOut] = Field(default_factory=list)
     details_expired: bool
+
+
+class PushSubscriptionOut(View):
+    """A device's push subscription as its owner sees it: never the endpoint URL (a
+    capability to reach the device) or its keys. ``service`` (the push service's host),
+    ``current`` (this session's own) and ``last_success_at`` (since the relay started) are
+    computed."""
+
+    id: str
+    kinds: list[PushKind]
+    created_at: datetime
+    user_agent: str
+    last_success_at: datetime | None
+    service: str
+    current: bool
+
+
+class ThreadOut(View):
+    """A live conversation (API.md "Conversations"): metadata from the record, and ``cwd``,
+    ``preview`` and ``model`` from relay memory (computed; empty when not held)."""
+
+    id: str
+    workspace_id: str
+    agent_id: str
+    source: ThreadRecordSource
+    status: ThreadRecordStatus
+    cwd: str
+    write_access: bool
+    preview: str
+    model: str | None
+    created_by: str | None
+    taken_over_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_turn_id: str | None
+    agent_online: bool
+    pending_approvals: int
+
+
+class TurnOut(View):
+    """A turn: who started it (None: in the terminal) and how it ended."""
+
+    id: str
+    thread_id: str
+    status: TurnRecordStatus
+    started_by: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None = None
+
+
+class FileChangeOut(CamelModel):
+    path: str
+    kind: str
+    diff: str = ""
+
+
+class ApprovalOut(View):
+    """An approval: state from the record; what it asks (command, diff, reason, the
+    decisions offered) from relay memory (computed)."""
+
+    id: str
+    thread_id: str
+    turn_id: str
+    item_id: str
+    kind: Literal["command", "fileChange"]
+    command: str | None = None
+    cwd: str | None = None
+    changes: list[FileChangeOut] | None = None
+    reason: str | None = None
+    available_decisions: list[str]
+    status: ApprovalRecordStatus
+    resolved_elsewhere: bool
+    requested_at: datetime
+    expires_at: datetime
+    decision: str | None
+    decided_by: str | None
+    decided_at: datetime | None

@@ -3,22 +3,30 @@
 
 import { ApiError, get, post, ws } from "./js/api.js";
 import * as cache from "./js/cache.js";
-import { fill, h, toast } from "./js/dom.js";
+import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
+import { passkeysSupported, registerPasskey } from "./js/passkey.js";
+import * as push from "./js/push.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
 import { auditScreen } from "./js/views/audit.js";
+import { chatScreen } from "./js/views/chat.js";
 import { newTaskScreen } from "./js/views/newtask.js";
 import { pairScreen } from "./js/views/pair.js";
 import { peopleScreen } from "./js/views/people.js";
 import { settingsScreen } from "./js/views/settings.js";
 import { enrollScreen, inviteScreen, recoveryScreen, signInScreen } from "./js/views/signin.js";
 import { taskDetailScreen, taskListScreen } from "./js/views/tasks.js";
+import { workspacesScreen } from "./js/views/workspaces.js";
+import { newThreadScreen, threadListScreen } from "./js/views/threads.js";
 
 const $ = (id) => document.getElementById(id);
 
 const ROUTES = [
   [/^\/tasks\/([\w-]+)$/, taskDetailScreen],
+  [/^\/chats\/new$/, newThreadScreen],
+  [/^\/chats\/([0-9a-f-]{36})$/, chatScreen],
+  [/^\/chats$/, threadListScreen],
   [/^\/tasks$/, taskListScreen],
   [/^\/new$/, newTaskScreen],
   [/^\/agents\/([\w.-]+)\/sessions$/, sessionsScreen],
@@ -27,10 +35,12 @@ const ROUTES = [
   [/^\/people$/, peopleScreen],
   [/^\/settings$/, settingsScreen],
   [/^\/audit$/, auditScreen],
+  [/^\/workspaces$/, workspacesScreen],
 ];
 
 const TABS = [
   ["/tasks", "Tasks"],
+  ["/chats", "Chats"],
   ["/new", "New task"],
   ["/agents", "Agents"],
   ["/people", "People"],
@@ -46,6 +56,7 @@ export const app = {
   screen: null,
   early: null, // live events held while a screen is being built
   pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
+  passkeyMadeHere: false, // a passkey was created in this recovery session, on this page
   live: null,
 
   workspaceName() {
@@ -74,6 +85,20 @@ export const app = {
     this.me = await get("/api/v1/me");
     return this.me;
   },
+  /** Make `workspaceId` the one every screen shows, and remember it on this device. */
+  switchWorkspace(workspaceId, path = "/tasks") {
+    const m = this.me.memberships.find((x) => x.workspaceId === workspaceId);
+    if (!m) return;
+    localStorage.setItem(`codexrelay.workspace.${this.me.user.id}`, m.workspaceId);
+    this.wid = m.workspaceId;
+    this.role = m.role;
+    this.agents = [];
+    this.loadAgents().catch(() => {});
+    this.live.open(this.wid);
+    renderWorkspaceSwitcher();
+    this.go(path);
+  },
+  renderBanner,
   start,
   signOut,
 };
@@ -92,6 +117,12 @@ async function render() {
   const found = ROUTES.find(([pattern]) => pattern.test(path));
   if (!found) {
     app.go("/tasks");
+    return;
+  }
+  // A notification names its workspace (?ws=): open the screen there.
+  const wsParam = query.get("ws");
+  if (wsParam && wsParam !== app.wid && app.me.memberships.some((m) => m.workspaceId === wsParam)) {
+    app.switchWorkspace(wsParam, path);
     return;
   }
   const [pattern, screen] = found;
@@ -168,17 +199,40 @@ function chooseWorkspace() {
   app.role = chosen ? chosen.role : null;
 }
 
-function renderWorkspaceSelect() {
-  const select = $("workspace-select");
-  fill(select, app.me.memberships.map((m) => h("option", { value: m.workspaceId, selected: m.workspaceId === app.wid }, `${m.workspaceName} (${m.role})`)));
-  select.disabled = app.me.memberships.length < 2;
+function renderWorkspaceSwitcher() {
+  const m = app.me.memberships.find((x) => x.workspaceId === app.wid);
+  $("workspace-name").textContent = m ? `${m.workspaceName} (${m.role})` : "";
+  $("workspace-switcher").setAttribute("aria-label", m ? `Workspace: ${m.workspaceName}, ${m.role}. Switch or create` : "Workspaces");
+}
+
+function firstSignInBanner() {
+  // The relay owner's first way in is the recovery token; a passkey comes right after.
+  const create = h("button", { type: "button", class: "primary" }, "Create a passkey now");
+  const error = errorLine();
+  create.addEventListener("click", () => busy(create, async () => {
+    await registerPasskey("This device");
+    app.passkeyMadeHere = true;
+    await app.refreshMe();
+    renderBanner();
+  }, { label: "Waiting for your passkey…", errLine: error }));
+  return h("div", { class: "warning first-sign-in", id: "first-sign-in", role: "region", "aria-label": "First sign-in" },
+    h("p", {}, h("strong", {}, "First sign-in. "),
+      "You are in with the recovery token, the way the relay's owner signs in the first time. "
+      + "Next, create a passkey on this device: from then on you sign in with it, and the token "
+      + "waits in your password manager for the day you lose every passkey."),
+    passkeysSupported() ? create : h("p", {}, "This browser does not support passkeys: open the app in one that does."),
+    error);
 }
 
 function renderBanner() {
   const { user, session } = app.me;
   const banner = $("banner");
   fill(banner);
-  if (session.isRecovery && user.hasPasskey) {
+  if (session.isRecovery && user.hasPasskey && app.passkeyMadeHere) {
+    banner.append(h("p", { class: "notice", id: "passkey-created", role: "status" },
+      h("strong", {}, "Passkey created. "),
+      "Sign in with it from now on; the recovery token is for recovery only."));
+  } else if (session.isRecovery && user.hasPasskey) {
     // O4: once a passkey exists the recovery token is for recovery only.
     banner.append(h("p", { class: "warning", id: "recovery-warning" },
       h("strong", {}, "Recovery sign-in. "),
@@ -186,10 +240,7 @@ function renderBanner() {
       + "Use the token for recovery only; sign in with your passkey from now on. "
       + "If you did not do this, end your other sessions in Settings."));
   } else if (session.isRecovery) {
-    banner.append(h("p", { class: "warning", id: "recovery-warning" },
-      h("strong", {}, "Recovery sign-in. "),
-      "The recovery token is for owner recovery only. Create a passkey in Settings for daily use.",
-      " ", h("a", { href: "#/settings" }, "Create a passkey")));
+    banner.append(firstSignInBanner());
   }
 }
 
@@ -254,16 +305,18 @@ async function start() {
   document.title = me.relay.appName;
   $("app-title").textContent = me.relay.appName;
   showShell(true);
-  renderWorkspaceSelect();
+  renderWorkspaceSwitcher();
   renderBanner();
   app.agents = [];
   app.loadAgents().catch(() => {});
   app.live.open(app.wid);
+  push.resync(me).catch(() => {}); // notifications keep working after a new sign-in
   await render();
 }
 
 async function signOut() {
   if (app.live) app.live.close();
+  await push.forgetDevice(app.me && app.me.user.id).catch(() => {});
   try {
     await post("/api/v1/auth/logout");
   } catch {
@@ -273,6 +326,7 @@ async function signOut() {
   app.me = null;
   app.wid = null;
   app.role = null;
+  app.passkeyMadeHere = false;
   location.hash = "";
   await start();
 }
@@ -294,17 +348,6 @@ function boot() {
   app.live = new LiveFeed(onLiveEvent, onLiveStatus);
   buildTabs();
   readPendingCode();
-  $("workspace-select").addEventListener("change", (event) => {
-    const m = app.me.memberships.find((x) => x.workspaceId === event.target.value);
-    if (!m) return;
-    localStorage.setItem(`codexrelay.workspace.${app.me.user.id}`, m.workspaceId);
-    app.wid = m.workspaceId;
-    app.role = m.role;
-    app.agents = [];
-    app.loadAgents().catch(() => {});
-    app.live.open(app.wid);
-    app.go("/tasks");
-  });
   $("confirm-cancel").addEventListener("click", () => $("confirm").close("cancel"));
   $("confirm-ok").addEventListener("click", () => $("confirm").close("ok"));
   window.addEventListener("hashchange", () => {
@@ -324,6 +367,14 @@ function boot() {
   });
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("/sw.js").catch(() => {});
+    // A tapped notification while the app is open: show its screen here.
+    navigator.serviceWorker.addEventListener("message", (event) => {
+      if (event.origin && event.origin !== location.origin) return;
+      const data = event.data || {};
+      if (data.type !== "codexrelay:open" || typeof data.url !== "string") return;
+      const target = new URL(data.url, location.href);
+      if (target.origin === location.origin) location.hash = target.hash;
+    });
   }
   start();
 }

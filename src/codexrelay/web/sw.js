@@ -1,8 +1,11 @@
-// Service worker: keeps the app shell available offline. It never caches or answers API
-// requests: task data and sessions always come from the relay (or the encrypted IndexedDB
-// cache the page keeps itself, B5).
+// Service worker: keeps the app shell available offline and shows notifications. It never
+// caches or answers API requests: task data and sessions always come from the relay (or
+// the encrypted IndexedDB cache the page keeps itself, B5). A notification carries only
+// {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
+// details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v1";
+const VERSION = "codexrelay-shell-v3";
+const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
   "/app.css",
@@ -11,24 +14,34 @@ const SHELL = [
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/tab-agents.svg",
+  "/icons/tab-chats.svg",
   "/icons/tab-new.svg",
   "/icons/tab-people.svg",
   "/icons/tab-settings.svg",
   "/icons/tab-tasks.svg",
   "/js/api.js",
   "/js/cache.js",
+  "/js/conversation.js",
   "/js/dom.js",
   "/js/format.js",
   "/js/live.js",
+  "/js/markdown.js",
   "/js/passkey.js",
+  "/js/photo.js",
+  "/js/push.js",
   "/js/views/agents.js",
   "/js/views/audit.js",
+  "/js/views/chat.js",
   "/js/views/newtask.js",
+  "/js/views/notifications.js",
   "/js/views/pair.js",
   "/js/views/people.js",
   "/js/views/settings.js",
   "/js/views/signin.js",
   "/js/views/tasks.js",
+  "/js/views/threads.js",
+  "/vendor/dompurify/purify.es.mjs",
+  "/vendor/marked/marked.esm.js",
 ];
 
 self.addEventListener("install", (event) => {
@@ -37,7 +50,7 @@ self.addEventListener("install", (event) => {
 
 self.addEventListener("activate", (event) => {
   event.waitUntil(caches.keys()
-    .then((names) => Promise.all(names.filter((n) => n !== VERSION).map((n) => caches.delete(n))))
+    .then((names) => Promise.all(names.filter((n) => n !== VERSION && n !== LABELS).map((n) => caches.delete(n))))
     .then(() => self.clients.claim()));
 });
 
@@ -69,4 +82,86 @@ self.addEventListener("fetch", (event) => {
       throw err;
     }
   })());
+});
+
+// ---- notifications ----
+
+const WORDS = {
+  "approval-needed": ["Approval needed", "Something waits for your decision. Tap to review it."],
+  finished: ["Finished", "Your work is done. Tap to see the result."],
+  failed: ["Did not finish", "Your work stopped. Tap to see what happened."],
+  "pair-request": ["Pairing request", "An agent asks to join. Tap to review it."],
+  "new-device": ["New passkey on your account", "If this was not you, tap to review your passkeys and sessions."],
+  test: ["Test notification", "Notifications work on this device."],
+};
+const DEFAULT_WORDS = ["codexrelay", "Something happened. Tap to open the app."];
+const ID = /^[A-Za-z0-9_.-]{1,128}$/;
+
+async function workspaceNames() {
+  try {
+    const cached = await caches.match("/push/workspace-names", { cacheName: LABELS });
+    return cached ? await cached.json() : {};
+  } catch {
+    return {};
+  }
+}
+
+function fields(data) {
+  const pick = (v) => (typeof v === "string" && ID.test(v) ? v : "");
+  return { kind: pick(data && data.kind), ws: pick(data && data.ws), id: pick(data && data.id) };
+}
+
+// The screen a notification opens: a task by its id, a conversation by its thread id.
+function pathFor({ kind, id }) {
+  if (id && (kind === "finished" || kind === "failed" || kind === "approval-needed")) {
+    return id.startsWith("tsk_") ? `/tasks/${id}` : `/chats/${id}`;
+  }
+  if (kind === "pair-request") return "/pair";
+  if (kind === "new-device" || kind === "test") return "/settings";
+  return "/tasks";
+}
+
+function targetUrl(data) {
+  return `/#${pathFor(data)}${data.ws ? `?ws=${encodeURIComponent(data.ws)}` : ""}`;
+}
+
+self.addEventListener("push", (event) => {
+  let raw = {};
+  try {
+    raw = event.data ? event.data.json() : {};
+  } catch {
+    raw = {};
+  }
+  const data = fields(raw);
+  event.waitUntil((async () => {
+    const names = await workspaceNames();
+    const [title, body] = WORDS[data.kind] || DEFAULT_WORDS;
+    const where = data.ws && typeof names[data.ws] === "string" ? ` in ${names[data.ws]}` : "";
+    // One notification per task or thread: a newer one replaces it in place.
+    const tag = data.id ? `${data.ws}/${data.id}` : data.kind || "codexrelay";
+    await self.registration.showNotification(title + where, {
+      body, tag, renotify: true, icon: "/icons/icon-192.png", data,
+    });
+  })());
+});
+
+async function openTarget(data) {
+  const url = targetUrl(fields(data));
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const open = windows.find((c) => new URL(c.url).origin === self.location.origin);
+  if (open) {
+    open.postMessage({ type: "codexrelay:open", url });
+    try {
+      await open.focus();
+    } catch {
+      // Focus needs the tap's permission; the screen changes anyway.
+    }
+    return;
+  }
+  await self.clients.openWindow(url);
+}
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  event.waitUntil(openTarget(event.notification.data || {}));
 });

@@ -42,6 +42,12 @@ INSTALL_HINT = (
 )
 
 
+def codex_environment(config: AgentConfig) -> dict[str, str]:
+    """The environment every Codex CLI process of the agent gets (exec, app-server, TUI):
+    the agent's own, with ``CODEX_HOME`` from the config (the CLI's login and sessions)."""
+    return {**os.environ, "CODEX_HOME": str(config.codex_home)}
+
+
 def build_exec_argv(
     settings: CodexSettings, *, cwd: Path, write: bool, resume_session_id: str | None
 ) -> list[str]:
@@ -168,7 +174,7 @@ class CodexExecRunner:
         argv = build_exec_argv(
             self.config.codex, cwd=cwd, write=write, resume_session_id=spec.resume_session_id
         )
-        env = {**os.environ, "CODEX_HOME": str(self.config.codex_home)}
+        env = codex_environment(self.config)
         try:
             proc = await spawn(
                 argv,

@@ -11,6 +11,7 @@ from datetime import datetime
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay.access import identity, invites, policy
 from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.push import subscriptions as push_subscriptions
 from codexrelay.relay.storage.records import PasskeyRecord, Role, UserRecord
 from codexrelay.relay.storage.repositories import Store
 
@@ -83,6 +84,9 @@ def remove_member(store: Store, *, access: WorkspaceAccess, user_id: str, now: d
     _check_keeps_an_owner(store, access.workspace.id, target.role)
     store.memberships.remove(target)
     invites.retire_invites(store, user_id=user_id, workspace_id=access.workspace.id, now=now)
+    # Their devices stop hearing about this workspace at once, queued notifications
+    # included; the app subscribes again when opened, for the workspaces left.
+    push_subscriptions.forget_user(store, user_id)
 
 
 # --- passkey management and owner administration (I2) ---

@@ -164,3 +164,93 @@ def can_cancel_task(role: Role, *, is_creator: bool) -> Decision:
     if is_creator or role.at_least(Role.ADMIN):
         return ALLOW
     return deny("Only the task's creator or an admin can cancel it.")
+
+
+# --- notifications (content-free Web Push) ---
+
+# The lowest workspace role that receives each workspace kind: pairing requests wait for an
+# admin's decision, approvals for someone who may run work; results go to whoever they
+# are addressed to (the task's creator) as long as they can still see the workspace.
+PUSH_MINIMUM_ROLE: Mapping[str, Role] = {
+    "pair-request": Role.ADMIN,
+    "approval-needed": Role.MEMBER,
+    "finished": Role.VIEWER,
+    "failed": Role.VIEWER,
+}
+# Kinds about the person's own account, not a workspace.
+ACCOUNT_PUSH_KINDS = frozenset({"new-device"})
+
+
+def can_receive_push(kind: str, role: Role | None, *, workspace: bool) -> Decision:
+    """Whether a person with ``role`` in the notification's workspace (None: not a member)
+    may be told that this kind of thing happened there. Account kinds carry no workspace
+    and go only to the account's own devices."""
+    if kind in ACCOUNT_PUSH_KINDS:
+        return ALLOW if not workspace else deny("Account notifications name no workspace.")
+    minimum = PUSH_MINIMUM_ROLE.get(kind)
+    if minimum is None or not workspace:
+        return deny("No such notification.")
+    if role is None:
+        return deny("No such workspace.", ErrorCode.NOT_FOUND)
+    if not role.at_least(minimum):
+        return deny(f"This notification needs the {minimum.value} role or higher.")
+    return ALLOW
+
+
+# --- live conversations (R09, R17; docs/SECURITY.md "Live conversations") ---
+# Viewers watch every thread of their workspace (the route minimum). A thread belongs to
+# whoever started it from a phone, or to whoever first took over a terminal or exec thread.
+
+APPROVING = frozenset({"accept", "acceptForSession"})
+
+
+def can_start_thread(role: Role, *, write_access: bool) -> Decision:
+    """Members start read-only threads (and take over terminal ones read-only); a thread
+    that may write files needs an admin, as a write-mode task does."""
+    if not role.at_least(Role.MEMBER):
+        return deny("This needs the member role or higher in this workspace.")
+    if write_access and not role.at_least(Role.ADMIN):
+        return deny("Write-mode threads need the admin role.")
+    return ALLOW
+
+
+def can_drive_thread(role: Role, *, is_owner: bool, thread_writes: bool) -> Decision:
+    """Follow-up turns and steering: the thread's owner or an admin; a thread that writes
+    files takes input from admins only."""
+    if not role.at_least(Role.MEMBER):
+        return deny("This needs the member role or higher in this workspace.")
+    if thread_writes and not role.at_least(Role.ADMIN):
+        return deny("This thread can write files; only an admin can send it turns.")
+    if not is_owner and not role.at_least(Role.ADMIN):
+        return deny("Only the person who started this thread or an admin can send it turns.")
+    return ALLOW
+
+
+def can_interrupt_turn(role: Role, *, is_starter: bool, is_owner: bool, starter: bool) -> Decision:
+    """The turn's starter or an admin stops it; a turn started in the terminal (no
+    ``starter`` on record) can also be stopped by the thread's owner."""
+    if role.at_least(Role.ADMIN) or (role.at_least(Role.MEMBER) and is_starter):
+        return ALLOW
+    if role.at_least(Role.MEMBER) and not starter and is_owner:
+        return ALLOW
+    return deny("Only the person who started this turn or an admin can stop it.")
+
+
+def can_answer_approval(
+    role: Role, *, is_owner: bool, thread_writes: bool, relay_allows_write: bool, decision: str
+) -> Decision:
+    """Members answer the approvals of their own threads; admins answer anyone's. Letting
+    Codex act on a thread that writes files is write mode: admins only, and only while the
+    relay allows write mode (R17). Declining or stopping is always open to those allowed."""
+    if not role.at_least(Role.MEMBER):
+        return deny("This needs the member role or higher in this workspace.")
+    if not is_owner and not role.at_least(Role.ADMIN):
+        return deny("Only the person who started this thread or an admin can answer it.")
+    if decision in APPROVING and thread_writes:
+        if not role.at_least(Role.ADMIN):
+            return deny("Approving on a thread that writes files needs the admin role.")
+        if not relay_allows_write:
+            return deny(
+                "Write mode is turned off on the relay (R17).", ErrorCode.WRITE_MODE_DISABLED
+            )
+    return ALLOW

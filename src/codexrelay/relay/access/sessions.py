@@ -20,6 +20,7 @@ from codexrelay.crypto import (
 )
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.relay.access import identity, policy
+from codexrelay.relay.push import subscriptions as push_subscriptions
 from codexrelay.relay.storage.records import SessionRecord, SessionVia, UserRecord
 from codexrelay.relay.storage.repositories import Store
 
@@ -69,7 +70,7 @@ def open_session(
     )
     own = store.sessions.of_user(user_id)
     for old in own[: max(0, len(own) - max_per_user + 1)]:
-        store.sessions.remove(old)
+        _end(store, old)
     store.sessions.add(record)
     return IssuedSession(record=record, cookie_value=cookie_value)
 
@@ -92,6 +93,12 @@ def resolve_session(
     return record
 
 
+def _end(store: Store, session: SessionRecord) -> None:
+    """A session ends, and with it the device's push subscription (it belongs to it)."""
+    store.sessions.remove(session)
+    push_subscriptions.forget_sessions(store, [session.id])
+
+
 def end_session(store: Store, session_id: str, *, user_id: str | None = None) -> bool:
     """End one session by its public id (optionally only if ``user_id`` owns it)."""
     record = store.sessions.by_id(session_id)
@@ -99,7 +106,7 @@ def end_session(store: Store, session_id: str, *, user_id: str | None = None) ->
         user_id is not None and not policy.can_manage_own(record.user_id, user_id, "session")
     ):
         return False
-    store.sessions.remove(record)
+    _end(store, record)
     return True
 
 
@@ -107,7 +114,7 @@ def end_user_sessions(store: Store, user_id: str, *, keep: str | None = None) ->
     """End every session of ``user_id`` except the one whose id is ``keep``."""
     doomed = [s for s in store.sessions.of_user(user_id) if s.id != keep]
     for session in doomed:
-        store.sessions.remove(session)
+        _end(store, session)
     return len(doomed)
 
 
@@ -120,7 +127,7 @@ def prune_expired(store: Store, now: datetime) -> int:
     """Drop sessions past their expiry; returns how many went."""
     doomed = store.sessions.expired(now)
     for session in doomed:
-        store.sessions.remove(session)
+        _end(store, session)
     return len(doomed)
 
 

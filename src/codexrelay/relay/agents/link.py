@@ -147,6 +147,7 @@ async def _open(
                 codex_exec_write=features.codex_exec_write,
                 run_action=features.run_action,
                 read_log=features.read_log,
+                conversations=features.conversations,
             ),
         )
     )

@@ -17,8 +17,8 @@ from starlette.routing import BaseRoute
 
 from codexrelay.auditverify import INSTANCE
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.relay.access import identity, sessions
-from codexrelay.relay.api.deps import ClientIpDep, ServicesDep, cookie_name
+from codexrelay.relay.access import identity
+from codexrelay.relay.api.deps import ClientIpDep, ServicesDep, cookie_session
 from codexrelay.relay.audit.actors import ANONYMOUS, Actor, session_actor
 from codexrelay.relay.audit.log import Scalar
 from codexrelay.relay.http.ratelimit import client_address
@@ -43,14 +43,7 @@ ROUTE_REFUSALS: dict[tuple[str, ErrorCode], str] = {
 
 def request_actor(request: Request, services: Services) -> Actor:
     """The signed-in session behind the request's cookie, else ``anonymous``."""
-    value = request.cookies.get(cookie_name(services))
-    record = (
-        sessions.resolve_session(
-            services.store, value, secret=services.token_secret, now=services.now()
-        )
-        if value
-        else None
-    )
+    record = cookie_session(request, services)
     return session_actor(record) if record is not None else dict(ANONYMOUS)
 
 

@@ -10,7 +10,7 @@ from codexrelay.relay.api.deps import (
     ClientIpDep,
     ServicesDep,
     clear_session_cookie,
-    cookie_name,
+    cookie_session,
     set_session_cookie,
 )
 from codexrelay.relay.api.schemas import UserEnvelope
@@ -76,14 +76,7 @@ async def bootstrap_login(
 @router.post("/logout", status_code=204)
 async def logout(request: Request, services: ServicesDep, audit: AuditDep) -> Response:
     """End this session (if any) and clear the cookie."""
-    value = request.cookies.get(cookie_name(services))
-    record = (
-        sessions.resolve_session(
-            services.store, value, secret=services.token_secret, now=services.now()
-        )
-        if value
-        else None
-    )
+    record = cookie_session(request, services)
     if record is not None:
         sessions.end_session(services.store, record.id)
         await audit.record(

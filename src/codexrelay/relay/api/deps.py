@@ -75,15 +75,20 @@ class Caller:
         return self.user.status == "enrollment-locked" or self.session.enrollment_only
 
 
+def cookie_session(request: Request, services: Services) -> SessionRecord | None:
+    """The live session the request's cookie names, if any."""
+    value = request.cookies.get(cookie_name(services))
+    if not value:
+        return None
+    return sessions.resolve_session(
+        services.store, value, secret=services.token_secret, now=services.now()
+    )
+
+
 async def current_caller(request: Request, services: ServicesDep) -> Caller:
     """The session behind the cookie; 401 ``unauthenticated`` without a live one."""
-    value = request.cookies.get(cookie_name(services))
     now = services.now()
-    record = (
-        sessions.resolve_session(services.store, value, secret=services.token_secret, now=now)
-        if value
-        else None
-    )
+    record = cookie_session(request, services)
     user = services.store.users.get(record.user_id) if record is not None else None
     if record is None or user is None:
         raise AppError(ErrorCode.UNAUTHENTICATED, "Sign in first.")

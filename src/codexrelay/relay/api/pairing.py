@@ -17,6 +17,7 @@ from codexrelay.relay.api.auditing import AuditContext, AuditDep
 from codexrelay.relay.api.deps import Admin, ClientIpDep, ServicesDep
 from codexrelay.relay.api.qr import qr_svg
 from codexrelay.relay.audit import agent_actor
+from codexrelay.relay.push.notify import notify
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import PairRequestRecord, PairStatus
 from codexrelay.relay.views import PairingOut, PairRequestOut
@@ -135,6 +136,7 @@ async def claim_code(
     )
     await services.store.commit()
     _publish(services, request)
+    notify(services, "pair-request", request.workspace_id, request.id)  # admins+ decide
     return ClaimOut(request_id=request.id, poll_secret=poll_secret, expires_at=request.expires_at)
 
 

@@ -14,6 +14,7 @@ from codexrelay.relay.api.auth import start_session
 from codexrelay.relay.api.deps import ActiveCallerDep, CallerDep, ClientIpDep, ServicesDep
 from codexrelay.relay.api.schemas import UserEnvelope
 from codexrelay.relay.audit import ref, session_actor
+from codexrelay.relay.push.notify import notify
 from codexrelay.relay.services import Services
 from codexrelay.relay.views import PasskeyOut, UserOut, View
 from codexrelay.settings import CamelModel
@@ -104,6 +105,9 @@ async def register_verify(
     )
     await audit.memberships_changed(caller.user.id, before)  # an invitee's first passkey
     await services.store.commit()
+    # Always on: the person's other devices hear that their account gained a way in.
+    user_id, session_id = caller.user.id, caller.session.id
+    notify(services, "new-device", None, None, users=[user_id], exclude_session=session_id)
     return PasskeyEnvelope(passkey=PasskeyOut.of(record))
 
 

@@ -27,9 +27,13 @@ class TaskBody(CamelModel):
     prompt: Annotated[str, Field(max_length=MAX_PROMPT_BYTES_LIMIT)] | None = None
     cwd: Annotated[str, Field(max_length=lifecycle.MAX_CWD_CHARS)] | None = None
     write_access: bool = False
-    resume_session_id: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
-    action_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
-    log_source_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    # API.md: a resumeSessionId that is not a canonical UUID is 400 invalid-request, so the
+    # schema states the pattern and the relay enforces it (with 400, not pydantic's 422).
+    resume_session_id: (
+        Annotated[str, Field(json_schema_extra={"pattern": UUID_PATTERN, "maxLength": 36})] | None
+    ) = None
+    action_id: Annotated[str, Field(max_length=64)] | None = None
+    log_source_id: Annotated[str, Field(max_length=64)] | None = None
     # Wait this many seconds for an offline agent instead of a 409 agent-offline.
     queue_ttl_sec: (
         Annotated[int, Field(ge=lifecycle.QUEUE_TTL_MIN_SEC, le=lifecycle.QUEUE_TTL_MAX_SEC)] | None

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from codexrelay.auditverify import INSTANCE
 from codexrelay.relay.audit.actors import ANONYMOUS, RELAY, Actor, agent_actor, ref, session_actor
-from codexrelay.relay.audit.events import task_cancel_requested, task_created, task_finished
+from codexrelay.relay.audit.events import (
+    approval_decided,
+    task_cancel_requested,
+    task_created,
+    task_finished,
+    thread_started,
+    thread_taken_over,
+    turn_interrupted,
+)
 from codexrelay.relay.audit.trail import AuditTrail
 
 __all__ = [
@@ -20,9 +28,13 @@ __all__ = [
     "Actor",
     "AuditTrail",
     "agent_actor",
+    "approval_decided",
     "ref",
     "session_actor",
     "task_cancel_requested",
     "task_created",
     "task_finished",
+    "thread_started",
+    "thread_taken_over",
+    "turn_interrupted",
 ]

@@ -15,6 +15,8 @@ from codexrelay.relay.ops.audit_commands import init_key, relay_audit
 from codexrelay.relay.ops.scaffold import scaffold_command
 from codexrelay.relay.ops.snapshot import snapshot_command
 from codexrelay.relay.ops.storage_commands import check_command, describe_storage, restore_command
+from codexrelay.relay.push.readiness import push_readiness
+from codexrelay.relay.push.vapid import ensure_vapid_key, write_new_vapid_key
 from codexrelay.settings import dump_config, write_config_file
 
 
@@ -76,6 +78,8 @@ def relay_init(
     # B2: the audit signing key is made now, so its public key can be noted down with the token.
     signer = init_key(config.with_base_dir(config_path.resolve().parent))
     click.echo(f"Audit public key: {signer.public_text}")
+    vapid, _created = ensure_vapid_key(config.data_path)  # with_base_dir was applied above
+    click.echo(f"Push (VAPID) public key: {vapid.public_b64}")
     click.echo(
         "Store the recovery token in a password manager now: it is shown only once and the "
         "relay keeps only its hash.",
@@ -108,8 +112,15 @@ def relay_start(config_path: Path, insecure_http: bool) -> None:
 @relay.command("check-config")
 @relay_config_option()
 def relay_check_config(config_path: Path) -> None:
-    """Validate the relay config and report every problem."""
+    """Validate the relay config and report every problem, and whether push is ready."""
     config = load_relay_or_exit(config_path)
+    push = push_readiness(config)
+    for line in push.lines:
+        click.echo(line)
+    for warning in push.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if push.problems:
+        fail("; ".join(push.problems), 1)
     click.echo(f"{config_path}: ok (public origin {config.public_origin})")
     click.echo(describe_storage(config))
 
@@ -122,15 +133,29 @@ def relay_check_config(config_path: Path) -> None:
     is_flag=True,
     help="Replace tokenSecret: ends every session and agent token and pending code.",
 )
+@click.option(
+    "--vapid",
+    is_flag=True,
+    help="Replace the push (VAPID) key: every phone subscribes again when next opened.",
+)
 def relay_rotate_secrets(
     config_path: Path,
     bootstrap: bool,
     token_secret: bool,
+    vapid: bool,
 ) -> None:
-    """Rotate the recovery token hash and/or tokenSecret (O3, I3); restart the relay after."""
-    if not (bootstrap or token_secret):
-        fail("say what to rotate: --bootstrap, --token-secret, or both", 2)
+    """Rotate the recovery token hash, tokenSecret and/or the push key (O3, I3); restart the
+    relay after."""
+    if not (bootstrap or token_secret or vapid):
+        fail("say what to rotate: --bootstrap, --token-secret, --vapid (one or more)", 2)
     config = load_relay_or_exit(config_path)
+    if vapid:
+        key = write_new_vapid_key(config.data_path)
+        click.echo(f"VAPID key rotated; new public key {key.public_b64}.")
+        click.echo("Push subscriptions of the old key end at the next start.")
+    if not (bootstrap or token_secret):
+        click.echo("Restart the relay to apply the new secrets.")
+        return
     updates: dict[str, object] = {}
     token = None
     if bootstrap:

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from codexrelay.fileio import PRIVATE_FILE
 from codexrelay.relay.storage.errors import StateError
+from codexrelay.relay.storage.memory import MemoryStore
 from codexrelay.relay.storage.records import State, TaskRecord
 from codexrelay.relay.storage.schema import CACHED_TABLES, SCHEMA_VERSION, schema_version
 
@@ -54,39 +54,14 @@ def read_database(path: Path) -> State:
 
 def _read(conn: sqlite3.Connection) -> State:
     meta = dict(conn.execute("SELECT name, value FROM meta"))
-    fields: dict[str, Any] = {
-        "instance_id": meta["instanceId"],
-        "created_at": datetime.fromisoformat(meta["createdAt"]),
-    }
+    memory = MemoryStore(meta["instanceId"], datetime.fromisoformat(meta["createdAt"]))
     for name, model in CACHED_TABLES.items():
-        records = [
-            model.model_validate_json(doc)
-            for (doc,) in conn.execute(f"SELECT doc FROM {name} ORDER BY rowid")  # noqa: S608
-        ]
-        fields[name] = records
-    tasks = conn.execute("SELECT doc FROM tasks ORDER BY rowid")
-    fields["tasks"] = [TaskRecord.model_validate_json(doc) for (doc,) in tasks]
-    return State.model_validate(_keyed(fields))
-
-
-def _keyed(fields: dict[str, Any]) -> dict[str, Any]:
-    """Lists of records into the document's id-keyed maps (memberships stay a list)."""
-    keys = {
-        "users": "id",
-        "workspaces": "id",
-        "sessions": "token_hash",
-        "passkeys": "credential_id",
-        "invites": "id",
-        "recovery_codes": "id",
-        "agents": "key",
-        "pairing_codes": "id",
-        "pair_requests": "id",
-        "tasks": "id",
-    }
-    out = dict(fields)
-    for name, attr in keys.items():
-        out[name] = {getattr(r, attr): r for r in fields[name]}
-    return out
+        table = getattr(memory, name)
+        for (doc,) in conn.execute(f"SELECT doc FROM {name} ORDER BY rowid"):  # noqa: S608
+            table.add(model.model_validate_json(doc))
+    for (doc,) in conn.execute("SELECT doc FROM tasks ORDER BY rowid"):
+        memory.tasks.add(TaskRecord.model_validate_json(doc))
+    return memory.document()
 
 
 @dataclass

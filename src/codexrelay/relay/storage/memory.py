@@ -9,10 +9,10 @@ last commit: a backend that writes rows uses that; the JSON document store write
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from codexrelay.relay.storage.memory_threads import MemoryApprovals, MemoryThreads, MemoryTurns
 from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
     AgentRecord,
@@ -21,6 +21,7 @@ from codexrelay.relay.storage.records import (
     PairingCodeRecord,
     PairRequestRecord,
     PasskeyRecord,
+    PushSubscriptionRecord,
     Record,
     RecoveryCodeRecord,
     SessionRecord,
@@ -29,28 +30,20 @@ from codexrelay.relay.storage.records import (
     UserRecord,
     WorkspaceRecord,
 )
-from codexrelay.relay.storage.table import Table
+from codexrelay.relay.storage.table import Table, UnsavedChangeError
+from codexrelay.relay.storage.table import oldest_first as _oldest_first
 
 if TYPE_CHECKING:
     from codexrelay.relay.storage.repositories import Tasks
 
+__all__ = ["MemoryStore", "Table", "UnsavedChangeError"]
+
 log = logging.getLogger("codexrelay.store")
-
-R = TypeVar("R", bound=Record)
-T = TypeVar("T", bound=Record)
-
-
-class UnsavedChangeError(RuntimeError):
-    """A record changed in place without ``save()``: a row backend would lose that change."""
 
 
 def task_order(task: TaskRecord) -> tuple[datetime, str]:
     """The order of a workspace's task list: creation time, then id."""
     return (task.created_at, task.id)
-
-
-def _oldest_first(records: list[T], created: Callable[[T], datetime]) -> list[T]:
-    return sorted(records, key=created)
 
 
 class MemoryUsers(Table[UserRecord]):
@@ -257,6 +250,30 @@ class MemoryTasks(Table[TaskRecord]):
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
 
+class MemoryPushSubscriptions(Table[PushSubscriptionRecord]):
+    def __init__(self) -> None:
+        super().__init__(
+            lambda p: p.id,
+            {
+                "user": lambda p: p.user_id,
+                "session": lambda p: p.session_id,
+                "endpoint": lambda p: p.endpoint,
+            },
+        )
+
+    def of_user(self, user_id: str) -> list[PushSubscriptionRecord]:
+        """A user's push subscriptions, oldest first."""
+        return _oldest_first(self.where("user", user_id), lambda p: p.created_at)
+
+    def of_session(self, session_id: str) -> list[PushSubscriptionRecord]:
+        """The push subscriptions of one device session."""
+        return self.where("session", session_id)
+
+    def by_endpoint(self, endpoint: str) -> PushSubscriptionRecord | None:
+        """The subscription with this push endpoint URL."""
+        return self.first("endpoint", endpoint)
+
+
 class MemoryStore:
     """Every repository in memory. ``commit`` makes nothing durable: for tests, and the base
     of ``JsonFileStore``.
@@ -282,6 +299,10 @@ class MemoryStore:
         self.pair_requests = MemoryPairRequests()
         # Typed as the interface: the SQLite backend puts its own task repository here.
         self.tasks: Tasks = MemoryTasks()
+        self.push_subscriptions = MemoryPushSubscriptions()
+        self.threads = MemoryThreads()
+        self.turns = MemoryTurns()
+        self.approvals = MemoryApprovals()
         self.check_saves = check_saves
         self._snapshots: dict[str, dict[str, str]] = {}
 
@@ -299,6 +320,10 @@ class MemoryStore:
             "pairing_codes": self.pairing_codes,
             "pair_requests": self.pair_requests,
             "tasks": self.tasks,
+            "push_subscriptions": self.push_subscriptions,
+            "threads": self.threads,
+            "turns": self.turns,
+            "approvals": self.approvals,
         }
         return tables  # each Table[X] is used only through Table[Record]'s methods
 

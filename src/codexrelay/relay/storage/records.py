@@ -232,6 +232,95 @@ class TaskRecord(Record):
     queued_until: datetime | None = None
 
 
+PushKind = Literal["approval-needed", "finished", "failed", "pair-request", "new-device"]
+PUSH_KINDS: tuple[PushKind, ...] = (
+    "approval-needed",
+    "finished",
+    "failed",
+    "pair-request",
+    "new-device",
+)
+
+
+class PushSubscriptionRecord(Record):
+    """One device session's Web Push subscription (RFC 8030): where to send and the keys to
+    encrypt for (RFC 8291). Never a notification's content; the endpoint never leaves."""
+
+    id: str
+    user_id: str
+    session_id: str
+    endpoint: str
+    p256dh: str
+    auth: str
+    kinds: list[PushKind]
+    user_agent: str = ""
+    # The VAPID key the subscription was made for: after a rotation it is dropped.
+    vapid_key_id: str
+    created_at: datetime
+
+
+ThreadRecordSource = Literal["phone", "terminal", "exec"]
+ThreadRecordStatus = Literal["idle", "running", "waitingForApproval", "notLoaded", "error"]
+TurnRecordStatus = Literal["inProgress", "completed", "interrupted", "failed"]
+ApprovalRecordStatus = Literal[
+    "pending", "accepted", "acceptedForSession", "declined", "cancelled", "expired"
+]
+
+
+class ThreadRecord(Record):
+    """A live Codex conversation's metadata (R10): never its cwd, preview, items or model
+    output. ``key`` is ``<agentKey>/<threadId>``: an agent speaks only for its own threads."""
+
+    key: str
+    id: str
+    workspace_id: str
+    agent_id: str
+    agent_key: str
+    source: ThreadRecordSource = "phone"
+    status: ThreadRecordStatus = "notLoaded"
+    write_access: bool = False
+    created_by: str | None = None  # who started it from a phone (None: terminal or exec)
+    taken_over_by: str | None = None  # who first resumed a terminal or exec thread
+    created_at: datetime
+    updated_at: datetime
+    active_turn_id: str | None = None
+
+
+class TurnRecord(Record):
+    """One turn of a thread: who started it and how it ended (no input, no output)."""
+
+    key: str  # <agentKey>/<turnId>
+    id: str
+    thread_key: str
+    thread_id: str
+    workspace_id: str
+    status: TurnRecordStatus = "inProgress"
+    started_by: str | None = None  # None: started in the terminal
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+class ApprovalRecord(Record):
+    """An approval Codex asked for: kind, state and who answered (never the command,
+    diff or reason, which live in relay memory only)."""
+
+    key: str  # <agentKey>/<approvalId>
+    id: str
+    thread_key: str
+    thread_id: str
+    workspace_id: str
+    turn_id: str
+    item_id: str
+    kind: Literal["command", "fileChange"]
+    status: ApprovalRecordStatus = "pending"
+    resolved_elsewhere: bool = False  # answered in the terminal
+    requested_at: datetime
+    expires_at: datetime
+    decision: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
 class State(Record):
     """Everything the relay persists, as one versioned document."""
 
@@ -249,3 +338,7 @@ class State(Record):
     pairing_codes: dict[str, PairingCodeRecord] = Field(default_factory=dict)
     pair_requests: dict[str, PairRequestRecord] = Field(default_factory=dict)
     tasks: dict[str, TaskRecord] = Field(default_factory=dict)
+    push_subscriptions: dict[str, PushSubscriptionRecord] = Field(default_factory=dict)
+    threads: dict[str, ThreadRecord] = Field(default_factory=dict)
+    turns: dict[str, TurnRecord] = Field(default_factory=dict)
+    approvals: dict[str, ApprovalRecord] = Field(default_factory=dict)

@@ -18,14 +18,18 @@ from typing import Protocol, TypeVar
 
 from codexrelay.relay.storage.records import (
     AgentRecord,
+    ApprovalRecord,
     InviteRecord,
     MembershipRecord,
     PairingCodeRecord,
     PairRequestRecord,
     PasskeyRecord,
+    PushSubscriptionRecord,
     RecoveryCodeRecord,
     SessionRecord,
     TaskRecord,
+    ThreadRecord,
+    TurnRecord,
     UserRecord,
     WorkspaceRecord,
 )
@@ -174,6 +178,53 @@ class Tasks(Repository[TaskRecord], Protocol):
         """Tasks not yet in a terminal status (of one agent, if given), oldest first."""
 
 
+class PushSubscriptions(Repository[PushSubscriptionRecord], Protocol):
+    def get(self, subscription_id: str, /) -> PushSubscriptionRecord | None:
+        """A push subscription by id."""
+
+    def of_user(self, user_id: str, /) -> list[PushSubscriptionRecord]:
+        """A user's push subscriptions, oldest first."""
+
+    def of_session(self, session_id: str, /) -> list[PushSubscriptionRecord]:
+        """The push subscriptions of one device session (at most one in practice)."""
+
+    def by_endpoint(self, endpoint: str, /) -> PushSubscriptionRecord | None:
+        """The subscription with this push endpoint URL."""
+
+
+class Threads(Repository[ThreadRecord], Protocol):
+    def get(self, key: str, /) -> ThreadRecord | None:
+        """A thread by its relay key (``<agentKey>/<threadId>``)."""
+
+    def find(self, workspace_id: str, thread_id: str, /) -> list[ThreadRecord]:
+        """The records of a Codex thread id in a workspace (one per agent), newest first."""
+
+    def of_workspace(self, workspace_id: str, /) -> list[ThreadRecord]:
+        """A workspace's threads, most recently active first."""
+
+    def of_agent(self, agent_key: str, /) -> list[ThreadRecord]:
+        """An agent's threads, most recently active first."""
+
+
+class Turns(Repository[TurnRecord], Protocol):
+    def get(self, key: str, /) -> TurnRecord | None:
+        """A turn by its relay key (``<agentKey>/<turnId>``)."""
+
+    def of_thread(self, thread_key: str, /) -> list[TurnRecord]:
+        """A thread's turns, oldest first."""
+
+
+class Approvals(Repository[ApprovalRecord], Protocol):
+    def get(self, key: str, /) -> ApprovalRecord | None:
+        """An approval by its relay key (``<agentKey>/<approvalId>``)."""
+
+    def of_thread(self, thread_key: str, /) -> list[ApprovalRecord]:
+        """A thread's approvals, oldest first."""
+
+    def pending(self) -> list[ApprovalRecord]:
+        """Approvals still waiting for an answer, oldest first."""
+
+
 class Store(Protocol):
     """Every repository of one relay, and the unit of work that makes changes durable."""
 
@@ -201,6 +252,14 @@ class Store(Protocol):
     def pair_requests(self) -> PairRequests: ...
     @property
     def tasks(self) -> Tasks: ...
+    @property
+    def push_subscriptions(self) -> PushSubscriptions: ...
+    @property
+    def threads(self) -> Threads: ...
+    @property
+    def turns(self) -> Turns: ...
+    @property
+    def approvals(self) -> Approvals: ...
 
     async def commit(self) -> None:
         """Return once every change made so far is durable."""

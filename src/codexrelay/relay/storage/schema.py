@@ -19,15 +19,19 @@ from codexrelay.relay.storage.errors import StateError
 from codexrelay.relay.storage.records import (
     TERMINAL_STATUSES,
     AgentRecord,
+    ApprovalRecord,
     InviteRecord,
     MembershipRecord,
     PairingCodeRecord,
     PairRequestRecord,
     PasskeyRecord,
+    PushSubscriptionRecord,
     Record,
     RecoveryCodeRecord,
     SessionRecord,
     TaskRecord,
+    ThreadRecord,
+    TurnRecord,
     UserRecord,
     WorkspaceRecord,
 )
@@ -44,6 +48,12 @@ CACHED_TABLES: dict[str, type[Record]] = {
     "agents": AgentRecord,
     "pairing_codes": PairingCodeRecord,
     "pair_requests": PairRequestRecord,
+    "push_subscriptions": PushSubscriptionRecord,
+    # Conversation metadata: few records per thread, kept wholly in memory for now. If they
+    # grow like tasks, they get a repository over the database as tasks have.
+    "threads": ThreadRecord,
+    "turns": TurnRecord,
+    "approvals": ApprovalRecord,
 }
 
 

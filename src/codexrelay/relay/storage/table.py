@@ -1,13 +1,20 @@
-"""One in-memory table: records by primary key, secondary indexes, and what changed."""
+"""The in-memory table every repository is built on: records by key, secondary indexes,
+and the keys changed since the last commit (what a row-writing backend writes)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from codexrelay.relay.storage.records import Record
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T", bound=Record)
+
+
+class UnsavedChangeError(RuntimeError):
+    """A record changed in place without ``save()``: a row backend would lose that change."""
 
 
 class Table(Generic[R]):
@@ -99,3 +106,7 @@ class Table(Generic[R]):
         changed, removed = list(self.changed), self.removed
         self.changed, self.removed = {}, set()
         return changed, removed
+
+
+def oldest_first(records: list[T], created: Callable[[T], datetime]) -> list[T]:
+    return sorted(records, key=created)

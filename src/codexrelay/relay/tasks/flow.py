@@ -25,6 +25,7 @@ from codexrelay.relay import audit
 from codexrelay.relay.access import policy
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.agents.hub import LiveAgent
+from codexrelay.relay.push import notify as push
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import TERMINAL_STATUSES, AgentRecord, TaskRecord
 from codexrelay.relay.tasks import lifecycle
@@ -37,8 +38,11 @@ MAX_DIFF_CHARS = 512 * 1024  # R18: the relay caps diffs again, whatever the age
 
 
 def publish_task(services: Services, task: TaskRecord) -> None:
-    """Tell the workspace's phones the task's new metadata."""
+    """Tell the workspace's phones the task's new metadata; a task that reached its end is
+    also pushed to its creator's devices (finished or failed)."""
     services.events.publish(task.workspace_id, "task", {"task": TaskOut.of(task).json_data()})
+    if task.status in TERMINAL_STATUSES:
+        push.task_settled(services, task)
 
 
 async def submit(
@@ -150,6 +154,7 @@ async def cancel(
 def _publish_when_durable(services: Services, task: TaskRecord) -> None:
     """Commit in the background and then publish the task as it is now."""
     workspace_id, payload = task.workspace_id, {"task": TaskOut.of(task).json_data()}
+    settled = task.status in TERMINAL_STATUSES
 
     async def later() -> None:
         try:
@@ -158,6 +163,8 @@ def _publish_when_durable(services: Services, task: TaskRecord) -> None:
             log.warning("task %s: report not saved yet; the next write retries it", task.id)
             return
         services.events.publish(workspace_id, "task", payload)
+        if settled:
+            push.task_settled(services, task)
 
     job = asyncio.create_task(later())
     services.background.add(job)
@@ -340,6 +347,7 @@ def interrupt_unfinished(services: Services) -> None:
     changed = lifecycle.interrupt_all(services.store.tasks, now=now, reason="relay-restarted")
     for task in changed:
         audit.task_finished(services.audit, task, now=now)
+        push.task_settled(services, task)
     if changed:
         log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
 

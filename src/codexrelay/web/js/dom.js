@@ -81,8 +81,11 @@ export async function busy(button, work, { label = "Working…", errLine = null 
   try {
     return await work();
   } catch (err) {
-    if (errLine) showError(errLine, err);
-    else toast(err.message || String(err), "error");
+    if (errLine) {
+      showError(errLine, err);
+      // Whole, and clear of the bottom navigation (the line's scroll margin).
+      if (errLine.isConnected) errLine.scrollIntoView({ block: "nearest" });
+    } else toast(err.message || String(err), "error");
     return undefined;
   } finally {
     if (button.isConnected) {

@@ -1,6 +1,8 @@
 // Words for what the relay reports: times, statuses, roles, task kinds and reasons.
 
-export const TERMINAL = new Set(["completed", "failed", "cancelled", "rejected", "interrupted"]);
+export const TERMINAL = new Set([
+  "completed", "failed", "cancelled", "rejected", "interrupted", "expired",
+]);
 export const ROLES = ["viewer", "member", "admin", "owner"];
 
 export function roleAtLeast(role, minimum) {
@@ -16,7 +18,15 @@ const STATUS_WORDS = {
   cancelled: "Cancelled",
   rejected: "Refused by agent",
   interrupted: "Interrupted",
+  expired: "Expired",
 };
+
+/** "Waiting for devbox (until 15:40)" for a task queued for an offline agent, else "". */
+export function waitingWords(task, agent) {
+  if (task.status !== "queued" || !task.queuedUntil) return "";
+  const until = new Date(task.queuedUntil).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `Waiting for ${agent ? agent.label : task.agentId} (until ${until})`;
+}
 
 export function statusWord(status) {
   return STATUS_WORDS[status] || status;
@@ -39,6 +49,17 @@ const REASONS = {
   "unknown-action": "The agent has no such action.",
   "unknown-log-source": "The agent has no such log source.",
   "ledger-unavailable": "The agent could not record the task, so it did not run it.",
+  "agent-did-not-return": "The agent did not come back before the task's wait ran out.",
+  "invalid-request": "The agent found the request incomplete.",
+  "unknown-thread": "The agent has no such conversation under its workspace.",
+  "turn-running": "A turn is already running in this conversation.",
+  "no-running-turn": "No turn is running in this conversation.",
+  "unknown-approval": "The agent no longer has this approval request.",
+  "approval-resolved": "Someone already answered this approval.",
+  "decision-not-offered": "That answer is not one this approval offers.",
+  "codex-unavailable": "Codex is not running on the agent right now.",
+  "codex-error": "Codex refused the request.",
+  "agent-error": "The agent failed while handling the request.",
 };
 
 export function reasonSentence(reason) {

@@ -4,12 +4,14 @@
 import { del, get, ws } from "../api.js";
 import { busy, confirmDialog, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { relative, timeText } from "../format.js";
+import { takeOver } from "./threads.js";
 
 const FEATURES = [
   ["codexExec", "Codex"],
   ["codexExecWrite", "Write mode"],
   ["runAction", "Actions"],
   ["readLog", "Logs"],
+  ["conversations", "Conversations"],
 ];
 
 function presence(agent) {
@@ -31,6 +33,7 @@ function agentCard(app, agent, onRevoke) {
   const buttons = [];
   if (!agent.revokedAt) {
     buttons.push(h("a", { class: "button secondary", href: `#/agents/${encodeURIComponent(agent.agentId)}/sessions` }, "Sessions"));
+    if (agent.features.conversations) buttons.push(h("a", { class: "button secondary", href: `#/chats?agent=${encodeURIComponent(agent.agentId)}` }, "Conversations"));
     if (app.can("member")) buttons.push(h("a", { class: "button secondary", href: `#/new?agent=${encodeURIComponent(agent.agentId)}` }, "New task"));
     if (app.can("admin")) {
       const revoke = h("button", { type: "button", class: "danger" }, "Revoke");
@@ -92,6 +95,16 @@ export async function agentsScreen(app, root) {
 
 const REFRESH_MS = 5000;
 
+/** Continue a session: as a live conversation where the agent runs them, else a task. */
+function continueButton(app, agent, session, query) {
+  if (!agent || !agent.features.conversations) {
+    return h("a", { class: "button primary", href: `#/new?${query}` }, "Continue");
+  }
+  const button = h("button", { type: "button", class: "primary" }, "Continue");
+  button.addEventListener("click", () => busy(button, () => takeOver(app, agent.agentId, session.sessionId), { label: "Opening…" }));
+  return button;
+}
+
 export async function sessionsScreen(app, root, [agentId]) {
   const body = h("div", {}, loading("Loading sessions…"));
   const status = h("p", { class: "muted small", role: "status" });
@@ -128,8 +141,7 @@ export async function sessionsScreen(app, root, [agentId]) {
         h("div", { class: "card-row" }, h("h3", {}, s.title || "Untitled session"), h("span", { class: "muted small" }, timeText(s.updatedAt))),
         (s.preview || []).length ? h("ul", { class: "preview-lines" }, s.preview.map((p) =>
           h("li", { class: `preview-${p.role}` }, h("span", { class: "prog-kind" }, p.role === "user" ? "You" : "Codex"), " ", p.text))) : null,
-        app.can("member") && res.agentOnline ? h("div", { class: "actions" },
-          h("a", { class: "button primary", href: `#/new?${q}` }, "Continue")) : null);
+        app.can("member") && res.agentOnline ? h("div", { class: "actions" }, continueButton(app, agent, s, q)) : null);
     })));
   };
   await load();

@@ -3,6 +3,23 @@
 
 import { post, ws } from "../api.js";
 import { busy, errorLine, field, fill, h, loading, screenTitle } from "../dom.js";
+import { promptMaxBytes, utf8Bytes } from "../limits.js";
+
+const NEAR_CAP = 0.75; // the byte counter shows from this share of the cap on
+const number = new Intl.NumberFormat();
+
+/** The byte counter under the prompt: hidden while far from the cap, a warning past it. */
+function drawByteCount(el, bytes, cap) {
+  el.hidden = bytes < cap * NEAR_CAP;
+  el.classList.toggle("over", bytes > cap);
+  el.textContent = bytes > cap
+    ? `Too long: ${number.format(bytes)} of ${number.format(cap)} bytes. Shorten it by ${number.format(bytes - cap)} ${bytes - cap === 1 ? "byte" : "bytes"}.`
+    : `${number.format(bytes)} of ${number.format(cap)} bytes used.`;
+}
+
+// How long a task may wait for an offline agent (the relay allows 60 s to 24 h).
+const WAITS = [[900, "15 minutes"], [3600, "1 hour"], [14400, "4 hours"], [86400, "24 hours"]];
+const DEFAULT_WAIT = 3600;
 
 const TYPES = [
   ["codex_exec", "Codex", "codexExec", "Codex tasks"],
@@ -60,13 +77,17 @@ export async function newTaskScreen(app, root, _params, query) {
     TYPES.map(([value, label], i) => h("div", { class: "radio" }, typeRadios[i], h("label", { for: `type-${value}` }, label), typeNotes[i])));
 
   const prompt = h("textarea", { name: "prompt", rows: "6", required: true, spellcheck: "true" });
+  const byteCount = h("p", { class: "hint byte-count", id: "prompt-bytes", hidden: true });
+  prompt.setAttribute("aria-describedby", "prompt-bytes");
+  const cap = promptMaxBytes(app);
+  prompt.addEventListener("input", () => drawByteCount(byteCount, utf8Bytes(prompt.value), cap));
   const cwd = h("input", { type: "text", name: "cwd", autocomplete: "off", autocapitalize: "off", spellcheck: "false", placeholder: "src/app" });
   const write = h("input", { type: "checkbox", role: "switch", id: "write-mode", name: "write" });
   const writeNote = h("p", { class: "hint", id: "write-note" });
   write.setAttribute("aria-describedby", "write-note");
   const codexPanel = h("div", { class: "panel-body" },
     resume ? h("p", { class: "notice" }, "Continuing the Codex session ", h("strong", {}, resumeTitle || resume), ".") : null,
-    field(resume ? "What next?" : "Prompt", prompt),
+    field(resume ? "What next?" : "Prompt", prompt), byteCount,
     resume ? null : field("Folder (inside the agent's workspace)", cwd, "Leave empty for the workspace root. A relative path such as src/app."),
     h("div", { class: "switch-row" }, write, h("label", { for: "write-mode" }, "Write mode: let Codex change files")),
     writeNote);
@@ -76,9 +97,14 @@ export async function newTaskScreen(app, root, _params, query) {
   const actionPanel = h("div", { class: "panel-body" }, field("Which action", actionSelect, "Only the actions the agent's config lists."));
   const logPanel = h("div", { class: "panel-body" }, field("Which log", logSelect, "Only the logs the agent's config lists."));
 
+  const waitFor = h("select", { name: "wait", id: "wait-for" }, WAITS.map(([sec, label]) =>
+    h("option", { value: String(sec), selected: sec === DEFAULT_WAIT }, label)));
+  const waitRow = h("div", { class: "wait-row" },
+    field("If it is still offline, wait for it", waitFor,
+      "The task starts when the agent connects, at most once, or expires after this long."));
   const submit = h("button", { type: "submit", class: "primary wide" }, "Run task");
   const error = errorLine();
-  const form = h("form", { class: "new-task" }, field("Agent", agentSelect), agentNote, typeField,
+  const form = h("form", { class: "new-task" }, field("Agent", agentSelect), agentNote, waitRow, typeField,
     codexPanel, actionPanel, logPanel, submit, error);
 
   const current = () => agents.find((a) => a.agentId === agentSelect.value) || null;
@@ -86,7 +112,9 @@ export async function newTaskScreen(app, root, _params, query) {
 
   const update = () => {
     const agent = current();
-    agentNote.textContent = agent && !agent.online ? "This agent is offline right now; a task cannot be sent to it." : "";
+    const offline = !!agent && !agent.online;
+    agentNote.textContent = offline ? `${agent.label} is offline right now: the task will wait for it.` : "";
+    waitRow.hidden = !offline;
     let firstAllowed = null;
     TYPES.forEach(([value, , flag, words], i) => {
       const block = resume && value !== "codex_exec" ? "Only a Codex task can continue a session." : typeBlock(app, agent, flag, words);
@@ -109,7 +137,8 @@ export async function newTaskScreen(app, root, _params, query) {
     fill(actionSelect, (agent ? agent.actions : []).map((a) => h("option", { value: a.id, selected: a.id === keepAction }, a.label)));
     const keepLog = logSelect.value;
     fill(logSelect, (agent ? agent.logSources : []).map((s) => h("option", { value: s.id, selected: s.id === keepLog }, s.label)));
-    submit.disabled = !type || !agent || !agent.online;
+    submit.disabled = !type || !agent;
+    submit.textContent = offline ? "Queue task" : "Run task";
   };
   agentSelect.addEventListener("change", update);
   for (const radio of typeRadios) radio.addEventListener("change", update);
@@ -118,6 +147,8 @@ export async function newTaskScreen(app, root, _params, query) {
     event.preventDefault();
     const type = chosenType();
     const body = { agentId: agentSelect.value, type };
+    const agent = current();
+    if (agent && !agent.online) body.queueTtlSec = Number(waitFor.value);
     if (type === "codex_exec") {
       body.prompt = prompt.value;
       if (cwd.value.trim()) body.cwd = cwd.value.trim();

@@ -32,16 +32,26 @@ function codeCard(res) {
   const expiry = h("p", { class: "muted", role: "timer" });
   const timer = countdown(res.pairing.expiresAt, expiry);
   const qr = qrImage(res.qrSvg, `QR code of the command: ${res.command}`);
-  const card = h("div", { class: "card code-card", "aria-label": "Pairing code" },
+  const card = h("div", { class: "card code-card", "aria-label": "Pairing code", dataset: { pairingId: res.pairing.id } },
     h("p", { class: "muted" }, "Pairing code"),
     h("p", { class: "big-code", "aria-label": `Pairing code ${res.code.split("").join(" ")}` }, res.code),
     expiry,
-    h("p", {}, "Run this on the development server, in the folder with the agent's config:"),
+    h("p", {}, "Run this on the development server, with the agent's config in place:"),
     h("pre", { class: "command-box" }, command),
     copyButton(res.command, "Copy command", command),
     qr,
     h("p", { class: "hint" }, "Then approve the agent below when it asks to join. The code works once."));
   return { card, timer };
+}
+
+/** The code was claimed (it works once): no countdown, no command, just who used it. */
+function usedCard(code, req) {
+  return h("div", { class: "card code-card used", "aria-label": "Pairing code (used)" },
+    h("p", { class: "muted" }, "Pairing code"),
+    h("p", { class: "big-code used-code", "aria-label": `Pairing code ${code.split("").join(" ")}, used` }, code),
+    h("p", { class: "used-note", role: "status" },
+      `Used by "${req.label}" (${req.agentId}). The code no longer works. `,
+      req.status === "pending" ? "Approve or reject the request below." : ""));
 }
 
 function requestCard(req, decide) {
@@ -71,6 +81,7 @@ export async function pairScreen(app, root) {
     return {};
   }
   let timer = null;
+  let shown = null; // the code on screen: { code, pairingId }
   const note = h("input", { type: "text", maxlength: "200", autocomplete: "off", placeholder: "e.g. build server" });
   const ttl = h("select", {}, TTLS.map(([sec, words]) => h("option", { value: String(sec), selected: sec === 600 }, words)));
   const create = h("button", { type: "submit", class: "primary wide" }, "Create pairing code");
@@ -86,6 +97,7 @@ export async function pairScreen(app, root) {
       clearInterval(timer);
       const made = codeCard(res);
       timer = made.timer;
+      shown = { code: res.code, pairingId: res.pairing.id };
       fill(codeArea, made.card);
       made.card.scrollIntoView({ block: "start" });
     }, { label: "Creating…", errLine: error });
@@ -123,6 +135,10 @@ export async function pairScreen(app, root) {
       if (index >= 0) requests[index] = req;
       else requests.unshift(req);
       drawRequests();
+      if (shown && req.pairingId === shown.pairingId) {
+        clearInterval(timer);
+        fill(codeArea, usedCard(shown.code, req));
+      }
     },
     dispose: () => clearInterval(timer),
   };

@@ -85,6 +85,19 @@ function inviteRow(app, invite, reload) {
   return h("li", { class: "card invite-card", dataset: { inviteId: invite.id } }, parts);
 }
 
+/** The leave button, or, for a workspace's only owner, what to do instead (the relay would
+ * refuse with last-owner: a workspace always keeps an owner). */
+function leaving(app, members, leave, leaveError) {
+  const owners = members.filter((m) => m.role === "owner");
+  if (app.role !== "owner" || owners.length > 1) return [leave, leaveError];
+  const others = members.filter((m) => m.userId !== app.me.user.id);
+  return h("p", { class: "notice", id: "sole-owner" },
+    "You are the only owner of this workspace, so you cannot leave it: a workspace always keeps an owner. ",
+    others.length
+      ? "To leave, first make another member an owner with Change role above, then come back here."
+      : "To hand it over, invite someone as owner (Invite someone, role owner); once they have joined, you can leave.");
+}
+
 export async function peopleScreen(app, root) {
   const members = h("div", {}, loading("Loading members…"));
   const shownArea = h("div", { "aria-live": "polite" });
@@ -101,10 +114,12 @@ export async function peopleScreen(app, root) {
     }, { label: "Leaving…", errLine: leaveError });
   });
 
+  const you = h("div", {}, h("p", { class: "muted" }, `Your role here: ${app.role}.`));
   const reload = async () => {
     try {
       const res = await get(ws(app.wid, "/members"));
       fill(members, h("ul", { class: "cards", "aria-label": "Members" }, res.members.map((m) => memberCard(app, m, reload, shownArea))));
+      fill(you, h("p", { class: "muted" }, `Your role here: ${app.role}.`), leaving(app, res.members, leave, leaveError));
     } catch (err) {
       fill(members, h("p", { class: "error", role: "alert" }, err.message));
     }
@@ -142,7 +157,7 @@ export async function peopleScreen(app, root) {
       h("h3", {}, "Audit trail"), h("p", { class: "hint" }, "Who did what here: sign-ins, invites, pairings, tasks."),
       h("a", { class: "button secondary", href: "#/audit" }, "Open the audit trail"));
   }
-  parts.push(h("h3", {}, "You"), h("p", { class: "muted" }, `Your role here: ${app.role}.`), leave, leaveError);
+  parts.push(h("h3", {}, "You"), you);
   fill(root, parts);
   await reload();
   return {};

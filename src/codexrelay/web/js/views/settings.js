@@ -1,4 +1,4 @@
-// Settings: my passkeys and sessions (I2), the relay's feature flags (R09), clearing this
+// Settings: notifications on this device, my passkeys and sessions (I2), the relay's feature flags (R09), clearing this
 // device's data (I6) and signing out.
 
 import { del, get, patch } from "../api.js";
@@ -6,6 +6,8 @@ import * as cache from "../cache.js";
 import { busy, confirmDialog, errorLine, field, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { plural, timeText } from "../format.js";
 import { passkeysSupported, registerPasskey } from "../passkey.js";
+import * as push from "../push.js";
+import { notificationsSection } from "./notifications.js";
 
 const FLAG_WORDS = [
   ["pairings", "Pairing new agents"],
@@ -103,13 +105,13 @@ export async function settingsScreen(app, root) {
   const addError = errorLine();
   add.addEventListener("click", () => busy(add, async () => {
     await registerPasskey(newLabel.value.trim() || undefined);
+    app.passkeyMadeHere = true;
     newLabel.value = "";
     toast("Passkey created.");
     await app.refreshMe();
     await reloadPasskeys();
     await reloadSessions();
-    const banner = document.getElementById("recovery-warning");
-    if (banner && app.me.user.hasPasskey && app.me.session.isRecovery) banner.remove();
+    app.renderBanner();
   }, { label: "Waiting for your passkey…", errLine: addError }));
 
   const endOthers = h("button", { type: "button", class: "secondary wide" }, "Sign out all other sessions");
@@ -132,6 +134,9 @@ export async function settingsScreen(app, root) {
     const ok = await confirmDialog("Delete the task details cached on this device, the offline copy of the app and saved settings? Your account and the relay are not affected.", "Clear data");
     if (!ok) return;
     await busy(clear, async () => {
+      const mine = (await get("/api/v1/me/push-subscriptions").catch(() => ({ subscriptions: [] })))
+        .subscriptions.find((s) => s.current);
+      await push.disable(user.id, mine && mine.id);
       await cache.clearDevice();
       fill(deviceStatus, "Cleared: cached task details, the offline app copy and saved settings are gone from this device.");
       toast("Data on this device cleared.");
@@ -142,6 +147,7 @@ export async function settingsScreen(app, root) {
   signOut.addEventListener("click", () => busy(signOut, () => app.signOut(), { label: "Signing out…" }));
 
   const flags = app.features();
+  const notifications = notificationsSection(app);
   fill(root,
     screenTitle("Settings"),
     h("section", { class: "detail-section" }, h("h3", {}, "Account"),
@@ -149,6 +155,7 @@ export async function settingsScreen(app, root) {
       h("p", { class: "muted small" }, `This session: ${VIA_WORDS[session.via] || session.via}, ends `, timeText(session.expiresAt), ".")),
     h("section", { class: "detail-section" }, h("h3", {}, "Passkeys"), passkeys,
       passkeysSupported() ? [field("Name for a new passkey", newLabel), add, addError] : h("p", { class: "warning" }, "This browser does not support passkeys.")),
+    notifications.section,
     h("section", { class: "detail-section" }, h("h3", {}, "Sessions"), sessions, endOthers),
     h("section", { class: "detail-section" }, h("h3", {}, "Relay features"),
       h("ul", { class: "flags", "aria-label": "Relay features" }, FLAG_WORDS.map(([key, words]) =>
@@ -157,6 +164,6 @@ export async function settingsScreen(app, root) {
     h("section", { class: "detail-section" }, h("h3", {}, "This device"),
       h("p", {}, "Task details you open are kept on this device, encrypted with a key only your signed-in account can fetch."),
       clear, deviceStatus, signOut));
-  await Promise.all([reloadPasskeys(), reloadSessions()]);
+  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload()]);
   return {};
 }

@@ -50,8 +50,9 @@ export async function signInScreen(app, container) {
     h("p", {}, "Use the passkey saved on this phone. No user name needed."),
     passkeysSupported() ? passkeyButton : h("p", { class: "warning" }, "This browser does not support passkeys."),
     error,
+    h("p", { class: "hint" }, "First time here? The relay's owner signs in once with the recovery token (below), then creates a passkey."),
     h("details", { class: "panel" }, h("summary", {}, "Recovery token"),
-      h("p", { class: "hint" }, "For the relay owner's recovery only, for example after losing every passkey. Every use is recorded."),
+      h("p", { class: "hint" }, "The token printed by `codexrelay relay init` (or the demo). The relay owner uses it for the first sign-in, then only for recovery, for example after losing every passkey. Every use is recorded."),
       tokenForm),
     h("details", { class: "panel" }, h("summary", {}, "I have an invite or recovery code"), codeForm)));
 }

@@ -5,7 +5,7 @@
 import { get, post, ws } from "../api.js";
 import * as cache from "../cache.js";
 import { busy, fill, h, loading, screenTitle } from "../dom.js";
-import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText } from "../format.js";
+import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText, waitingWords } from "../format.js";
 
 /** Whether `next` is a later state of the task than `current` (events can be replayed). */
 function isNewer(next, current) {
@@ -25,6 +25,7 @@ function taskCard(app, task, preview) {
     h("a", { href: `#/tasks/${encodeURIComponent(task.id)}`, class: "card task-card" },
       h("span", { class: "card-row" }, h("strong", {}, taskTitle(task, agent)), statusChip(task.status)),
       preview ? h("span", { class: "preview" }, preview) : null,
+      waitingWords(task, agent) ? h("span", { class: "waiting small" }, waitingWords(task, agent)) : null,
       h("span", { class: "muted small" }, agent ? agent.label : task.agentId, " · ", timeText(task.createdAt))));
 }
 
@@ -85,18 +86,25 @@ const KIND_WORDS = {
   output: "Output",
 };
 
-function progressItem(step) {
+/** An item's state line; one left open is marked so it can be closed when the task ends. */
+function stepStatus(step, ended, extra = []) {
+  const open = step.status === "in_progress";
+  const word = open && ended ? ended : step.status && step.status.replace(/_/g, " ");
+  const bits = [word, ...extra].filter(Boolean);
+  if (!bits.length) return null;
+  return h("span", { class: "muted small prog-status", dataset: open && !ended ? { open: "" } : {} }, bits.join(" · "));
+}
+
+function progressItem(step, ended = null) {
   const parts = [h("span", { class: "prog-kind" }, KIND_WORDS[step.kind] || step.kind)];
   if (step.kind === "command") {
     parts.push(h("code", { class: "command" }, `$ ${step.command || step.text || ""}`));
-    const bits = [];
-    if (step.status) bits.push(step.status.replace(/_/g, " "));
-    if (step.exitCode !== undefined && step.exitCode !== null) bits.push(`exit ${step.exitCode}`);
-    if (bits.length) parts.push(h("span", { class: "muted small" }, bits.join(" · ")));
+    const code = step.exitCode !== undefined && step.exitCode !== null ? [`exit ${step.exitCode}`] : [];
+    parts.push(stepStatus(step, ended, code));
     if (step.text && step.command) parts.push(h("pre", { class: "out small" }, step.text));
   } else if (step.kind === "file_change") {
     parts.push(h("ul", { class: "changes" }, (step.changes || []).map((c) => h("li", {}, h("span", { class: "chip" }, c.kind), " ", c.path))));
-    if (step.status) parts.push(h("span", { class: "muted small" }, step.status.replace(/_/g, " ")));
+    parts.push(stepStatus(step, ended));
   } else if (step.kind === "output") {
     parts.push(h("pre", { class: "out small" }, step.text));
   } else {
@@ -122,7 +130,34 @@ function section(title, ...content) {
   return h("section", { class: "detail-section" }, h("h3", {}, title), content);
 }
 
-function metaList(app, task) {
+/** Who cancelled the task, as a name ("you" for the signed-in person), or null when the
+ * task does not say (older relays) or the person is no longer a member. */
+async function whoCancelled(app, task) {
+  const by = task.cancelledBy;
+  if (!by || task.status !== "cancelled") return null;
+  const userId = typeof by === "object" ? by.userId || by.id : by;
+  if (userId === app.me.user.id) return "you";
+  if (typeof by === "object" && by.name) return by.name;
+  try {
+    const { members } = await get(ws(app.wid, "/members"));
+    const member = members.find((m) => m.userId === userId);
+    return member ? member.name : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An exit code in words: a negative one is the signal that stopped the process. */
+function exitWords(code) {
+  return code < 0 ? `Stopped by signal ${-code}` : String(code);
+}
+
+/** What an item left "in progress" became once its task ended. */
+function endedWord(task) {
+  return task.status === "cancelled" ? "stopped: the task was cancelled" : "did not finish";
+}
+
+function metaList(app, task, canceller) {
   const agent = app.agent(task.agentId);
   const rows = [
     ["Status", statusChip(task.status)],
@@ -137,7 +172,11 @@ function metaList(app, task) {
     rows.push(["Write mode", task.writeAccess ? "On" : "Off (read-only)"]);
   }
   if (task.resumeSessionId) rows.push(["Continues session", h("code", {}, task.resumeSessionId)]);
-  if (task.exitCode !== null && task.exitCode !== undefined) rows.push(["Exit code", String(task.exitCode)]);
+  if (canceller) rows.push(["Cancelled by", canceller]);
+  // A cancelled task was stopped on purpose: its exit code (a signal) says nothing more.
+  if (task.exitCode !== null && task.exitCode !== undefined && task.status !== "cancelled") {
+    rows.push(["Exit code", exitWords(task.exitCode)]);
+  }
   return h("dl", { class: "meta" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
@@ -158,15 +197,20 @@ export async function taskDetailScreen(app, root, [taskId]) {
   const canCancel = () => task && !TERMINAL.has(task.status)
     && (task.createdBy === app.me.user.id || app.can("admin"));
 
+  let canceller = null; // who cancelled it, once known
   const drawHeader = () => {
-    fill(header, screenTitle(taskTitle(task, app.agent(task.agentId))), metaList(app, task));
+    fill(header, screenTitle(taskTitle(task, app.agent(task.agentId))), metaList(app, task, canceller));
     const items = [];
-    if (!TERMINAL.has(task.status)) {
+    const waiting = waitingWords(task, app.agent(task.agentId));
+    if (waiting) {
+      items.push(h("p", { class: "running-note waiting", role: "status" },
+        `${waiting}. It starts when the agent connects, or expires.`));
+    } else if (!TERMINAL.has(task.status)) {
       items.push(h("p", { class: "running-note", role: "status" },
         h("progress", { "aria-label": "Task in progress" }), ` ${statusWord(task.status)}…`));
     }
     if (task.cancelRequested && !TERMINAL.has(task.status)) items.push(h("p", { class: "muted" }, "Cancel requested; waiting for the agent to stop it."));
-    if (task.reason && (task.status === "rejected" || task.status === "interrupted")) {
+    if (task.reason && ["rejected", "interrupted", "expired"].includes(task.status)) {
       items.push(h("p", { class: "notice error-notice" }, reasonSentence(task.reason)));
     }
     if (task.redactions > 0) {
@@ -203,7 +247,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
     if (seen.has(step.seq)) return;
     seen.add(step.seq);
     progress.push(step);
-    const item = progressItem(step);
+    const item = progressItem(step, task && TERMINAL.has(task.status) ? endedWord(task) : null);
     const key = step.kind === "command" ? step.command || step.text : null;
     const open = key !== null && openCommands.get(key);
     if (open && open.isConnected) open.replaceWith(item);
@@ -214,7 +258,18 @@ export async function taskDetailScreen(app, root, [taskId]) {
     }
   };
 
+  // Once the task has ended, nothing in it is still going: open items say how they ended.
+  const closeOpenItems = () => {
+    if (!TERMINAL.has(task.status)) return;
+    for (const el of progressList.querySelectorAll(".prog-status[data-open]")) {
+      const rest = el.textContent.split(" · ").slice(1);
+      el.textContent = [endedWord(task), ...rest].join(" · ");
+      delete el.dataset.open;
+    }
+  };
+
   const drawBody = () => {
+    closeOpenItems();
     const d = details || {};
     const parts = [];
     if (d.error) parts.push(section("Error", h("p", { class: "error-text" }, d.error)));
@@ -249,6 +304,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
       cache.saveTask(task).catch(() => {});
     }
     for (const step of details.progress || []) addProgress(step);
+    canceller = await whoCancelled(app, task);
     drawHeader();
     drawBody();
   };
@@ -271,6 +327,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
         const finishedNow = TERMINAL.has(data.task.status) && !TERMINAL.has(task.status);
         task = { ...task, ...data.task };
         drawHeader();
+        closeOpenItems();
         if (finishedNow) load().catch(() => {});
       }
     },
