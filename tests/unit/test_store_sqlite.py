@@ -19,6 +19,7 @@ from codexrelay.relay.storage.backends import open_store
 from codexrelay.relay.storage.errors import StateError
 from codexrelay.relay.storage.inspection import check_database, read_database
 from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.jsonfile import read_state as read_state_document
 from codexrelay.relay.storage.memory import UnsavedChangeError
 from codexrelay.relay.storage.records import TaskRecord, WorkspaceRecord
 from codexrelay.relay.storage.sqlite import DATABASE_FILE, SqliteStore
@@ -352,3 +353,23 @@ def test_sqlite_checkpoints_in_the_background(tmp_path):
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_sqlite_keeps_every_record_type_of_the_state_document(tmp_path):
+    """Each record type the JSON document holds has its SQLite table: a state.json with
+    one record of every type comes back whole from the database it is moved into."""
+    from codexrelay.relay.storage.records import State  # noqa: PLC0415
+
+    clock = FakeClock()
+    cached = set(schema.CACHED_TABLES) | {"tasks"}
+    documented = set(State.model_fields) - {"schema_version", "instance_id", "created_at"}
+    assert cached == documented
+    store = JsonFileStore.open(tmp_path / "state.json", now=clock)
+    store.workspaces.add(WorkspaceRecord(id="ws_all", name="All", created_at=clock()))
+    store.tasks.add(_task(clock, 1))
+    store.save_sync()
+    before = read_state_document(tmp_path / "state.json")
+    asyncio.run(store.close())
+    asyncio.run(SqliteStore.open(tmp_path, now=clock).close())
+    after = read_database(tmp_path / DATABASE_FILE)
+    assert after.model_dump() == before.model_dump()
