@@ -31,7 +31,7 @@ test: $(STAMP)
 	deploy/ensure-caddy.sh
 	$(PY) -m ruff check src tests bench scripts
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit tests/api

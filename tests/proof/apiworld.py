@@ -130,6 +130,11 @@ def api_world(directory: Path) -> Iterator[ApiWorld]:
         ids["credential_id"] += [p.credential_id for p in store.passkeys.all()]
         ids["session_id"] += [s.token_hash for s in store.sessions.all()]
         ids["resume_session_id"] = [str(uuid.uuid4())]
+        # Conversations and push subscriptions: ids of the right shape (none exists: a
+        # route must still refuse the wrong caller before it looks the record up).
+        ids["thread_id"] = [str(uuid.uuid4())]
+        ids["approval_id"] = ["apr_0123456789ab"]
+        ids["subscription_id"] = ["psub_0123456789ab"]
 
         cookies: dict[str, str | None] = {
             "owner": owner.cookie,
