@@ -277,6 +277,7 @@ def test_no_conversation_canary_reaches_relay_disk_or_logs(tmp_path):
                 shown = _converse(owner, wid, c)
                 shown += json.dumps(events.frames)
             environ = Path(f"/proc/{relay.proc.pid}/environ").read_bytes()  # type: ignore[union-attr]
+            live = _data_files(setup.data_dir)  # the SQLite WAL as it is while running
     finally:
         if agent is not None:
             agent.stop()
@@ -285,14 +286,13 @@ def test_no_conversation_canary_reaches_relay_disk_or_logs(tmp_path):
         shutil.rmtree(codex_tmp, ignore_errors=True)
     missing = [name for name, value in c.items() if value not in shown]
     assert not missing, f"the phone never saw: {missing}"
-    files = {str(p.relative_to(setup.data_dir)): p.read_bytes()
-             for p in setup.data_dir.rglob("*") if p.is_file()}  # fmt: skip
-    state = files["state.json"].decode()
-    assert '"threads"' in state
-    assert '"approvals"' in state
-    assert "fileChange" in state
+    files = _data_files(setup.data_dir)
+    stored = setup.stored_state()
+    assert stored.threads
+    assert any(a.kind == "fileChange" for a in stored.approvals.values())
     places = {"relay log": relay.log_path.read_bytes(), "relay environment": environ}
     places.update({f"data dir {name}": data for name, data in files.items()})
+    places.update({f"data dir (running) {name}": data for name, data in live.items()})
     leaks = _hits(places, {name: fragments(value) for name, value in c.items()})
     assert not leaks, "\n".join(leaks)
 
