@@ -13,9 +13,10 @@ from hypothesis import settings
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV, JsonFileStore
+from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV
 from tests.fakes.push_service import PushServiceStandIn
-from tests.helpers import FakeClock, RelayProcess, RelaySetup, write_relay_config
+from tests.helpers import TEST_BACKEND, FakeClock, RelayProcess, RelaySetup, write_relay_config
 
 # Every relay the tests start (in process or as a subprocess, which inherits this) refuses a
 # commit that carries a record changed without save(): the JSON store would still write it,
@@ -60,16 +61,22 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def relay_setup(tmp_path: Path) -> RelaySetup:
+def store_backend() -> str:
+    """The storage backend of the relays a test starts; ``@both_backends`` tests run on each."""
+    return TEST_BACKEND
+
+
+@pytest.fixture
+def relay_setup(tmp_path: Path, store_backend: str) -> RelaySetup:
     """A relay config in a temporary directory."""
-    return write_relay_config(tmp_path / "relay")
+    return write_relay_config(tmp_path / "relay", storage={"backend": store_backend})
 
 
 @pytest.fixture
 def app_client(relay_setup: RelaySetup, clock: FakeClock) -> Iterator[TestClient]:
     """The relay app in-process (lifespan included), on the fake clock."""
     config = load_relay_config(relay_setup.config_path)
-    store = JsonFileStore.open(config.state_path, now=clock)
+    store = open_store(config.storage.backend, config.data_path, now=clock)
     app = create_app(config, store, clock=clock)
     with TestClient(
         app, base_url=relay_setup.base_url, headers={"Origin": relay_setup.origin}

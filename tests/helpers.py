@@ -6,10 +6,12 @@ deadline, with the server's own output shown on failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,9 +24,17 @@ from typing import Any
 import httpx
 
 from codexrelay.crypto import new_secret, sha256_hex
+from codexrelay.relay.storage.inspection import check_database, read_database
+from codexrelay.relay.storage.jsonfile import read_state
+from codexrelay.relay.storage.records import State
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+
+# Both storage backends; the suite runs on the default (SQLite) unless this says otherwise,
+# and tests where the store's files matter run on each (``@both_backends``).
+BACKENDS = ("sqlite", "json")
+TEST_BACKEND = os.environ.get("CODEXRELAY_TEST_BACKEND", "sqlite")
 
 
 def free_port() -> int:
@@ -85,6 +95,36 @@ class RelaySetup:
     def state_path(self) -> Path:
         return self.data_dir / "state.json"
 
+    @property
+    def backend(self) -> str:
+        return str(self.config().get("storage", {}).get("backend", "sqlite"))
+
+    def stored_bytes(self) -> bytes:
+        """Every byte the store keeps on disk (the database, its WAL and shared memory, or
+        state.json): what a secret must never be found in."""
+        names = ("state.json", "relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm")
+        return b"".join(
+            (self.data_dir / n).read_bytes() for n in names if (self.data_dir / n).exists()
+        )
+
+    def stored_text(self) -> str:
+        return self.stored_bytes().decode("latin-1")
+
+    def stored_docs(self, table: str) -> list[dict[str, Any]]:
+        """The records of one table exactly as stored (camelCase JSON)."""
+        if self.backend == "json":
+            return list(json.loads(self.state_path.read_text())[table].values())
+        with contextlib.closing(sqlite3.connect(self.data_dir / "relay.sqlite3")) as conn:
+            return [json.loads(doc) for (doc,) in conn.execute(f"SELECT doc FROM {table}")]  # noqa: S608
+
+    def stored_state(self) -> State:
+        """Every record the store holds, read from disk as another process would."""
+        if self.backend == "json":
+            state = read_state(self.state_path)
+            assert state is not None, "state.json is gone"
+            return state
+        return read_database(self.data_dir / "relay.sqlite3")
+
     def config(self) -> dict[str, Any]:
         return json.loads(self.config_path.read_text())
 
@@ -107,6 +147,7 @@ def write_relay_config(directory: Path, **overrides: Any) -> RelaySetup:
         "tokenSecret": new_secret(),
         "maxLoginAttemptsPerMinute": 1000,
         "maxPairAttemptsPerMinute": 1000,
+        "storage": {"backend": TEST_BACKEND},
     }
     data.update(overrides)
     directory.mkdir(parents=True, exist_ok=True)
@@ -191,3 +232,20 @@ class RelayProcess:
         res = client.post("/api/v1/auth/bootstrap", json={"token": self.setup.token})
         assert res.status_code == 200, res.text
         return client
+
+
+def both_backends(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a test once per storage backend (it overrides the ``store_backend`` fixture)."""
+    import pytest  # noqa: PLC0415 - helpers is imported by non-test code too (bench)
+
+    return pytest.mark.parametrize("store_backend", BACKENDS)(test)
+
+
+def assert_store_sound(setup: RelaySetup) -> None:
+    """The store on disk is whole: state.json parses, or SQLite's integrity check passes
+    (read-only, WAL included, as the next relay to open it would see it)."""
+    if setup.backend == "json":
+        json.loads(setup.state_path.read_text())
+        return
+    report = check_database(setup.data_dir / "relay.sqlite3")
+    assert report.problems == [], report.problems

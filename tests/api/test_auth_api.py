@@ -8,6 +8,7 @@ from pydantic import SecretStr
 
 from codexrelay.crypto import sha256_hex
 from tests.api.conftest import login, services_of
+from tests.helpers import both_backends
 
 
 def _set_cookie(res) -> SimpleCookie:
@@ -135,11 +136,12 @@ def test_bootstrap_success_opens_session(app_client):
     assert me["memberships"][0]["role"] == "owner"
 
 
+@both_backends
 def test_session_stored_only_as_hash(app_client):
     """R02: the relay keeps the cookie value's SHA-256, never the value."""
     res = app_client.post("/api/v1/auth/bootstrap", json={"token": app_client.setup.token})
     value = _set_cookie(res)["codexrelay-session"].value
-    state_text = app_client.setup.state_path.read_text()
+    state_text = app_client.setup.stored_text()
     assert value not in state_text
     assert sha256_hex(value) in state_text
 

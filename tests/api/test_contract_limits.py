@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.backends import open_store
 from codexrelay.relay.storage.records import PUSH_KINDS, Role
 from tests.api.conftest import login, make_user
 from tests.api.test_pairing_api import _code, _paired_token, _wid
@@ -105,6 +105,7 @@ E2E_LOG = "/api/v1/workspaces/{wid}/e2e/log"
 SIGNED = "/api/v1/workspaces/{wid}/signed-tasks"
 SIGNED_CANCEL = "/api/v1/workspaces/{wid}/tasks/nope/signed-cancel"
 APPROVE_PAIR = "/api/v1/workspaces/{wid}/pair-requests/nope/approve"
+TASKS = "/api/v1/workspaces/{wid}/tasks"
 INVITES = "/api/v1/workspaces/{wid}/invites"
 PASSKEYS = "/api/v1/auth/passkeys"
 MY_PASSKEYS = "/api/v1/me/passkeys"
@@ -222,6 +223,8 @@ ROWS = [
     Row("audit", "event", _get(AUDIT, "event")),
     Row("audit", "actor", _get(AUDIT, "actor")),
     Row("audit", "limit", _get(AUDIT, "limit"), lambda n: n),
+    Row(TASKS, "limit", _get(TASKS, "limit"), lambda n: n),
+    Row(TASKS, "before", _get(TASKS, "before")),
 ]
 
 
@@ -277,7 +280,9 @@ def world(tmp_path_factory):
     )
     config = load_relay_config(setup.config_path)
     app = create_app(
-        config, JsonFileStore.open(config.state_path, now=FakeClock()), clock=FakeClock()
+        config,
+        open_store(config.storage.backend, config.data_path, now=FakeClock()),
+        clock=FakeClock(),
     )
     with TestClient(
         app, base_url=setup.base_url, headers={"Origin": config.public_origin}

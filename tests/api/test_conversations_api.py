@@ -97,7 +97,7 @@ def test_start_stream_and_read(owner):
         assert ended[-1]["thread"]["status"] == "idle"
         listed = owner.get(_threads(owner, wid), params={"agentId": "devbox"}).json()["threads"]
         assert [t["id"] for t in listed] == [tid]
-    state = owner.setup.state_path.read_text()
+    state = owner.setup.stored_text()
     assert tid in state
     assert SECRET not in state
     assert "/ws/src" not in state

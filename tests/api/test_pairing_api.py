@@ -8,6 +8,7 @@ from starlette.websockets import WebSocketDisconnect
 from codexrelay.protocol import PROTOCOL_VERSION
 from codexrelay.relay.storage.records import Role
 from tests.api.conftest import login, sign_in_with_role
+from tests.helpers import both_backends
 
 
 def _wid(client) -> str:
@@ -71,6 +72,7 @@ def _hello(agent_id="devbox", **extra):
     }
 
 
+@both_backends
 def test_pairing_code_shape(app_client):
     """A code is XXXX-XXXX with the exact command to run; only its HMAC is stored."""
     login(app_client)
@@ -78,7 +80,7 @@ def test_pairing_code_shape(app_client):
     created = _code(app_client, wid, note="laptop", ttlSec=120)
     assert created["command"] == f"codexrelay agent pair --pair-code {created['code']}"
     assert len(created["code"]) == 9
-    assert created["code"] not in app_client.setup.state_path.read_text()
+    assert created["code"] not in app_client.setup.stored_text()
 
 
 def test_code_expires(app_client, clock):
@@ -127,6 +129,7 @@ def test_pairings_flag_off(make_client):
         assert res.json()["error"] == "feature-disabled"
 
 
+@both_backends
 def test_token_handed_over_exactly_once(app_client):
     """The first poll after approval gets the token; later polls see completed."""
     login(app_client)
@@ -138,7 +141,7 @@ def test_token_handed_over_exactly_once(app_client):
     assert first["status"] == "approved"
     assert first["agentToken"].startswith("cra_")
     assert _poll(app_client, claim).json() == {"status": "completed"}
-    assert first["agentToken"] not in app_client.setup.state_path.read_text()
+    assert first["agentToken"] not in app_client.setup.stored_text()
 
 
 def test_poll_needs_the_poll_secret(app_client):
@@ -301,6 +304,7 @@ def test_token_renewal_replaces_token(make_client, clock):
         _assert_socket_refused(client, headers={"Authorization": f"Bearer {new_token}"})
 
 
+@both_backends
 def test_sessions_catalog_kept_in_memory_only(app_client):
     """R12: the catalog an agent sends is served from memory and never written to disk."""
     login(app_client)
@@ -331,4 +335,4 @@ def test_sessions_catalog_kept_in_memory_only(app_client):
         body = app_client.get(f"/api/v1/workspaces/{wid}/agents/devbox/sessions").json()
         assert body["agentOnline"] is True
         assert body["sessions"][0]["title"] == f"Fix the {canary}"
-    assert canary not in app_client.setup.state_path.read_text()
+    assert canary not in app_client.setup.stored_text()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, both_backends
 from tests.softauthn import Phone, SoftAuthenticator, join_by_invite
 
 REGISTER_VERIFY = "/api/v1/auth/passkeys/register/verify"
@@ -73,11 +71,11 @@ def test_login_updates_counter_and_last_used(owner, app_client, clock: FakeClock
     assert listed["lastUsedAt"] == clock.now.isoformat().replace("+00:00", "Z")
 
 
+@both_backends
 def test_state_file_holds_no_attestation_or_private_material(owner, relay_setup):
     """R08: the stored passkey has only the allowed fields."""
     owner.enroll()
-    state = json.loads(relay_setup.state_path.read_text())
-    (record,) = state["passkeys"].values()
+    (record,) = relay_setup.stored_docs("passkeys")
     assert set(record) == {
         "credentialId",
         "publicKey",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, both_backends
 from tests.softauthn import Phone, join_by_invite
 
 
@@ -43,6 +43,7 @@ def _error(res, status: int, code: str) -> None:
 # --- invites (R21, O5) ---
 
 
+@both_backends
 def test_invite_create_shape_and_code_shown_once(owner, wid, relay_setup):
     """O5: the code and url come once; the list and state.json never hold the code."""
     body = _invite(owner, wid, "member", note="Sam's phone", ttlSec=600)
@@ -57,7 +58,7 @@ def test_invite_create_shape_and_code_shown_once(owner, wid, relay_setup):
     assert listed[0]["status"] == "pending"
     assert listed[0]["note"] == "Sam's phone"
     assert body["code"] not in owner.get(f"/api/v1/workspaces/{wid}/invites").text
-    state_text = relay_setup.state_path.read_text()
+    state_text = relay_setup.stored_text()
     assert body["code"] not in state_text
     assert body["code"].replace("-", "") not in state_text
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from codexrelay.relay.app import run_sweep
 from tests.api.conftest import login, services_of
 from tests.api.test_pairing_api import _hello, _paired_token, _wid
+from tests.helpers import both_backends
 
 
 @contextlib.contextmanager
@@ -126,13 +127,14 @@ def test_waiting_queue_is_bounded(app_client):
     assert (res.status_code, res.json()["error"]) == (409, "queue-full")
 
 
+@both_backends
 def test_waiting_task_keeps_its_prompt_in_memory_only(app_client):
     """A queued Codex task's prompt reaches the agent from relay memory, never from disk."""
     wid, agent = _offline_agent(app_client)
     body = {"agentId": "devbox", "type": "codex_exec", "prompt": "queued-canary-7d1f"}
     res = app_client.post(f"/api/v1/workspaces/{wid}/tasks", json={**body, "queueTtlSec": 600})
     assert res.status_code == 201, res.text
-    assert "queued-canary-7d1f" not in app_client.setup.state_path.read_text()
+    assert "queued-canary-7d1f" not in app_client.setup.stored_text()
     with _connect(app_client, agent.token) as ws:
         sent = agent.tasks_sent(ws)
     assert sent[0]["task"]["prompt"] == "queued-canary-7d1f"

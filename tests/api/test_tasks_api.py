@@ -10,6 +10,7 @@ from codexrelay.relay.storage.records import Role
 from codexrelay.relay.tasks.details import DetailsStore
 from tests.api.conftest import login, sign_in_with_role
 from tests.api.test_pairing_api import _hello, _paired_token, _wid
+from tests.helpers import both_backends
 
 
 @contextlib.contextmanager
@@ -54,6 +55,7 @@ def _owner_cookie(client):
     login(client)
 
 
+@both_backends
 def test_dispatch_sends_task_and_reports_advance(app_client):
     """A task is sent at once; accepted/started/finished move it forward and hold texts."""
     login(app_client)
@@ -110,7 +112,7 @@ def test_dispatch_sends_task_and_reports_advance(app_client):
             "status": None,
         }
     ]
-    assert "hello there" not in app_client.setup.state_path.read_text()
+    assert "hello there" not in app_client.setup.stored_text()
 
 
 def test_reports_only_move_forward_and_only_from_the_right_agent(app_client):

@@ -22,7 +22,7 @@ from tests.agents import (
     wait_online,
     write_agent_config,
 )
-from tests.helpers import PYTHON, RelayProcess, wait_until, write_relay_config
+from tests.helpers import PYTHON, RelayProcess, both_backends, wait_until, write_relay_config
 
 
 def _mode(path) -> int:
@@ -46,6 +46,7 @@ def agent_cli(config_path, *args: str, timeout: float = 30) -> subprocess.Comple
     )
 
 
+@both_backends
 def test_pair_approve_stores_private_token_and_connects(relay, phone, tmp_path):
     """R06/R16: approval hands over a token kept 0600 in a 0700 state dir, never in config."""
     wid = default_workspace(phone)
@@ -58,7 +59,7 @@ def test_pair_approve_stores_private_token_and_connects(relay, phone, tmp_path):
         token = json.loads(token_file.read_text())["token"]
         assert token.startswith("cra_")
         assert token not in (tmp_path / "a" / "agent.json").read_text()
-        assert token not in relay.setup.state_path.read_text()
+        assert token not in relay.setup.stored_text()
         info = agent_info(phone, wid, "devbox")
         assert info["online"] is True
         assert info["workspaceRootName"] == "workspace"

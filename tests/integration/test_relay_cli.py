@@ -11,7 +11,15 @@ import httpx
 import pytest
 
 from codexrelay.crypto import sha256_hex
-from tests.helpers import PYTHON, RelayProcess, RelaySetup, free_port, write_relay_config
+from codexrelay.relay.storage import schema
+from tests.helpers import (
+    PYTHON,
+    RelayProcess,
+    RelaySetup,
+    both_backends,
+    free_port,
+    write_relay_config,
+)
 
 
 def cli(*args: str, cwd=None, stdin: str | None = None, timeout: float = 30):
@@ -118,9 +126,11 @@ def test_start_refuses_plain_http_public_origin(tmp_path):
         relay.stop()
 
 
-def test_corrupt_state_stops_start_and_is_untouched(tmp_path):
-    """A corrupt state.json stops start-up with a clear error and stays byte-identical."""
-    setup = write_relay_config(tmp_path)
+@both_backends
+def test_corrupt_state_stops_start_and_is_untouched(tmp_path, store_backend):
+    """A corrupt state.json stops start-up with a clear error and stays byte-identical (the
+    SQLite backend refuses to move it in, and makes no database)."""
+    setup = write_relay_config(tmp_path, storage={"backend": store_backend})
     setup.data_dir.mkdir(mode=0o700)
     content = b'{"schemaVersion": 1, "users": {'
     setup.state_path.write_bytes(content)
@@ -129,6 +139,22 @@ def test_corrupt_state_stops_start_and_is_untouched(tmp_path):
     assert "corrupt" in res.stderr
     assert "untouched" in res.stderr
     assert setup.state_path.read_bytes() == content
+    assert not (setup.data_dir / "relay.sqlite3").exists()
+
+
+def test_check_config_reports_backend_and_schema_version(tmp_path):
+    """check-config names the backend, the database and its schema version."""
+    setup = write_relay_config(tmp_path)
+    res = cli("relay", "check-config", "--config", str(setup.config_path))
+    assert res.returncode == 0, res.stderr
+    assert f"storage: sqlite at {setup.data_dir / 'relay.sqlite3'}, not created yet" in res.stdout
+    relay = RelayProcess(setup, tmp_path / "log").start()
+    relay.stop()
+    res = cli("relay", "check-config", "--config", str(setup.config_path))
+    assert f"schema version {schema.SCHEMA_VERSION} (current)" in res.stdout
+    setup.update_config(storage={"backend": "json"})
+    res = cli("relay", "check-config", "--config", str(setup.config_path))
+    assert f"storage: json at {setup.state_path}" in res.stdout
 
 
 def _login_status(setup: RelaySetup, token: str) -> int:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 import threading
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import pytest
 
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.ops.snapshot import write_snapshot
-from codexrelay.relay.storage.records import SCHEMA_VERSION, State
+from codexrelay.relay.storage.inspection import read_database
+from codexrelay.relay.storage.records import State
 from tests.agents import default_workspace
-from tests.helpers import PYTHON, RelayProcess, write_relay_config
+from tests.helpers import PYTHON, RelayProcess, both_backends, write_relay_config
 
 
 def snapshot(config: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -54,14 +57,23 @@ def check_consistent(files: dict[str, bytes]) -> dict:
     for line in files["SHA256SUMS"].decode().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256(files[name]).hexdigest() == digest
-    State.model_validate_json(files["state.json"])
+    store = manifest["store"]["file"]
+    if store == "state.json":
+        State.model_validate_json(files["state.json"])
+    else:
+        scratch = Path(tempfile.mkdtemp()) / "copy.sqlite3"
+        scratch.write_bytes(files[store])
+        read_database(scratch)  # raises if it is not one whole, valid database
+        shutil.rmtree(scratch.parent)
     return manifest
 
 
-def test_snapshot_while_the_relay_writes(tmp_path):
+@both_backends
+def test_snapshot_while_the_relay_writes(tmp_path, store_backend):
     """I4: snapshots taken during a burst of state writes are each one whole, valid version,
     0600, with a manifest (time, schema version, sha256) and no secret in clear."""
-    setup = write_relay_config(tmp_path / "relay")
+    setup = write_relay_config(tmp_path / "relay", storage={"backend": store_backend})
+    store = "relay.sqlite3" if store_backend == "sqlite" else "state.json"
     relay = RelayProcess(setup, tmp_path / "relay.log").start()
     stop = threading.Event()
     writes = 0
@@ -90,14 +102,15 @@ def test_snapshot_while_the_relay_writes(tmp_path):
             assert stat.S_IMODE(out.stat().st_mode) == 0o600
             files = members(out)
             manifest = check_consistent(files)
-            digests.add(manifest["files"]["state.json"]["sha256"])
+            assert manifest["store"] == {"backend": store_backend, "file": store}
+            digests.add(manifest["files"][store]["sha256"])
             assert manifest["format"] == "codexrelay-snapshot/1"
             assert manifest["state"]["valid"] is True
-            assert manifest["state"]["schemaVersion"] == SCHEMA_VERSION
+            assert manifest["state"]["schemaVersion"] == manifest["supportedSchemaVersion"]
             assert manifest["state"]["counts"]["users"] == 1
             assert manifest["createdAt"].endswith("Z")
             if i == 0:
-                assert manifest["files"]["state.json"]["sha256"] in res.stdout
+                assert manifest["files"][store]["sha256"] in res.stdout
             secret = setup.config()["tokenSecret"]
             for data in files.values():
                 assert secret.encode() not in data
@@ -186,3 +199,89 @@ def test_snapshot_keeps_the_audit_trail_but_never_the_signing_key(tmp_path):
     for name, content in files.items():
         assert not name.endswith((".pem", ".lock", ".tmp")), name
         assert b"PRIVATE" not in content
+
+
+def relay_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "codexrelay", "relay", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@both_backends
+def test_restore_puts_a_snapshot_back(tmp_path, store_backend):
+    """I4: restore needs the relay stopped, verifies the snapshot, moves the current store
+    aside and brings back exactly the snapshot's records; `relay check` agrees."""
+    setup = write_relay_config(tmp_path / "relay", storage={"backend": store_backend})
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    phone = relay.login()
+    kept = phone.post("/api/v1/workspaces", json={"name": "Kept"}).json()["workspace"]["id"]
+    out = tmp_path / "snap.tar.gz"
+    assert snapshot(setup.config_path, out).returncode == 0
+    later = phone.post("/api/v1/workspaces", json={"name": "Later"}).json()["workspace"]["id"]
+    phone.close()
+    refused = relay_cli(setup.config_path, "restore", "--from", str(out))
+    assert refused.returncode == 1
+    assert "in use by another relay process" in refused.stderr
+    relay.stop()
+    res = relay_cli(setup.config_path, "restore", "--from", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "Moved the current" in res.stdout
+    assert "audit trail was not changed" in res.stdout
+    state = setup.stored_state()
+    assert kept in state.workspaces
+    assert later not in state.workspaces
+    checked = relay_cli(setup.config_path, "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "ok, schema version" in checked.stdout
+    relay.start()
+    again = relay.login()
+    names = {w["name"] for w in again.get("/api/v1/workspaces").json()["workspaces"]}
+    again.close()
+    relay.stop()
+    assert "Kept" in names
+    assert "Later" not in names
+
+
+def test_restore_refuses_a_damaged_snapshot(tmp_path):
+    """A snapshot whose store does not match its checksum changes nothing."""
+    setup = write_relay_config(tmp_path / "relay")
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    relay.login().close()
+    out = tmp_path / "snap.tar.gz"
+    assert snapshot(setup.config_path, out).returncode == 0
+    relay.stop()
+    files = members(out)
+    files["relay.sqlite3"] = files["relay.sqlite3"][:-10] + b"0123456789"
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(damaged, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"relay-snapshot/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    before = setup.stored_bytes()
+    res = relay_cli(setup.config_path, "restore", "--from", str(damaged))
+    assert res.returncode == 1
+    assert "checksum" in res.stderr
+    assert setup.stored_bytes() == before
+
+
+def test_check_finds_a_damaged_database(tmp_path):
+    """`relay check` reports a database whose pages were overwritten, and exits 1."""
+    setup = write_relay_config(tmp_path / "relay")
+    relay = RelayProcess(setup, tmp_path / "relay.log").start()
+    phone = relay.login()
+    for i in range(30):
+        phone.post("/api/v1/workspaces", json={"name": f"w{i}" * 40})
+    phone.close()
+    relay.stop()
+    path = setup.data_dir / "relay.sqlite3"
+    data = bytearray(path.read_bytes())
+    data[4096 : 4096 * 3] = b"\xff" * (4096 * 2)  # clobber pages 2 and 3
+    path.write_bytes(bytes(data))
+    res = relay_cli(setup.config_path, "check")
+    assert res.returncode == 1
+    assert "problem" in res.stderr

@@ -1,5 +1,6 @@
-"""kill -9 at random points of a write storm: state.json always parses and holds every
-change the relay had acknowledged (README: "fsync'd before a request that changed it is
+"""kill -9 at random points of a write storm, on each storage backend: the store always reads
+back whole (state.json parses; SQLite's integrity check passes) and holds every change the
+relay had acknowledged (README: "fsync'd before a request that changed it is
 answered"), and the relay starts again on it.
 
 Eight phone clients create workspaces, invites and pairing codes as fast as the relay
@@ -19,8 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codexrelay.relay.storage.jsonfile import read_state
-from tests.helpers import RelayProcess, wait_until, write_relay_config
+from tests.helpers import (
+    RelayProcess,
+    RelaySetup,
+    assert_store_sound,
+    both_backends,
+    wait_until,
+    write_relay_config,
+)
 
 WORKERS = 8
 
@@ -68,9 +75,9 @@ def _worker(relay: RelayProcess, wid: str, acks: Acks, stop: threading.Event, se
         client.close()
 
 
-def _missing(state_path: Path, acks: Acks) -> list[str]:
-    state = read_state(state_path)  # raises StateError if the file does not parse
-    assert state is not None, "state.json is gone"
+def _missing(setup: RelaySetup, acks: Acks) -> list[str]:
+    assert_store_sound(setup)
+    state = setup.stored_state()  # raises StateError if the store does not read back
     pairing_ids = {p.id for p in state.pairing_codes.values()}
     missing = [f"workspace {w}" for w in acks.workspaces if w not in state.workspaces]
     missing += [f"invite {i}" for i in acks.invites if i not in state.invites]
@@ -78,10 +85,12 @@ def _missing(state_path: Path, acks: Acks) -> list[str]:
     return missing
 
 
-def storm_and_kill(tmp_path: Path, runs: int, seed: int, most: int = 150) -> list[int]:
+def storm_and_kill(
+    tmp_path: Path, runs: int, seed: int, most: int = 150, backend: str = "sqlite"
+) -> list[int]:
     """``runs`` kill -9s mid-storm; returns how many acknowledged changes each run checked."""
     rng = random.Random(seed)
-    setup = write_relay_config(tmp_path)
+    setup = write_relay_config(tmp_path, storage={"backend": backend})
     relay = RelayProcess(setup, tmp_path / "relay.log")
     checked: list[int] = []
     try:
@@ -117,25 +126,29 @@ def _one_run(relay: RelayProcess, rng: random.Random, seed: int, run: int, most:
         job.result()
     with acks.lock:
         snapshot = Acks(list(acks.workspaces), list(acks.invites), list(acks.pairings))
-    missing = _missing(relay.setup.state_path, snapshot)
+    missing = _missing(relay.setup, snapshot)
     assert not missing, f"run {run}: {len(missing)} acknowledged changes lost: {missing[:5]}"
     return snapshot.count()
 
 
-def test_sigkill_mid_storm_loses_no_acknowledged_change(tmp_path):
-    """kill -9 three times mid-storm: state.json parses and holds every acknowledged change."""
-    checked = storm_and_kill(tmp_path, runs=3, seed=9, most=60)
+@both_backends
+def test_sigkill_mid_storm_loses_no_acknowledged_change(tmp_path, store_backend):
+    """kill -9 three times mid-storm: the store reads back whole and holds every
+    acknowledged change."""
+    checked = storm_and_kill(tmp_path, runs=3, seed=9, most=60, backend=store_backend)
     assert sum(checked) >= 15, checked
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_sigkill_mid_storm_twenty_runs(tmp_path):
-    """kill -9 twenty times at random points: never a torn file, never a lost acknowledgement."""
+@both_backends
+def test_sigkill_mid_storm_twenty_runs(tmp_path, store_backend):
+    """kill -9 twenty times at random points: never a torn store, never a lost
+    acknowledgement."""
     started = time.monotonic()
-    checked = storm_and_kill(tmp_path, runs=20, seed=int(time.time()))
+    checked = storm_and_kill(tmp_path, runs=20, seed=int(time.time()), backend=store_backend)
     print(  # the figures the proof reports
-        f"20 kills, {sum(checked)} acknowledged changes checked "
+        f"{store_backend}: 20 kills, {sum(checked)} acknowledged changes checked "
         f"({min(checked)}-{max(checked)} per run) in {time.monotonic() - started:.1f}s"
     )
     assert sum(checked) >= 100, checked

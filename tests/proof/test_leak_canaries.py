@@ -182,14 +182,23 @@ def _hits(haystacks: dict[str, bytes], needles: dict[str, set[str]]) -> list[str
     return found
 
 
+def _data_files(data_dir: Path) -> dict[str, bytes]:
+    found = (p for p in data_dir.rglob("*") if p.is_file())
+    return {str(p.relative_to(data_dir)): p.read_bytes() for p in found}
+
+
 def test_no_canary_or_credential_leaves_relay_memory(tmp_path):
     """R10, R12: canaries of every task text and preview, and every credential, appear
-    nowhere in the relay's data dir, its debug-level logs or its process environment."""
+    nowhere in the relay's data dir (the SQLite database, its WAL and shared memory, while
+    running and after), its debug-level logs or its process environment."""
     secrets = Secrets(canaries={k: canary(k) for k in (
         "prompt", "output", "message", "diff", "action", "log"
     )})  # fmt: skip
     setup = write_relay_config(
-        tmp_path / "relay", features={"codexExecWrite": True}, logLevel="debug"
+        tmp_path / "relay",
+        features={"codexExecWrite": True},
+        logLevel="debug",
+        storage={"backend": "sqlite"},
     )
     relay = RelayProcess(setup, tmp_path / "relay.log").start()
     agent = None
@@ -208,6 +217,10 @@ def test_no_canary_or_credential_leaves_relay_memory(tmp_path):
         assert not missing, f"the phone never saw: {missing}"
         assert relay.proc is not None
         environ = Path(f"/proc/{relay.proc.pid}/environ").read_bytes()
+        # While the relay runs, recent writes sit in the SQLite WAL (closing folds it into
+        # the database and removes it): search it as it was.
+        live = _data_files(setup.data_dir)
+        assert "relay.sqlite3-wal" in live
     finally:
         if agent is not None:
             agent.stop()
@@ -216,14 +229,11 @@ def test_no_canary_or_credential_leaves_relay_memory(tmp_path):
         phone.client.close()
     logs = relay.log_path.read_bytes()
     assert b"POST /api/v1/workspaces/" in logs
-    files = {
-        str(p.relative_to(setup.data_dir)): p.read_bytes()
-        for p in setup.data_dir.rglob("*")
-        if p.is_file()
-    }
-    assert "state.json" in files
+    files = _data_files(setup.data_dir)
+    assert "relay.sqlite3" in files
     places = {"relay log": logs, "relay environment": environ}
     places.update({f"data dir {name}": data for name, data in files.items()})
+    places.update({f"data dir (running) {name}": data for name, data in live.items()})
     canaries = {name: fragments(value) for name, value in secrets.canaries.items()}
     credentials = {
         name: {value, value.replace("-", "")} for name, value in secrets.credentials.items()
@@ -267,6 +277,7 @@ def test_no_conversation_canary_reaches_relay_disk_or_logs(tmp_path):
                 shown = _converse(owner, wid, c)
                 shown += json.dumps(events.frames)
             environ = Path(f"/proc/{relay.proc.pid}/environ").read_bytes()  # type: ignore[union-attr]
+            live = _data_files(setup.data_dir)  # the SQLite WAL as it is while running
     finally:
         if agent is not None:
             agent.stop()
@@ -275,14 +286,13 @@ def test_no_conversation_canary_reaches_relay_disk_or_logs(tmp_path):
         shutil.rmtree(codex_tmp, ignore_errors=True)
     missing = [name for name, value in c.items() if value not in shown]
     assert not missing, f"the phone never saw: {missing}"
-    files = {str(p.relative_to(setup.data_dir)): p.read_bytes()
-             for p in setup.data_dir.rglob("*") if p.is_file()}  # fmt: skip
-    state = files["state.json"].decode()
-    assert '"threads"' in state
-    assert '"approvals"' in state
-    assert "fileChange" in state
+    files = _data_files(setup.data_dir)
+    stored = setup.stored_state()
+    assert stored.threads
+    assert any(a.kind == "fileChange" for a in stored.approvals.values())
     places = {"relay log": relay.log_path.read_bytes(), "relay environment": environ}
     places.update({f"data dir {name}": data for name, data in files.items()})
+    places.update({f"data dir (running) {name}": data for name, data in live.items()})
     leaks = _hits(places, {name: fragments(value) for name, value in c.items()})
     assert not leaks, "\n".join(leaks)
 

@@ -227,6 +227,8 @@ def check_proxy_bites(world: FaultWorld) -> None:
     wait_until(
         lambda: world.agent.logs().count("connected to ") > before, timeout=30, what="reconnect"
     )
+    # The agent's socket is open before the relay has read its hello: wait for the relay too.
+    wait_online(world.phone, world.wid, "devbox", timeout=30)
     world.proxy.blackhole(True)
     try:
         res = world.phone.post(

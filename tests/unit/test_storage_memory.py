@@ -134,10 +134,10 @@ def test_changes_are_tracked_until_drained():
     user.name = "Bob"
     store.users.save(user)
     store.workspaces.remove(store.workspaces.get("w2"))
-    assert store.users.changed == {"u2"}
+    assert list(store.users.changed) == ["u2"]
     assert store.workspaces.removed == {"w2"}
     store.drain()
-    assert store.users.changed == set()
+    assert not store.users.changed
     assert store.workspaces.removed == set()
 
 

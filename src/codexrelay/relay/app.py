@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,18 @@ from codexrelay.relay.services import Clock, Services, utc_now
 from codexrelay.relay.storage.records import AgentRecord
 from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks import flow as taskflow
+from codexrelay.relay.tasks import lifecycle
 from codexrelay.relay.trust import link as trustlink
 
 log = logging.getLogger("codexrelay.relay")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PRUNE_INTERVAL_SEC = 60.0
+# Tasks removed per retention step: a few milliseconds of event-loop time each.
+RETENTION_SLICE = 200
+# Between slices, so a large backlog (a first start after a long pause) takes a bounded
+# share of the writer: at most about 4,000 tasks a second.
+RETENTION_PAUSE_SEC = 0.05
 
 
 def _error_response(error: AppError) -> JSONResponse:
@@ -188,14 +195,39 @@ def run_sweep(services: Services) -> None:
 async def run_shutdown(services: Services) -> None:
     """Agents are told the relay is going; no timer outlives it; the audit chain closes."""
     await services.hub.disconnect_all(CLOSE_SHUTDOWN, "relay restarting")
+    await taskflow.finish_background(services)
     await taskflow.stop_grace_timers(services)
     await services.push.close()
     await conversation_sync.stop_background(services)
     await services.audit.close()
 
 
+async def run_retention(services: Services) -> int:
+    """Finished tasks older than ``storage.retentionDays`` go, in slices of
+    ``RETENTION_SLICE`` with a commit and a pause between them, so a large backlog never
+    holds up a request. Returns how many went. The audit trail is untouched."""
+    days = services.config.storage.retention_days
+    cutoff = services.now() - timedelta(days=days)
+    pruned = 0
+    while True:
+        gone = lifecycle.prune_finished_before(services.store.tasks, cutoff, RETENTION_SLICE)
+        if gone:
+            await services.store.commit()
+            pruned += len(gone)
+        if len(gone) < RETENTION_SLICE:
+            break
+        await asyncio.sleep(RETENTION_PAUSE_SEC)
+    if pruned:
+        log.info("pruned %d finished tasks older than %d days", pruned, days)
+    return pruned
+
+
 async def _sweep_loop(services: Services) -> None:
     while True:
+        try:
+            await run_retention(services)
+        except AppError:
+            log.warning("retention pass could not save; it runs again at the next sweep")
         await asyncio.sleep(PRUNE_INTERVAL_SEC)
         run_sweep(services)
 

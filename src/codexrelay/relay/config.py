@@ -44,6 +44,24 @@ class WebSettings(CamelModel):
     )
 
 
+StorageBackend = Literal["sqlite", "json"]
+
+
+class StorageSettings(CamelModel):
+    """Where the relay keeps its records (metadata only, R10)."""
+
+    backend: StorageBackend = Field(
+        "sqlite",
+        description="sqlite (dataDir/relay.sqlite3, the default) or json (dataDir/state.json)",
+    )
+    retention_days: int = Field(
+        90,
+        ge=1,
+        le=36500,
+        description="days a finished task's record is kept before it is pruned, 1 to 36500",
+    )
+
+
 # The public push services of Google (Chrome, Android), Mozilla (Firefox), Apple (Safari,
 # iOS home-screen apps) and Microsoft (Edge on Windows). "*.example.org" means any name
 # under example.org, never example.org itself.
@@ -143,7 +161,11 @@ class RelayConfig(CamelModel):
     data_dir: str = Field(
         "data/relay",
         min_length=1,
-        description="directory for state.json; relative paths are next to the config file",
+        description="directory for the relay's database and audit trail; relative paths are "
+        "next to the config file",
+    )
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="storage backend and retention"
     )
     session_ttl_sec: int = Field(
         604800, ge=60, le=2592000, description="session lifetime, 60 to 2592000 seconds"
@@ -205,7 +227,11 @@ class RelayConfig(CamelModel):
         description="largest Codex prompt accepted, in bytes",
     )
     max_tasks_per_workspace: int = Field(
-        500, ge=10, le=100000, description="task records kept per workspace; oldest pruned"
+        500,
+        ge=0,
+        le=100_000_000,
+        description="task records kept per workspace, oldest finished pruned first; 0 for no "
+        "count limit (storage.retentionDays still applies)",
     )
     task_details_ttl_sec: int = Field(
         3600, ge=60, le=86400, description="how long finished task details stay in memory"
@@ -293,8 +319,21 @@ class RelayConfig(CamelModel):
 
     @property
     def state_path(self) -> Path:
-        """Where the state file lives."""
+        """Where the JSON backend's state file lives (and what SQLite migrates from)."""
         return self.data_path / "state.json"
+
+    @property
+    def database_path(self) -> Path:
+        """Where the SQLite backend's database lives."""
+        return self.data_path / "relay.sqlite3"
+
+    @field_validator("max_tasks_per_workspace")
+    @classmethod
+    def _check_task_cap(cls, value: int) -> int:
+        if 0 < value < 10:
+            msg = "must be 0 (no count limit) or at least 10"
+            raise ValueError(msg)
+        return value
 
     def with_base_dir(self, base: Path) -> RelayConfig:
         """Remember the config file's directory so relative ``dataDir`` values resolve."""

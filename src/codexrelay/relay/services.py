@@ -61,6 +61,8 @@ class Services:
     # Agents that dropped off mid-task: their in-flight tasks are interrupted unless they
     # come back within the grace period.
     agent_grace: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Agent reports waiting to be durable before phones are told (never the socket's loop).
+    background: set[asyncio.Task[None]] = field(default_factory=set)
     # B2: the signed, hash-chained audit trail in dataDir/audit/.
     audit: AuditTrail = field(init=False)
     # Protected workspaces: verified log views and tasks waiting for approvers (memory).

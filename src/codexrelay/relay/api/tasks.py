@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import Field
 
-from codexrelay.protocol import UUID_PATTERN, TaskKind
+from codexrelay.protocol import ID_PATTERN, UUID_PATTERN, TaskKind
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
@@ -61,6 +61,13 @@ class TaskDetailEnvelope(CamelModel):
 
 class TasksOut(CamelModel):
     tasks: list[TaskOut]
+    # The id to pass as ``before`` for the next (older) page; null on the last page.
+    next_before: str | None = None
+
+
+# Tasks per page when the phone names no limit: more than maxTasksPerWorkspace's default,
+# so a relay that keeps its default sees every task at once, as before pages existed.
+DEFAULT_PAGE = 1000
 
 
 @router.post("", status_code=201, response_model=TaskEnvelope)
@@ -78,10 +85,23 @@ async def submit_task(
 
 
 @router.get("", response_model=TasksOut)
-async def list_tasks(access: Annotated[WorkspaceAccess, Viewer], services: ServicesDep) -> TasksOut:
-    """Task metadata of this workspace, newest first."""
-    found = services.store.tasks.of_workspace(access.workspace.id)
-    return TasksOut(tasks=[TaskOut.of(t) for t in found])
+async def list_tasks(
+    access: Annotated[WorkspaceAccess, Viewer],
+    services: ServicesDep,
+    limit: Annotated[int | None, Query(ge=1, le=DEFAULT_PAGE)] = None,
+    before: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64)] = None,
+) -> TasksOut:
+    """Task metadata of this workspace, newest first, a page at a time: ``limit`` tasks
+    (default 1000) older than the task ``before`` names; ``nextBefore`` continues."""
+    tasks = services.store.tasks
+    page = limit or DEFAULT_PAGE
+    cursor = lifecycle.get_task(tasks, access.workspace.id, before) if before else None
+    found = tasks.of_workspace(access.workspace.id, limit=page + 1, before=cursor)
+    more = len(found) > page
+    found = found[:page]
+    return TasksOut(
+        tasks=[TaskOut.of(t) for t in found], next_before=found[-1].id if more else None
+    )
 
 
 @router.get("/{task_id}", response_model=TaskDetailEnvelope)

@@ -26,7 +26,7 @@ from codexrelay.auditverify import (
     record_message,
 )
 from codexrelay.fileio import ensure_private_dir, write_private_file
-from codexrelay.relay.storage.jsonfile import StateError
+from codexrelay.relay.storage.errors import StateError
 
 SIGNING_KEY_NAME = "audit-signing-key.pem"
 PUBLIC_KEY_NAME = "audit-signing-key.pub"

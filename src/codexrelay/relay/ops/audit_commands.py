@@ -21,7 +21,7 @@ from codexrelay.relay.audit.keys import Signer, ensure_signer, load_signer, sign
 from codexrelay.relay.audit.reading import ExportScope, bundle
 from codexrelay.relay.audit.trail import AUDIT_DIR_NAME
 from codexrelay.relay.config import RelayConfig
-from codexrelay.relay.storage.jsonfile import StateError
+from codexrelay.relay.storage.errors import StateError
 
 
 def init_key(config: RelayConfig) -> Signer:

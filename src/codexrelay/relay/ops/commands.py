@@ -1,5 +1,5 @@
 """``codexrelay relay ...``: the operator's commands for a relay (init, start, check-config,
-rotate-secrets), with scaffold, snapshot and audit attached."""
+rotate-secrets), with scaffold, snapshot, restore, check and audit attached."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.ops.audit_commands import init_key, relay_audit
 from codexrelay.relay.ops.scaffold import scaffold_command
 from codexrelay.relay.ops.snapshot import snapshot_command
+from codexrelay.relay.ops.storage_commands import check_command, describe_storage, restore_command
 from codexrelay.relay.push.readiness import push_readiness
 from codexrelay.relay.push.vapid import ensure_vapid_key, write_new_vapid_key
 from codexrelay.settings import dump_config, write_config_file
@@ -96,7 +97,7 @@ def relay_init(
 def relay_start(config_path: Path, insecure_http: bool) -> None:
     """Serve the relay until stopped."""
     from codexrelay.relay.ops.server import serve  # noqa: PLC0415 - keep CLI start-up fast
-    from codexrelay.relay.storage.jsonfile import StateError  # noqa: PLC0415
+    from codexrelay.relay.storage.errors import StateError  # noqa: PLC0415
 
     config = load_relay_or_exit(config_path)
     problem = config.insecure_origin_problem()
@@ -121,6 +122,7 @@ def relay_check_config(config_path: Path) -> None:
     if push.problems:
         fail("; ".join(push.problems), 1)
     click.echo(f"{config_path}: ok (public origin {config.public_origin})")
+    click.echo(describe_storage(config))
 
 
 @relay.command("rotate-secrets")
@@ -172,6 +174,8 @@ def relay_rotate_secrets(
 
 relay.add_command(scaffold_command)
 relay.add_command(relay_config_option()(snapshot_command))
+relay.add_command(relay_config_option()(restore_command))
+relay.add_command(relay_config_option()(check_command))
 relay.add_command(relay_audit)
 for _command in relay_audit.commands.values():
     relay_config_option()(_command)

@@ -117,6 +117,8 @@ ExecStart=$binary relay start --config $config_dir/relay.json
 Restart=on-failure
 RestartSec=5
 TimeoutStopSec=20
+# Each connected agent and each open phone event stream holds one file descriptor.
+LimitNOFILE=65536
 Environment=PYTHONUNBUFFERED=1
 StateDirectory=codexrelay
 StateDirectoryMode=0700

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import resource
 
 import uvicorn
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.services import utc_now
-from codexrelay.relay.storage.jsonfile import JsonFileStore
+from codexrelay.relay.storage.backends import open_store
 
 log = logging.getLogger("codexrelay.relay")
 
@@ -31,10 +32,20 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(floor)
 
 
+def raise_open_file_limit() -> int:
+    """Every agent socket and phone event stream is an open file: take the whole hard limit
+    the service manager allows (systemd's ``LimitNOFILE``), not the shell's default soft one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def serve(config: RelayConfig) -> None:
     """Open the store (refusing a bad one before binding), then serve until stopped."""
     configure_logging(config.log_level)
-    store = JsonFileStore.open(config.state_path, now=utc_now)
+    raise_open_file_limit()
+    store = open_store(config.storage.backend, config.data_path, now=utc_now)
     app = create_app(config, store)
     log.info(
         "relay listening on %s:%s for %s",

@@ -1,12 +1,14 @@
 """``codexrelay relay snapshot``: preserve the relay's state for analysis before deleting it (I4).
 
-The store replaces ``state.json`` by rename and never writes it in place, so one plain read
-gets a whole version of the file even while the relay runs; no lock and no pause are needed.
-The snapshot is a gzip'd tar, mode 0600, holding the exact bytes of ``state.json``, the config
-with ``tokenSecret`` masked, the audit trail (``audit/`` and the public key, never the private
-one), a ``manifest.json`` (time, schema version, counts, sha256 of each file) and
-``SHA256SUMS`` for ``sha256sum -c``. A corrupt or unknown-version state file is
-preserved too, flagged in the manifest: that is exactly when someone will want to look at it.
+Safe while the relay runs, with no lock and no pause. The SQLite database is copied with
+SQLite's online backup (one consistent version, never a file copy that could tear across
+the WAL); the JSON backend replaces ``state.json`` only by rename, so one plain read gets a
+whole version. The snapshot is a gzip'd tar, mode 0600, holding that store file
+(``relay.sqlite3`` or ``state.json``), the config with ``tokenSecret`` masked, the audit
+trail (``audit/`` and the public key, never the private one), a ``manifest.json`` (time,
+schema version, counts, sha256 of each file) and ``SHA256SUMS`` for ``sha256sum -c``. A
+corrupt or unknown-version store is preserved too, byte for byte, flagged in the manifest:
+that is exactly when someone will want to look at it. ``relay restore`` puts one back.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import io
 import json
 import socket
+import sqlite3
 import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +30,14 @@ from codexrelay import __version__
 from codexrelay.cliconfig import fail, load_relay_or_exit
 from codexrelay.fileio import PRIVATE_FILE, write_private_file
 from codexrelay.relay.config import RelayConfig
+from codexrelay.relay.storage.errors import StateError
+from codexrelay.relay.storage.inspection import COUNTED, backup_database, check_database
 from codexrelay.relay.storage.records import SCHEMA_VERSION, State
+from codexrelay.relay.storage.schema import SCHEMA_VERSION as DATABASE_SCHEMA_VERSION
 
 FORMAT = "codexrelay-snapshot/1"
-COUNTED = ("users", "workspaces", "memberships", "sessions", "passkeys", "agents", "tasks")
+DATABASE_ENTRY = "relay.sqlite3"
+STATE_ENTRY = "state.json"
 
 
 class SnapshotError(Exception):
@@ -98,13 +105,44 @@ def read_state_bytes(path: Path) -> bytes:
         raise SnapshotError(msg) from None
 
 
+def inspect_database(data: bytes, scratch: Path) -> dict[str, Any]:
+    """What the manifest says about a database copy: version and counts, or the problem."""
+    scratch.write_bytes(data)
+    try:
+        report = check_database(scratch)
+    finally:
+        scratch.unlink(missing_ok=True)
+    info: dict[str, Any] = {"valid": not report.problems, "schemaVersion": report.schema_version}
+    info["problem"] = "; ".join(report.problems) or None
+    if not report.problems:
+        info["counts"] = report.counts
+    return info
+
+
+def store_entry(config: RelayConfig) -> tuple[str, bytes, dict[str, Any]]:
+    """The store file to preserve (its name in the archive, its bytes, what it holds)."""
+    db = config.database_path
+    if config.storage.backend == "sqlite" and db.exists():
+        copy = db.with_name(f".{db.name}.snapshot")
+        try:
+            backup_database(db, copy)
+            data = copy.read_bytes()
+        except (sqlite3.DatabaseError, StateError):
+            data = read_state_bytes(db)  # unusable: keep its bytes exactly as they are
+        finally:
+            copy.unlink(missing_ok=True)
+        return DATABASE_ENTRY, data, inspect_database(data, copy)
+    data = read_state_bytes(config.state_path)
+    return STATE_ENTRY, data, inspect_state(data)
+
+
 def build_archive(config: RelayConfig, *, now: datetime) -> tuple[bytes, dict[str, Any]]:
     """The gzip'd tar and its manifest. Raises ``SnapshotError`` if there is no state.
 
     Audit files are append-only, so each read is a prefix of the trail that the offline
     verifier accepts (a line being appended at that instant shows as torn, as after a crash).
     """
-    state = read_state_bytes(config.state_path)
+    store_name, state, info = store_entry(config)
     entries: dict[str, dict[str, Any]] = {}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
@@ -117,7 +155,7 @@ def build_archive(config: RelayConfig, *, now: datetime) -> tuple[bytes, dict[st
             archive.addfile(info, io.BytesIO(data))
             entries[name] = _file_entry(data)
 
-        add("state.json", state)
+        add(store_name, state)
         add("relay-config.json", masked_config(config))
         for name, path in audit_files(config.data_path):
             add(name, path.read_bytes())
@@ -126,9 +164,12 @@ def build_archive(config: RelayConfig, *, now: datetime) -> tuple[bytes, dict[st
             "createdAt": now.isoformat().replace("+00:00", "Z"),
             "codexrelayVersion": __version__,
             "host": socket.gethostname(),
-            "statePath": str(config.state_path),
-            "supportedSchemaVersion": SCHEMA_VERSION,
-            "state": inspect_state(state),
+            "statePath": str(config.data_path / store_name),
+            "store": {"backend": config.storage.backend, "file": store_name},
+            "supportedSchemaVersion": (
+                DATABASE_SCHEMA_VERSION if store_name == DATABASE_ENTRY else SCHEMA_VERSION
+            ),
+            "state": info,
             "files": dict(entries),
         }
         add("manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
@@ -151,11 +192,12 @@ def write_snapshot(config: RelayConfig, out: Path, *, force: bool) -> dict[str, 
 def describe(manifest: dict[str, Any]) -> str:
     """One line about what was preserved."""
     state = manifest["state"]
-    digest = manifest["files"]["state.json"]["sha256"]
+    name = manifest["store"]["file"]
+    digest = manifest["files"][name]["sha256"]
     if not state["valid"]:
-        return f"state.json sha256 {digest}; WARNING: the state is unusable ({state['problem']})"
-    counts = ", ".join(f"{n} {name}" for name, n in state["counts"].items())
-    return f"state.json sha256 {digest}, schema version {state['schemaVersion']}: {counts}"
+        return f"{name} sha256 {digest}; WARNING: the state is unusable ({state['problem']})"
+    counts = ", ".join(f"{n} {table}" for table, n in state["counts"].items())
+    return f"{name} sha256 {digest}, schema version {state['schemaVersion']}: {counts}"
 
 
 @click.command("snapshot")

@@ -1,4 +1,4 @@
-"""state.json persistence: one versioned document, written atomically and durably.
+"""The JSON backend: ``state.json``, one versioned document written atomically and durably.
 
 The records live in the in-memory repositories of ``MemoryStore``; requests change them on
 the event loop, then ``await store.commit()``. The single writer task coalesces every commit
@@ -23,21 +23,19 @@ from pydantic import ValidationError
 
 from codexrelay.crypto import new_id
 from codexrelay.fileio import ensure_private_dir, write_private_file
-from codexrelay.relay.storage.durability import DurableWaiters
+from codexrelay.relay.storage.durability import GroupWriter
+from codexrelay.relay.storage.errors import StateError
 from codexrelay.relay.storage.memory import MemoryStore, UnsavedChangeError
 from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 from codexrelay.settings import describe_validation_error
 
 log = logging.getLogger("codexrelay.store")
 
-LAZY_WRITE_DELAY_SEC = 0.25
+__all__ = ["CHECK_SAVES_ENV", "JsonFileStore", "StateError", "lock_data_dir", "read_state"]
+
 # Set by the test suite: every commit checks that each changed record was saved (see
 # ``MemoryStore``), so a backend that writes only changed rows would lose nothing.
 CHECK_SAVES_ENV = "CODEXRELAY_CHECK_SAVES"
-
-
-class StateError(Exception):
-    """The state file cannot be used; the relay must not start (and must not overwrite it)."""
 
 
 def read_state(path: Path) -> State | None:
@@ -78,22 +76,21 @@ def encode_state(state: State) -> bytes:
 
 
 class JsonFileStore(MemoryStore):
-    """The embedded store: ``<dataDir>/state.json`` guarded by an exclusive lock file."""
+    """The JSON backend: ``<dataDir>/state.json`` guarded by an exclusive lock file. Every
+    write re-encodes the whole document, so its cost grows with history: the SQLite backend
+    (the default) writes only changed rows."""
 
     def __init__(self, path: Path, state: State, lock_fd: int, *, check_saves: bool) -> None:
         super().__init__(state.instance_id, state.created_at, check_saves=check_saves)
         self.load(state)
         self.path = path
         self._lock_fd = lock_fd
-        self._version = 0
-        self._durable = 0
-        self._attempted = 0
-        self._waiters = DurableWaiters()
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._closing = False
-        self._lazy: asyncio.Task[None] | None = None
-        self.writes = 0
+        self._writer = GroupWriter(self._write)
+
+    @property
+    def writes(self) -> int:
+        """How many writes reached the disk (tests check that commits are coalesced)."""
+        return self._writer.writes
 
     @classmethod
     def open(
@@ -101,7 +98,7 @@ class JsonFileStore(MemoryStore):
     ) -> JsonFileStore:
         """Lock the data dir and load (or start) the state. Raises ``StateError``."""
         ensure_private_dir(path.parent)
-        lock_fd = _lock_data_dir(path.parent)
+        lock_fd = lock_data_dir(path.parent)
         try:
             state = read_state(path)
         except StateError:
@@ -110,9 +107,7 @@ class JsonFileStore(MemoryStore):
         fresh = state is None
         if state is None:
             state = State(instance_id=new_id("inst"), created_at=now())
-        if check_saves is None:
-            check_saves = os.environ.get(CHECK_SAVES_ENV) == "1"
-        store = cls(path, state, lock_fd, check_saves=check_saves)
+        store = cls(path, state, lock_fd, check_saves=check_saves_default(check_saves))
         if fresh:
             store.save_sync()
         return store
@@ -122,73 +117,48 @@ class JsonFileStore(MemoryStore):
         self.check_unsaved()
         self.drain()
         write_private_file(self.path, encode_state(self.document()))
-        self.writes += 1
 
     async def commit(self) -> None:
         """Return once a write that includes every change made so far is durable."""
-        self._version += 1
-        waiting = self._waiters.wait_for(self._version)
-        self._kick()
-        await waiting
+        await self._writer.commit()
 
     def touch(self) -> None:
-        """Schedule a write without waiting for it, batched over ``LAZY_WRITE_DELAY_SEC``
-        so a stream of low-value changes costs a few writes, not one each."""
-        self._version += 1
-        if self._lazy is None or self._lazy.done():
-            self._lazy = asyncio.get_running_loop().create_task(self._lazy_kick())
+        """Schedule a write without waiting for it (coalesced)."""
+        self._writer.touch()
 
-    async def _lazy_kick(self) -> None:
-        await asyncio.sleep(LAZY_WRITE_DELAY_SEC)
-        self._kick()
-
-    def _kick(self) -> None:
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
-        self._wake.set()
-
-    async def _write_loop(self) -> None:
-        while True:
-            if self._version == self._attempted:
-                if self._closing:
-                    return
-                await self._wake.wait()
-                self._wake.clear()
-                continue
-            version = self._attempted = self._version
-            try:
-                # Once per write, not per commit: a storm of commits shares one check.
-                self.check_unsaved()
-            except UnsavedChangeError:
-                self._waiters.settle(version, failed=True)
-            self.drain()
-            data = encode_state(self.document())
-            try:
-                await asyncio.to_thread(write_private_file, self.path, data)
-            except OSError as exc:
-                log.error("state write failed: %s", exc.strerror)  # noqa: TRY400 - errno says enough
-                self._waiters.settle(version, failed=True)
-                continue
-            self.writes += 1
-            self._durable = version
-            self._waiters.settle(version, failed=False)
+    async def _write(self) -> bool:
+        ok = True
+        try:
+            # Once per write, not per commit: a storm of commits shares one check.
+            self.check_unsaved()
+        except UnsavedChangeError:
+            ok = False
+        self.drain()
+        data = encode_state(self.document())
+        try:
+            await asyncio.to_thread(write_private_file, self.path, data)
+        except OSError as exc:
+            log.error("state write failed: %s", exc.strerror)  # noqa: TRY400 - errno says enough
+            return False
+        return ok
 
     async def close(self) -> None:
         """Flush pending changes, stop the writer and release the data dir lock."""
-        self._closing = True
-        if self._lazy is not None:
-            self._lazy.cancel()
-        if self._writer is not None and not self._writer.done():
-            self._wake.set()
-            with contextlib.suppress(Exception):
-                await self._writer
-        if self._version != self._durable:
+        await self._writer.close()
+        if self._writer.pending:
             with contextlib.suppress(OSError):
                 self.save_sync()
         os.close(self._lock_fd)
 
 
-def _lock_data_dir(directory: Path) -> int:
+def check_saves_default(check_saves: bool | None) -> bool:
+    """The unsaved-change check is on when asked for, or when the environment says so."""
+    if check_saves is None:
+        return os.environ.get(CHECK_SAVES_ENV) == "1"
+    return check_saves
+
+
+def lock_data_dir(directory: Path) -> int:
     fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codexrelay.relay.storage.memory_threads import MemoryApprovals, MemoryThreads, MemoryTurns
 from codexrelay.relay.storage.records import (
@@ -34,9 +34,17 @@ from codexrelay.relay.storage.records import (
 from codexrelay.relay.storage.table import Table, UnsavedChangeError
 from codexrelay.relay.storage.table import oldest_first as _oldest_first
 
+if TYPE_CHECKING:
+    from codexrelay.relay.storage.repositories import Tasks
+
 __all__ = ["MemoryStore", "Table", "UnsavedChangeError"]
 
 log = logging.getLogger("codexrelay.store")
+
+
+def task_order(task: TaskRecord) -> tuple[datetime, str]:
+    """The order of a workspace's task list: creation time, then id."""
+    return (task.created_at, task.id)
 
 
 class MemoryUsers(Table[UserRecord]):
@@ -202,10 +210,32 @@ class MemoryTasks(Table[TaskRecord]):
         else:
             self._unfinished[task.id] = task
 
-    def of_workspace(self, workspace_id: str) -> list[TaskRecord]:
-        """A workspace's tasks, newest first."""
+    def of_workspace(
+        self, workspace_id: str, *, limit: int | None = None, before: TaskRecord | None = None
+    ) -> list[TaskRecord]:
+        """A workspace's tasks, newest first, at most ``limit``, older than ``before``."""
         found = self.where("workspace", workspace_id)
-        return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)
+        if before is not None:
+            cursor = task_order(before)
+            found = [t for t in found if task_order(t) < cursor]
+        return sorted(found, key=task_order, reverse=True)[:limit]
+
+    def oldest_finished(self, workspace_id: str, limit: int) -> list[TaskRecord]:
+        """Up to ``limit`` finished tasks of a workspace, oldest first."""
+        found = self.where("workspace", workspace_id)
+        done = sorted((t for t in found if t.status in TERMINAL_STATUSES), key=task_order)
+        return done[:limit]
+
+    def finished_before(self, cutoff: datetime, limit: int) -> list[TaskRecord]:
+        """Up to ``limit`` tasks that finished before ``cutoff``, oldest first."""
+        done = [
+            (t.finished_at, t.id, t)
+            for t in self._rows.values()
+            if t.status in TERMINAL_STATUSES
+            and t.finished_at is not None
+            and t.finished_at < cutoff
+        ]
+        return [t for _, _, t in sorted(done, key=lambda row: row[:2])][:limit]
 
     def count_of_workspace(self, workspace_id: str) -> int:
         """How many tasks a workspace has."""
@@ -287,7 +317,8 @@ class MemoryStore:
         self.agents = MemoryAgents()
         self.pairing_codes = MemoryPairingCodes()
         self.pair_requests = MemoryPairRequests()
-        self.tasks = MemoryTasks()
+        # Typed as the interface: the SQLite backend puts its own task repository here.
+        self.tasks: Tasks = MemoryTasks()
         self.log_entries = MemoryLogEntries()
         self.push_subscriptions = MemoryPushSubscriptions()
         self.threads = MemoryThreads()
@@ -327,6 +358,10 @@ class MemoryStore:
             for record in records.values() if isinstance(records, dict) else records:
                 table.add(record)
             table.drain()
+        self.reset_check()
+
+    def reset_check(self) -> None:
+        """What is loaded now is the baseline the unsaved-change check compares with."""
         if self.check_saves:
             self._snapshots = self._dump_all()
 

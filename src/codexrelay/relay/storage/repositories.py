@@ -153,11 +153,24 @@ class PairRequests(Repository[PairRequestRecord], Protocol):
 
 
 class Tasks(Repository[TaskRecord], Protocol):
+    """Tasks are the one record type that grows with use: backends need not hold them all in
+    memory, so finders over history take a ``limit`` and a ``before`` cursor."""
+
     def get(self, task_id: str, /) -> TaskRecord | None:
         """A task by id."""
 
-    def of_workspace(self, workspace_id: str, /) -> list[TaskRecord]:
-        """A workspace's tasks, newest first."""
+    def of_workspace(
+        self, workspace_id: str, /, *, limit: int | None = None, before: TaskRecord | None = None
+    ) -> list[TaskRecord]:
+        """A workspace's tasks, newest first (by creation time, then id): at most ``limit``,
+        and only those older than ``before`` if given."""
+
+    def oldest_finished(self, workspace_id: str, limit: int, /) -> list[TaskRecord]:
+        """Up to ``limit`` of a workspace's finished tasks, oldest first."""
+
+    def finished_before(self, cutoff: datetime, limit: int, /) -> list[TaskRecord]:
+        """Up to ``limit`` finished tasks of any workspace that finished before ``cutoff``,
+        oldest first (retention)."""
 
     def count_of_workspace(self, workspace_id: str, /) -> int:
         """How many tasks a workspace has."""

@@ -27,7 +27,9 @@ class Table(Generic[R]):
         self._rows: dict[str, R] = {}
         self._index_of = dict(indexes or {})
         self._index: dict[str, dict[str, dict[str, R]]] = {name: {} for name in self._index_of}
-        self.changed: set[str] = set()
+        # Keys in the order they were first changed (a dict as an ordered set), so a row
+        # backend inserts new rows in insertion order.
+        self.changed: dict[str, None] = {}
         self.removed: set[str] = set()
 
     def key(self, record: R) -> str:
@@ -47,7 +49,7 @@ class Table(Generic[R]):
         self._rows[key] = record
         for name, field_of in self._index_of.items():
             self._index[name].setdefault(field_of(record), {})[key] = record
-        self.changed.add(key)
+        self.changed[key] = None
         self.removed.discard(key)
 
     def save(self, record: R) -> None:
@@ -58,7 +60,7 @@ class Table(Generic[R]):
             raise LookupError(msg)
         if self._rows[key] is not record:
             self.add(record)
-        self.changed.add(key)
+        self.changed[key] = None
 
     def remove(self, record: R) -> None:
         """Delete a record if it is there."""
@@ -67,7 +69,7 @@ class Table(Generic[R]):
         if old is None:
             return
         self._unindex(key, old)
-        self.changed.discard(key)
+        self.changed.pop(key, None)
         self.removed.add(key)
 
     def _unindex(self, key: str, record: R) -> None:
@@ -98,10 +100,11 @@ class Table(Generic[R]):
         """(key, record) pairs."""
         return iter(list(self._rows.items()))
 
-    def drain(self) -> tuple[set[str], set[str]]:
-        """The keys changed and removed since the last drain, forgetting them."""
-        changed, removed = self.changed, self.removed
-        self.changed, self.removed = set(), set()
+    def drain(self) -> tuple[list[str], set[str]]:
+        """The keys changed (in first-change order) and removed since the last drain,
+        forgetting them."""
+        changed, removed = list(self.changed), self.removed
+        self.changed, self.removed = {}, set()
         return changed, removed
 
 

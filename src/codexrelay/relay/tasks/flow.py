@@ -71,17 +71,25 @@ async def submit(
     )
     services.details.start(task.id, request.prompt, request.signed)
     lifecycle.prune_tasks(store.tasks, task.workspace_id, services.config.max_tasks_per_workspace)
-    await audit.task_created(
-        services.audit, task, actor or {"type": "user", "userId": access.user_id}, now=now
+    # The audit record and the task are both durable before the agent hears of the task;
+    # their two writes run side by side.
+    await asyncio.gather(
+        audit.task_created(
+            services.audit, task, actor or {"type": "user", "userId": access.user_id}, now=now
+        ),
+        services.store.commit(),
     )
-    await services.store.commit()
     await _dispatch(services, task, request.prompt)
     return task
 
 
 async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) -> None:
     """Send once. The status is dispatched before the send so a report can never race it.
-    A task allowed to wait for its agent stays queued while the agent is away."""
+    A task allowed to wait for its agent stays queued while the agent is away.
+
+    The new status is saved without waiting: the task is already durable as queued, and a
+    relay that stops before this write turns every unfinished task into ``interrupted`` at
+    start, so the task is never sent again either way (B4)."""
     live = services.hub.get(task.agent_key)
     now = services.now()
     tasks = services.store.tasks
@@ -103,8 +111,7 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     if task.status in TERMINAL_STATUSES:
         services.details.mark_finished(task.id, services.now())
         audit.task_finished(services.audit, task, now=services.now())
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 async def cancel(
@@ -141,9 +148,31 @@ async def cancel(
 
 
 # ---- agent reports --------------------------------------------------------------------
-# Reports are saved with touch(): the writer coalesces them, and the agent's message loop
-# never waits on the disk. A crash before the write leaves the task non-terminal on disk,
-# which start-up turns into ``interrupted``: never a wrong "completed".
+# A report changes the task in memory at once, in the order the agent sent them; phones
+# are told once the change is durable. The agent's message loop never waits on the disk:
+# a socket whose messages are not read stops being read altogether, pongs included, and
+# the agent would be dropped under load. A crash before the write leaves the task
+# non-terminal on disk, which start-up turns into ``interrupted``: never a wrong "completed".
+
+
+def _publish_when_durable(services: Services, task: TaskRecord) -> None:
+    """Commit in the background and then publish the task as it is now."""
+    workspace_id, payload = task.workspace_id, {"task": TaskOut.of(task).json_data()}
+    settled = task.status in TERMINAL_STATUSES
+
+    async def later() -> None:
+        try:
+            await services.store.commit()
+        except AppError:
+            log.warning("task %s: report not saved yet; the next write retries it", task.id)
+            return
+        services.events.publish(workspace_id, "task", payload)
+        if settled:
+            push.task_settled(services, task)
+
+    job = asyncio.create_task(later())
+    services.background.add(job)
+    job.add_done_callback(services.background.discard)
 
 
 def _own_task(services: Services, agent: AgentRecord, task_id: str) -> TaskRecord | None:
@@ -173,8 +202,7 @@ async def on_rejected(
     services.store.tasks.save(task)
     services.details.finish(task.id, services.now(), error=message.message or message.reason)
     audit.task_finished(services.audit, task, audit.agent_actor(agent), now=services.now())
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 async def on_started(
@@ -185,8 +213,7 @@ async def on_started(
     if task is None or not lifecycle.advance(task, "running", now=services.now()):
         return
     services.store.tasks.save(task)
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 async def on_progress(
@@ -236,8 +263,7 @@ async def on_finished(
     tasks = services.store.tasks
     lifecycle.prune_tasks(tasks, task.workspace_id, services.config.max_tasks_per_workspace)
     audit.task_finished(services.audit, task, audit.agent_actor(agent), now=services.now())
-    await services.store.commit()
-    publish_task(services, task)
+    _publish_when_durable(services, task)
 
 
 # ---- connections and start-up ---------------------------------------------------------
@@ -328,6 +354,12 @@ def interrupt_unfinished(services: Services) -> None:
         push.task_settled(services, task)
     if changed:
         log.info("%d tasks were in flight at the last stop and are now interrupted", len(changed))
+
+
+async def finish_background(services: Services) -> None:
+    """At shutdown: reports still being saved are saved (and published) first."""
+    while services.background:
+        await asyncio.gather(*services.background, return_exceptions=True)
 
 
 async def stop_grace_timers(services: Services) -> None:

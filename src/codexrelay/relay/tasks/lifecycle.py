@@ -1,7 +1,7 @@
 """Task rules on the relay (R09, R10, R14, R17, B4): validation, transitions, pruning.
 
 Plain functions over the ``Store``. Only metadata lives here; prompt and results are held by
-``taskdetails.DetailsStore`` in memory and never reach ``state.json``.
+``taskdetails.DetailsStore`` in memory and never reach the relay's disk.
 """
 
 from __future__ import annotations
@@ -316,12 +316,19 @@ def get_task(tasks: Tasks, workspace_id: str, task_id: str) -> TaskRecord:
 
 
 def prune_tasks(tasks: Tasks, workspace_id: str, keep: int) -> list[str]:
-    """Drop the oldest finished tasks beyond ``keep`` per workspace, so state stays small."""
-    excess = tasks.count_of_workspace(workspace_id) - keep
+    """Drop the oldest finished tasks beyond ``keep`` per workspace (0: no count limit)."""
+    excess = tasks.count_of_workspace(workspace_id) - keep if keep else 0
     if excess <= 0:
         return []
-    finished = [t for t in tasks.of_workspace(workspace_id) if t.status in TERMINAL_STATUSES]
-    doomed = list(reversed(finished))[:excess]
+    doomed = tasks.oldest_finished(workspace_id, excess)
+    for task in doomed:
+        tasks.remove(task)
+    return [t.id for t in doomed]
+
+
+def prune_finished_before(tasks: Tasks, cutoff: datetime, limit: int) -> list[str]:
+    """Retention: drop up to ``limit`` tasks that finished before ``cutoff``, oldest first."""
+    doomed = tasks.finished_before(cutoff, limit)
     for task in doomed:
         tasks.remove(task)
     return [t.id for t in doomed]
