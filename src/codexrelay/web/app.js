@@ -6,6 +6,7 @@ import * as cache from "./js/cache.js";
 import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
+import { forget, protectWorkspace, trustState } from "./js/trust.js";
 import { passkeysSupported, registerPasskey } from "./js/passkey.js";
 import * as push from "./js/push.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
@@ -162,6 +163,7 @@ async function render() {
 // ---- the live feed ----
 
 function onLiveEvent(type, data) {
+  if (type === "log") forget(app.wid); // screens verify the new entry on their next look
   if (type === "agent" && data.agent) {
     const index = app.agents.findIndex((a) => a.agentId === data.agent.agentId);
     if (index >= 0) app.agents[index] = data.agent;
@@ -210,9 +212,10 @@ function firstSignInBanner() {
   const create = h("button", { type: "button", class: "primary" }, "Create a passkey now");
   const error = errorLine();
   create.addEventListener("click", () => busy(create, async () => {
-    await registerPasskey("This device");
+    const made = await registerPasskey("This device");
     app.passkeyMadeHere = true;
     await app.refreshMe();
+    await protectFromFirstPasskey(made.passkey.credentialId);
     renderBanner();
   }, { label: "Waiting for your passkey…", errLine: error }));
   return h("div", { class: "warning first-sign-in", id: "first-sign-in", role: "region", "aria-label": "First sign-in" },
@@ -222,6 +225,19 @@ function firstSignInBanner() {
       + "waits in your password manager for the day you lose every passkey."),
     passkeysSupported() ? create : h("p", {}, "This browser does not support passkeys: open the app in one that does."),
     error);
+}
+
+/** The owner's first passkey signs the genesis of the workspace they own (TRUST.md §4.1). */
+async function protectFromFirstPasskey(credentialId) {
+  if (app.role !== "owner") return;
+  try {
+    const state = await trustState(app.wid, { fresh: true });
+    if (state.protected) return;
+    await protectWorkspace(app, { credentialId });
+    toast("Protection is on: every task is now signed by your passkey and checked by the agent.");
+  } catch (err) {
+    toast(`Protection is not on yet: ${err.message} Turn it on in Settings.`, "error");
+  }
 }
 
 function renderBanner() {

@@ -7,6 +7,7 @@ import { ApiError, post } from "./api.js";
 export const TAGS = {
   register: "codexrelay/webauthn/register/v1",
   login: "codexrelay/webauthn/login/v1",
+  sudo: "codexrelay/webauthn/sudo/v1",
 };
 
 export function toBytes(b64url) {
@@ -121,6 +122,27 @@ export async function signInWithPasskey() {
       : requestFromJSON(json);
     const cred = await navigator.credentials.get({ publicKey: options });
     return await post("/api/v1/auth/passkeys/login/verify", { challengeId, credential: credentialToJSON(cred) });
+  } catch (err) {
+    throw explain(err);
+  }
+}
+
+/**
+ * Sudo mode (TRUST.md §4.13): a user-verified assertion with one of the caller's passkeys
+ * opens five minutes of sensitive changes on this session. Returns the credential id used.
+ */
+export async function confirmWithPasskey() {
+  if (!passkeysSupported()) throw new Error("This browser does not support passkeys.");
+  const { challengeId, publicKey } = await post("/api/v1/auth/sudo/options", {});
+  try {
+    const json = { ...publicKey, challenge: await tagChallenge("sudo", publicKey.challenge) };
+    const options = PublicKeyCredential.parseRequestOptionsFromJSON
+      ? PublicKeyCredential.parseRequestOptionsFromJSON(json)
+      : requestFromJSON(json);
+    const cred = await navigator.credentials.get({ publicKey: options });
+    const credential = credentialToJSON(cred);
+    await post("/api/v1/auth/sudo/verify", { challengeId, credential });
+    return credential.id;
   } catch (err) {
     throw explain(err);
   }

@@ -8,6 +8,7 @@ import { plural, timeText } from "../format.js";
 import { passkeysSupported, registerPasskey } from "../passkey.js";
 import * as push from "../push.js";
 import { notificationsSection } from "./notifications.js";
+import { protectionSection } from "./protection.js";
 
 const FLAG_WORDS = [
   ["pairings", "Pairing new agents"],
@@ -148,6 +149,7 @@ export async function settingsScreen(app, root) {
 
   const flags = app.features();
   const notifications = notificationsSection(app);
+  const protection = protectionSection(app);
   fill(root,
     screenTitle("Settings"),
     h("section", { class: "detail-section" }, h("h3", {}, "Account"),
@@ -155,6 +157,7 @@ export async function settingsScreen(app, root) {
       h("p", { class: "muted small" }, `This session: ${VIA_WORDS[session.via] || session.via}, ends `, timeText(session.expiresAt), ".")),
     h("section", { class: "detail-section" }, h("h3", {}, "Passkeys"), passkeys,
       passkeysSupported() ? [field("Name for a new passkey", newLabel), add, addError] : h("p", { class: "warning" }, "This browser does not support passkeys.")),
+    protection.section,
     notifications.section,
     h("section", { class: "detail-section" }, h("h3", {}, "Sessions"), sessions, endOthers),
     h("section", { class: "detail-section" }, h("h3", {}, "Relay features"),
@@ -164,6 +167,6 @@ export async function settingsScreen(app, root) {
     h("section", { class: "detail-section" }, h("h3", {}, "This device"),
       h("p", {}, "Task details you open are kept on this device, encrypted with a key only your signed-in account can fetch."),
       clear, deviceStatus, signOut));
-  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload()]);
+  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {})]);
   return {};
 }

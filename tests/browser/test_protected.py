@@ -1,0 +1,224 @@
+"""A protected workspace on a phone (TRUST.md §8), against a real relay and real agent
+processes: the owner's first passkey signs the genesis, an agent pairs with a code whose
+secret the relay never sees and shows "Verified with your pairing code", a task is confirmed
+on its own screen, signed by the passkey and verified by the agent before it runs; a forged
+key claim disables Approve; a recovery-token session cannot run anything; and the People
+screen warns when the relay's member list disagrees with the signed log."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, expect
+
+from codexrelay.e2e import keys
+from codexrelay.e2e.wire import b64u
+from tests.agents import AgentProcess, write_agent_config
+from tests.browser.phone import (
+    Phone,
+    dump_logs,
+    go,
+    passkey_sign_in,
+    recovery_sign_in,
+    sign_out,
+)
+from tests.helpers import RelayProcess, wait_until
+from tests.softauthn import Phone as SoftPhone
+from tests.softauthn import join_by_invite
+from tests.trustkit import claim_for
+
+pytestmark = pytest.mark.browser
+
+
+def protected_owner(browser: Browser, relay: RelayProcess) -> Phone:
+    """The relay owner's first sign-in: the recovery token, then the first passkey, which
+    also signs the workspace's genesis; then a passkey sign-in."""
+    phone = Phone(browser, relay, name="owner")
+    page = phone.page
+    phone.open("/")
+    recovery_sign_in(phone)
+    page.get_by_role("region", name="First sign-in").get_by_role(
+        "button", name="Create a passkey now"
+    ).click()
+    expect(page.locator("#passkey-created")).to_be_visible()
+    toast = page.locator(".toast").filter(has_text="Protection is")
+    expect(toast).to_be_visible()
+    assert toast.first.inner_text().startswith("Protection is on"), toast.first.inner_text()
+    sign_out(phone)
+    passkey_sign_in(phone)
+    return phone
+
+
+@pytest.fixture(scope="module")
+def owner(browser: Browser, relay: RelayProcess) -> Iterator[Phone]:
+    phone = protected_owner(browser, relay)
+    yield phone
+    phone.assert_clean()
+    phone.close()
+
+
+def _wid(phone: Phone) -> str:
+    me = phone.fetch_json("/api/v1/me")["body"]
+    return str(me["memberships"][0]["workspaceId"])
+
+
+def _pairing_code(owner: Phone) -> str:
+    page = owner.page
+    go(owner, "Agents")
+    page.get_by_role("link", name="Pair an agent").click()
+    page.get_by_role("button", name="Create pairing code").click()
+    full = page.locator(".full-code").inner_text().strip()
+    assert re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}\.([0-9A-Z]{4}-){3}[0-9A-Z]{4}", full), full
+    return full
+
+
+@pytest.fixture(scope="module")
+def devbox(
+    owner: Phone, relay: RelayProcess, module_dir: Path, tmp_path_factory
+) -> Iterator[AgentProcess]:
+    """An agent paired with CODE.SECRET: the phone checks its MAC'd key claim, shows the
+    green badge and the safety number, and approving signs agent.add and the grant."""
+    page = owner.page
+    full = _pairing_code(owner)
+    command = page.locator(".command-text").inner_text().strip()
+    assert command == f"codexrelay agent pair --pair-code {full}"
+    directory = module_dir / "devbox"
+    config = write_agent_config(directory, relay.setup.base_url, agent_id="devbox")
+    agent = AgentProcess(config, directory / "agent.log").start(*command.split()[2:])
+    card = page.locator(".request-card", has_text="devbox")
+    try:
+        expect(card).to_be_visible()
+        expect(card.locator(".trust-badge")).to_contain_text("Verified with your pairing code")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{dump_logs(directory / 'agent.log')}") from None
+    safety = card.locator(".safety-number").inner_text()
+    assert re.fullmatch(r"(\d{5} ){11}\d{5}", safety), safety
+    owner.screenshot("30-pairing-verified", tmp_path_factory.mktemp("shots"))
+    card.get_by_role("button", name="Approve").click()
+    expect(page.locator(".request-card")).to_have_count(0)
+    wait_until(lambda: "Paired to workspace" in agent.logs(), timeout=20, what="the pin")
+    assert safety in agent.logs(), "the agent prints the same safety number"
+    yield agent
+    agent.stop()
+
+
+def test_genesis_pairing_and_a_signed_task_the_agent_verifies(
+    owner: Phone, devbox: AgentProcess, relay: RelayProcess, tmp_path: Path
+):
+    """The log has the owner's genesis and the agent; the confirmation screen shows what
+    runs; the task is signed, verified by the agent and run; its cancel would be signed."""
+    page = owner.page
+    log = owner.fetch_json(f"/api/v1/workspaces/{_wid(owner)}/e2e/log")["body"]
+    assert [e["op"] for e in log["entries"]] == ["genesis", "agent.add"]
+    go(owner, "Settings")
+    expect(page.locator("#protection")).to_contain_text("On.")
+    expect(page.locator("#protection .log-head")).to_contain_text(f"#1 {log['head']['hash']}")
+
+    go(owner, "New task")
+    page.get_by_label("Agent", exact=True).select_option(value="devbox")
+    page.get_by_label("Action", exact=True).check()
+    page.get_by_label("Which action").select_option(value="hello")
+    page.get_by_role("button", name="Review and sign").click()
+    expect(page.get_by_role("heading", name="Confirm the task")).to_be_visible()
+    summary = page.locator(".task-confirm")
+    expect(summary).to_contain_text("devbox label · safety number")
+    expect(summary).to_contain_text("Say hello (hello)")
+    expect(summary).to_contain_text("(read-only)")
+    owner.screenshot("31-confirm-task", tmp_path)
+    page.get_by_role("button", name="Confirm with Face ID").click()
+    expect(page).to_have_url(re.compile(r"#/tasks/[0-9a-f-]{36}$"))
+    line = page.locator(".signed-line")
+    expect(line).to_have_text("Signed by your passkey · verified by devbox label")
+    expect(page.locator("dl.meta .status")).to_have_text(re.compile("Completed", re.I))
+    owner.screenshot("32-signed-task", tmp_path)
+    task_id = page.url.rsplit("/", 1)[-1]
+    task = owner.fetch_json(f"/api/v1/workspaces/{_wid(owner)}/tasks/{task_id}")["body"]["task"]
+    assert task["status"] == "completed"
+    assert "hello" in task["outputTail"]
+
+
+def test_write_mode_is_shown_in_red_before_signing(owner: Phone, devbox: AgentProcess):
+    """The confirmation screen names write mode, the folder and the whole prompt."""
+    page = owner.page
+    go(owner, "New task")
+    page.get_by_label("Agent", exact=True).select_option(value="devbox")
+    page.get_by_label("Codex", exact=True).check()
+    page.get_by_label("Prompt").fill("Explain the build\nin two lines")
+    page.get_by_role("button", name="Review and sign").click()
+    summary = page.locator(".task-confirm")
+    expect(summary).to_contain_text("the workspace root")
+    expect(summary.locator(".confirm-prompt")).to_have_text("Explain the build\nin two lines")
+    page.get_by_role("button", name="Back").click()
+    expect(page.get_by_role("button", name="Review and sign")).to_be_visible()
+
+
+def test_a_forged_key_claim_disables_approve(owner: Phone, relay: RelayProcess, tmp_path: Path):
+    """A pair request whose claim is MAC'd with another secret (what a relay that swapped
+    the agent's keys would send) shows red and cannot be approved."""
+    page = owner.page
+    full = _pairing_code(owner)
+    code = full.split(".", 1)[0]
+    claim = {
+        "agentId": "intruder",
+        "label": "intruder",
+        "hostname": "host",
+        "workspaceRootName": "app",
+        "sigPub": keys.public_text(keys.generate_signing_key("c25519")),
+        "kexPub": keys.public_text(keys.generate_kex_key("c25519")),
+        "suite": "c25519",
+        "nonce": b64u(secrets.token_bytes(32)),
+    }
+    body = {k: claim[k] for k in ("agentId", "label", "hostname", "workspaceRootName")}
+    forged = claim_for(secrets.token_bytes(10), code, claim)
+    with httpx.Client(base_url=relay.setup.base_url, timeout=10) as client:
+        res = client.post("/api/v1/agent/pair", json={"code": code, **body, "e2e": forged})
+    assert res.status_code == 202, res.text
+    card = page.locator(".request-card", has_text="intruder")
+    expect(card.locator(".trust-badge")).to_contain_text("Unverified")
+    expect(card.get_by_role("button", name="Approve")).to_be_disabled()
+    owner.screenshot("33-pairing-unverified", tmp_path)
+    card.get_by_role("button", name="Reject").click()
+    expect(page.locator(".request-card", has_text="intruder")).to_have_count(0)
+
+
+def test_a_recovery_token_session_cannot_run_a_task(
+    browser: Browser, owner: Phone, relay: RelayProcess, devbox: AgentProcess
+):
+    """Signed in with the recovery token alone, the phone holds no passkey signature: the
+    New task screen says why instead of offering Run."""
+    phone = Phone(browser, relay, name="recovery")
+    try:
+        phone.open("/")
+        recovery_sign_in(phone)
+        go(phone, "New task")
+        notice = phone.page.locator("#cannot-sign")
+        expect(notice).to_contain_text("You signed in with the recovery token")
+        expect(phone.page.get_by_role("button", name=re.compile("Run task|Review"))).to_have_count(0)
+    finally:
+        phone.close()
+
+
+def test_people_shows_the_log_and_warns_when_the_relay_disagrees(
+    owner: Phone, relay: RelayProcess, tmp_path: Path
+):
+    """Members as the signed log says, with who signed each change; someone the relay lists
+    but the log does not raises the banner."""
+    page = owner.page
+    go(owner, "People")
+    section = page.locator(".log-section")
+    expect(section).to_contain_text("Members in the signed log")
+    expect(section.locator(".log-history")).to_contain_text("founded the workspace")
+    expect(page.locator(".log-disagrees")).to_have_count(0)
+    with relay.client() as client:
+        inviter = SoftPhone(client).bootstrap(relay.setup.token)
+        join_by_invite(inviter, _wid(owner), "member", "Ada")
+    page.reload()
+    banner = page.locator(".log-disagrees")
+    expect(banner).to_contain_text("disagrees with the signed log")
+    expect(banner).to_contain_text("Ada is a member on the relay but not in the signed log.")
+    owner.screenshot("34-log-disagrees", tmp_path)
