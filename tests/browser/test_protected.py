@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, expect
 from codexrelay.e2e import keys
 from codexrelay.e2e.wire import b64u
 from tests.agents import AgentProcess, write_agent_config
+from tests.browser.test_people import create_invite, enroll
 from tests.browser.phone import (
     Phone,
     dump_logs,
@@ -137,6 +138,13 @@ def test_genesis_pairing_and_a_signed_task_the_agent_verifies(
     expect(page.locator("dl.meta .status")).to_have_text(re.compile("Completed", re.I))
     owner.screenshot("32-signed-task", tmp_path)
     task_id = page.url.rsplit("/", 1)[-1]
+    go(owner, "Agents")
+    card = page.locator(".agent-card", has_text="devbox label")
+    expect(card.locator(".pinned")).to_contain_text("devbox label pinned this workspace (head #1)")
+    expect(card.locator(".audit-head")).to_have_text(re.compile(r"^[1-9]\d*:[A-Za-z0-9_-]{43}$"))
+    safety = card.locator(".safety-number").inner_text()
+    assert safety in devbox.logs(), "the phone and the agent show the same safety number"
+    owner.screenshot("35-agent-pinned", tmp_path)
     task = owner.fetch_json(f"/api/v1/workspaces/{_wid(owner)}/tasks/{task_id}")["body"]["task"]
     assert task["status"] == "completed"
     assert "hello" in task["outputTail"]
@@ -198,7 +206,9 @@ def test_a_recovery_token_session_cannot_run_a_task(
         go(phone, "New task")
         notice = phone.page.locator("#cannot-sign")
         expect(notice).to_contain_text("You signed in with the recovery token")
-        expect(phone.page.get_by_role("button", name=re.compile("Run task|Review"))).to_have_count(0)
+        expect(phone.page.get_by_role("button", name=re.compile("Run task|Review"))).to_have_count(
+            0
+        )
     finally:
         phone.close()
 
@@ -222,3 +232,63 @@ def test_people_shows_the_log_and_warns_when_the_relay_disagrees(
     expect(banner).to_contain_text("disagrees with the signed log")
     expect(banner).to_contain_text("Ada is a member on the relay but not in the signed log.")
     owner.screenshot("34-log-disagrees", tmp_path)
+
+
+def test_two_person_rule_with_a_second_phone(
+    browser: Browser, owner: Phone, relay: RelayProcess, devbox: AgentProcess, tmp_path: Path
+):
+    """B6: the owner signs a policy needing two people for actions; a new member joins the
+    signed log with a key card checked on the owner's phone; the owner's task waits for a
+    second approver; the member reads the same confirmation, co-signs, and the agent runs it."""
+    page = owner.page
+    go(owner, "Settings")
+    page.get_by_label("Predefined actions: two people must approve").check()
+    page.get_by_role("button", name="Sign and save the policies").click()
+    expect(page.locator(".toast").filter(has_text="Policies signed")).to_be_visible()
+
+    bea = enroll(browser, relay, create_invite(owner, "member", "Bea's phone"), "Bea")
+    try:
+        go(bea, "People")
+        bea.page.get_by_role("button", name="Make my key card").click()
+        card_text = bea.page.locator(".key-card-text").inner_text().strip()
+        bea_safety = bea.page.locator(".key-card .safety-number").inner_text()
+        page.reload()
+        go(owner, "People")
+        page.get_by_label("Key card").fill(card_text)
+        page.get_by_role("button", name="Check key card").click()
+        confirm = page.locator(".confirm-member")
+        expect(confirm).to_contain_text("Key card of Bea (member), signed by their passkey")
+        expect(confirm.locator(".safety-number")).to_have_text(bea_safety)
+        page.get_by_role("button", name="Add Bea to the log with Face ID").click()
+        expect(page.locator(".log-member", has_text="Bea")).to_be_visible()
+
+        go(owner, "New task")
+        page.get_by_label("Agent", exact=True).select_option(value="devbox")
+        page.get_by_label("Action", exact=True).check()
+        page.get_by_label("Which action").select_option(value="hello")
+        page.get_by_role("button", name="Review and sign").click()
+        expect(page.locator(".notice", has_text="2 people must approve")).to_be_visible()
+        page.get_by_role("button", name="Confirm with Face ID").click()
+        waiting = page.locator(".pending-card.waiting")
+        expect(waiting).to_contain_text("Waiting for a second approver")
+        owner.screenshot("36-waiting-for-approver", tmp_path)
+
+        go(bea, "Tasks")
+        request = bea.page.locator(".pending-card.request")
+        expect(request).to_contain_text("asks you to approve a task")
+        request.get_by_role("button", name="Review and approve").click()
+        expect(request.locator(".task-confirm")).to_contain_text("Say hello (hello)")
+        bea.screenshot("37-second-approver", tmp_path)
+        request.get_by_role("button", name="Approve with Face ID").click()
+        expect(bea.page.locator(".toast").filter(has_text="Approved")).to_be_visible()
+
+        expect(waiting).to_have_count(0)
+        go(owner, "Tasks")
+        page.locator(".task-card").first.click()
+        expect(page.locator(".signed-line")).to_have_text(
+            "Signed by your passkey · verified by devbox label"
+        )
+        expect(page.locator("dl.meta .status")).to_have_text(re.compile("Completed", re.I))
+        bea.assert_clean()
+    finally:
+        bea.close()

@@ -41,6 +41,7 @@ const SHELL = [
   "/js/views/audit.js",
   "/js/views/chat.js",
   "/js/views/confirmtask.js",
+  "/js/views/keycard.js",
   "/js/views/logmembers.js",
   "/js/views/newtask.js",
   "/js/views/notifications.js",

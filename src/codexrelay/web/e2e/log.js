@@ -63,6 +63,11 @@ function readCbor(bytes, at = 0) {
   return [map, next];
 }
 
+/** The first CBOR item of `bytes` (a COSE key without the extensions that may follow it). */
+export function firstCborItem(bytes) {
+  return bytes.slice(0, readCbor(bytes)[1]);
+}
+
 /**
  * A verify key from a COSE_Key: ES256 (P-256), EdDSA (Ed25519) or RS256, the algorithms
  * py_webauthn accepts. Returns `{key, algorithm, der}` (`der`: the signature is DER ECDSA).

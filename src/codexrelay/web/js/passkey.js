@@ -93,6 +93,22 @@ function explain(err) {
   return wrapped;
 }
 
+/**
+ * Keep the new passkey's COSE public key on this device, read from the authenticator's own
+ * response (never from the relay): it goes into the key card that adds this person to a
+ * protected workspace's signed log.
+ */
+function keepPublicKey(cred, credentialId) {
+  try {
+    const data = new Uint8Array(cred.response.getAuthenticatorData());
+    const idLength = (data[53] << 8) | data[54];
+    const cose = data.slice(55 + idLength);
+    localStorage.setItem("codexrelay.cose", JSON.stringify({ credId: credentialId, cose: toB64url(cose) }));
+  } catch {
+    // Without it this device cannot make a key card; an admin can still add its keys.
+  }
+}
+
 /** Register a new passkey for the signed-in session (also an enrollment-locked one, R21). */
 export async function registerPasskey(label) {
   if (!passkeysSupported()) throw new Error("This browser does not support passkeys.");
@@ -105,7 +121,9 @@ export async function registerPasskey(label) {
       : creationFromJSON(json);
     const cred = await navigator.credentials.create({ publicKey: options });
     const credential = credentialToJSON(cred);
-    return await post("/api/v1/auth/passkeys/register/verify", { challengeId, credential, ...body });
+    const result = await post("/api/v1/auth/passkeys/register/verify", { challengeId, credential, ...body });
+    keepPublicKey(cred, credential.id);
+    return result;
   } catch (err) {
     throw explain(err);
   }

@@ -89,6 +89,11 @@ async function device(wid, userId) {
   return found;
 }
 
+/** This device's public keys for a workspace, as a log entry names them. */
+export async function myDeviceCard(wid, userId) {
+  return deviceCard(await device(wid, userId), deviceLabel());
+}
+
 async function deviceCard(keys, label) {
   return { deviceId: keys.deviceId, label, ...(await publicKeys(keys)) };
 }

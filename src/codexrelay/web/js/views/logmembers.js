@@ -2,7 +2,7 @@
 // signed each change and when, each chain's head to note off the host, and a warning when
 // the relay's own member list disagrees with the verified log.
 
-import { fill, h } from "../dom.js";
+import { h } from "../dom.js";
 
 const OP_WORDS = {
   genesis: "founded the workspace (protection on)",
@@ -77,8 +77,4 @@ export function logSection(app, view, relayMembers) {
     h("p", { class: "small" }, "Log head: ", h("code", { class: "log-head" }, `#${view.head.seq} ${view.head.hash}`)),
     h("ol", { class: "log-history small", reversed: true }, history.map((c) =>
       h("li", { dataset: { seq: String(c.seq) } }, `#${c.seq} ${dateOf(c.issuedAt)} · ${c.signers.map((s) => nameOf(view, s)).join(", ")} ${OP_WORDS[c.op] || c.op}${target(view, c.body)}`))));
-}
-
-export function fillLog(el, app, view, relayMembers) {
-  fill(el, logSection(app, view, relayMembers));
 }

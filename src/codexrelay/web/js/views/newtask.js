@@ -170,8 +170,13 @@ export async function newTaskScreen(app, root, _params, query) {
       body.logSourceId = logSelect.value;
     }
     if (view) {
-      busy(submit, () => confirmSigned(app, root, body, agent, () => fill(root, screenTitle("New task"), form)),
-        { label: "Preparing…", errLine: error });
+      const back = () => {
+        fill(root, screenTitle("New task"), form);
+        submit.removeAttribute("aria-busy");
+        submit.classList.remove("busy");
+        update();
+      };
+      busy(submit, () => confirmSigned(app, root, body, agent, back), { label: "Preparing…", errLine: error });
       return;
     }
     busy(submit, async () => {

@@ -5,7 +5,8 @@ import { del, get, patch, post, ws } from "../api.js";
 import { busy, confirmDialog, copyButton, errorLine, field, fill, h, loading, qrImage, screenTitle, toast } from "../dom.js";
 import { ROLES, roleAtLeast, timeText } from "../format.js";
 import { signEntry, trustState, withSudo } from "../trust.js";
-import { fillLog } from "./logmembers.js";
+import { logSection } from "./logmembers.js";
+import { confirmMemberSection, keyCardSection } from "./keycard.js";
 
 const INVITE_TTLS = [
   [86400, "1 day"],
@@ -129,7 +130,13 @@ export async function peopleScreen(app, root) {
       const res = await get(ws(app.wid, "/members"));
       const trust = await trustState(app.wid, { fresh: true }).catch((err) => ({ protected: true, error: err.message }));
       logView = trust.view || null;
-      if (trust.view) fillLog(logArea, app, trust.view, res.members);
+      if (trust.view) {
+        const view = trust.view;
+        const unlisted = res.members.some((m) => !view.members.has(m.userId));
+        fill(logArea, logSection(app, view, res.members),
+          view.members.has(app.me.user.id) ? null : keyCardSection(app, view),
+          unlisted && app.can("admin") && view.members.has(app.me.user.id) ? confirmMemberSection(app, view, res.members, reload) : null);
+      }
       else if (trust.error) fill(logArea, h("p", { class: "error", role: "alert" }, trust.error));
       fill(members, h("ul", { class: "cards", "aria-label": "Members" }, res.members.map((m) => memberCard(app, m, reload, shownArea))));
       fill(you, h("p", { class: "muted" }, `Your role here: ${app.role}.`), leaving(app, res.members, leave, leaveError));

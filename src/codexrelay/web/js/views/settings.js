@@ -9,6 +9,21 @@ import { passkeysSupported, registerPasskey } from "../passkey.js";
 import * as push from "../push.js";
 import { notificationsSection } from "./notifications.js";
 import { protectionSection } from "./protection.js";
+import { signEntry, trustState, withSudo } from "../trust.js";
+import { firstCborItem } from "../../e2e/log.js";
+import { b64u, fromB64u } from "../../e2e/statements.js";
+
+/** In a protected workspace, a new passkey counts once an existing one signs passkey.add. */
+async function addToLog(app, credId) {
+  const state = await trustState(app.wid, { fresh: true }).catch(() => ({}));
+  if (!state.view || !state.view.members.has(app.me.user.id)) return;
+  const kept = JSON.parse(localStorage.getItem("codexrelay.cose") || "null");
+  if (!kept || kept.credId !== credId) return;
+  const cose = b64u(firstCborItem(fromB64u(kept.cose)));
+  await signEntry(app, "passkey.add", { userId: app.me.user.id, credId, cose })
+    .then(() => toast("The new passkey is in the signed log."),
+      (err) => toast(`The new passkey is not in the signed log yet: ${err.message}`, "error"));
+}
 
 const FLAG_WORDS = [
   ["pairings", "Pairing new agents"],
@@ -105,8 +120,10 @@ export async function settingsScreen(app, root) {
   const add = h("button", { type: "button", class: "primary wide" }, "Create a passkey on this device");
   const addError = errorLine();
   add.addEventListener("click", () => busy(add, async () => {
-    await registerPasskey(newLabel.value.trim() || undefined);
+    // Adding a passkey is a sensitive change: the relay may ask for a fresh passkey check.
+    const made = await withSudo(() => registerPasskey(newLabel.value.trim() || undefined));
     app.passkeyMadeHere = true;
+    await addToLog(app, made.passkey.credentialId);
     newLabel.value = "";
     toast("Passkey created.");
     await app.refreshMe();
