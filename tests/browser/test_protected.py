@@ -19,7 +19,6 @@ from playwright.sync_api import Browser, expect
 from codexrelay.e2e import keys
 from codexrelay.e2e.wire import b64u
 from tests.agents import AgentProcess, write_agent_config
-from tests.browser.test_people import create_invite, enroll
 from tests.browser.phone import (
     Phone,
     dump_logs,
@@ -28,6 +27,7 @@ from tests.browser.phone import (
     recovery_sign_in,
     sign_out,
 )
+from tests.browser.test_people import create_invite, enroll
 from tests.helpers import RelayProcess, wait_until
 from tests.softauthn import Phone as SoftPhone
 from tests.softauthn import join_by_invite

@@ -54,9 +54,10 @@ def test_the_demo_agent_pins_the_protected_workspace_and_runs_signed_tasks(
         page.get_by_role("button", name="Create pairing code").click()
         command = page.locator(".pin-command-text").inner_text().strip()
         code = command.rsplit(" ", 1)[1]
-        argv = pin.removesuffix("CODE.SECRET").split() + [code]
+        argv = [*pin.removesuffix("CODE.SECRET").split(), code]
         log = (tmp_path / "pin.log").open("w")
-        pinning = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env_without_codex())
+        env = env_without_codex()
+        pinning = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         request = page.locator(".request-card", has_text="demo")
         expect(request.locator(".trust-badge")).to_contain_text("Verified with your pairing code")
         request.get_by_role("button", name="Approve").click()
