@@ -6,6 +6,7 @@ request, and run a signed task the demo agent verifies and runs."""
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,14 +55,16 @@ def test_the_demo_agent_pins_the_protected_workspace_and_runs_signed_tasks(
         page.get_by_role("button", name="Create pairing code").click()
         command = page.locator(".pin-command-text").inner_text().strip()
         code = command.rsplit(" ", 1)[1]
-        argv = [*pin.removesuffix("CODE.SECRET").split(), code]
-        log = (tmp_path / "pin.log").open("w")
+        argv = [*shlex.split(pin.removesuffix("CODE.SECRET")), code]
         env = env_without_codex()
-        pinning = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        request = page.locator(".request-card", has_text="demo")
-        expect(request.locator(".trust-badge")).to_contain_text("Verified with your pairing code")
-        request.get_by_role("button", name="Approve").click()
-        assert pinning.wait(timeout=60) == 0, (tmp_path / "pin.log").read_text()
+        with (tmp_path / "pin.log").open("w") as log:
+            pinning = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            request = page.locator(".request-card", has_text="demo")
+            expect(request.locator(".trust-badge")).to_contain_text(
+                "Verified with your pairing code"
+            )
+            request.get_by_role("button", name="Approve").click()
+            assert pinning.wait(timeout=60) == 0, (tmp_path / "pin.log").read_text()
         assert "Paired to workspace" in (tmp_path / "pin.log").read_text()
 
         go(phone, "New task")
