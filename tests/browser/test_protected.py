@@ -165,6 +165,28 @@ def test_write_mode_is_shown_in_red_before_signing(owner: Phone, devbox: AgentPr
     expect(page.get_by_role("button", name="Review and sign")).to_be_visible()
 
 
+def test_a_running_signed_task_is_cancelled_with_the_device_key(
+    owner: Phone, devbox: AgentProcess, relay: RelayProcess
+):
+    """Cancel needs no passkey touch: the device key in the log signs it, and the agent
+    stops the task (a cancel from a device the log does not list would be refused)."""
+    page = owner.page
+    go(owner, "New task")
+    page.get_by_label("Agent", exact=True).select_option(value="devbox")
+    page.get_by_label("Codex", exact=True).check()
+    page.get_by_label("Prompt").fill(
+        "Wait a while\nFAKE: message started\nFAKE: command-open sleep 100\nFAKE: sleep 30"
+    )
+    page.get_by_role("button", name="Review and sign").click()
+    page.get_by_role("button", name="Confirm with Face ID").click()
+    expect(page.locator(".prog-command")).to_contain_text("in progress")
+    expect(page.locator(".signed-line")).to_contain_text("verified by devbox label")
+    with page.expect_response(lambda r: r.url.endswith("/signed-cancel")) as cancelled:
+        page.get_by_role("button", name="Cancel task").click()
+    assert cancelled.value.status == 200, cancelled.value.text()
+    expect(page.locator("dl.meta .status")).to_have_text("Cancelled")
+
+
 def test_a_forged_key_claim_disables_approve(owner: Phone, relay: RelayProcess, tmp_path: Path):
     """A pair request whose claim is MAC'd with another secret (what a relay that swapped
     the agent's keys would send) shows red and cannot be approved."""

@@ -53,6 +53,10 @@ def test_the_demo_agent_pins_the_protected_workspace_and_runs_signed_tasks(
 
         page.get_by_role("link", name="Pair an agent").click()
         page.get_by_role("button", name="Create pairing code").click()
+        # The recovery session never confirmed with a passkey: pairing needs sudo mode.
+        sudo = page.locator("#confirm")
+        expect(sudo).to_contain_text("Confirm it is you with your passkey")
+        sudo.get_by_role("button", name="Confirm with passkey").click()
         command = page.locator(".pin-command-text").inner_text().strip()
         code = command.rsplit(" ", 1)[1]
         argv = [*shlex.split(pin.removesuffix("CODE.SECRET")), code]

@@ -3,6 +3,7 @@
 // tasks and cancels. Nothing the relay says about members, keys or heads is used unverified.
 
 import { ApiError, get, post, ws } from "./api.js";
+import { confirmDialog } from "./dom.js";
 import { confirmWithPasskey } from "./passkey.js";
 import { generateDeviceKeys, deviceSign, loadKeys, publicKeys, saveKeys } from "../e2e/keys.js";
 import { chainHash, verifyAssertion, verifyLog } from "../e2e/log.js";
@@ -171,6 +172,9 @@ export async function withSudo(work) {
     return await work();
   } catch (err) {
     if (!(err instanceof ApiError) || err.code !== "reauth-required") throw err;
+    const ok = await confirmDialog(`${err.message} Confirm it is you with your passkey: it counts for five minutes on this device.`,
+      "Confirm with passkey", { danger: false });
+    if (!ok) throw new Error("Not confirmed, so nothing was changed.");
     await confirmWithPasskey();
     return work();
   }
