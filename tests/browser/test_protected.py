@@ -314,3 +314,31 @@ def test_two_person_rule_with_a_second_phone(
         bea.assert_clean()
     finally:
         bea.close()
+
+
+def test_protection_for_new_and_existing_workspaces(owner: Phone, relay: RelayProcess):
+    """A workspace created on the phone is protected at once; one made before (here through
+    the API) turns protection on with one owner action in Settings."""
+    page = owner.page
+    client = relay.login()
+    try:
+        made = client.post("/api/v1/workspaces", json={"name": "Older"}).json()["workspace"]
+    finally:
+        client.close()
+    page.reload()
+    page.locator("#workspace-switcher").click()
+    page.locator(".workspace-choice", has_text="Older").click()
+    go(owner, "Settings")
+    protection = page.locator("#protection")
+    expect(protection).to_contain_text("Off.")
+    protection.get_by_role("button", name="Turn protection on").click()
+    expect(protection).to_contain_text("On.")
+    log = owner.fetch_json(f"/api/v1/workspaces/{made['id']}/e2e/log")["body"]
+    assert [e["op"] for e in log["entries"]] == ["genesis"]
+
+    page.locator("#workspace-switcher").click()
+    page.get_by_label("Name of the new workspace").fill("Fresh")
+    page.get_by_role("button", name="Create workspace").click()
+    expect(page.locator(".toast").filter(has_text="Protection is on")).to_be_visible()
+    go(owner, "Settings")
+    expect(page.locator("#protection")).to_contain_text("On.")
