@@ -38,8 +38,10 @@ function typeBlock(app, agent, relayFlag, words) {
 }
 
 /** Why write mode is off, or "" when it may be switched on. */
-export function writeBlock(app, agent, resuming) {
-  if (!app.can("admin")) return "Write mode needs the admin role.";
+export function writeBlock(app, agent, resuming, policy = null) {
+  // In a protected workspace the signed policy names the role write mode needs.
+  const minimum = policy ? policy.codexWrite.minRole : "admin";
+  if (!app.can(minimum)) return `Write mode needs the ${minimum} role.`;
   if (!app.features().codexExecWrite) return "Write mode is off on the relay.";
   if (agent && !agent.features.codexExecWrite) return "Write mode is off on this agent.";
   if (resuming) return "A continued session runs read-only from here.";
@@ -137,7 +139,7 @@ export async function newTaskScreen(app, root, _params, query) {
     prompt.required = type === "codex_exec"; // a hidden required field would block the form
     actionPanel.hidden = type !== "run_action";
     logPanel.hidden = type !== "read_log";
-    const block = writeBlock(app, agent, !!resume);
+    const block = writeBlock(app, agent, !!resume, view && view.policy);
     write.disabled = !!block;
     if (block) write.checked = false;
     writeNote.textContent = block || "Codex runs with the workspace-write sandbox: it can edit files under the folder.";
