@@ -316,6 +316,22 @@ def test_two_person_rule_with_a_second_phone(
         bea.close()
 
 
+def test_revoking_an_agent_is_a_signed_log_entry(owner: Phone, devbox: AgentProcess):
+    """In a protected workspace Revoke signs agent.revoke: the relay closes the agent's
+    socket and People shows who revoked it."""
+    page = owner.page
+    go(owner, "Agents")
+    card = page.locator(".agent-card", has_text="devbox label")
+    card.get_by_role("button", name="Revoke").click()
+    page.locator("#confirm").get_by_role("button", name="Revoke agent").click()
+    expect(page.locator(".agent-card.is-revoked", has_text="devbox label")).to_have_count(1)
+    log = owner.fetch_json(f"/api/v1/workspaces/{_wid(owner)}/e2e/log")["body"]
+    assert log["entries"][-1]["op"] == "agent.revoke"
+    go(owner, "People")
+    history = page.locator(".log-history")
+    expect(history).to_contain_text("revoked an agent (devbox label)")
+
+
 def test_protection_for_new_and_existing_workspaces(owner: Phone, relay: RelayProcess):
     """A workspace created on the phone is protected at once; one made before (here through
     the API) turns protection on with one owner action in Settings."""

@@ -32,7 +32,10 @@ function dateOf(seconds) {
 
 function target(view, body) {
   if (body.userId) return ` (${nameOf(view, body.userId)}${body.role ? `, ${body.role}` : ""})`;
-  if (body.agentId) return ` (${body.label || body.agentId})`;
+  if (body.agentId) {
+    const agent = view.agents.get(body.agentId);
+    return ` (${body.label || (agent && agent.label) || body.agentId})`;
+  }
   return "";
 }
 
