@@ -67,6 +67,7 @@ def test_the_demo_agent_pins_the_protected_workspace_and_runs_signed_tasks(
             expect(request.locator(".trust-badge")).to_contain_text(
                 "Verified with your pairing code"
             )
+            expect(request).to_contain_text("asks to pin this workspace")
             request.get_by_role("button", name="Approve").click()
             assert pinning.wait(timeout=60) == 0, (tmp_path / "pin.log").read_text()
         assert "Paired to workspace" in (tmp_path / "pin.log").read_text()

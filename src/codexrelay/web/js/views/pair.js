@@ -64,6 +64,7 @@ function requestCard(req, decide, check) {
   return h("li", { class: "card request-card", dataset: { requestId: req.id } },
     h("div", { class: "card-row" }, h("h3", {}, req.label), h("span", { class: "muted small" }, "asked ", timeText(req.createdAt))),
     req.replacesAgent ? h("p", { class: "warning" }, `This replaces an existing agent with the id "${req.agentId}". Its old token stops working.`) : null,
+    req.kind === "pin" ? h("p", { class: "notice" }, "An agent paired before protection was on asks to pin this workspace: approving signs its keys into the log.") : null,
     h("dl", { class: "meta compact" },
       h("dt", {}, "Agent id"), h("dd", {}, h("code", {}, req.agentId)),
       h("dt", {}, "Host"), h("dd", {}, req.hostname || "unknown"),
