@@ -231,6 +231,10 @@ def test_a_recovery_token_session_cannot_run_a_task(
         expect(phone.page.get_by_role("button", name=re.compile("Run task|Review"))).to_have_count(
             0
         )
+        go(phone, "Agents")
+        phone.page.get_by_role("link", name="Pair an agent").click()
+        expect(phone.page.locator("#view")).to_contain_text("You signed in with the recovery token")
+        expect(phone.page.get_by_role("button", name="Create pairing code")).to_have_count(0)
     finally:
         phone.close()
 
