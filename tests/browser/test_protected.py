@@ -250,6 +250,7 @@ def test_people_shows_the_log_and_warns_when_the_relay_disagrees(
     expect(section).to_contain_text("Members in the signed log")
     expect(section.locator(".log-history")).to_contain_text("founded the workspace")
     expect(page.locator(".log-disagrees")).to_have_count(0)
+    expect(page.locator("#log-warning")).to_have_count(0)
     with relay.client() as client:
         inviter = SoftPhone(client).bootstrap(relay.setup.token)
         join_by_invite(inviter, _wid(owner), "member", "Ada")
@@ -258,6 +259,10 @@ def test_people_shows_the_log_and_warns_when_the_relay_disagrees(
     expect(banner).to_contain_text("disagrees with the signed log")
     expect(banner).to_contain_text("Ada is a member on the relay but not in the signed log.")
     owner.screenshot("34-log-disagrees", tmp_path)
+    go(owner, "Tasks")
+    expect(page.locator("#log-warning")).to_contain_text(
+        "The relay's member list disagrees with the signed log"
+    )
 
 
 def test_two_person_rule_with_a_second_phone(

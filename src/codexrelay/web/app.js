@@ -7,6 +7,7 @@ import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
 import { forget, protectWorkspace, trustState } from "./js/trust.js";
+import { disagreements } from "./js/views/logmembers.js";
 import { passkeysSupported, registerPasskey } from "./js/passkey.js";
 import * as push from "./js/push.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
@@ -59,6 +60,7 @@ export const app = {
   pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
   passkeyMadeHere: false, // a passkey was created in this recovery session, on this page
   live: null,
+  logWarning: "", // the signed log and the relay disagree (shown on every screen)
 
   workspaceName() {
     const m = this.me && this.me.memberships.find((x) => x.workspaceId === this.wid);
@@ -97,6 +99,7 @@ export const app = {
     this.loadAgents().catch(() => {});
     this.live.open(this.wid);
     renderWorkspaceSwitcher();
+    checkLog().catch(() => {});
     this.go(path);
   },
   renderBanner,
@@ -240,10 +243,29 @@ async function protectFromFirstPasskey(credentialId) {
   }
 }
 
+/** On every screen: the workspace's log does not verify, or the relay's members differ. */
+async function checkLog() {
+  const wid = app.wid;
+  app.logWarning = "";
+  const state = await trustState(wid, { fresh: true });
+  if (!state.protected || wid !== app.wid) return;
+  let words = state.error || "";
+  if (!words) {
+    const { members } = await get(ws(wid, "/members"));
+    if (disagreements(state.view, members).length) {
+      words = "The relay's member list disagrees with the signed log; agents act on the log. See People.";
+    }
+  }
+  if (wid !== app.wid) return;
+  app.logWarning = words;
+  renderBanner();
+}
+
 function renderBanner() {
   const { user, session } = app.me;
   const banner = $("banner");
   fill(banner);
+  if (app.logWarning) banner.append(h("p", { class: "warning", id: "log-warning", role: "alert" }, app.logWarning));
   if (session.isRecovery && user.hasPasskey && app.passkeyMadeHere) {
     banner.append(h("p", { class: "notice", id: "passkey-created", role: "status" },
       h("strong", {}, "Passkey created. "),
@@ -323,6 +345,7 @@ async function start() {
   showShell(true);
   renderWorkspaceSwitcher();
   renderBanner();
+  checkLog().catch(() => {});
   app.agents = [];
   app.loadAgents().catch(() => {});
   app.live.open(app.wid);
