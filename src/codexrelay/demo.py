@@ -39,6 +39,7 @@ from codexrelay.demolan import (
     plan_lan,
     start_proxy,
 )
+from codexrelay.demopin import listen_for_codes, pin_command, pin_steps
 from codexrelay.demoproc import Child, DemoError, poll
 from codexrelay.relay.access.sessions import new_bootstrap_token
 from codexrelay.relay.config import RelayConfig
@@ -284,8 +285,11 @@ def pair_as_phone(
     phone.post("/api/v1/auth/logout")
 
 
-def watch(children: list[Child]) -> None:
-    """Wait for Ctrl-C or SIGTERM; raise if a child stops on its own meanwhile."""
+def watch(children: list[Child], pin_config: Path | None = None) -> None:
+    """Wait for Ctrl-C or SIGTERM; raise if a child stops on its own meanwhile. With
+    ``pin_config``, a pairing code pasted on the terminal pins that agent meanwhile."""
+    if pin_config is not None:
+        listen_for_codes(pin_config)
     while True:
         for child in children:
             if child.exited():
@@ -336,7 +340,7 @@ def run_demo(directory: Path | None, port: int, lan_wanted: LanOptions | None = 
         if lan:
             proxy = start_proxy(lan, base, config.listen_port, relay)
         announce(layout, config, token, warning, lan, codex)
-        watch([relay, agent, *([proxy] if proxy else [])])
+        watch([relay, agent, *([proxy] if proxy else [])], pin_config=layout.agent_config)
     except KeyboardInterrupt:
         click.echo("Stopping the demo...", err=True)
     except (DemoError, OSError, subprocess.SubprocessError) as exc:
@@ -388,11 +392,15 @@ def announce(
         click.echo("\n".join(lines))
         announce_lan(lan, token)
         return
-    lines += [f"URL: {config.public_origin}/", f"Recovery token: {token}"]
+    lines += [
+        f"URL: {config.public_origin}/",
+        f"Recovery token: {token}",
+        f"Pin the demo agent: {pin_command(layout.agent_config)}",
+    ]
     click.echo("\n".join(lines))
     click.echo(
         "Open the URL, sign in with the recovery token and register a passkey. "
-        "Press Ctrl-C to stop.",
+        f"{pin_steps()} Press Ctrl-C to stop.",
         err=True,
     )
     sys.stdout.flush()

@@ -18,7 +18,7 @@ from tests.browser.phone import (
     recovery_sign_in,
     sign_out,
 )
-from tests.helpers import RelayProcess, wait_until
+from tests.helpers import RelayProcess, wait_until, write_relay_config
 
 pytestmark = pytest.mark.browser
 
@@ -32,11 +32,24 @@ def phone(browser: Browser, relay: RelayProcess) -> Iterator[Phone]:
     device.close()
 
 
-def test_owner_recovery_then_passkey_sign_in(phone: Phone, tmp_path: Path):
+@pytest.fixture
+def first_phone(browser: Browser, tmp_path: Path) -> Iterator[Phone]:
+    """A phone on a relay of its own: the owner's first passkey also protects the
+    workspace, after which adding passkeys on the module's relay needs sudo mode."""
+    relay = RelayProcess(write_relay_config(tmp_path / "relay"), tmp_path / "relay.log").start()
+    device = Phone(browser, relay)
+    yield device
+    device.assert_clean()
+    device.close()
+    relay.stop()
+
+
+def test_owner_recovery_then_passkey_sign_in(first_phone: Phone, tmp_path: Path):
     """R02, R05, O4: the owner's first sign-in with the recovery token says so plainly and
     offers the passkey next (no "recovery only" yet); register it, sign out, sign in with the
     passkey; the session cookie is HttpOnly and SameSite=Strict; a later recovery login is
     warned that the token is for recovery only."""
+    phone = first_phone
     page = phone.open("/")
     expect(page.get_by_role("button", name="Sign in with passkey")).to_be_visible()
     expect(page.locator("#view")).to_contain_text("First time here?")

@@ -6,6 +6,8 @@ import * as cache from "./js/cache.js";
 import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
+import { forget, protectWorkspace, trustState } from "./js/trust.js";
+import { disagreements } from "./js/views/logmembers.js";
 import { passkeysSupported, registerPasskey } from "./js/passkey.js";
 import * as push from "./js/push.js";
 import { agentsScreen, sessionsScreen } from "./js/views/agents.js";
@@ -58,6 +60,7 @@ export const app = {
   pending: null, // { kind: "invite" | "recovery", code } from the URL fragment
   passkeyMadeHere: false, // a passkey was created in this recovery session, on this page
   live: null,
+  logWarning: "", // the signed log and the relay disagree (shown on every screen)
 
   workspaceName() {
     const m = this.me && this.me.memberships.find((x) => x.workspaceId === this.wid);
@@ -96,6 +99,7 @@ export const app = {
     this.loadAgents().catch(() => {});
     this.live.open(this.wid);
     renderWorkspaceSwitcher();
+    checkLog().catch(() => {});
     this.go(path);
   },
   renderBanner,
@@ -162,6 +166,7 @@ async function render() {
 // ---- the live feed ----
 
 function onLiveEvent(type, data) {
+  if (type === "log") forget(app.wid); // screens verify the new entry on their next look
   if (type === "agent" && data.agent) {
     const index = app.agents.findIndex((a) => a.agentId === data.agent.agentId);
     if (index >= 0) app.agents[index] = data.agent;
@@ -210,9 +215,10 @@ function firstSignInBanner() {
   const create = h("button", { type: "button", class: "primary" }, "Create a passkey now");
   const error = errorLine();
   create.addEventListener("click", () => busy(create, async () => {
-    await registerPasskey("This device");
+    const made = await registerPasskey("This device");
     app.passkeyMadeHere = true;
     await app.refreshMe();
+    await protectFromFirstPasskey(made.passkey.credentialId);
     renderBanner();
   }, { label: "Waiting for your passkey…", errLine: error }));
   return h("div", { class: "warning first-sign-in", id: "first-sign-in", role: "region", "aria-label": "First sign-in" },
@@ -224,10 +230,42 @@ function firstSignInBanner() {
     error);
 }
 
+/** The owner's first passkey signs the genesis of the workspace they own (TRUST.md §4.1). */
+async function protectFromFirstPasskey(credentialId) {
+  if (app.role !== "owner") return;
+  try {
+    const state = await trustState(app.wid, { fresh: true });
+    if (state.protected) return;
+    await protectWorkspace(app, { credentialId });
+    toast("Protection is on: every task is now signed by your passkey and checked by the agent.");
+  } catch (err) {
+    toast(`Protection is not on yet: ${err.message} Turn it on in Settings.`, "error");
+  }
+}
+
+/** On every screen: the workspace's log does not verify, or the relay's members differ. */
+async function checkLog() {
+  const wid = app.wid;
+  app.logWarning = "";
+  const state = await trustState(wid, { fresh: true });
+  if (!state.protected || wid !== app.wid) return;
+  let words = state.error || "";
+  if (!words) {
+    const { members } = await get(ws(wid, "/members"));
+    if (disagreements(state.view, members).length) {
+      words = "The relay's member list disagrees with the signed log; agents act on the log. See People.";
+    }
+  }
+  if (wid !== app.wid) return;
+  app.logWarning = words;
+  renderBanner();
+}
+
 function renderBanner() {
   const { user, session } = app.me;
   const banner = $("banner");
   fill(banner);
+  if (app.logWarning) banner.append(h("p", { class: "warning", id: "log-warning", role: "alert" }, app.logWarning));
   if (session.isRecovery && user.hasPasskey && app.passkeyMadeHere) {
     banner.append(h("p", { class: "notice", id: "passkey-created", role: "status" },
       h("strong", {}, "Passkey created. "),
@@ -307,6 +345,7 @@ async function start() {
   showShell(true);
   renderWorkspaceSwitcher();
   renderBanner();
+  checkLog().catch(() => {});
   app.agents = [];
   app.loadAgents().catch(() => {});
   app.live.open(app.wid);

@@ -7,6 +7,7 @@ import { ApiError, post } from "./api.js";
 export const TAGS = {
   register: "codexrelay/webauthn/register/v1",
   login: "codexrelay/webauthn/login/v1",
+  sudo: "codexrelay/webauthn/sudo/v1",
 };
 
 export function toBytes(b64url) {
@@ -92,6 +93,22 @@ function explain(err) {
   return wrapped;
 }
 
+/**
+ * Keep the new passkey's COSE public key on this device, read from the authenticator's own
+ * response (never from the relay): it goes into the key card that adds this person to a
+ * protected workspace's signed log.
+ */
+function keepPublicKey(cred, credentialId) {
+  try {
+    const data = new Uint8Array(cred.response.getAuthenticatorData());
+    const idLength = (data[53] << 8) | data[54];
+    const cose = data.slice(55 + idLength);
+    localStorage.setItem("codexrelay.cose", JSON.stringify({ credId: credentialId, cose: toB64url(cose) }));
+  } catch {
+    // Without it this device cannot make a key card; an admin can still add its keys.
+  }
+}
+
 /** Register a new passkey for the signed-in session (also an enrollment-locked one, R21). */
 export async function registerPasskey(label) {
   if (!passkeysSupported()) throw new Error("This browser does not support passkeys.");
@@ -104,7 +121,9 @@ export async function registerPasskey(label) {
       : creationFromJSON(json);
     const cred = await navigator.credentials.create({ publicKey: options });
     const credential = credentialToJSON(cred);
-    return await post("/api/v1/auth/passkeys/register/verify", { challengeId, credential, ...body });
+    const result = await post("/api/v1/auth/passkeys/register/verify", { challengeId, credential, ...body });
+    keepPublicKey(cred, credential.id);
+    return result;
   } catch (err) {
     throw explain(err);
   }
@@ -121,6 +140,27 @@ export async function signInWithPasskey() {
       : requestFromJSON(json);
     const cred = await navigator.credentials.get({ publicKey: options });
     return await post("/api/v1/auth/passkeys/login/verify", { challengeId, credential: credentialToJSON(cred) });
+  } catch (err) {
+    throw explain(err);
+  }
+}
+
+/**
+ * Sudo mode (TRUST.md §4.13): a user-verified assertion with one of the caller's passkeys
+ * opens five minutes of sensitive changes on this session. Returns the credential id used.
+ */
+export async function confirmWithPasskey() {
+  if (!passkeysSupported()) throw new Error("This browser does not support passkeys.");
+  const { challengeId, publicKey } = await post("/api/v1/auth/sudo/options", {});
+  try {
+    const json = { ...publicKey, challenge: await tagChallenge("sudo", publicKey.challenge) };
+    const options = PublicKeyCredential.parseRequestOptionsFromJSON
+      ? PublicKeyCredential.parseRequestOptionsFromJSON(json)
+      : requestFromJSON(json);
+    const cred = await navigator.credentials.get({ publicKey: options });
+    const credential = credentialToJSON(cred);
+    await post("/api/v1/auth/sudo/verify", { challengeId, credential });
+    return credential.id;
   } catch (err) {
     throw explain(err);
   }

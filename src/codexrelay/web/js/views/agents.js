@@ -5,6 +5,9 @@ import { del, get, ws } from "../api.js";
 import { busy, confirmDialog, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { relative, timeText } from "../format.js";
 import { takeOver } from "./threads.js";
+import { safetyNumber } from "../../e2e/safety.js";
+import { fromB64u } from "../../e2e/statements.js";
+import { signEntry, trustState } from "../trust.js";
 
 const FEATURES = [
   ["codexExec", "Codex"],
@@ -27,7 +30,29 @@ function listOf(title, items) {
     h("ul", { class: "tags" }, items.map((i) => h("li", { class: "chip", title: i.id }, i.label))));
 }
 
-function agentCard(app, agent, onRevoke) {
+/** What the agent says it pinned and the heads to note off the host (TRUST.md §8). */
+function trustBlock(view, agent) {
+  if (!view) return null;
+  const pinned = view.agents.get(agent.agentId);
+  const t = agent.trust;
+  if (!pinned || pinned.revokedSeq !== null || !t || t.genesisHash !== view.genesisHash) {
+    return h("p", { class: "notice not-pinned" }, "Not pinned to this protected workspace: it refuses signed tasks. ",
+      "Pin it with a code from Pair an agent (", h("code", {}, "codexrelay agent trust pin"), ").");
+  }
+  const safety = h("code", { class: "safety-number" }, "…");
+  safetyNumber(fromB64u(view.genesisHash), agent.agentId, fromB64u(pinned.sigPub))
+    .then((digits) => { safety.textContent = digits.join(" "); }, () => { safety.textContent = "unavailable"; });
+  const stale = t.logHead && t.logHead.seq < view.head.seq;
+  return h("div", { class: "agent-trust" },
+    h("p", { class: "pinned" }, `${agent.label} pinned this workspace (head #${t.logHead ? t.logHead.seq : 0})`,
+      stale ? ` · ${view.head.seq - t.logHead.seq} newer log ${view.head.seq - t.logHead.seq === 1 ? "entry" : "entries"} not acknowledged yet` : ""),
+    h("dl", { class: "meta compact" },
+      h("dt", {}, "Safety number"), h("dd", {}, safety),
+      h("dt", {}, "Audit log head"), h("dd", {}, t.auditHead ? h("code", { class: "audit-head" }, `${t.auditHead.seq}:${t.auditHead.hash}`) : "no records yet")),
+    h("p", { class: "hint" }, "Note the audit head somewhere off the server: ", h("code", {}, "codexrelay audit verify --expect-head SEQ:HASH"), " then proves no record was cut."));
+}
+
+function agentCard(app, agent, onRevoke, view = null) {
   const features = h("ul", { class: "tags", "aria-label": "Allowed on this agent" }, FEATURES.map(([key, word]) =>
     h("li", { class: `chip ${agent.features[key] ? "on" : "off"}` }, `${word}: ${agent.features[key] ? "on" : "off"}`)));
   const buttons = [];
@@ -53,6 +78,7 @@ function agentCard(app, agent, onRevoke) {
       h("dt", {}, "Agent id"), h("dd", {}, h("code", {}, agent.agentId)),
       h("dt", {}, "Host"), h("dd", {}, agent.hostname || "unknown"),
       h("dt", {}, "Workspace folder"), h("dd", {}, agent.workspaceRootName || "unknown")),
+    trustBlock(view, agent),
     features,
     listOf("Actions", agent.actions),
     listOf("Logs", agent.logSources),
@@ -64,8 +90,11 @@ export async function agentsScreen(app, root) {
   fill(root, h("div", { class: "screen-head" }, screenTitle("Agents"),
     app.can("admin") ? h("a", { href: "#/pair", class: "button primary" }, "Pair an agent") : null), body);
 
+  let view = null;
   const revoke = async (agent) => {
-    await del(ws(app.wid, `/agents/${encodeURIComponent(agent.agentId)}`));
+    // In a protected workspace the revocation is a signed log entry the agents act on.
+    if (view && view.agents.has(agent.agentId)) await signEntry(app, "agent.revoke", { agentId: agent.agentId });
+    else await del(ws(app.wid, `/agents/${encodeURIComponent(agent.agentId)}`));
     toast(`Agent "${agent.label}" was revoked.`);
     await app.loadAgents();
     draw();
@@ -74,13 +103,14 @@ export async function agentsScreen(app, root) {
     const live = app.agents.filter((a) => !a.revokedAt);
     const revoked = app.agents.filter((a) => a.revokedAt);
     fill(body,
-      live.length ? h("ul", { class: "cards", "aria-label": "Agents" }, live.map((a) => agentCard(app, a, revoke)))
+      live.length ? h("ul", { class: "cards", "aria-label": "Agents" }, live.map((a) => agentCard(app, a, revoke, view)))
         : h("p", { class: "empty" }, "No agents yet.", app.can("admin") ? " Pair one to get started." : ""),
       revoked.length ? h("details", { class: "panel" }, h("summary", {}, `Revoked agents (${revoked.length})`),
         h("ul", { class: "cards" }, revoked.map((a) => agentCard(app, a, revoke)))) : null);
   };
   try {
     await app.loadAgents();
+    view = (await trustState(app.wid).catch(() => ({}))).view || null;
   } catch (err) {
     fill(body, h("p", { class: "error", role: "alert" }, err.message));
     return {};
@@ -88,6 +118,7 @@ export async function agentsScreen(app, root) {
   draw();
   return {
     onEvent(type) {
+      if (type === "log") trustState(app.wid, { fresh: true }).then((s) => { view = s.view || null; draw(); }, () => {});
       if (type === "agent") draw();
     },
   };

@@ -4,6 +4,8 @@
 import { post, ws } from "../api.js";
 import { busy, errorLine, field, fill, h, loading, screenTitle } from "../dom.js";
 import { promptMaxBytes, utf8Bytes } from "../limits.js";
+import { signBlock, trustState } from "../trust.js";
+import { confirmSigned, signedAgentBlock } from "./confirmtask.js";
 
 const NEAR_CAP = 0.75; // the byte counter shows from this share of the cap on
 const number = new Intl.NumberFormat();
@@ -36,8 +38,10 @@ function typeBlock(app, agent, relayFlag, words) {
 }
 
 /** Why write mode is off, or "" when it may be switched on. */
-export function writeBlock(app, agent, resuming) {
-  if (!app.can("admin")) return "Write mode needs the admin role.";
+export function writeBlock(app, agent, resuming, policy = null) {
+  // In a protected workspace the signed policy names the role write mode needs.
+  const minimum = policy ? policy.codexWrite.minRole : "admin";
+  if (!app.can(minimum)) return `Write mode needs the ${minimum} role.`;
   if (!app.features().codexExecWrite) return "Write mode is off on the relay.";
   if (agent && !agent.features.codexExecWrite) return "Write mode is off on this agent.";
   if (resuming) return "A continued session runs read-only from here.";
@@ -63,6 +67,12 @@ export async function newTaskScreen(app, root, _params, query) {
       app.can("admin") ? h("a", { href: "#/pair" }, "Pair an agent") : "Ask an admin to pair one."));
     return {};
   }
+  const trust = await trustState(app.wid, { fresh: true }).catch((err) => ({ protected: false, error: err.message }));
+  if (trust.protected && (trust.error || signBlock(app))) {
+    fill(root, screenTitle("New task"), h("p", { class: "notice", id: "cannot-sign", role: "status" }, trust.error || signBlock(app)));
+    return {};
+  }
+  const view = trust.view || null;
   const resume = query.get("resume");
   const resumeTitle = query.get("title");
 
@@ -129,7 +139,7 @@ export async function newTaskScreen(app, root, _params, query) {
     prompt.required = type === "codex_exec"; // a hidden required field would block the form
     actionPanel.hidden = type !== "run_action";
     logPanel.hidden = type !== "read_log";
-    const block = writeBlock(app, agent, !!resume);
+    const block = writeBlock(app, agent, !!resume, view && view.policy);
     write.disabled = !!block;
     if (block) write.checked = false;
     writeNote.textContent = block || "Codex runs with the workspace-write sandbox: it can edit files under the folder.";
@@ -137,8 +147,10 @@ export async function newTaskScreen(app, root, _params, query) {
     fill(actionSelect, (agent ? agent.actions : []).map((a) => h("option", { value: a.id, selected: a.id === keepAction }, a.label)));
     const keepLog = logSelect.value;
     fill(logSelect, (agent ? agent.logSources : []).map((s) => h("option", { value: s.id, selected: s.id === keepLog }, s.label)));
-    submit.disabled = !type || !agent;
-    submit.textContent = offline ? "Queue task" : "Run task";
+    const unsigned = view ? signedAgentBlock(view, agent) : "";
+    agentNote.textContent = unsigned || agentNote.textContent;
+    submit.disabled = !type || !agent || !!unsigned;
+    submit.textContent = view ? "Review and sign" : offline ? "Queue task" : "Run task";
   };
   agentSelect.addEventListener("change", update);
   for (const radio of typeRadios) radio.addEventListener("change", update);
@@ -158,6 +170,16 @@ export async function newTaskScreen(app, root, _params, query) {
       body.actionId = actionSelect.value;
     } else {
       body.logSourceId = logSelect.value;
+    }
+    if (view) {
+      const back = () => {
+        fill(root, screenTitle("New task"), form);
+        submit.removeAttribute("aria-busy");
+        submit.classList.remove("busy");
+        update();
+      };
+      busy(submit, () => confirmSigned(app, root, body, agent, back), { label: "Preparing…", errLine: error });
+      return;
     }
     busy(submit, async () => {
       const { task } = await post(ws(app.wid, "/tasks"), body);

@@ -4,6 +4,8 @@
 import { get, post, ws } from "../api.js";
 import { busy, copyButton, errorLine, field, fill, h, loading, qrImage, screenTitle, toast } from "../dom.js";
 import { timeText } from "../format.js";
+import { keepSecret, protectedCodeCard, requestTrust, signedApprove, trustBadge } from "../trustpair.js";
+import { signBlock, trustState, withSudo } from "../trust.js";
 
 const TTLS = [
   [300, "5 minutes"],
@@ -54,19 +56,21 @@ function usedCard(code, req) {
       req.status === "pending" ? "Approve or reject the request below." : ""));
 }
 
-function requestCard(req, decide) {
-  const approve = h("button", { type: "button", class: "primary" }, "Approve");
+function requestCard(req, decide, check) {
+  const approve = h("button", { type: "button", class: "primary", disabled: !!check && !check.verified }, "Approve");
   const reject = h("button", { type: "button", class: "secondary" }, "Reject");
   approve.addEventListener("click", () => busy(approve, () => decide(req, "approve"), { label: "Approving…" }));
   reject.addEventListener("click", () => busy(reject, () => decide(req, "reject"), { label: "Rejecting…" }));
   return h("li", { class: "card request-card", dataset: { requestId: req.id } },
     h("div", { class: "card-row" }, h("h3", {}, req.label), h("span", { class: "muted small" }, "asked ", timeText(req.createdAt))),
     req.replacesAgent ? h("p", { class: "warning" }, `This replaces an existing agent with the id "${req.agentId}". Its old token stops working.`) : null,
+    req.kind === "pin" ? h("p", { class: "notice" }, "An agent paired before protection was on asks to pin this workspace: approving signs its keys into the log.") : null,
     h("dl", { class: "meta compact" },
       h("dt", {}, "Agent id"), h("dd", {}, h("code", {}, req.agentId)),
       h("dt", {}, "Host"), h("dd", {}, req.hostname || "unknown"),
       h("dt", {}, "Workspace folder"), h("dd", {}, req.workspaceRootName || "unknown"),
       h("dt", {}, "Expires"), h("dd", {}, timeText(req.expiresAt))),
+    check ? trustBadge(check) : null,
     h("p", { class: "hint" }, "Approve only if you just started this agent yourself."),
     h("div", { class: "actions" }, approve, reject));
 }
@@ -80,6 +84,12 @@ export async function pairScreen(app, root) {
     fill(root, screenTitle("Pair an agent"), h("p", { class: "notice" }, "Pairing new agents is turned off on the relay."));
     return {};
   }
+  const trust = await trustState(app.wid, { fresh: true });
+  if (trust.protected && (trust.error || signBlock(app))) {
+    fill(root, screenTitle("Pair an agent"), h("p", { class: "notice", role: "status" }, trust.error || signBlock(app)));
+    return {};
+  }
+  const view = trust.view || null;
   let timer = null;
   let shown = null; // the code on screen: { code, pairingId }
   const note = h("input", { type: "text", maxlength: "200", autocomplete: "off", placeholder: "e.g. build server" });
@@ -93,9 +103,9 @@ export async function pairScreen(app, root) {
     busy(create, async () => {
       const body = { ttlSec: Number(ttl.value) };
       if (note.value.trim()) body.note = note.value.trim();
-      const res = await post(ws(app.wid, "/pairings"), body);
+      const res = await withSudo(() => post(ws(app.wid, "/pairings"), body));
       clearInterval(timer);
-      const made = codeCard(res);
+      const made = view ? protectedCodeCard(res, await keepSecret(res), countdown) : codeCard(res);
       timer = made.timer;
       shown = { code: res.code, pairingId: res.pairing.id };
       fill(codeArea, made.card);
@@ -106,13 +116,20 @@ export async function pairScreen(app, root) {
   const requestList = h("ul", { class: "cards", "aria-label": "Pending requests" });
   const requestsBody = h("div", {}, loading("Loading requests…"));
   let requests = [];
-  const drawRequests = () => {
+  const checks = new Map(); // request id -> the phone's own check of the agent's key claim
+  const drawRequests = async () => {
     const pending = requests.filter((r) => r.status === "pending");
-    fill(requestList, pending.map((r) => requestCard(r, decide)));
+    if (view) {
+      for (const r of pending) if (!checks.has(r.id)) checks.set(r.id, await requestTrust(view, r));
+    }
+    fill(requestList, pending.map((r) => requestCard(r, decide, view ? checks.get(r.id) : null)));
     fill(requestsBody, pending.length ? requestList : h("p", { class: "empty" }, "No agent is waiting. Requests appear here by themselves."));
   };
   const decide = async (req, verdict) => {
-    const { pairRequest } = await post(ws(app.wid, `/pair-requests/${encodeURIComponent(req.id)}/${verdict}`));
+    const path = ws(app.wid, `/pair-requests/${encodeURIComponent(req.id)}/${verdict}`);
+    const { pairRequest } = view && verdict === "approve"
+      ? await withSudo(() => signedApprove(app, req, checks.get(req.id), path))
+      : await post(path);
     requests = requests.map((r) => (r.id === pairRequest.id ? pairRequest : r));
     drawRequests();
     toast(verdict === "approve" ? `Approved "${req.label}". It connects in a moment.` : `Rejected "${req.label}".`);
@@ -123,7 +140,7 @@ export async function pairScreen(app, root) {
     form, codeArea, h("h3", {}, "Waiting for approval"), requestsBody);
   try {
     ({ pairRequests: requests } = await get(ws(app.wid, "/pair-requests")));
-    drawRequests();
+    await drawRequests();
   } catch (err) {
     fill(requestsBody, h("p", { class: "error", role: "alert" }, err.message));
   }

@@ -4,6 +4,9 @@
 import { del, get, patch, post, ws } from "../api.js";
 import { busy, confirmDialog, copyButton, errorLine, field, fill, h, loading, qrImage, screenTitle, toast } from "../dom.js";
 import { ROLES, roleAtLeast, timeText } from "../format.js";
+import { signEntry, trustState, withSudo } from "../trust.js";
+import { logSection } from "./logmembers.js";
+import { confirmMemberSection, keyCardSection } from "./keycard.js";
 
 const INVITE_TTLS = [
   [86400, "1 day"],
@@ -29,6 +32,8 @@ function shownOnce(title, { code, url, qrSvg }, note) {
     note ? h("p", { class: "hint" }, note) : null);
 }
 
+let logView = null; // the verified log of the workspace on screen, when protected
+
 function memberCard(app, member, reload, shownArea) {
   const me = member.userId === app.me.user.id;
   const canManage = !me && app.can("admin") && (app.can("owner") || !roleAtLeast(member.role, "admin"));
@@ -41,7 +46,11 @@ function memberCard(app, member, reload, shownArea) {
       grantable(app).map((r) => h("option", { value: r, selected: r === member.role }, r)));
     const save = h("button", { type: "button", class: "secondary" }, "Change role");
     save.addEventListener("click", () => busy(save, async () => {
-      await patch(ws(app.wid, `/members/${encodeURIComponent(member.userId)}`), { role: select.value });
+      if (logView && logView.members.has(member.userId)) {
+        await signEntry(app, "member.role", { userId: member.userId, role: select.value });
+      } else {
+        await withSudo(() => patch(ws(app.wid, `/members/${encodeURIComponent(member.userId)}`), { role: select.value }));
+      }
       toast(`${member.name} is now ${select.value}.`);
       await reload();
     }, { label: "Saving…", errLine: error }));
@@ -115,9 +124,20 @@ export async function peopleScreen(app, root) {
   });
 
   const you = h("div", {}, h("p", { class: "muted" }, `Your role here: ${app.role}.`));
+  const logArea = h("div", { id: "log-members" });
   const reload = async () => {
     try {
       const res = await get(ws(app.wid, "/members"));
+      const trust = await trustState(app.wid, { fresh: true }).catch((err) => ({ protected: true, error: err.message }));
+      logView = trust.view || null;
+      if (trust.view) {
+        const view = trust.view;
+        const unlisted = res.members.some((m) => !view.members.has(m.userId));
+        fill(logArea, logSection(app, view, res.members),
+          view.members.has(app.me.user.id) ? null : keyCardSection(app, view),
+          unlisted && app.can("admin") && view.members.has(app.me.user.id) ? confirmMemberSection(app, view, res.members, reload) : null);
+      }
+      else if (trust.error) fill(logArea, h("p", { class: "error", role: "alert" }, trust.error));
       fill(members, h("ul", { class: "cards", "aria-label": "Members" }, res.members.map((m) => memberCard(app, m, reload, shownArea))));
       fill(you, h("p", { class: "muted" }, `Your role here: ${app.role}.`), leaving(app, res.members, leave, leaveError));
     } catch (err) {
@@ -133,7 +153,7 @@ export async function peopleScreen(app, root) {
     }
   };
 
-  const parts = [screenTitle("People"), h("h3", {}, "Members"), members, shownArea];
+  const parts = [screenTitle("People"), logArea, h("h3", {}, "Members"), members, shownArea];
   if (app.can("admin")) {
     const role = h("select", {}, grantable(app).map((r) => h("option", { value: r, selected: r === "member" }, r)));
     const ttl = h("select", {}, INVITE_TTLS.map(([sec, words]) => h("option", { value: String(sec), selected: sec === 259200 }, words)));

@@ -8,6 +8,22 @@ import { plural, timeText } from "../format.js";
 import { passkeysSupported, registerPasskey } from "../passkey.js";
 import * as push from "../push.js";
 import { notificationsSection } from "./notifications.js";
+import { protectionSection } from "./protection.js";
+import { signEntry, trustState, withSudo } from "../trust.js";
+import { firstCborItem } from "../../e2e/log.js";
+import { b64u, fromB64u } from "../../e2e/statements.js";
+
+/** In a protected workspace, a new passkey counts once an existing one signs passkey.add. */
+async function addToLog(app, credId) {
+  const state = await trustState(app.wid, { fresh: true }).catch(() => ({}));
+  if (!state.view || !state.view.members.has(app.me.user.id)) return;
+  const kept = JSON.parse(localStorage.getItem("codexrelay.cose") || "null");
+  if (!kept || kept.credId !== credId) return;
+  const cose = b64u(firstCborItem(fromB64u(kept.cose)));
+  await signEntry(app, "passkey.add", { userId: app.me.user.id, credId, cose })
+    .then(() => toast("The new passkey is in the signed log."),
+      (err) => toast(`The new passkey is not in the signed log yet: ${err.message}`, "error"));
+}
 
 const FLAG_WORDS = [
   ["pairings", "Pairing new agents"],
@@ -104,8 +120,10 @@ export async function settingsScreen(app, root) {
   const add = h("button", { type: "button", class: "primary wide" }, "Create a passkey on this device");
   const addError = errorLine();
   add.addEventListener("click", () => busy(add, async () => {
-    await registerPasskey(newLabel.value.trim() || undefined);
+    // Adding a passkey is a sensitive change: the relay may ask for a fresh passkey check.
+    const made = await withSudo(() => registerPasskey(newLabel.value.trim() || undefined));
     app.passkeyMadeHere = true;
+    await addToLog(app, made.passkey.credentialId);
     newLabel.value = "";
     toast("Passkey created.");
     await app.refreshMe();
@@ -148,6 +166,7 @@ export async function settingsScreen(app, root) {
 
   const flags = app.features();
   const notifications = notificationsSection(app);
+  const protection = protectionSection(app);
   fill(root,
     screenTitle("Settings"),
     h("section", { class: "detail-section" }, h("h3", {}, "Account"),
@@ -155,6 +174,7 @@ export async function settingsScreen(app, root) {
       h("p", { class: "muted small" }, `This session: ${VIA_WORDS[session.via] || session.via}, ends `, timeText(session.expiresAt), ".")),
     h("section", { class: "detail-section" }, h("h3", {}, "Passkeys"), passkeys,
       passkeysSupported() ? [field("Name for a new passkey", newLabel), add, addError] : h("p", { class: "warning" }, "This browser does not support passkeys.")),
+    protection.section,
     notifications.section,
     h("section", { class: "detail-section" }, h("h3", {}, "Sessions"), sessions, endOthers),
     h("section", { class: "detail-section" }, h("h3", {}, "Relay features"),
@@ -164,6 +184,6 @@ export async function settingsScreen(app, root) {
     h("section", { class: "detail-section" }, h("h3", {}, "This device"),
       h("p", {}, "Task details you open are kept on this device, encrypted with a key only your signed-in account can fetch."),
       clear, deviceStatus, signOut));
-  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload()]);
+  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {})]);
   return {};
 }

@@ -6,6 +6,8 @@ import { get, post, ws } from "../api.js";
 import * as cache from "../cache.js";
 import { busy, fill, h, loading, screenTitle } from "../dom.js";
 import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText, waitingWords } from "../format.js";
+import { signedCancel, trustState } from "../trust.js";
+import { pendingSection, signedLine } from "./pendingtasks.js";
 
 /** Whether `next` is a later state of the task than `current` (events can be replayed). */
 function isNewer(next, current) {
@@ -32,10 +34,12 @@ function taskCard(app, task, preview) {
 export async function taskListScreen(app, root) {
   const list = h("ul", { class: "cards", "aria-label": "Tasks" });
   const body = h("div", {}, loading("Loading tasks…"));
+  const pending = pendingSection(app);
   fill(root,
     h("div", { class: "screen-head" }, screenTitle("Tasks"),
       app.can("member") ? h("a", { href: "#/new", class: "button primary" }, "New task") : null),
-    body);
+    pending.section, body);
+  pending.reload().catch(() => {});
   let tasks = [];
   const previews = new Map();
   const draw = () => {
@@ -64,6 +68,7 @@ export async function taskListScreen(app, root) {
   return {
     onEvent(type, data) {
       if (type === "agent") draw();
+      if (type === "pending-task") pending.reload().catch(() => {});
       if (type !== "task") return;
       const index = tasks.findIndex((t) => t.id === data.task.id);
       if (index >= 0 && !isNewer(data.task, tasks[index])) return;
@@ -198,9 +203,11 @@ export async function taskDetailScreen(app, root, [taskId]) {
     && (task.createdBy === app.me.user.id || app.can("admin"));
 
   let canceller = null; // who cancelled it, once known
+  const trust = await trustState(app.wid).catch(() => ({ protected: false }));
   const drawHeader = () => {
     fill(header, screenTitle(taskTitle(task, app.agent(task.agentId))), metaList(app, task, canceller));
     const items = [];
+    if (trust.view) items.push(signedLine(app, trust.view, task));
     const waiting = waitingWords(task, app.agent(task.agentId));
     if (waiting) {
       items.push(h("p", { class: "running-note waiting", role: "status" },
@@ -229,7 +236,8 @@ export async function taskDetailScreen(app, root, [taskId]) {
     if (canCancel()) {
       const cancel = h("button", { type: "button", class: "danger" }, "Cancel task");
       cancel.addEventListener("click", () => busy(cancel, async () => {
-        const res = await post(ws(app.wid, `/tasks/${encodeURIComponent(task.id)}/cancel`));
+        const res = trust.protected ? await signedCancel(app, task)
+          : await post(ws(app.wid, `/tasks/${encodeURIComponent(task.id)}/cancel`));
         task = res.task;
         drawHeader();
       }, { label: "Cancelling…" }));

@@ -3,6 +3,7 @@
 
 import { post } from "../api.js";
 import { busy, errorLine, field, fill, h, screenTitle, toast } from "../dom.js";
+import { protectWorkspace, signBlock } from "../trust.js";
 
 function workspaceItem(app, m) {
   const current = m.workspaceId === app.wid;
@@ -31,7 +32,13 @@ function createForm(app) {
     busy(submit, async () => {
       const { workspace } = await post("/api/v1/workspaces", { name: name.value.trim() });
       await app.refreshMe();
-      toast(`Workspace "${workspace.name}" created. You are its owner.`);
+      // New workspaces are protected from the start: the owner's passkey signs the genesis.
+      let words = "";
+      if (!signBlock(app) && app.me.user.hasPasskey) {
+        words = await protectWorkspace(app, { wid: workspace.id }).then(() => " Protection is on.",
+          (err) => ` Protection is not on yet (${err.message}); turn it on in Settings.`);
+      }
+      toast(`Workspace "${workspace.name}" created. You are its owner.${words}`);
       app.switchWorkspace(workspace.id, "/agents");
     }, { label: "Creating…", errLine: error });
   });
