@@ -27,6 +27,10 @@ from codexrelay.protocol_base import (
     Message,
     ProtocolError,
     RefusalReason,
+    SignedDecision,
+    SignedStop,
+    SignedTask,
+    SignedTurn,
 )
 from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
 
@@ -36,6 +40,10 @@ __all__ = [  # the re-exported names; every name defined here is public as well
     "Message",
     "ProtocolError",
     "RefusalReason",
+    "SignedDecision",
+    "SignedStop",
+    "SignedTask",
+    "SignedTurn",
 ]
 
 PROTOCOL_VERSION = 1
@@ -234,23 +242,6 @@ class Welcome(Message):
     workspace_id: str
     token_expires_at: datetime | None = None
     features: AgentFeatures
-
-
-class SignedTask(Message):
-    """The phone's signed request, forwarded byte for byte (TRUST.md §4.5): the statement
-    and body as ``b64u`` of their exact bytes, and one passkey signature per approver
-    (``{credentialId, assertion}``, parsed strictly by the agent)."""
-
-    stmt: Annotated[str, Field(min_length=1, max_length=11_000)]
-    body: Annotated[str, Field(min_length=1, max_length=352_000)]
-    auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
-
-
-class SignedStop(Message):
-    """A device-key signed cancel or interrupt statement (TRUST.md §4.9)."""
-
-    stmt: Annotated[str, Field(min_length=1, max_length=2_000)]
-    sig: Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class TaskSpec(Message):
