@@ -31,7 +31,7 @@ from codexrelay.e2e import keys
 from codexrelay.e2e.audit import verify_audit
 from codexrelay.e2e.tags import tagged_hash
 from codexrelay.e2e.wire import b64u, b64u_decode
-from tests.agents import AgentProcess, write_agent_config
+from tests.agents import AgentProcess, pair_pinned, write_agent_config
 from tests.conversations import idle, item, pending_approval, read, threads_url
 from tests.fakes.model_server import ModelServer, scripted_reply
 from tests.helpers import wait_until
@@ -136,23 +136,6 @@ def _online(owner: TrustedPhone, wid: str) -> bool:
     return any(a["agentId"] == AGENT and a["online"] and a.get("trust") for a in agents)
 
 
-def _pair(owner: TrustedPhone, book: Book, relay: HostileRelay, config: Path) -> AgentProcess:
-    assert owner.sudo().status_code == 200
-    pairing = owner.pairing_code(book.ws)
-    env = {API_KEY_ENV: "mock-key", "NO_COLOR": "1"}
-    process = AgentProcess(config, config.parent / "agent.log", env=env)
-    process.start("pair", "--pair-code", pairing.shown)
-
-    def pending() -> dict[str, Any] | None:
-        listed = owner.phone.get(f"/api/v1/workspaces/{book.ws}/pair-requests").json()
-        return next((r for r in listed["pairRequests"] if r["status"] == "pending"), None)
-
-    request = wait_until(pending, timeout=30, what="the pair request")
-    assert owner.sudo().status_code == 200
-    assert owner.approve(book, request, pairing).status_code == 200
-    return process
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
@@ -180,8 +163,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             },
             conversations={"approvalTimeoutSec": 120},
         )
-        process = _pair(owner, book, relay, config)
-        process.env["TMPDIR"] = str(codex_tmp)
+        env = {API_KEY_ENV: "mock-key", "NO_COLOR": "1", "TMPDIR": str(codex_tmp)}
+        process = pair_pinned(owner, book, config, env)
         try:
             wait_until((agent_dir / "state" / TRUST_FILE).exists, timeout=30, what="the pin")
             wait_until(lambda: _online(owner, wid), timeout=30, what="the agent pinned")

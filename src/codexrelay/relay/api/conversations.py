@@ -26,7 +26,7 @@ from codexrelay.relay.conversations.threads import (
     thread_out,
 )
 from codexrelay.relay.services import Services
-from codexrelay.relay.tasks.lifecycle import MAX_CWD_CHARS
+from codexrelay.relay.tasks.lifecycle import MAX_CWD_CHARS, check_cwd
 from codexrelay.relay.trust import convsigned, membership
 from codexrelay.relay.trust.membership import refuse_unsigned
 from codexrelay.relay.views import ApprovalOut, ThreadOut, TurnOut
@@ -201,6 +201,8 @@ async def start_thread(
         body.write_access,
     )
     _check_turn(services, access, body.signed, plain, "starting a conversation")
+    if body.signed is not None and check_cwd(body.cwd) != body.cwd:
+        raise AppError(ErrorCode.INVALID_CWD, "Sign the folder in its plain form.")
     request = flow.StartRequest(
         agent_id=body.agent_id,
         input=_input(services, body.prompt, body.images),
