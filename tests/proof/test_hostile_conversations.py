@@ -400,3 +400,14 @@ def test_the_agents_audit_log_verifies(world):
     assert trust is not None
     lines = (world.dir / "state" / AUDIT_FILE).read_bytes().splitlines(keepends=True)
     assert verify_audit(lines, keys.load_verify_key("c25519", trust["sigPub"])).ok
+
+
+def test_a_replay_through_the_relays_own_api_is_refused_by_the_agent(world, honest):
+    """The relay keeps no run-once set; the agent does, and the phone hears why."""
+    prompt = "MOCK_ESCALATE: touch honest.txt"
+    body = {"agentId": AGENT, "prompt": prompt, "signed": honest["signed"]}
+    before = len(world.model.requests)
+    res = world.owner.phone.post(threads_url(world.wid), json=body)
+    assert (res.status_code, res.json()["error"]) == (403, "statement-refused"), res.text
+    assert "duplicate-task" in res.json()["message"]
+    assert len(world.model.requests) == before
