@@ -79,15 +79,23 @@ class AgentKeys:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             msg = f"{path} is unreadable ({type(exc).__name__}); restore it or reset trust"
             raise TrustError(msg) from None
-        made = cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
-        ensure_private_dir(state_dir)
+        made = cls.generate()
+        made.save(path)
+        return made
+
+    @classmethod
+    def generate(cls) -> AgentKeys:
+        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+
+    def save(self, path: Path) -> None:
+        """Write the keys to ``path`` (0600, replaced atomically)."""
+        ensure_private_dir(path.parent)
         body = {
             "suite": "c25519",
-            "sig": b64u(_raw_private(made.signing)),
-            "kex": b64u(_raw_private(made.kex)),
+            "sig": b64u(_raw_private(self.signing)),
+            "kex": b64u(_raw_private(self.kex)),
         }
         write_private_file(path, (json.dumps(body) + "\n").encode("utf-8"))
-        return made
 
 
 @dataclass(frozen=True)
