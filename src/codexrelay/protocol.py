@@ -155,6 +155,29 @@ class TrustStatus(Message):
     trust: AgentTrust
 
 
+class LogPush(Message):
+    """Membership log entries a phone pushes to an agent (TRUST.md §4.10): a removal reaches
+    the agent even when the relay's log endpoint withholds it. ``start`` is the first
+    entry's ``seq``; the agent verifies them on its pinned chain."""
+
+    type: Literal["log.push"] = "log.push"
+    push_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    start: Annotated[int, Field(ge=0)]
+    entries: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=500)]
+
+
+class LogAck(Message):
+    """The agent's answer to a push: ``ack`` is ``b64u`` of ``{"v":1,"kind":"log.ack","ws",
+    "agent","pushId","head":{"seq","hash"}}`` and ``sig`` its Ed25519 signature under
+    ``tag(logack)``, which the relay cannot make; or ``reason`` when the push was refused."""
+
+    type: Literal["log.ack"] = "log.ack"
+    push_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    ack: Annotated[str, Field(max_length=1000)] | None = None
+    sig: Annotated[str, Field(max_length=200)] | None = None
+    reason: RefusalReason | None = None
+
+
 class FileChangeInfo(Message):
     path: Annotated[str, Field(max_length=4096)]
     kind: Annotated[str, Field(max_length=20)]
@@ -285,11 +308,12 @@ AgentMessage = Annotated[
     | SessionsUpdate
     | TokenRenew
     | TrustStatus
+    | LogAck
     | ConversationAgentMessage,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
-    Welcome | TaskDispatch | TaskCancel | TokenRenewed | ConversationRelayMessage,
+    Welcome | TaskDispatch | TaskCancel | TokenRenewed | LogPush | ConversationRelayMessage,
     Field(discriminator="type"),
 ]
 

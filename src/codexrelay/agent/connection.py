@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from codexrelay import __version__
+from codexrelay.agent import logpush
 from codexrelay.agent.catalog import SessionCatalog
 from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.conversations import REQUEST_TYPES, Conversations
@@ -42,6 +43,7 @@ from codexrelay.protocol import (
     CatalogItem,
     Hello,
     LinkCounter,
+    LogPush,
     Message,
     ProtocolError,
     SequenceError,
@@ -386,6 +388,11 @@ class AgentConnection:
                 self.executor.cancel(message.task_id)
         elif isinstance(message, REQUEST_TYPES):
             await self.conversations.handle(message)
+        elif isinstance(message, LogPush):
+            ack = logpush.answer(self.gate.trust, self.gate.keys, self.config.agent_id, message)
+            if ack.reason is None:
+                self._trust_changed()
+            await self.send(ack)
         elif isinstance(message, TokenRenewed):
             self.tokens.save(
                 message.agent_token,
