@@ -152,6 +152,10 @@ class Conversations:
             admitted = await self.trust.admit(request, self.manager)
             if admitted is not None:
                 self.trust.commit(admitted)
+                if isinstance(request, ApprovalDecide):  # the signer, not the relay's word
+                    request = request.model_copy(
+                        update={"decided_by": admitted.accepted.signers[0]}
+                    )
         reply = await self._carry_out(request)
         if admitted is not None and self.trust is not None and reply.thread is not None:
             self.trust.started(admitted, reply.thread.id)
