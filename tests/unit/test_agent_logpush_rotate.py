@@ -110,3 +110,35 @@ def test_request_bytes_parse_strictly_and_hash_a_diff_past_the_budget():
         _approval(changes=[small]), AGENT
     )
     assert b64u(raw)
+
+
+# --- a fork freezes log updates until an owner's checkpoint (TRUST.md §4.11) ---
+
+
+def _head(world: World) -> dict:
+    return {"seq": world.kit.seq - 1, "hash": world.kit.view().head.hash}
+
+
+def test_a_fork_freezes_log_updates_until_an_owners_checkpoint(world, tmp_path):
+    """A statement on another branch raises the alarm (kept in stateDir, 0600); statements
+    on the chain the agent holds still pass; newer entries are not adopted until one of
+    them is an owner-signed checkpoint, which clears the alarm."""
+    from tests.unit.test_agent_trust import accepts, reason  # noqa: PLC0415
+
+    stmt, body = world.statement(world.member, logHead={"seq": 2, "hash": "A" * 43})
+    assert reason(world, world.spec(stmt, body, [world.member])) == "log-fork"
+    fork = tmp_path / "fork.json"
+    assert fork.stat().st_mode & 0o777 == 0o600
+    assert world.store.fork() is not None
+    stmt, body = world.statement(world.member)
+    assert accepts(world, world.spec(stmt, body, [world.member])) is not None
+    held = world.store.view().head
+    world.kit.add("member.role", {"userId": "u_viewer", "role": "member"}, world.kit.owner)
+    stmt, body = world.statement(world.member, logHead=_head(world))
+    assert reason(world, world.spec(stmt, body, [world.member]), fetch=True) == "log-fork"
+    assert world.store.view().head == held
+    world.kit.add("checkpoint", {"reason": "the branch we keep"}, world.kit.owner)
+    stmt, body = world.statement(world.member, logHead=_head(world))
+    assert accepts(world, world.spec(stmt, body, [world.member]), fetch=True) is not None
+    assert world.store.fork() is None
+    assert not fork.exists()

@@ -11,6 +11,7 @@ the acknowledgement: the phone shows which agents confirmed and which are still 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from codexrelay.agent.trust import AgentKeys, TrustError, TrustStore
@@ -22,7 +23,7 @@ from codexrelay.e2e.wire import b64u
 from codexrelay.protocol import LogAck, LogPush, RefusalReason
 
 
-def apply_push(trust: TrustStore, start: int, entries: list[dict[str, Any]]) -> Head:
+def apply_push(trust: TrustStore, start: int, entries: list[dict[str, Any]], now: int) -> Head:
     """Verify and keep the pushed entries; the head the agent holds afterwards."""
     view = trust.view()
     newer = []
@@ -30,11 +31,12 @@ def apply_push(trust: TrustStore, start: int, entries: list[dict[str, Any]]) -> 
         seq = start + offset
         if seq <= view.head.seq:
             if posted.get("entry") != view.entries[seq].entry:
+                trust.mark_fork(f"a pushed entry #{seq} differs from the one held", now)
                 msg = f"entry #{seq} differs from the one this agent holds"
                 raise ValueError(msg)
         else:
             newer.append(parse_signed(posted, seq))
-    return trust.extend(newer).head if newer else view.head
+    return trust.adopt(newer).head if newer else view.head
 
 
 def ack_bytes(ws: str, agent_id: str, push_id: str, head: Head) -> bytes:
@@ -58,7 +60,7 @@ def answer(trust: TrustStore, agent_keys: AgentKeys, agent_id: str, push: LogPus
             return LogAck(push_id=push.push_id, reason=RefusalReason.NOT_PINNED)
         if push.start > trust.view().head.seq + 1:
             return LogAck(push_id=push.push_id, reason=RefusalReason.LOG_HEAD_UNKNOWN)
-        head = apply_push(trust, push.start, push.entries)
+        head = apply_push(trust, push.start, push.entries, int(time.time()))
     except TrustError:
         return LogAck(push_id=push.push_id, reason=RefusalReason.NOT_PINNED)
     except (LogError, ValueError):
