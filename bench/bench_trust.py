@@ -9,7 +9,10 @@
   not counting the person's touch (statements are signed before the clock starts;
   target <= +2 ms).
 
-Run: ``.venv/bin/python -m bench.bench_trust [--runs 300] [--tasks 200]``.
+- a signed thread start through the agent's conversation gate (the same checklist plus the
+  binding of the turn statement to the request).
+
+Run: ``.venv/bin/python -m bench.bench_trust [--runs 300] [--tasks 200] [--no-dispatch]``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,24 @@ def verify_cost(runs: int) -> tuple[float, float]:
             gate.accepted(spec, accepted)
             records.append((time.perf_counter() - start) * 1000)
     return statistics.median(checks), statistics.median(records)
+
+
+def turn_cost(runs: int) -> float:
+    """Median ms of a signed thread start through the agent's conversation gate: the same
+    checklist plus the binding to the request (input hash, mode, plain copy)."""
+    from tests.unit.test_agent_convgate import Conv  # noqa: PLC0415 - bench only
+
+    with tempfile.TemporaryDirectory(prefix="bench-turn-") as tmp:
+        conv = Conv(Path(tmp))
+        requests = [conv.start(f"Explain step {n}") for n in range(runs)]
+        loop = asyncio.new_event_loop()
+        times = []
+        for request in requests:
+            start = time.perf_counter()
+            admitted = loop.run_until_complete(conv.gate.admit(request, None))
+            times.append((time.perf_counter() - start) * 1000)
+            assert admitted is not None
+    return statistics.median(times)
 
 
 def _agent(relay: RelayProcess, base: Path, agent_id: str, code: str) -> AgentProcess:
@@ -156,10 +177,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--no-dispatch", action="store_true", help="the per-statement costs only")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     check, record = verify_cost(args.runs)
     print(f"agent checklist per statement: {check:.3f} ms (target <= 1 ms)")
     print(f"durable audit record before start (counters and run-once in it): {record:.3f} ms")
+    print(f"signed thread start through the conversation gate: {turn_cost(args.runs):.3f} ms")
+    if args.no_dispatch:
+        return
     plain, signed = dispatch(args.tasks)
     p_plain, p_signed = pct(plain, 0.5) * 1000, pct(signed, 0.5) * 1000
     print(

@@ -171,3 +171,23 @@ def pair_agent(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- agent log ---\n{agent.logs()}") from None
     return agent
+
+
+def pair_pinned(
+    owner: Any, book: Any, config: Path, env: dict[str, str] | None = None
+) -> AgentProcess:
+    """``agent pair --pair-code CODE.SECRET`` into a protected workspace, approved by the
+    owner's ``trustkit.TrustedPhone`` with the MAC'd grant (TRUST.md §4.2); the agent pins."""
+    assert owner.sudo().status_code == 200
+    pairing = owner.pairing_code(book.ws)
+    process = AgentProcess(config, config.parent / "agent.log", env=dict(env or {}))
+    process.start("pair", "--pair-code", pairing.shown)
+
+    def pending() -> dict[str, Any] | None:
+        listed = owner.phone.get(f"/api/v1/workspaces/{book.ws}/pair-requests").json()
+        return next((r for r in listed["pairRequests"] if r["status"] == "pending"), None)
+
+    request = wait_until(pending, timeout=30, what="the pair request")
+    assert owner.sudo().status_code == 200
+    assert owner.approve(book, request, pairing).status_code == 200
+    return process

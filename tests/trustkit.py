@@ -306,3 +306,97 @@ def claim_for(secret: bytes, code: str, claim: dict[str, Any]) -> dict[str, str]
     """The agent's ``e2e`` field for a claim dict (for tests that play the agent)."""
     raw = dumps(claim)
     return {"claim": b64u(raw), "mac": claim_mac(pairing_key(secret, code), raw)}
+
+
+# --- conversations (§4.8, §4.13) ---
+
+
+def turn_input(prompt: str, **fields: Any) -> bytes:
+    """A turn's input bytes: the prompt, photos, and for a new thread its cwd and model."""
+    body = {"prompt": prompt, "images": None, "cwd": None, "model": None, "effort": None}
+    body.update(fields)
+    body["salt"] = b64u(secrets.token_bytes(16))
+    return dumps(body)
+
+
+def signed_turn_statement(
+    phone: TrustedPhone,
+    book: Book,
+    agent: str,
+    mode: str,
+    thread: str | None,
+    raw_input: bytes,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A turn statement (dict, to tamper with) committing to ``raw_input``."""
+    now = phone.now()
+    stmt = {
+        "v": 1,
+        "kind": "turn",
+        "ws": book.ws,
+        "agent": agent,
+        "thread": thread or str(uuid.uuid4()),
+        "turn": str(uuid.uuid4()),
+        "mode": mode,
+        "inputHash": digest(raw_input),
+        "writeAccess": False,
+        "device": phone.device_id,
+        "logHead": book.log_head,
+        "issuedAt": now,
+        "expiresAt": now + 300,
+    }
+    stmt.update(fields)
+    return stmt
+
+
+def signed_turn(phone: TrustedPhone, stmt: dict[str, Any], raw_input: bytes) -> dict[str, Any]:
+    """``{stmt, input, auth}`` as the conversation endpoints take it."""
+    raw = dumps(stmt)
+    return {"stmt": b64u(raw), "input": b64u(raw_input), "auth": [phone.sign("turn", raw)]}
+
+
+def signed_decision(
+    phone: TrustedPhone,
+    book: Book,
+    agent: str,
+    approval: dict[str, Any],
+    decision: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    """``{stmt, auth}``: a decision over the approval's exact request bytes."""
+    now = phone.now()
+    stmt = {
+        "v": 1,
+        "kind": "decision",
+        "ws": book.ws,
+        "agent": agent,
+        "task": approval["threadId"],
+        "requestId": approval["id"],
+        "reqHash": digest(b64u_decode(approval["request"], max_bytes=1 << 21)),
+        "decision": decision,
+        "device": phone.device_id,
+        "logHead": book.log_head,
+        "issuedAt": now,
+        "expiresAt": now + 300,
+    }
+    stmt.update(fields)
+    raw = dumps(stmt)
+    return {"stmt": b64u(raw), "auth": [phone.sign("decision", raw)]}
+
+
+def signed_interrupt(
+    phone: TrustedPhone, book: Book, agent: str, thread: str, turn: str
+) -> dict[str, str]:
+    """``{stmt, sig}``: a device-signed interrupt of one running turn."""
+    stmt = {
+        "v": 1,
+        "kind": "interrupt",
+        "ws": book.ws,
+        "agent": agent,
+        "thread": thread,
+        "turn": turn,
+        "device": phone.device_id,
+        "issuedAt": phone.now(),
+    }
+    raw = dumps(stmt)
+    return {"stmt": b64u(raw), "sig": phone.device_sign("interrupt", raw)}

@@ -7,7 +7,7 @@ import sys
 import click
 
 from codexrelay import __version__
-from codexrelay.agent import lifecycle, terminal, trustcli  # noqa: F401 - register their commands
+from codexrelay.agent import lifecycle, rotate, terminal, trustcli  # noqa: F401 - register their commands
 from codexrelay.agent.commands import agent
 from codexrelay.cliconfig import fail
 from codexrelay.crypto import new_secret, sha256_hex

@@ -27,6 +27,10 @@ from codexrelay.protocol_base import (
     Message,
     ProtocolError,
     RefusalReason,
+    SignedDecision,
+    SignedStop,
+    SignedTask,
+    SignedTurn,
 )
 from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
 
@@ -36,6 +40,10 @@ __all__ = [  # the re-exported names; every name defined here is public as well
     "Message",
     "ProtocolError",
     "RefusalReason",
+    "SignedDecision",
+    "SignedStop",
+    "SignedTask",
+    "SignedTurn",
 ]
 
 PROTOCOL_VERSION = 1
@@ -147,6 +155,29 @@ class TrustStatus(Message):
     trust: AgentTrust
 
 
+class LogPush(Message):
+    """Membership log entries a phone pushes to an agent (TRUST.md §4.10): a removal reaches
+    the agent even when the relay's log endpoint withholds it. ``start`` is the first
+    entry's ``seq``; the agent verifies them on its pinned chain."""
+
+    type: Literal["log.push"] = "log.push"
+    push_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    start: Annotated[int, Field(ge=0)]
+    entries: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=500)]
+
+
+class LogAck(Message):
+    """The agent's answer to a push: ``ack`` is ``b64u`` of ``{"v":1,"kind":"log.ack","ws",
+    "agent","pushId","head":{"seq","hash"}}`` and ``sig`` its Ed25519 signature under
+    ``tag(logack)``, which the relay cannot make; or ``reason`` when the push was refused."""
+
+    type: Literal["log.ack"] = "log.ack"
+    push_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    ack: Annotated[str, Field(max_length=1000)] | None = None
+    sig: Annotated[str, Field(max_length=200)] | None = None
+    reason: RefusalReason | None = None
+
+
 class FileChangeInfo(Message):
     path: Annotated[str, Field(max_length=4096)]
     kind: Annotated[str, Field(max_length=20)]
@@ -236,23 +267,6 @@ class Welcome(Message):
     features: AgentFeatures
 
 
-class SignedTask(Message):
-    """The phone's signed request, forwarded byte for byte (TRUST.md §4.5): the statement
-    and body as ``b64u`` of their exact bytes, and one passkey signature per approver
-    (``{credentialId, assertion}``, parsed strictly by the agent)."""
-
-    stmt: Annotated[str, Field(min_length=1, max_length=11_000)]
-    body: Annotated[str, Field(min_length=1, max_length=352_000)]
-    auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
-
-
-class SignedStop(Message):
-    """A device-key signed cancel or interrupt statement (TRUST.md §4.9)."""
-
-    stmt: Annotated[str, Field(min_length=1, max_length=2_000)]
-    sig: Annotated[str, Field(min_length=1, max_length=200)]
-
-
 class TaskSpec(Message):
     """What the relay asks the agent to run; the agent re-checks all of it (R09, R15)."""
 
@@ -294,11 +308,12 @@ AgentMessage = Annotated[
     | SessionsUpdate
     | TokenRenew
     | TrustStatus
+    | LogAck
     | ConversationAgentMessage,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
-    Welcome | TaskDispatch | TaskCancel | TokenRenewed | ConversationRelayMessage,
+    Welcome | TaskDispatch | TaskCancel | TokenRenewed | LogPush | ConversationRelayMessage,
     Field(discriminator="type"),
 ]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from codexrelay.settings import CamelModel
 
@@ -68,3 +71,37 @@ class RefusalReason(StrEnum):
     COUNTER_REGRESSED = "counter-regressed"
     SIGNATURE_INVALID = "signature-invalid"
     AUDIT_UNAVAILABLE = "audit-unavailable"
+
+
+class SignedTask(Message):
+    """The phone's signed request, forwarded byte for byte (TRUST.md §4.5): the statement
+    and body as ``b64u`` of their exact bytes, and one passkey signature per approver
+    (``{credentialId, assertion}``, parsed strictly by the agent)."""
+
+    stmt: Annotated[str, Field(min_length=1, max_length=11_000)]
+    body: Annotated[str, Field(min_length=1, max_length=352_000)]
+    auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
+
+
+class SignedStop(Message):
+    """A device-key signed cancel or interrupt statement (TRUST.md §4.9)."""
+
+    stmt: Annotated[str, Field(min_length=1, max_length=2_000)]
+    sig: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SignedDecision(Message):
+    """A passkey-signed approval decision (TRUST.md §4.8), forwarded byte for byte."""
+
+    stmt: Annotated[str, Field(min_length=1, max_length=11_000)]
+    auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
+
+
+class SignedTurn(Message):
+    """A passkey-signed turn, steer or thread start (TRUST.md §4.13): the statement and the
+    input (prompt, photos, and for a new thread its directory and model) as ``b64u`` of
+    their exact bytes. The relay's plain copy of the input must equal it."""
+
+    stmt: Annotated[str, Field(min_length=1, max_length=11_000)]
+    input: Annotated[str, Field(min_length=1, max_length=700_000)]
+    auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1)]

@@ -18,7 +18,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from codexrelay.protocol_base import UUID_PATTERN, Message, RefusalReason
+from codexrelay.protocol_base import (
+    UUID_PATTERN,
+    Message,
+    RefusalReason,
+    SignedDecision,
+    SignedStop,
+    SignedTurn,
+)
 
 MAX_PROMPT_CHARS = 131072
 MAX_TEXT_CHARS = 262144
@@ -27,6 +34,7 @@ MAX_DELTA_CHARS = 65536
 MAX_IMAGES = 4
 MAX_IMAGE_CHARS = 700_000  # a base64 data URL; the whole frame is capped at 1 MiB anyway
 MAX_PAGE_ITEMS = 500
+MAX_REQUEST_CHARS = 1_500_000
 
 ThreadId = Annotated[str, Field(pattern=UUID_PATTERN)]
 RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -130,6 +138,8 @@ class Approval(Message):
     decision: Decision | None = None
     decided_by: Annotated[str, Field(max_length=64)] | None = None
     decided_at: datetime | None = None
+    # b64u of the exact request bytes (``ApprovalRequest``); a signed decision names its hash
+    request: Annotated[str, Field(max_length=MAX_REQUEST_CHARS)] | None = None
 
 
 class ModelOption(Message):
@@ -160,6 +170,7 @@ class ThreadStart(Message):
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     effort: Annotated[str, Field(pattern=r"^[a-z]{1,20}$")] | None = None
     images: Annotated[list[ImageUrl], Field(max_length=MAX_IMAGES)] | None = None
+    signed: SignedTurn | None = None
 
 
 class ThreadTurn(Message):
@@ -170,6 +181,7 @@ class ThreadTurn(Message):
     thread_id: ThreadId
     prompt: Prompt
     images: Annotated[list[ImageUrl], Field(max_length=MAX_IMAGES)] | None = None
+    signed: SignedTurn | None = None
 
 
 class ThreadSteer(Message):
@@ -179,12 +191,14 @@ class ThreadSteer(Message):
     request_id: RequestId
     thread_id: ThreadId
     prompt: Prompt
+    signed: SignedTurn | None = None
 
 
 class ThreadInterrupt(Message):
     type: Literal["thread.interrupt"] = "thread.interrupt"
     request_id: RequestId
     thread_id: ThreadId
+    signed: SignedStop | None = None
 
 
 class ThreadResume(Message):
@@ -222,6 +236,7 @@ class ApprovalDecide(Message):
     approval_id: OpaqueId
     decision: Decision
     decided_by: Annotated[str, Field(max_length=64)] | None = None
+    signed: SignedDecision | None = None
 
 
 class ModelsList(Message):

@@ -113,6 +113,9 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", f"{PREFIX}/tasks/{{task_id}}/signed-cancel"): Row(
         Role.MEMBER, {"stmt": "x", "sig": "x"}, 409
     ),
+    ("POST", f"{PREFIX}/agents/{{agent_id}}/log-push"): Row(
+        Role.MEMBER, {"start": 0, "entries": [{}]}, 409
+    ),
     # audit trail (B2): admins read and export their workspace's records
     ("GET", f"{PREFIX}/audit"): Row(Role.ADMIN, body=None, allowed=200),
     ("GET", f"{PREFIX}/audit/export"): Row(Role.ADMIN, body=None, allowed=200),

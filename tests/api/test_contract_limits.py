@@ -104,6 +104,7 @@ AUDIT = "/api/v1/workspaces/{wid}/audit"
 E2E_LOG = "/api/v1/workspaces/{wid}/e2e/log"
 SIGNED = "/api/v1/workspaces/{wid}/signed-tasks"
 SIGNED_CANCEL = "/api/v1/workspaces/{wid}/tasks/nope/signed-cancel"
+LOG_PUSH = "/api/v1/workspaces/{wid}/agents/nope/log-push"
 APPROVE_PAIR = "/api/v1/workspaces/{wid}/pair-requests/nope/approve"
 TASKS = "/api/v1/workspaces/{wid}/tasks"
 INVITES = "/api/v1/workspaces/{wid}/invites"
@@ -209,6 +210,12 @@ ROWS = [
         "SignedTaskBody",
         "auth",
         _post(SIGNED, {"stmt": "e30", "body": "e30"}, "auth"),
+        lambda n: [{}] * n,
+    ),
+    Row(
+        "LogPushBody",
+        "entries",
+        _post(LOG_PUSH, {"start": 0}, "entries"),
         lambda n: [{}] * n,
     ),
     Row("SignedCancelBody", "stmt", _post(SIGNED_CANCEL, {"sig": "x"}, "stmt")),

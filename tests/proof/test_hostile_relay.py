@@ -28,14 +28,14 @@ from codexrelay.agent.trust import TRUST_FILE
 from codexrelay.e2e import keys
 from codexrelay.e2e.audit import verify_audit
 from codexrelay.e2e.log import chain_hash
-from codexrelay.e2e.tags import tagged_hash
+from codexrelay.e2e.tags import tag, tagged_hash
 from codexrelay.e2e.wire import b64u, b64u_decode
 from codexrelay.relay.storage.memory import log_key
 from codexrelay.relay.storage.records import LogEntryRecord
 from tests.agents import AgentProcess, write_agent_config
 from tests.helpers import wait_until
 from tests.proof.hostile import HostileRelay
-from tests.softauthn import LOGIN_TAG, Phone, SoftAuthenticator
+from tests.softauthn import LOGIN_TAG, Phone, SoftAuthenticator, join_by_invite
 from tests.trustkit import Book, Pairing, TrustedPhone, dumps
 
 AGENT = "build-01"
@@ -411,6 +411,73 @@ def test_a_signature_without_user_verification_is_refused(world):
     stmt, body = world.owner.task(world.book, AGENT, actionId="mark")
     auth = world.owner.sign("task", dumps(stmt), user_verified=False)
     world.refused(spec_of(stmt, body, [auth]), "user-not-verified")
+
+
+# --- §10 item 6: a withheld removal ---
+
+
+def _log_entries(world: World) -> list[dict[str, Any]]:
+    """The log as the owner's phone reads it, checked against the phone's own head."""
+    page = world.owner.phone.get(f"/api/v1/workspaces/{world.wid}/e2e/log").json()
+    entries = [{"entry": e["entry"], "sigs": e["sigs"]} for e in page["entries"]]
+    assert chain_hash(b64u_decode(entries[-1]["entry"], max_bytes=1 << 16)) == world.book.head
+    return entries
+
+
+def _push(world: World) -> Any:
+    body = {"start": 0, "entries": _log_entries(world)}
+    return world.owner.phone.post(
+        f"/api/v1/workspaces/{world.wid}/agents/{AGENT}/log-push", json=body, timeout=30
+    )
+
+
+def test_a_withheld_removal_reaches_the_agent_by_a_direct_push(world):
+    """The relay hides a member.remove from the agent's log fetches and serves the removed
+    member's task signed on the head before it. The remover's phone pushes the log to the
+    agent: dropped, the phone gets no acknowledgement (it shows the agent pending); passed
+    on, the agent answers with a signed acknowledgement of the head holding the removal and
+    refuses the removed member from then on. Nothing ran."""
+    bea_phone = join_by_invite(world.owner.phone, world.wid, "member", "Bea")
+    bea = TrustedPhone(
+        bea_phone, bea_phone.get("/api/v1/me").json()["user"]["id"], "Bea", "localhost"
+    )
+    world.owner.add_member(world.book, bea, "member")
+    stmt, body = bea.task(world.book, AGENT, actionId="mark")
+    world.relay.inject(
+        {"type": "task", "task": spec_of(stmt, body, [bea.sign("task", dumps(stmt))])}
+    )
+    assert world.outcome(stmt["task"])["status"] == "completed"
+    before_removal = dict(world.book.log_head)
+
+    def withhold(_path: str, data: dict[str, Any]) -> dict[str, Any]:
+        kept = []
+        for item in data.get("entries", []):
+            if item.get("op") == "member.remove":
+                break
+            kept.append(item)
+        return {**data, "entries": kept}
+
+    world.relay.attack.http["/api/v1/agent/e2e/log"] = withhold
+    try:
+        world.owner.add(world.book, "member.remove", {"userId": bea.user_id})
+        world.relay.attack.to_agent = lambda m: [] if m.get("type") == "log.push" else [m]
+        dropped = _push(world)
+        assert (dropped.status_code, dropped.json()["error"]) == (504, "agent-timeout")
+        world.relay.attack.to_agent = None
+        pushed = _push(world)
+    finally:
+        world.relay.attack.http.clear()
+        world.relay.attack.to_agent = None
+    assert pushed.status_code == 200, pushed.text
+    answer = pushed.json()
+    trust = world.relay.services.store.agents.named(world.wid, AGENT)[-1].trust
+    assert trust is not None
+    key = keys.load_verify_key("c25519", trust["sigPub"])
+    raw = b64u_decode(answer["ack"], max_bytes=1000)
+    assert keys.verify(key, b64u_decode(answer["sig"], max_bytes=64), tag("logack") + raw)
+    assert json.loads(raw)["head"] == world.book.log_head
+    late, body = bea.task(world.book, AGENT, actionId="mark", logHead=before_removal)
+    world.refused(spec_of(late, body, [bea.sign("task", dumps(late))]), "revoked-signer")
 
 
 # --- §10 item 6: withheld and forked log entries ---

@@ -466,19 +466,3 @@ def test_an_interrupt_needs_the_starters_or_an_admins_device(tmp_path):
     assert not gate.allow_interrupt(stop, thread="th_2", turn=turn, starter="u_member")
     cancel_sig = SignedStop(stmt=b64u(raw), sig=b64u(keys.sign(key, tag("cancel") + raw)))
     assert not gate.allow_interrupt(cancel_sig, thread="th_1", turn=turn, starter="u_member")
-
-
-def test_a_pinned_agent_refuses_unsigned_conversation_work(world, tmp_path):
-    """Turns, steers, interrupts and approval answers carry no signed statement yet, so a
-    pinned agent refuses them (reading threads stays allowed); an unpinned one does not."""
-    from codexrelay.protocol_threads import ThreadList, ThreadStart  # noqa: PLC0415
-
-    gate = world.gate()
-    start = ThreadStart(request_id=str(uuid.uuid4()), prompt="hi")
-    assert gate.conversation_refusal(start) is not None
-    assert gate.conversation_refusal(start).value == "signature-required"  # type: ignore[union-attr]
-    assert gate.conversation_refusal(ThreadList(request_id=str(uuid.uuid4()))) is None
-    last = json.loads((tmp_path / "audit.jsonl").read_bytes().splitlines()[-1])
-    assert (last["kind"], last["outcome"]) == ("thread.start", "refused")
-    world.store.reset()
-    assert gate.conversation_refusal(start) is None

@@ -98,6 +98,9 @@ class AuditLog:
             os.close(fd)
 
 
+RUN_ONCE_KINDS = frozenset({"task", "turn", "decision"})
+
+
 def sign_counts(path: Path) -> dict[str, int]:
     """The highest passkey counter of every credential in accepted records.
 
@@ -131,9 +134,17 @@ def _note_count(counts: dict[str, int], sig: Any) -> None:
         counts[credential] = max(counts.get(credential, 0), int.from_bytes(data[33:37], "big"))
 
 
+def run_once_id(stmt: dict[str, Any]) -> str:
+    """The run-once key of an accepted statement: the task id, the turn id, or for a
+    decision the request it answers (one answer per request and hash, TRUST.md §4.8)."""
+    if stmt.get("kind") == "decision":
+        return f"{stmt['requestId']}:{stmt['reqHash']}"
+    return str(stmt["turn"] if stmt.get("kind") == "turn" else stmt["task"])
+
+
 def accepted_tasks(path: Path, now: int, skew: int) -> list[tuple[str, int]]:
-    """Task ids of accepted statements that have not expired yet, with their keep-until:
-    the run-once store of signed tasks, restored at start-up."""
+    """Run-once ids of accepted statements (tasks, turns, decisions) that have not expired
+    yet, with their keep-until: the run-once store of signed work, restored at start-up."""
     found: list[tuple[str, int]] = []
     try:
         lines = path.read_bytes().splitlines()
@@ -142,12 +153,13 @@ def accepted_tasks(path: Path, now: int, skew: int) -> list[tuple[str, int]]:
     for line in lines:
         try:
             record = json.loads(line)
-            if (record["kind"], record["outcome"]) != ("task", "accepted"):
+            if record["kind"] not in RUN_ONCE_KINDS or record["outcome"] != "accepted":
                 continue
             stmt = json.loads(b64u_decode(record["stmt"], max_bytes=1 << 16))
             until = int(stmt["expiresAt"]) + skew
+            key = run_once_id(stmt)
         except (ValueError, KeyError, TypeError, WireError):
             continue
         if until >= now:
-            found.append((str(stmt["task"]), until))
+            found.append((key, until))
     return found

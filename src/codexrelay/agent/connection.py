@@ -23,9 +23,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from codexrelay import __version__
+from codexrelay.agent import logpush
 from codexrelay.agent.catalog import SessionCatalog
 from codexrelay.agent.config import AgentConfig
 from codexrelay.agent.conversations import REQUEST_TYPES, Conversations
+from codexrelay.agent.convgate import ConversationGate
 from codexrelay.agent.executor import Executor
 from codexrelay.agent.gate import TrustGate
 from codexrelay.agent.logsync import fetch_log_async
@@ -41,6 +43,7 @@ from codexrelay.protocol import (
     CatalogItem,
     Hello,
     LinkCounter,
+    LogPush,
     Message,
     ProtocolError,
     SequenceError,
@@ -59,7 +62,6 @@ from codexrelay.protocol import (
     parse_relay_frame,
     read_seq,
 )
-from codexrelay.protocol_threads import ThreadRefused
 
 log = logging.getLogger("codexrelay.agent")
 
@@ -144,6 +146,7 @@ class AgentConnection:
         )
         self.executor.gate = self.gate
         self.gate.restore_run_once(self.executor.ledger)
+        self.conversations.trust = ConversationGate(self.gate, self.executor.ledger)
         self._trust_sent: TrustStatus | None = None
         self._trust_due: asyncio.TimerHandle | None = None
         self._trust_job: asyncio.Future[None] | None = None
@@ -384,13 +387,12 @@ class AgentConnection:
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
         elif isinstance(message, REQUEST_TYPES):
-            if (refusal := self.gate.conversation_refusal(message)) is not None:
-                text = "this workspace is protected: conversations need signed turns"
-                await self.send(
-                    ThreadRefused(request_id=message.request_id, reason=refusal, message=text)
-                )
-                return
             await self.conversations.handle(message)
+        elif isinstance(message, LogPush):
+            ack = logpush.answer(self.gate.trust, self.gate.keys, self.config.agent_id, message)
+            if ack.reason is None:
+                self._trust_changed()
+            await self.send(ack)
         elif isinstance(message, TokenRenewed):
             self.tokens.save(
                 message.agent_token,

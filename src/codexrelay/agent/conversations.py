@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from codexrelay.agent.config import AgentConfig
+from codexrelay.agent.convgate import ConversationGate
 from codexrelay.agent.executor import check_cwd
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.runners.appserver.manager import ThreadManager
@@ -79,6 +80,7 @@ class Conversations:
             ThreadManager(config, self._send, redactor=redactor) if enabled else None
         )
         self._jobs: set[asyncio.Task[None]] = set()
+        self.trust: ConversationGate | None = None  # set when the agent can pin (TRUST.md)
 
     async def _send(self, message: Message) -> None:
         if self.relay_accepts:
@@ -124,7 +126,7 @@ class Conversations:
 
     async def _answer(self, request: ConversationRequest) -> None:
         try:
-            reply: Message = await self._carry_out(request)
+            reply: Message = await self._checked(request)
         except TaskRefusedError as exc:
             log.info("refused %s: %s", request.type, exc.reason)
             reply = ThreadRefused(
@@ -141,6 +143,23 @@ class Conversations:
             await self._send(reply)
         except Exception:  # noqa: BLE001 - the link is down; the relay times the request out
             log.warning("could not send the answer to %s", request.type)
+
+    async def _checked(self, request: ConversationRequest) -> ThreadReply:
+        """A protected workspace's statement first (TRUST.md §4.13), durable before Codex
+        sees anything; then the request itself."""
+        admitted = None
+        if self.trust is not None:
+            admitted = await self.trust.admit(request, self.manager)
+            if admitted is not None:
+                self.trust.commit(admitted)
+                if isinstance(request, ApprovalDecide):  # the signer, not the relay's word
+                    request = request.model_copy(
+                        update={"decided_by": admitted.accepted.signers[0]}
+                    )
+        reply = await self._carry_out(request)
+        if admitted is not None and self.trust is not None and reply.thread is not None:
+            self.trust.started(admitted, reply.thread.id)
+        return reply
 
     def _manager(self) -> ThreadManager:
         if self.manager is None:

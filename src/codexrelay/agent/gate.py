@@ -38,23 +38,14 @@ from codexrelay.e2e.wire import WireError, b64u_decode
 from codexrelay.protocol import (
     AgentTrust,
     ChainHead,
-    Message,
     RefusalReason,
     SignedStop,
     TaskCancel,
     TaskFinished,
     TaskSpec,
 )
-from codexrelay.protocol_threads import (
-    ApprovalDecide,
-    ThreadInterrupt,
-    ThreadStart,
-    ThreadSteer,
-    ThreadTurn,
-)
 
 log = logging.getLogger("codexrelay.agent.trust")
-ACTING_REQUESTS = (ThreadStart, ThreadTurn, ThreadSteer, ThreadInterrupt, ApprovalDecide)
 CANCEL_MAX_AGE_SEC = 600
 Stop = TypeVar("Stop", CancelStatement, InterruptStatement)
 
@@ -188,13 +179,20 @@ class TrustGate:
     ) -> bool:
         """The same rule for stopping a conversation turn (for the app-server runner):
         a device of the turn's starter, or of an admin, signed this exact interrupt."""
-        return self._allow_stop(
+        return self.interrupt_refusal(signed, thread=thread, turn=turn, starter=starter) is None
+
+    def interrupt_refusal(
+        self, signed: SignedStop | None, *, thread: str, turn: str, starter: str | None
+    ) -> RefusalReason | None:
+        """Why an interrupt is refused (recorded), or None when it may stop the turn."""
+        reason = self._stop(
             signed,
             InterruptStatement,
             "interrupt",
             lambda stmt: (stmt.thread, stmt.turn) == (thread, turn),
             starter,
         )
+        return None if reason is None else RefusalReason(reason)
 
     def _allow_stop(
         self,
@@ -204,11 +202,21 @@ class TrustGate:
         names_it: Callable[[Any], bool],
         owner: str | None,
     ) -> bool:
+        return self._stop(signed, model, kind, names_it, owner) is None
+
+    def _stop(
+        self,
+        signed: SignedStop | None,
+        model: type[Stop],
+        kind: TagName,
+        names_it: Callable[[Any], bool],
+        owner: str | None,
+    ) -> str | None:
         try:
             if self.trust.pin() is None:
-                return True
+                return None
         except TrustError:
-            return False
+            return RefusalReason.NOT_PINNED.value
         reason = self._stop_problem(signed, model, kind, names_it, owner)
         raw = None if signed is None else _raw_statement(signed.stmt)
         outcome: Outcome = "accepted" if reason is None else "refused"
@@ -216,10 +224,10 @@ class TrustGate:
             self._record(outcome, kind, reason=reason, statement=raw)
         except OSError:
             log.exception("cannot record a %s in the audit log", kind)
-            return False
+            return RefusalReason.AUDIT_UNAVAILABLE.value
         if reason is not None:
             log.warning("refused a %s: %s", kind, reason)
-        return reason is None
+        return reason
 
     def _stop_problem(
         self,
@@ -260,26 +268,35 @@ class TrustGate:
             return RefusalReason.ROLE_TOO_LOW.value
         return None
 
-    # --- conversations (TRUST.md §4.13) ---
+    # --- conversations (TRUST.md §4.8, §4.13; checked by ``convgate``) ---
 
-    def conversation_refusal(self, request: Message) -> RefusalReason | None:
-        """A pinned agent does nothing a conversation request asks that would run or steer
-        Codex, answer an approval or stop a turn without a signed statement; signed turns and
-        decisions are not carried by the conversation messages yet, so it refuses them all
-        (reading threads and models stays allowed). Refusals are recorded."""
+    def accepted_statement(self, kind: str, accepted: Accepted) -> None:
+        """Counters and the audit record of an accepted turn or decision (OSError: refuse)."""
+        for credential_id, count in accepted.counts:
+            self.trust.record_count(credential_id, count)
+        self._record(
+            "accepted", kind, statement=accepted.statement.raw, auth={"sigs": accepted.auth}
+        )
+
+    def refused_statement(
+        self,
+        kind: str,
+        reason: RefusalReason,
+        stmt: str | None,
+        auth: list[dict[str, Any]] | None,
+    ) -> None:
+        """Record a refused turn or decision (with the bytes it came with, if any)."""
+        raw = None if stmt is None else _raw_statement(stmt)
         try:
-            if self.trust.pin() is None:
-                return None
-        except TrustError:
-            return RefusalReason.NOT_PINNED
-        if not isinstance(request, ACTING_REQUESTS):
-            return None
-        reason = RefusalReason.SIGNATURE_REQUIRED
-        try:
-            self._record("refused", str(getattr(request, "type", "request")), reason=reason.value)
+            self._record(
+                "refused",
+                kind,
+                reason=reason.value,
+                statement=raw,
+                auth=None if auth is None else {"sigs": auth},
+            )
         except OSError:
-            log.exception("cannot record a refused conversation request")
-        return reason
+            log.exception("cannot record a refused %s", kind)
 
     # --- what the agent reports ---
 

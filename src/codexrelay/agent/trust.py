@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from codexrelay.agent.auditlog import AUDIT_FILE, sign_counts
 from codexrelay.e2e import keys
-from codexrelay.e2e.log import LogError, LogView, extend, parse_signed, verify_log
+from codexrelay.e2e.log import LogError, LogReason, LogView, extend, parse_signed, verify_log
 from codexrelay.e2e.logentries import SignedEntry
 from codexrelay.e2e.safety import format_safety_number, safety_number
 from codexrelay.e2e.wire import b64u, b64u_decode
@@ -36,6 +36,7 @@ from codexrelay.fileio import PRIVATE_FILE, ensure_private_dir, write_private_fi
 KEYS_FILE = "agent-keys.json"
 TRUST_FILE = "trust.json"
 LOG_FILE = "membership-log.jsonl"
+FORK_FILE = "fork.json"
 
 
 class TrustError(Exception):
@@ -79,15 +80,23 @@ class AgentKeys:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             msg = f"{path} is unreadable ({type(exc).__name__}); restore it or reset trust"
             raise TrustError(msg) from None
-        made = cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
-        ensure_private_dir(state_dir)
+        made = cls.generate()
+        made.save(path)
+        return made
+
+    @classmethod
+    def generate(cls) -> AgentKeys:
+        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+
+    def save(self, path: Path) -> None:
+        """Write the keys to ``path`` (0600, replaced atomically)."""
+        ensure_private_dir(path.parent)
         body = {
             "suite": "c25519",
-            "sig": b64u(_raw_private(made.signing)),
-            "kex": b64u(_raw_private(made.kex)),
+            "sig": b64u(_raw_private(self.signing)),
+            "kex": b64u(_raw_private(self.kex)),
         }
         write_private_file(path, (json.dumps(body) + "\n").encode("utf-8"))
-        return made
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,44 @@ class TrustStore:
         self._stamp = None
         return self.view()
 
+    # --- forks (TRUST.md §4.11) ---
+
+    def fork(self) -> dict[str, Any] | None:
+        """The fork this agent detected and still waits on, or None."""
+        try:
+            data = json.loads((self.state_dir / FORK_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"reason": "the fork record is unreadable"}
+        return data if isinstance(data, dict) else {"reason": "the fork record is unreadable"}
+
+    def mark_fork(self, reason: str, now: int) -> None:
+        """Freeze log updates: from now on only entries that carry an owner's checkpoint
+        on top of the chain this agent holds are adopted. Statements on the chain it holds
+        (the common prefix) are still accepted."""
+        if self.fork() is not None:
+            return
+        view = self.view()
+        body = {"detectedAt": now, "head": {"seq": view.head.seq, "hash": view.head.hash}}
+        body["reason"] = reason[:300]
+        ensure_private_dir(self.state_dir)
+        write_private_file(self.state_dir / FORK_FILE, (json.dumps(body) + "\n").encode())
+
+    def adopt(self, entries: list[SignedEntry]) -> LogView:
+        """Verify ``entries`` on the pinned chain and keep them, unless a fork froze the log
+        and they carry no owner-signed ``checkpoint`` (then ``LogError``, nothing kept)."""
+        view = self.view()
+        candidate = extend(view, entries)
+        if self.fork() is not None:
+            newer = [c for c in candidate.history if c.seq > view.head.seq]
+            if not any(c.op == "checkpoint" for c in newer):
+                msg = "log updates are frozen after a fork until an owner signs a checkpoint"
+                raise LogError(LogReason.FROZEN, view.head.seq + 1, msg)
+        kept = self.extend(entries)
+        (self.state_dir / FORK_FILE).unlink(missing_ok=True)
+        return kept
+
     def _write_log(self, view: LogView) -> None:
         lines = [
             json.dumps(e.model_dump(by_alias=True, exclude_none=True), separators=(",", ":"))
@@ -218,7 +265,7 @@ class TrustStore:
     def reset(self) -> bool:
         """Forget the pinned workspace (the keys stay). True if something was pinned."""
         found = False
-        for name in (TRUST_FILE, LOG_FILE):
+        for name in (TRUST_FILE, LOG_FILE, FORK_FILE):
             path = self.state_dir / name
             if path.exists():
                 path.unlink()

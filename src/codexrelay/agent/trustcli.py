@@ -71,6 +71,11 @@ def trust_show(config_path: Path) -> None:
     click.echo(f"Approved by: {pin.approved_by}")
     click.echo(f"Genesis: {view.genesis_hash}")
     click.echo(f"Log head: {view.head}")
+    if (fork := store.fork()) is not None:
+        click.echo(
+            f"FORK DETECTED ({fork.get('reason')}): log updates are frozen until an owner "
+            "signs a checkpoint; statements on the chain above still run"
+        )
     click.echo("Members:")
     for member in sorted(view.members.values(), key=lambda m: m.user_id):
         live = [p for p in view.passkeys.values() if p.user_id == member.user_id and p.active]
@@ -121,13 +126,14 @@ def trust_verify(config_path: Path, offline: bool) -> None:
     for seq, posted in enumerate(entries[: view.head.seq + 1]):
         ours = view.entries[seq].model_dump(by_alias=True, exclude_none=True)
         if posted.get("entry") != ours["entry"]:
+            store.mark_fork(f"the relay's entry #{seq} differs", int(time.time()))
             fail(f"fork detected: the relay's entry #{seq} differs from the one this agent pinned")
     try:
-        extended = store.extend(
+        extended = store.adopt(
             [parse_signed(e, i) for i, e in enumerate(entries)][view.head.seq + 1 :]
         )
     except LogError as exc:
-        fail(f"the relay's newer entries do not verify: {exc}")
+        fail(f"the relay's newer entries are not adopted: {exc}")
     click.echo(f"Relay's log verified: head {extended.head} ({len(entries)} entries)")
 
 

@@ -241,6 +241,9 @@ class StatementChecker:
             view = await self._sync(view)
             status = head_status(view, head)
         if status == HeadStatus.FORKED:
+            self.trust.mark_fork(
+                f"a statement named head {head}, not on the pinned chain", int(self.clock())
+            )
             raise refuse(R.LOG_FORK, f"log head {head} is not on the pinned chain")
         if status == HeadStatus.AHEAD:
             raise refuse(R.LOG_HEAD_UNKNOWN, f"log head {head} is past what this agent verified")
@@ -251,7 +254,7 @@ class StatementChecker:
         try:
             found = await self.fetch(view.head.seq + 1)
             entries = [parse_signed(e, view.head.seq + 1 + i) for i, e in enumerate(found)]
-            return self.trust.extend(entries) if entries else view
+            return self.trust.adopt(entries) if entries else view
         except LogError as exc:
             raise refuse(
                 R.LOG_FORK, f"the relay's log does not extend the pinned one: {exc}"

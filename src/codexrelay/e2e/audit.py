@@ -158,6 +158,24 @@ class _Broken(Exception):  # noqa: N818 - an outcome, not a program error
         self.reason = reason
 
 
+ROTATE_KIND: Final = "key.rotate"
+
+
+def _rotated(record: Mapping[str, Any]) -> keys.VerifyKey | None:
+    """After a ``key.rotate`` record (signed by the old key, holding the ``agent.rotate``
+    log entry), the records that follow are signed by the key that entry names."""
+    if record["kind"] != ROTATE_KIND or record["outcome"] != "accepted":
+        return None
+    try:
+        entry = json.loads(b64u_decode(str(record["stmt"]), max_bytes=1 << 16))
+        body = entry["body"]
+        if entry["op"] != "agent.rotate":
+            return None
+        return keys.load_verify_key(body["suite"], body["sigPub"])
+    except (WireError, ValueError, KeyError, TypeError):
+        return None
+
+
 def verify_audit(
     lines: Iterable[bytes], key: keys.VerifyKey, *, expect_head: Head | None = None
 ) -> AuditReport:
@@ -174,6 +192,7 @@ def verify_audit(
         if record["prev"] != head.hash:
             return AuditReport(count, head, AuditReason.BAD_PREV, number)
         head, count = Head(record["seq"], record["hash"]), count + 1
+        key = _rotated(record) or key
         if expect_head is not None and head.seq == expect_head.seq:
             if head.hash != expect_head.hash:
                 return AuditReport(count, head, AuditReason.HEAD_MISMATCH, number)

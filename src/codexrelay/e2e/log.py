@@ -72,6 +72,7 @@ class LogReason(StrEnum):
     NOT_ALLOWED = "not-allowed"
     INVALID_TARGET = "invalid-target"
     WOULD_ORPHAN = "would-orphan"
+    FROZEN = "frozen"  # after a fork, until an owner's checkpoint (TRUST.md §4.11)
 
 
 class LogError(ValueError):

@@ -118,7 +118,9 @@ class TaskBody(Strict):
 
 
 class TurnStatement(_Expiring):
-    """§4.13: a follow-up turn or a steer into a running turn of a thread."""
+    """§4.13: a new thread (``mode: "new"``; ``thread`` is then a fresh uuid4 the phone made,
+    since Codex names the thread only once it starts), a follow-up turn, or a steer into a
+    running turn of the thread the agent advertised."""
 
     v: Literal[1]
     kind: Literal["turn"]
@@ -126,11 +128,47 @@ class TurnStatement(_Expiring):
     agent: Id
     thread: Id
     turn: Uuid4
-    mode: Literal["start", "steer"]
+    mode: Literal["new", "start", "steer"]
     input_hash: Digest
     write_access: bool
     device: Id
     log_head: LogHead
+
+
+ImageUrl = Annotated[
+    str, StringConstraints(pattern=r"^data:image/(png|jpeg|webp|gif);base64,[A-Za-z0-9+/=]+$")
+]
+
+
+class TurnInput(Strict):
+    """What a turn sends Codex, committed to by ``inputHash``. ``cwd``, ``model`` and
+    ``effort`` only start a thread (``mode: "new"``); a steer carries no photos."""
+
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_BYTES)]
+    images: Annotated[list[ImageUrl], Field(max_length=4)] | None
+    cwd: Path | None
+    model: Label | None
+    effort: Annotated[str, StringConstraints(pattern=r"^[a-z]{1,20}$")] | None
+    salt: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{21}[AQgw]$")]
+
+
+class ApprovalRequest(Strict):
+    """§4.8: the exact question the agent asks; ``reqHash = b64u(H(bytes))``. The phone
+    shows these bytes (decoded by itself), never the relay's wording of them."""
+
+    v: Literal[1]
+    kind: Literal["approval.req"]
+    agent: Id
+    thread: Id
+    turn: Label
+    request_id: Id
+    type: Literal["command", "fileChange"]
+    command: str | None
+    cwd: str | None
+    changes: list[dict[str, str]] | None
+    reason: str | None
+    decisions: list[Decision]
+    expires_at: UnixTime
 
 
 class DecisionStatement(_Expiring):
@@ -168,7 +206,7 @@ class InterruptStatement(Strict):
     ws: Id
     agent: Id
     thread: Id
-    turn: Uuid4
+    turn: Label
     device: Id
     issued_at: UnixTime
 
@@ -347,6 +385,19 @@ def check_recent(issued_at: int, *, now: int, max_age: int, skew: int = MAX_SKEW
 def digest(data: bytes) -> str:
     """``b64u(H(data))``: how ``bodyHash``, ``inputHash`` and ``reqHash`` commit to content."""
     return b64u(hashlib.sha256(data).digest())
+
+
+def check_input(statement: TurnStatement, raw: bytes) -> TurnInput:
+    """§4.6 step 3 for a turn: the input is the one signed, and fits the turn's mode."""
+    if digest(raw) != statement.input_hash:
+        raise StatementError(StatementReason.BODY_MISMATCH)
+    given = decode_object(raw, TurnInput, max_bytes=MAX_BODY_BYTES * 4)
+    new_only = (given.cwd, given.model, given.effort)
+    if statement.mode != "new" and any(x is not None for x in new_only):
+        raise StatementError(StatementReason.INCONSISTENT, "cwd/model/effort start a thread")
+    if statement.mode == "steer" and given.images is not None:
+        raise StatementError(StatementReason.INCONSISTENT, "a steer carries no photos")
+    return given
 
 
 def check_body(statement: TaskStatement, body: bytes) -> TaskBody:

@@ -36,6 +36,7 @@ TagName = Literal[
     "safety",
     "audit",
     "audithash",
+    "logack",
 ]
 TAG_NAMES: Final[frozenset[str]] = frozenset(get_args(TagName))
 PREFIX: Final = b"codexrelay/v1/"

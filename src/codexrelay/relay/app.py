@@ -25,6 +25,7 @@ from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import (
     CLOSE_SHUTDOWN,
+    LogAck,
     TaskAccepted,
     TaskFinished,
     TaskProgress,
@@ -47,6 +48,7 @@ from codexrelay.relay.agents.link import AgentWiring, serve_agent
 from codexrelay.relay.api import agents, auth, events, invites, me, passkeys, people, workspaces
 from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import conversations as conversations_api
+from codexrelay.relay.api import logpush as logpush_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import push as push_api
 from codexrelay.relay.api import signedtasks as signed_tasks_api
@@ -149,6 +151,7 @@ AGENT_WIRING = AgentWiring(
         TaskProgress: taskflow.on_progress,
         TaskFinished: taskflow.on_finished,
         TrustStatus: trustlink.on_trust_status,
+        LogAck: logpush_api.on_log_ack,
         ThreadReply: conversation_reports.on_reply,
         ThreadRefused: conversation_reports.on_refused,
         ThreadUpdate: conversation_reports.on_thread_update,
@@ -264,6 +267,7 @@ ROUTERS = (
     push_api,
     trust_api,
     signed_tasks_api,
+    logpush_api,
 )
 
 

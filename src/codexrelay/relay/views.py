@@ -358,3 +358,5 @@ class ApprovalOut(View):
     decision: str | None
     decided_by: str | None
     decided_at: datetime | None
+    # b64u of the agent's exact request bytes; a signed decision answers H(these bytes)
+    request: str | None = None

@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v3";
+const VERSION = "codexrelay-shell-v4";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -12,6 +12,9 @@ const SHELL = [
   "/app.js",
   "/manifest.webmanifest",
   "/icons/icon.svg",
+  "/e2e/keys.js",
+  "/e2e/statements.js",
+  "/e2e/webauthn.js",
   "/icons/icon-192.png",
   "/icons/tab-agents.svg",
   "/icons/tab-chats.svg",
@@ -27,6 +30,7 @@ const SHELL = [
   "/e2e/webauthn.js",
   "/js/api.js",
   "/js/cache.js",
+  "/js/chatsign.js",
   "/js/conversation.js",
   "/js/dom.js",
   "/js/format.js",

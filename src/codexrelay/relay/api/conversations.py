@@ -8,6 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from codexrelay.e2e.log import LogView
+from codexrelay.errors import AppError, ErrorCode
+from codexrelay.protocol import SignedDecision, SignedStop, SignedTurn
 from codexrelay.protocol_threads import Decision
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.agents import pairing
@@ -17,12 +20,14 @@ from codexrelay.relay.config import MAX_PROMPT_BYTES_LIMIT
 from codexrelay.relay.conversations import flow, sync
 from codexrelay.relay.conversations.threads import (
     approval_out,
+    approval_request,
     find_thread,
     thread_approvals,
     thread_out,
 )
 from codexrelay.relay.services import Services
-from codexrelay.relay.tasks.lifecycle import MAX_CWD_CHARS
+from codexrelay.relay.tasks.lifecycle import MAX_CWD_CHARS, check_cwd
+from codexrelay.relay.trust import convsigned, membership
 from codexrelay.relay.trust.membership import refuse_unsigned
 from codexrelay.relay.views import ApprovalOut, ThreadOut, TurnOut
 from codexrelay.settings import CamelModel
@@ -45,15 +50,22 @@ class ThreadBody(CamelModel):
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     effort: Annotated[str, Field(pattern=r"^[a-z]{1,20}$")] | None = None
     images: Images | None = None
+    signed: SignedTurn | None = None  # required in a protected workspace (TRUST.md §4.13)
 
 
 class TurnBody(CamelModel):
     prompt: Prompt
     images: Images | None = None
+    signed: SignedTurn | None = None
 
 
 class SteerBody(CamelModel):
     prompt: Prompt
+    signed: SignedTurn | None = None
+
+
+class InterruptBody(CamelModel):
+    signed: SignedStop | None = None
 
 
 class ResumeBody(CamelModel):
@@ -63,6 +75,7 @@ class ResumeBody(CamelModel):
 
 class DecisionBody(CamelModel):
     decision: Decision
+    signed: SignedDecision | None = None
 
 
 class ThreadEnvelope(CamelModel):
@@ -118,6 +131,34 @@ def publish_limits(schema: dict[str, Any], max_prompt_bytes: int) -> None:
         prompt["x-max-utf8-bytes"] = max_prompt_bytes
 
 
+def _now(services: Services) -> int:
+    return int(services.now().timestamp())
+
+
+def _view(services: Services, wid: str, signed: object, what: str) -> LogView | None:
+    """The log view of a protected workspace (which takes only signed requests), or None:
+    an unprotected workspace ignores ``signed`` and works as it always did."""
+    view = membership.current_view(services.store, services.trust, wid)
+    if view is not None and signed is None:
+        refuse_unsigned(services.store, wid, what)
+    return view
+
+
+def _check_turn(
+    services: Services,
+    access: WorkspaceAccess,
+    signed: SignedTurn | None,
+    plain: convsigned.Plain,
+    what: str,
+) -> None:
+    view = _view(services, access.workspace.id, signed, what)
+    if view is not None and signed is not None:
+        now = _now(services)
+        convsigned.check_turn(
+            view, access.workspace.id, signed, plain, caller=access.user_id, now=now
+        )
+
+
 def _input(services: Services, prompt: str, images: list[str] | None = None) -> flow.Input:
     given = flow.Input(prompt=prompt, images=images)
     flow.check_input(services, given)
@@ -148,7 +189,20 @@ async def start_thread(
     audit: AuditDep,
 ) -> StartedOut:
     """Member+ start a read-only thread; write mode as for tasks (R09, R17)."""
-    refuse_unsigned(services.store, access.workspace.id, "starting a conversation")
+    plain = convsigned.Plain(
+        body.agent_id,
+        "new",
+        None,
+        body.prompt,
+        body.images,
+        body.cwd,
+        body.model,
+        body.effort,
+        body.write_access,
+    )
+    _check_turn(services, access, body.signed, plain, "starting a conversation")
+    if body.signed is not None and check_cwd(body.cwd) != body.cwd:
+        raise AppError(ErrorCode.INVALID_CWD, "Sign the folder in its plain form.")
     request = flow.StartRequest(
         agent_id=body.agent_id,
         input=_input(services, body.prompt, body.images),
@@ -156,6 +210,7 @@ async def start_thread(
         write_access=body.write_access,
         model=body.model,
         effort=body.effort,
+        signed=body.signed,
     )
     thread, turn = await flow.start(services, access, request, actor=audit.actor)
     return StartedOut(thread=thread_out(services, thread), turn=TurnOut.of(turn))
@@ -207,10 +262,12 @@ async def send_turn(
     services: ServicesDep,
 ) -> TurnEnvelope:
     """A follow-up turn; 409 ``turn-running`` while one runs."""
-    refuse_unsigned(services.store, access.workspace.id, "a turn")
     given = _input(services, body.prompt, body.images)
     thread = find_thread(services.store, access.workspace.id, thread_id)
-    return TurnEnvelope(turn=TurnOut.of(await flow.send_turn(services, access, thread, given)))
+    plain = convsigned.Plain(thread.agent_id, "start", thread.id, body.prompt, body.images)
+    _check_turn(services, access, body.signed, plain, "a turn")
+    turn = await flow.send_turn(services, access, thread, given, signed=body.signed)
+    return TurnEnvelope(turn=TurnOut.of(turn))
 
 
 @router.post("/threads/{thread_id}/steer", response_model=TurnEnvelope)
@@ -221,10 +278,12 @@ async def steer_turn(
     services: ServicesDep,
 ) -> TurnEnvelope:
     """More input for the running turn; 409 ``no-running-turn`` without one."""
-    refuse_unsigned(services.store, access.workspace.id, "steering")
     given = _input(services, body.prompt)
     thread = find_thread(services.store, access.workspace.id, thread_id)
-    return TurnEnvelope(turn=TurnOut.of(await flow.steer(services, access, thread, given)))
+    plain = convsigned.Plain(thread.agent_id, "steer", thread.id, body.prompt)
+    _check_turn(services, access, body.signed, plain, "steering")
+    turn = await flow.steer(services, access, thread, given, signed=body.signed)
+    return TurnEnvelope(turn=TurnOut.of(turn))
 
 
 @router.post("/threads/{thread_id}/interrupt", response_model=TurnEnvelope)
@@ -233,11 +292,25 @@ async def interrupt_turn(
     access: Annotated[WorkspaceAccess, Member],
     services: ServicesDep,
     audit: AuditDep,
+    body: InterruptBody | None = None,
 ) -> TurnEnvelope:
-    """The turn's starter or an admin stops it; pending approvals never run."""
-    refuse_unsigned(services.store, access.workspace.id, "an interrupt")
+    """The turn's starter or an admin stops it; pending approvals never run. In a protected
+    workspace the phone's device signs it (TRUST.md §4.13)."""
     thread = find_thread(services.store, access.workspace.id, thread_id)
-    turn = await flow.interrupt(services, access, thread, actor=audit.actor)
+    signed = None if body is None else body.signed
+    view = _view(services, access.workspace.id, signed, "an interrupt")
+    if view is not None and signed is not None:
+        user = convsigned.check_interrupt(
+            view,
+            access.workspace.id,
+            signed,
+            agent_id=thread.agent_id,
+            thread_id=thread.id,
+            now=_now(services),
+        )
+        if user != access.user_id:
+            raise AppError(ErrorCode.FORBIDDEN, "Interrupt with one of your own devices.")
+    turn = await flow.interrupt(services, access, thread, actor=audit.actor, signed=signed)
     return TurnEnvelope(turn=TurnOut.of(turn))
 
 
@@ -252,9 +325,24 @@ async def answer_approval(
 ) -> ApprovalEnvelope:
     """The first valid answer wins: 409 ``approval-resolved`` after it, 422
     ``decision-not-offered`` for an answer the approval does not offer."""
-    refuse_unsigned(services.store, access.workspace.id, "an approval answer")
     thread = find_thread(services.store, access.workspace.id, thread_id)
-    approval = await flow.decide(services, access, thread, approval_id, body.decision, audit.actor)
+    view = _view(services, access.workspace.id, body.signed, "an approval answer")
+    if view is not None and body.signed is not None:
+        convsigned.check_decision(
+            view,
+            access.workspace.id,
+            body.signed,
+            agent_id=thread.agent_id,
+            thread_id=thread.id,
+            approval_id=approval_id,
+            decision=body.decision,
+            request=approval_request(services, thread, approval_id),
+            caller=access.user_id,
+            now=_now(services),
+        )
+    approval = await flow.decide(
+        services, access, thread, approval_id, body.decision, audit.actor, signed=body.signed
+    )
     return ApprovalEnvelope(approval=approval_out(services, approval))
 
 

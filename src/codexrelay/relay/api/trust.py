@@ -22,7 +22,7 @@ from codexrelay.relay.agents.link import publish_agent
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import ActiveCallerDep, Owner, ServicesDep, Viewer
 from codexrelay.relay.services import Services
-from codexrelay.relay.storage.records import AgentRecord
+from codexrelay.relay.storage.records import AgentRecord, Role
 from codexrelay.relay.trust import membership, sudo
 from codexrelay.relay.views import LogEntryOut, LogHeadOut, View
 from codexrelay.settings import CamelModel
@@ -113,6 +113,35 @@ async def agent_read_log(
 ) -> LogOut:
     """The same log, for the agent holding a token of this workspace."""
     return _log_out(services, agent.workspace_id, start)
+
+
+@router.post("/agent/e2e/log", status_code=201, response_model=AppendedOut)
+async def agent_append_log(
+    body: PostEntryBody, agent: BearerAgent, services: ServicesDep
+) -> AppendedOut:
+    """An agent's own key rotation (``agent.rotate``, signed by its current key, TRUST.md
+    §4.10); no other entry is taken from an agent."""
+    wid = agent.workspace_id
+    if not membership.is_protected(services.store, wid):
+        raise AppError(ErrorCode.NOT_PROTECTED, "This workspace is not protected.")
+    if membership.entry_op(body.model_dump()) != ("agent.rotate", agent.agent_id):
+        raise AppError(ErrorCode.FORBIDDEN, "An agent may only rotate its own keys.")
+    signer = membership.Signer(user_id=f"agent:{agent.agent_id}", role=Role.VIEWER, passkeys={})
+    rp = RelyingParty.from_config(services.config)
+    appended = membership.append_entry(
+        services.store,
+        services.trust,
+        workspace_id=wid,
+        posted=body.model_dump(),
+        signer=signer,
+        rp_id=rp.rp_id,
+        origin=rp.origin,
+        now=services.now(),
+    )
+    await services.store.commit()
+    await after_append(services, wid, appended.record.op, appended.body)
+    record = appended.record
+    return AppendedOut(entry=LogEntryOut.of(record), head=LogHeadOut.of(record))
 
 
 @router.post("/workspaces/{wid}/e2e/log", status_code=201, response_model=AppendedOut)

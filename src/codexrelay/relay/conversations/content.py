@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Json = dict[str, Any]
-APPROVAL_CONTENT = ("command", "cwd", "changes", "reason", "availableDecisions")
+APPROVAL_CONTENT = ("command", "cwd", "changes", "reason", "availableDecisions", "request")
 
 
 def _size(value: object) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from codexrelay.errors import AppError, ErrorCode
+from codexrelay.protocol import SignedDecision, SignedStop, SignedTurn
 from codexrelay.protocol_threads import (
     ApprovalDecide,
     Decision,
@@ -110,6 +111,7 @@ class StartRequest:
     write_access: bool = False
     model: str | None = None
     effort: str | None = None
+    signed: SignedTurn | None = None
 
 
 async def start(
@@ -133,6 +135,7 @@ async def start(
         model=request.model,
         effort=request.effort,
         images=request.input.images,
+        signed=request.signed,
     )
     reply = await ask(services, _live(services, agent.key), message)
     if reply.thread is None or reply.turn is None:
@@ -155,7 +158,12 @@ async def start(
 
 
 async def send_turn(
-    services: Services, access: WorkspaceAccess, thread: ThreadRecord, given: Input
+    services: Services,
+    access: WorkspaceAccess,
+    thread: ThreadRecord,
+    given: Input,
+    *,
+    signed: SignedTurn | None = None,
 ) -> TurnRecord:
     """A follow-up turn (409 ``turn-running`` while one runs)."""
     _check_drive(services, access, thread)
@@ -165,13 +173,19 @@ async def send_turn(
         thread_id=thread.id,
         prompt=given.prompt,
         images=given.images,
+        signed=signed,
     )
     reply = await ask(services, _live(services, thread.agent_key), message)
     return await _record_turn(services, access, thread, reply.turn, started=True)
 
 
 async def steer(
-    services: Services, access: WorkspaceAccess, thread: ThreadRecord, given: Input
+    services: Services,
+    access: WorkspaceAccess,
+    thread: ThreadRecord,
+    given: Input,
+    *,
+    signed: SignedTurn | None = None,
 ) -> TurnRecord:
     """More input for the running turn (409 ``no-running-turn`` without one)."""
     _check_drive(services, access, thread)
@@ -180,6 +194,7 @@ async def steer(
         request_id=services.conversations.requests.new_id(),
         thread_id=thread.id,
         prompt=given.prompt,
+        signed=signed,
     )
     reply = await ask(services, _live(services, thread.agent_key), message)
     return await _record_turn(services, access, thread, reply.turn, started=False)
@@ -221,6 +236,8 @@ async def interrupt(
     access: WorkspaceAccess,
     thread: ThreadRecord,
     actor: audit.Actor | None = None,
+    *,
+    signed: SignedStop | None = None,
 ) -> TurnRecord:
     """Stop the running turn; a pending approval is cancelled first, so it never runs."""
     turn = running_turn(services.store, thread)
@@ -232,7 +249,7 @@ async def interrupt(
     )
     policy.enforce(decision)
     message = ThreadInterrupt(
-        request_id=services.conversations.requests.new_id(), thread_id=thread.id
+        request_id=services.conversations.requests.new_id(), thread_id=thread.id, signed=signed
     )
     reply = await ask(services, _live(services, thread.agent_key), message)
     record = await _record_turn(services, access, thread, reply.turn, started=False)
@@ -285,6 +302,8 @@ async def decide(
     approval_id: str,
     decision: Decision,
     actor: audit.Actor | None = None,
+    *,
+    signed: SignedDecision | None = None,
 ) -> ApprovalRecord:
     """A person's answer to an approval; the first valid answer wins (409 for the rest)."""
     approval = find_approval(services.store, thread, approval_id)
@@ -310,6 +329,7 @@ async def decide(
             approval_id=approval.id,
             decision=decision,
             decided_by=access.user_id,
+            signed=signed,
         )
         reply = await ask(services, live, message)
     finally:

@@ -43,8 +43,26 @@ ERROR_OF: dict[RefusalReason, tuple[ErrorCode, str]] = {
 }
 
 
+# The agent's checks of a signed statement (TRUST.md §4.6): the phone shows the reason.
+STATEMENT_REASONS = frozenset(
+    {
+        R.SIGNATURE_REQUIRED, R.NOT_PINNED, R.STATEMENT_INVALID, R.WRONG_WORKSPACE,
+        R.WRONG_AGENT, R.BODY_MISMATCH, R.STATEMENT_MISMATCH, R.STATEMENT_TTL_TOO_LONG,
+        R.STATEMENT_NOT_YET_VALID, R.STATEMENT_EXPIRED, R.LOG_HEAD_UNKNOWN, R.LOG_FORK,
+        R.UNKNOWN_SIGNER, R.REVOKED_SIGNER, R.ROLE_TOO_LOW, R.DEVICE_BOUND_REQUIRED,
+        R.NEEDS_MORE_APPROVERS, R.USER_NOT_VERIFIED, R.COUNTER_REGRESSED,
+        R.SIGNATURE_INVALID, R.AUDIT_UNAVAILABLE, R.DUPLICATE_TASK,
+    }
+)  # fmt: skip
+
+
 def refusal_error(refused: ThreadRefused) -> AppError:
     """The API error for an agent's refusal (agent-error for anything unexpected)."""
+    if refused.reason in STATEMENT_REASONS:
+        return AppError(
+            ErrorCode.STATEMENT_REFUSED,
+            f"The agent refused the signed request ({refused.reason.value}).",
+        )
     code, sentence = ERROR_OF.get(
         refused.reason, (ErrorCode.AGENT_ERROR, "The agent could not do this.")
     )

@@ -254,7 +254,16 @@ def approval_out(services: Services, approval: ApprovalRecord) -> ApprovalOut:
         changes=asks.get("changes"),
         reason=asks.get("reason"),
         available_decisions=asks.get("availableDecisions", []),
+        request=asks.get("request"),
     )
+
+
+def approval_request(services: Services, thread: ThreadRecord, approval_id: str) -> str | None:
+    """The agent's exact request bytes (b64u) of an approval, from memory."""
+    content = services.conversations.content.peek(thread.key)
+    asks = content.approvals.get(approval_id, {}) if content is not None else {}
+    request = asks.get("request")
+    return request if isinstance(request, str) else None
 
 
 def thread_approvals(services: Services, thread: ThreadRecord) -> list[ApprovalOut]:

@@ -155,6 +155,16 @@ def append_entry(
     return Appended(record=record, view=view, body=body)
 
 
+def entry_op(posted: Any) -> tuple[str, str | None]:
+    """``(op, agentId)`` of a posted entry (for the agent's own endpoint), or refuse it."""
+    try:
+        entry = _entry(parse_signed(posted))
+    except LogError as exc:
+        raise _refused(exc) from None
+    agent_id = entry.body.get("agentId")
+    return entry.op, agent_id if isinstance(agent_id, str) else None
+
+
 def _raw(signed: le.SignedEntry) -> bytes:
     try:
         return b64u_decode(signed.entry, max_bytes=le.MAX_ENTRY_BYTES)

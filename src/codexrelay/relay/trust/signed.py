@@ -107,7 +107,7 @@ def parse_task(view: LogView, workspace_id: str, stmt: str, body: str, now: int)
 
 
 def approvals(
-    view: LogView, statement: Signed[TaskStatement], auth: list[dict[str, Any]]
+    view: LogView, statement: Signed[Any], auth: list[dict[str, Any]]
 ) -> list[rules.Approval]:
     """Each signature must be a live member's passkey, user-verified, over these bytes."""
     found = []

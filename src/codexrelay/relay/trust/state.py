@@ -4,11 +4,12 @@ task holds its prompt, which never reaches the disk (R10)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from codexrelay.e2e.log import LogView
-from codexrelay.protocol import SignedTask
+from codexrelay.protocol import LogAck, SignedTask
 
 
 @dataclass
@@ -32,6 +33,8 @@ class TrustState:
 
     views: dict[str, LogView] = field(default_factory=dict)
     pending: dict[str, PendingTask] = field(default_factory=dict)
+    # log pushes waiting for the agent's signed acknowledgement: push id -> (agent key, answer)
+    pushes: dict[str, tuple[str, asyncio.Future[LogAck]]] = field(default_factory=dict)
 
     def sweep(self, now: datetime) -> list[PendingTask]:
         """Drop pending tasks whose statement expired; returns them."""

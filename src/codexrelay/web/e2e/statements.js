@@ -7,7 +7,7 @@ const encoder = new TextEncoder();
 export const TAG_NAMES = Object.freeze([
   "login", "task", "turn", "decision", "log", "enroll", "devcert", "cancel", "interrupt",
   "loghash", "invite", "pair", "pair-claim", "pair-grant", "taskkey", "k", "salt", "msg",
-  "msghash", "safety", "audit", "audithash",
+  "msghash", "safety", "audit", "audithash", "logack",
 ]);
 
 /** `codexrelay/v1/<name>` + NUL, as bytes. */

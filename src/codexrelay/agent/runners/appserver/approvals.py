@@ -10,12 +10,15 @@ is passed to Codex exactly as received, and only if it is among the offered ones
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from codexrelay.agent.config import ConversationSettings
 from codexrelay.agent.runners.base import TaskRefusedError
+from codexrelay.e2e.statements import digest
+from codexrelay.e2e.wire import b64u
 from codexrelay.protocol_base import RefusalReason
 from codexrelay.protocol_threads import Approval, ApprovalKind, ApprovalStatus, Decision
 
@@ -118,3 +121,44 @@ def new_approval(
     else:
         fields["changes"] = list((item or {}).get("changes") or [])
     return fields
+
+
+REQUEST_DIFF_BUDGET = 400_000  # characters of diff kept inside the request bytes
+
+
+def request_bytes(approval: Approval, agent_id: str) -> bytes:
+    """The exact question as bytes (``ApprovalRequest``, TRUST.md §4.8): a signed decision
+    commits to ``H(bytes)``, so the relay can neither reword nor swap the question. Diffs
+    beyond the budget are replaced by their hash (the phone says "diff truncated")."""
+    changes = None
+    if approval.changes is not None:
+        budget = REQUEST_DIFF_BUDGET
+        changes = []
+        for change in approval.changes:
+            entry = {"path": change.path, "kind": change.kind}
+            if len(change.diff) <= budget:
+                entry["diff"], budget = change.diff, budget - len(change.diff)
+            else:
+                entry["diffHash"] = digest(change.diff.encode("utf-8"))
+            changes.append(entry)
+    body = {
+        "v": 1,
+        "kind": "approval.req",
+        "agent": agent_id,
+        "thread": approval.thread_id,
+        "turn": approval.turn_id,
+        "requestId": approval.id,
+        "type": approval.kind,
+        "command": approval.command,
+        "cwd": approval.cwd,
+        "changes": changes,
+        "reason": approval.reason,
+        "decisions": list(approval.available_decisions),
+        "expiresAt": int(approval.expires_at.timestamp()),
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def with_request(approval: Approval, agent_id: str) -> Approval:
+    """The approval carrying its exact request bytes (``request``, b64u)."""
+    return approval.model_copy(update={"request": b64u(request_bytes(approval, agent_id))})

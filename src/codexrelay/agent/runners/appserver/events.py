@@ -25,6 +25,7 @@ from codexrelay.agent.runners.appserver.approvals import (
     new_approval,
     offered_decisions,
     resolve,
+    with_request,
 )
 from codexrelay.agent.runners.appserver.items import error_item, map_item
 from codexrelay.agent.runners.appserver.registry import Registry, map_status
@@ -61,6 +62,7 @@ class EventRouter:
         self.client = client
         self.settings = settings
         self._on_unknown_thread = on_unknown_thread
+        self.agent_id = "agent"  # set by the manager; named in each approval's request bytes
         self.requests: dict[str, PendingRequest] = {}  # approval id -> app-server request
         self._timers: dict[str, asyncio.Task[None]] = {}
 
@@ -193,7 +195,7 @@ class EventRouter:
                 fields[key] = outbound.head(fields[key], 3900 if key != "command" else 16000)
         if "changes" in fields:
             fields["changes"] = outbound.changes(fields["changes"])
-        approval = Approval(**fields)
+        approval = with_request(Approval(**fields), self.agent_id)
         self.requests[approval.id] = where
         self._timers[approval.id] = asyncio.create_task(self._expire_later(state, approval.id))
         await self.registry.approval_changed(state, approval)

@@ -105,6 +105,7 @@ class ThreadManager:
         self.events = EventRouter(
             self.registry, self.client, self.settings, on_unknown_thread=self._adopt_soon
         )
+        self.events.agent_id = config.agent_id
         self._generation = 0
         self._jobs: set[asyncio.Task[None]] = set()
         # Held while a thread is being started, so its own thread/started notification is

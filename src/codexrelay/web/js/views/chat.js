@@ -3,6 +3,7 @@
 // steering and interrupting. Terminal and exec sessions open here too (take over first).
 
 import { get, post, ws } from "../api.js";
+import { askedBy, forgetTrust, trustFor } from "../chatsign.js";
 import { SOURCE_WORDS, ThreadItems, approvalWord, fileChanges, itemView, stateBadge } from "../conversation.js";
 import { busy, errorLine, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { relative, timeText } from "../format.js";
@@ -53,6 +54,21 @@ export async function chatScreen(app, root, [threadId]) {
     return {};
   }
   let thread = snapshot.thread;
+  // A protected workspace takes only signed turns, answers and interrupts (TRUST.md §4.13).
+  const trust = await trustFor(app.wid, app.me.user.id).catch(() => null);
+  const signedNote = h("p", { class: "muted small signed-note", role: "status" });
+  const verified = (what) => {
+    const agent = app.agent(thread.agentId);
+    signedNote.textContent = `${what} · signed by your passkey · verified by ${agent ? agent.label : thread.agentId}`;
+  };
+  const signing = async (work) => {
+    try {
+      return await work();
+    } catch (err) {
+      forgetTrust(app.wid);
+      throw err;
+    }
+  };
   let items = new ThreadItems();
   const approvals = new Map();
   const views = new Map();
@@ -127,14 +143,27 @@ export async function chatScreen(app, root, [threadId]) {
     const buttons = allowed.map(([decision, label, kind]) => {
       const button = h("button", { type: "button", class: kind, dataset: { decision } }, label);
       button.addEventListener("click", () => busy(button, async () => {
-        const { approval: answered } = await post(`${base}/approvals/${encodeURIComponent(approval.id)}`, { decision });
+        const body = { decision };
+        if (trust) body.signed = await signing(() => trust.decision(thread, approval, decision));
+        const { approval: answered } = await post(`${base}/approvals/${encodeURIComponent(approval.id)}`, body);
         approvals.set(answered.id, answered);
+        if (trust) verified(`${label}`);
         drawCards();
-      }, { label: "Sending…", errLine: error }));
+      }, { label: trust ? "Confirm with your passkey…" : "Sending…", errLine: error }));
       return button;
     });
     const owner = thread.createdBy || thread.takenOverBy;
     const answerers = owner ? `${who(owner)} or an admin` : "an admin";
+    // Signed answers show the agent's exact request bytes, never the relay's wording.
+    const asked = trust ? askedBy(approval) : null;
+    if (trust && !asked) {
+      return h("section", { class: "approval-card", "aria-label": "Approval request", dataset: { approvalId: approval.id } },
+        h("h3", {}, "Codex asks for an approval"),
+        h("p", { class: "error" }, "This request does not carry the agent's exact words, so it cannot be signed. It is declined when it expires."));
+    }
+    if (asked) {
+      approval = { ...approval, command: asked.command, cwd: asked.cwd, changes: asked.changes, reason: asked.reason };
+    }
     return h("section", { class: "approval-card", "aria-label": "Approval request", dataset: { approvalId: approval.id } },
       h("h3", {}, approval.kind === "command" ? "Codex asks to run a command" : "Codex asks to change files"),
       h("div", { class: "approval-body" },
@@ -174,7 +203,8 @@ export async function chatScreen(app, root, [threadId]) {
     const send = h("button", { type: "submit", class: "primary" }, running ? "Steer" : "Send");
     const stop = h("button", { type: "button", class: "danger" }, "Interrupt");
     stop.addEventListener("click", () => busy(stop, async () => {
-      await post(`${base}/interrupt`);
+      await post(`${base}/interrupt`, trust ? { signed: await signing(() => trust.interrupt(thread)) } : {});
+      if (trust) verified("Interrupt");
     }, { label: "Stopping…", errLine: composeError }));
     const form = h("form", { class: `compose-form${running ? " compact" : ""}` },
       h("label", { for: "chat-message", class: "visually-hidden" }, running ? "Steer the running turn" : "Message Codex"),
@@ -186,13 +216,21 @@ export async function chatScreen(app, root, [threadId]) {
       busy(send, async () => {
         const body = { prompt: message.value };
         if (!running && photos.photos.length) body.images = [...photos.photos];
+        if (trust) {
+          body.signed = await signing(() => trust.turn({
+            agentId: thread.agentId, mode: running ? "steer" : "start", threadId: thread.id,
+            prompt: body.prompt, images: body.images || null, writeAccess: Boolean(thread.writeAccess),
+          }));
+        }
         await post(`${base}/${running ? "steer" : "turns"}`, body);
+        if (trust) verified(running ? "Steer" : "Message");
         message.value = "";
         photos.clear();
       }, { label: "Sending…", errLine: composeError });
     });
     if (agent && !agent.online) send.disabled = true;
-    fill(composer, form, agent && !agent.online ? h("p", { class: "hint" }, "The agent is offline.") : null);
+    fill(composer, form, agent && !agent.online ? h("p", { class: "hint" }, "The agent is offline.") : null,
+      trust ? signedNote : null);
   };
 
   const drawAll = () => {

@@ -2,6 +2,7 @@
 // starts one: prompt, folder, write mode, model and reasoning effort, photos (R09, R17).
 
 import { get, post, ws } from "../api.js";
+import { forgetTrust, trustFor } from "../chatsign.js";
 import { SOURCE_WORDS, stateBadge } from "../conversation.js";
 import { busy, errorLine, field, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { plural, timeText } from "../format.js";
@@ -198,6 +199,18 @@ export async function newThreadScreen(app, root, _params, query) {
       if (model.value) body.model = model.value;
       if (effort.value) body.effort = effort.value;
       if (photos.photos.length) body.images = [...photos.photos];
+      const trust = await trustFor(app.wid, app.me.user.id);
+      if (trust) { // a protected workspace: the passkey signs exactly this (TRUST.md §4.13)
+        try {
+          body.signed = await trust.turn({
+            agentId: agent.agentId, mode: "new", prompt: body.prompt, images: body.images || null,
+            cwd: body.cwd || null, model: body.model || null, effort: body.effort || null, writeAccess: body.writeAccess,
+          });
+        } catch (err) {
+          forgetTrust(app.wid);
+          throw err;
+        }
+      }
       const { thread } = await post(ws(app.wid, "/threads"), body);
       app.go(`/chats/${encodeURIComponent(thread.id)}`);
     }, { label: "Starting…", errLine: error });
