@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     INVALID_LOG_ENTRY = "invalid-log-entry"
     INVALID_SIGNATURE = "invalid-signature"
     REAUTH_REQUIRED = "reauth-required"
+    E2E_REQUIRED = "e2e-required"
     # Live conversations (API.md "Conversations", docs/API-ADDITIONS.md).
     TURN_RUNNING = "turn-running"
     NO_RUNNING_TURN = "no-running-turn"
@@ -95,6 +96,7 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.INVALID_LOG_ENTRY: 400,
     ErrorCode.INVALID_SIGNATURE: 400,
     ErrorCode.REAUTH_REQUIRED: 403,
+    ErrorCode.E2E_REQUIRED: 409,
     ErrorCode.TURN_RUNNING: 409,
     ErrorCode.NO_RUNNING_TURN: 409,
     ErrorCode.APPROVAL_RESOLVED: 409,

@@ -28,6 +28,7 @@ from codexrelay.protocol_base import (
     ProtocolError,
     RefusalReason,
 )
+from codexrelay.protocol_sealed import KeyRequest, SealedEnvelope, SealedTask
 from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
 
 __all__ = [  # the re-exported names; every name defined here is public as well
@@ -265,6 +266,7 @@ class TaskSpec(Message):
     action_id: Annotated[str, Field(max_length=64)] | None = None
     log_source_id: Annotated[str, Field(max_length=64)] | None = None
     signed: SignedTask | None = None
+    sealed: SealedTask | None = None  # a protected workspace's sealed task (no content here)
 
 
 class TaskDispatch(Message):
@@ -294,11 +296,12 @@ AgentMessage = Annotated[
     | SessionsUpdate
     | TokenRenew
     | TrustStatus
+    | SealedEnvelope
     | ConversationAgentMessage,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
-    Welcome | TaskDispatch | TaskCancel | TokenRenewed | ConversationRelayMessage,
+    Welcome | TaskDispatch | TaskCancel | TokenRenewed | KeyRequest | ConversationRelayMessage,
     Field(discriminator="type"),
 ]
 

@@ -30,6 +30,7 @@ from codexrelay.agent.executor import Executor
 from codexrelay.agent.gate import TrustGate
 from codexrelay.agent.logsync import fetch_log_async
 from codexrelay.agent.redaction import Redactor
+from codexrelay.agent.sealing import TaskKeys
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.agent.trust import AgentKeys, TrustStore
@@ -59,6 +60,7 @@ from codexrelay.protocol import (
     parse_relay_frame,
     read_seq,
 )
+from codexrelay.protocol_sealed import KeyRequest, SealedEnvelope
 from codexrelay.protocol_threads import ThreadRefused
 
 log = logging.getLogger("codexrelay.agent")
@@ -70,7 +72,7 @@ CATALOG_INTERVAL_SEC = 5.0
 OUTBOX_LIMIT = 10000
 TRUST_STATUS_DELAY_SEC = 2.0
 # Reports that must survive a dropped link; progress is only a live view and may be lost.
-DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished)
+DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished, SealedEnvelope)
 
 EXIT_STOPPED = 0
 EXIT_REVOKED = 3
@@ -141,6 +143,7 @@ class AgentConnection:
             seen=lambda task_id: task_id in self.executor.ledger,
             fetch=self._fetch_log,
             on_change=self._trust_changed,
+            task_keys=TaskKeys(config.state_path, keep_days=config.task_key_retention_days),
         )
         self.executor.gate = self.gate
         self.gate.restore_run_once(self.executor.ledger)
@@ -383,6 +386,10 @@ class AgentConnection:
         elif isinstance(message, TaskCancel):
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
+        elif isinstance(message, KeyRequest):
+            answer = await self.gate.key_request(message.stmt, message.sig)
+            if answer is not None:
+                await self.send(SealedEnvelope(task_id=answer[0], envelope=answer[1]))
         elif isinstance(message, REQUEST_TYPES):
             if (refusal := self.gate.conversation_refusal(message)) is not None:
                 text = "this workspace is protected: conversations need signed turns"

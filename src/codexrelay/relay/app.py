@@ -32,6 +32,7 @@ from codexrelay.protocol import (
     TaskStarted,
     TrustStatus,
 )
+from codexrelay.protocol_sealed import SealedEnvelope
 from codexrelay.protocol_threads import (
     ApprovalUpdate,
     ThreadDelta,
@@ -49,6 +50,7 @@ from codexrelay.relay.api import audit as audit_api
 from codexrelay.relay.api import conversations as conversations_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import push as push_api
+from codexrelay.relay.api import sealedtasks as sealed_tasks_api
 from codexrelay.relay.api import signedtasks as signed_tasks_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api import trust as trust_api
@@ -149,6 +151,7 @@ AGENT_WIRING = AgentWiring(
         TaskProgress: taskflow.on_progress,
         TaskFinished: taskflow.on_finished,
         TrustStatus: trustlink.on_trust_status,
+        SealedEnvelope: trustlink.on_envelope,
         ThreadReply: conversation_reports.on_reply,
         ThreadRefused: conversation_reports.on_refused,
         ThreadUpdate: conversation_reports.on_thread_update,
@@ -264,6 +267,7 @@ ROUTERS = (
     push_api,
     trust_api,
     signed_tasks_api,
+    sealed_tasks_api,
 )
 
 
