@@ -28,7 +28,7 @@ from codexrelay.protocol_base import (
     ProtocolError,
     RefusalReason,
 )
-from codexrelay.protocol_sealed import KeyRequest, SealedEnvelope, SealedTask
+from codexrelay.protocol_sealed import KeyRequest, SealedCatalog, SealedEnvelope, SealedTask
 from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
 
 __all__ = [  # the re-exported names; every name defined here is public as well
@@ -297,6 +297,7 @@ AgentMessage = Annotated[
     | TokenRenew
     | TrustStatus
     | SealedEnvelope
+    | SealedCatalog
     | ConversationAgentMessage,
     Field(discriminator="type"),
 ]

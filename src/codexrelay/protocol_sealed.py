@@ -4,7 +4,8 @@ envelopes it cannot open, byte for byte.
 - relay -> agent: a sealed task rides on ``task`` as ``TaskSpec.sealed`` (the phone's
   ``task.submit`` envelope); ``e2e.keyreq`` forwards a reader device's signed key request.
 - agent -> relay: ``e2e.envelope`` carries one envelope of a task's stream (``task.out``,
-  ``task.done``, ``key.wrap``); the relay keeps it in memory and hands it to phones.
+  ``task.done``, ``key.wrap``); ``e2e.catalog`` the sealed session catalog. The relay keeps
+  them in memory and hands them to phones.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class SealedEnvelope(Message):
 
     type: Literal["e2e.envelope"] = "e2e.envelope"
     task_id: Annotated[str, Field(min_length=1, max_length=64)]
+    envelope: Annotated[str, Field(min_length=2, max_length=MAX_ENVELOPE_CHARS)]
+
+
+class SealedCatalog(Message):
+    """The agent's session catalog and previews (R12) as one ``catalog`` envelope under a
+    fresh key wrapped to the reader devices (agent -> relay; TRUST.md §4.7)."""
+
+    type: Literal["e2e.catalog"] = "e2e.catalog"
     envelope: Annotated[str, Field(min_length=2, max_length=MAX_ENVELOPE_CHARS)]
 
 

@@ -27,7 +27,7 @@ from codexrelay.e2e.envelope import EnvelopeError, Sealer, chain_link, parse_wir
 from codexrelay.e2e.log import chain_hash
 from codexrelay.e2e.logview import LogView
 from codexrelay.e2e.policy import default_policy
-from codexrelay.e2e.sealed import encode, find_task_key, read_task
+from codexrelay.e2e.sealed import encode, find_task_key, read_catalog, read_task
 from codexrelay.e2e.tags import tagged_hash
 from codexrelay.e2e.wire import b64u, b64u_decode
 from tests import sealkit
@@ -339,3 +339,38 @@ def test_a_member_who_joins_later_reads_history_and_a_revoked_device_gets_nothin
     assert lee.device_id not in wrapped
     assert wrapped == {world.owner.device_id, world.viewer.device_id}
     del later
+
+
+# --- the session catalog and previews (R12, §4.7) ---
+
+
+def test_the_session_catalog_and_previews_are_sealed(world):
+    """A Codex task leaves a session whose preview holds the prompt; the agent sends the
+    catalog sealed, so the relay's session list is empty and its envelope reads only on
+    reader devices (signed by the agent)."""
+    mark = uuid.uuid4().hex
+    world.run(f"Preview {mark}\nFAKE: message done")
+    url = f"/api/v1/workspaces/{world.wid}/agents/{AGENT}/sealed-catalog"
+
+    def sessions() -> list[dict[str, Any]] | None:
+        envelope = world.viewer.phone.get(url).json()["envelope"]
+        if envelope is None:
+            return None
+        found = read_catalog(
+            envelope.encode("ascii"),
+            world.viewer.kex_key,
+            me=world.viewer.device_id,
+            view=world.view(),
+            agent=AGENT,
+        )
+        return found if mark in json.dumps(found) else None
+
+    found = wait_until(sessions, timeout=30, what="the sealed catalog with the new session")
+    assert any(mark in json.dumps(s.get("preview")) for s in found)
+    plain = world.owner.phone.get(f"/api/v1/workspaces/{world.wid}/agents/{AGENT}/sessions")
+    assert plain.json()["sessions"] == []
+    envelope = world.owner.phone.get(url).json()["envelope"]
+    assert mark not in envelope
+    evil = keys.generate_kex_key("c25519")
+    with pytest.raises(EnvelopeError):
+        read_catalog(envelope.encode(), evil, me="dv_relay", view=world.view(), agent=AGENT)

@@ -60,7 +60,7 @@ from codexrelay.protocol import (
     parse_relay_frame,
     read_seq,
 )
-from codexrelay.protocol_sealed import KeyRequest, SealedEnvelope
+from codexrelay.protocol_sealed import KeyRequest, SealedCatalog, SealedEnvelope
 from codexrelay.protocol_threads import ThreadRefused
 
 log = logging.getLogger("codexrelay.agent")
@@ -413,11 +413,22 @@ class AgentConnection:
         while True:
             changed = await asyncio.to_thread(self.catalog.refresh)
             if changed or first:
-                update = SessionsUpdate(sessions=self._redacted_sessions())
                 with contextlib.suppress(ConnectionClosed):
-                    await self._send_on(ws, update)
+                    await self._send_on(ws, self._catalog_update())
                 first = False
             await asyncio.sleep(CATALOG_INTERVAL_SEC)
+
+    def _catalog_update(self) -> Message:
+        """The catalog in the clear, or sealed where the workspace's policy says so: then
+        the relay hears an empty list and holds only the envelope (TRUST.md §4.7)."""
+        sessions = self._redacted_sessions()
+        data = [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in sessions]
+        envelope = self.gate.sealed_catalog(data)
+        return (
+            SessionsUpdate(sessions=sessions)
+            if envelope is None
+            else SealedCatalog(envelope=envelope)
+        )
 
     def _redacted_sessions(self) -> list[Any]:
         """Titles and previews pass through the same redaction as task output (B3)."""

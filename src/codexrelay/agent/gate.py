@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 from codexrelay.agent.auditlog import AUDIT_FILE, AuditLog, accepted_tasks
 from codexrelay.agent.ledger import TaskLedger
 from codexrelay.agent.runners.base import TaskRefusedError
-from codexrelay.agent.sealing import OutputSealer, TaskKeys, answer_key_request, open_submit
+from codexrelay.agent.sealing import (
+    OutputSealer,
+    TaskKeys,
+    answer_key_request,
+    open_submit,
+    seal_catalog,
+)
 from codexrelay.agent.trust import AgentKeys, TrustError, TrustStore
 from codexrelay.agent.verify import SKEW_SEC, Accepted, FetchLog, StatementChecker
 from codexrelay.e2e import keys
@@ -175,6 +181,18 @@ class TrustGate:
         wraps = reader_wraps(view, opened.task_key, ws=view.ws, task=task)
         return OutputSealer(
             opened, ws=view.ws, agent_id=self.agent_id, signing=self.keys.signing, wraps=wraps
+        )
+
+    def sealed_catalog(self, sessions: list[dict[str, Any]]) -> str | None:
+        """The catalog as an envelope where the policy says sealed (None: send it as is)."""
+        try:
+            state = self.trust.current()
+        except TrustError:
+            return None
+        if state is None or state[1].policy.content != "sealed":
+            return None
+        return seal_catalog(
+            state[1], agent_id=self.agent_id, signing=self.keys.signing, sessions=sessions
         )
 
     async def key_request(self, stmt: str, sig: str) -> tuple[str, str] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +24,19 @@ from pydantic import ValidationError
 from codexrelay.agent.runners.base import TaskRefusedError
 from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import (
+    MAX_PADDED,
     EnvelopeError,
     KeyWrap,
     Receiver,
     Sealer,
+    new_task_key,
+    padded_size,
     parse_wire,
     unwrap_task_key,
     wrap_task_key,
 )
 from codexrelay.e2e.logview import LogView
-from codexrelay.e2e.sealed import SubmitInner, encode
+from codexrelay.e2e.sealed import SubmitInner, encode, reader_wraps
 from codexrelay.e2e.statements import (
     MAX_BODY_BYTES,
     KeyRequestStatement,
@@ -155,6 +159,24 @@ class OutputSealer:
         wraps, self._wraps = self._wraps, []
         final = {**record, "count": self.outs, "chainHead": self._sealer.prev}
         return self._sealer.seal("task.done", encode(final), wraps=wraps).decode("ascii")
+
+
+def seal_catalog(
+    view: LogView, *, agent_id: str, signing: keys.SigningKey, sessions: list[dict[str, Any]]
+) -> str:
+    """The session catalog as one signed ``catalog`` envelope under a fresh key, wrapped to
+    every reader device; the oldest sessions are left out if the whole would not fit."""
+    catalog_id = str(uuid.uuid4())
+    key = new_task_key()
+    wraps = reader_wraps(view, key, ws=view.ws, task=catalog_id)
+    kept = list(sessions)
+    while True:
+        plaintext = encode({"sessions": kept})
+        if padded_size(len(plaintext)) <= MAX_PADDED or not kept:
+            break
+        kept = kept[: len(kept) * 3 // 4]
+    sealer = Sealer(key, view.ws, agent_id, catalog_id, agent_id, signing)
+    return sealer.seal("catalog", plaintext, wraps=wraps).decode("ascii")
 
 
 class TaskKeys:

@@ -13,6 +13,8 @@
   it saw every one.
 - ``key.wrap`` (the agent, signed, a fresh epoch): ``{"device"}``, the answer to a reader
   device's key request, with the task key wrapped to that device in ``keys``.
+- ``catalog`` (the agent, signed): ``{"sessions": [...]}``, the Codex session catalog and
+  its previews, under a fresh key per update (its ``task`` is a fresh id too).
 
 The agent wraps the task key to every live reader device of the log it verified, and only
 to those: a device the relay adds is in nobody's verified log and gets nothing.
@@ -99,6 +101,24 @@ def reader_wraps(
             wrap_task_key(task_key, public, ws=ws, task=task, recipient_key_id=device.device_id)
         )
     return wraps
+
+
+def read_catalog(
+    data: bytes, private: keys.KexKey, *, me: str, view: LogView, agent: str
+) -> list[dict[str, Any]]:
+    """Open an agent's sealed catalog as a reader device (signature by the agent's key in
+    the reader's own verified log)."""
+    _, header, _, _ = parse_wire(data)
+    if (header.kind, header.sender, header.ws) != ("catalog", agent, view.ws):
+        raise EnvelopeError(EnvelopeReason.WRONG_TASK, "not this agent's catalog")
+    key = find_task_key([data], private, me=me, ws=view.ws, task=header.task)
+    receiver = Receiver(task_key=key, ws=view.ws, agent=agent, task=header.task)
+    member = view.agents[agent]
+    opened = receiver.open(data, sender_key=keys.load_verify_key(member.suite, member.sig_pub))
+    sessions = json.loads(opened.plaintext)["sessions"]
+    if not isinstance(sessions, list):
+        raise EnvelopeError(EnvelopeReason.MALFORMED, "sessions is not a list")
+    return sessions
 
 
 def find_task_key(

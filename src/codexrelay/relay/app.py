@@ -32,7 +32,7 @@ from codexrelay.protocol import (
     TaskStarted,
     TrustStatus,
 )
-from codexrelay.protocol_sealed import SealedEnvelope
+from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope
 from codexrelay.protocol_threads import (
     ApprovalUpdate,
     ThreadDelta,
@@ -152,6 +152,7 @@ AGENT_WIRING = AgentWiring(
         TaskFinished: taskflow.on_finished,
         TrustStatus: trustlink.on_trust_status,
         SealedEnvelope: trustlink.on_envelope,
+        SealedCatalog: trustlink.on_catalog,
         ThreadReply: conversation_reports.on_reply,
         ThreadRefused: conversation_reports.on_refused,
         ThreadUpdate: conversation_reports.on_thread_update,

@@ -1,5 +1,6 @@
 """Sealed tasks of protected workspaces (TRUST.md §4.5, §4.7): submit an envelope, read a
-task's envelopes, ask the agent to wrap a task's key to a device again.
+task's envelopes, ask the agent to wrap a task's key to a device again, read an agent's
+sealed session catalog.
 
 The relay stores only metadata (the task shows ``sealed: true`` with its content fields
 null) and keeps envelopes in memory with the task's details; it forwards them unread.
@@ -22,6 +23,7 @@ from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import ID_PATTERN, TaskKind
 from codexrelay.protocol_sealed import MAX_ENVELOPE_CHARS, KeyRequest, SealedTask
 from codexrelay.relay.access.identity import WorkspaceAccess
+from codexrelay.relay.agents import pairing
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.deps import Member, ServicesDep, Viewer
 from codexrelay.relay.services import Services
@@ -63,6 +65,10 @@ class EnvelopesOut(CamelModel):
     submission: str | None
     envelopes: list[EnvelopeOut]
     expired: bool
+
+
+class SealedCatalogOut(CamelModel):
+    envelope: str | None
 
 
 class KeyRequestBody(CamelModel):
@@ -133,6 +139,17 @@ async def list_envelopes(
     found = [EnvelopeOut(index=i, envelope=e) for i, e in enumerate(details.envelopes) if i > after]
     submission = details.sealed.envelope if details.sealed is not None else None
     return EnvelopesOut(submission=submission, envelopes=found, expired=False)
+
+
+@router.get("/agents/{agent_id}/sealed-catalog", response_model=SealedCatalogOut)
+async def sealed_catalog(
+    agent_id: str, access: Annotated[WorkspaceAccess, Viewer], services: ServicesDep
+) -> SealedCatalogOut:
+    """The agent's latest sealed session catalog (memory only), for reader devices."""
+    agent = pairing.find_agent(services.store, access.workspace.id, agent_id)
+    if agent is None:
+        raise AppError(ErrorCode.NOT_FOUND, "No such agent.")
+    return SealedCatalogOut(envelope=services.trust.catalogs.get(agent.key))
 
 
 @router.post("/tasks/{task_id}/key-requests", status_code=202, response_model=ForwardedOut)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from codexrelay.protocol import TrustStatus
-from codexrelay.protocol_sealed import SealedEnvelope
+from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope
 from codexrelay.relay.agents.hub import LiveAgent
 from codexrelay.relay.agents.link import publish_agent
 from codexrelay.relay.services import Services
@@ -49,3 +49,15 @@ async def on_envelope(
         return
     payload = {"taskId": task.id, "index": index, "envelope": message.envelope}
     services.events.publish(task.workspace_id, "envelope", payload)
+
+
+async def on_catalog(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: SealedCatalog
+) -> None:
+    """The agent's sealed session catalog: the latest one is kept in memory for phones."""
+    if not sealing.is_catalog(message.envelope, agent.workspace_id, agent.agent_id):
+        log.warning("agent %s sent a catalog envelope that is not its own", agent.key)
+        return
+    services.trust.catalogs[agent.key] = message.envelope
+    payload = {"agentId": agent.agent_id, "envelope": message.envelope}
+    services.events.publish(agent.workspace_id, "catalog", payload)

@@ -77,3 +77,17 @@ def agent_header(envelope: str, *, workspace_id: str, agent_id: str, task_id: st
         agent_id,
     )
     return header if ok else None
+
+
+def is_catalog(envelope: str, workspace_id: str, agent_id: str) -> bool:
+    """An agent's own ``catalog`` envelope for its own workspace."""
+    try:
+        _, header, _, _ = parse_wire(envelope.encode("utf-8"))
+    except EnvelopeError:
+        return False
+    return (header.kind, header.ws, header.agent, header.sender) == (
+        "catalog",
+        workspace_id,
+        agent_id,
+        agent_id,
+    )

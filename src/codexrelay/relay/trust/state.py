@@ -32,6 +32,8 @@ class TrustState:
 
     views: dict[str, LogView] = field(default_factory=dict)
     pending: dict[str, PendingTask] = field(default_factory=dict)
+    # Each sealed agent's latest session catalog envelope, by agent key (R12: memory only).
+    catalogs: dict[str, str] = field(default_factory=dict)
 
     def sweep(self, now: datetime) -> list[PendingTask]:
         """Drop pending tasks whose statement expired; returns them."""
