@@ -17,7 +17,7 @@ from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import Sealer, new_task_key, wrap_task_key
 from codexrelay.e2e.log import parse_signed, verify_log
 from codexrelay.e2e.logview import LogView
-from codexrelay.e2e.sealed import TaskView, encode, read_task
+from codexrelay.e2e.sealed import TaskView, read_task, seal_record
 from codexrelay.e2e.wire import b64u
 from tests.trustkit import Book, TrustedPhone, dumps
 
@@ -65,7 +65,7 @@ def seal(
         ),
     ]
     sealer = Sealer(task_key, view.ws, agent_id, task_id, phone.device_id)
-    envelope = sealer.seal("task.submit", encode(inner), wraps=wraps)
+    envelope = seal_record(sealer, "task.submit", inner, wraps)
     request = {
         "agentId": agent_id,
         "type": stmt["type"],

@@ -36,7 +36,7 @@ from codexrelay.e2e.envelope import (
     wrap_task_key,
 )
 from codexrelay.e2e.logview import LogView
-from codexrelay.e2e.sealed import SubmitInner, encode, reader_wraps
+from codexrelay.e2e.sealed import SubmitInner, check_wraps, encode, reader_wraps, seal_record
 from codexrelay.e2e.statements import (
     MAX_BODY_BYTES,
     KeyRequestStatement,
@@ -94,9 +94,9 @@ def open_submit(spec: TaskSpec, *, ws: str, agent_id: str, kex: keys.KexKey) -> 
     try:
         task_key = unwrap_task_key(wrap, kex, ws=ws, task=spec.id)
         receiver = Receiver(task_key=task_key, ws=ws, agent=agent_id, task=spec.id)
-        inner = decode_object(
-            receiver.open(data, sender_key=None).plaintext, SubmitInner, max_bytes=1 << 20
-        )
+        plaintext = receiver.open(data, sender_key=None).plaintext
+        inner = decode_object(plaintext, SubmitInner, max_bytes=1 << 20)
+        check_wraps(data, inner.model_dump(exclude_none=True))
     except (EnvelopeError, StatementError) as exc:
         raise _refuse(R.SEALED_INVALID, f"the envelope does not open: {exc}") from None
     return OpenedTask(_signed_spec(spec, inner, header.sender), task_key, header.sender)
@@ -150,7 +150,7 @@ class OutputSealer:
     def out(self, record: dict[str, Any]) -> str:
         """One ``task.out`` envelope (the first one carries the key wraps)."""
         wraps, self._wraps = self._wraps, []
-        data = self._sealer.seal("task.out", encode(record), wraps=wraps)
+        data = seal_record(self._sealer, "task.out", record, wraps)
         self.outs += 1
         return data.decode("ascii")
 
@@ -158,7 +158,7 @@ class OutputSealer:
         """The ``task.done`` envelope: the result, and the count and chain head it vouches for."""
         wraps, self._wraps = self._wraps, []
         final = {**record, "count": self.outs, "chainHead": self._sealer.prev}
-        return self._sealer.seal("task.done", encode(final), wraps=wraps).decode("ascii")
+        return seal_record(self._sealer, "task.done", final, wraps).decode("ascii")
 
 
 def seal_catalog(
@@ -170,13 +170,10 @@ def seal_catalog(
     key = new_task_key()
     wraps = reader_wraps(view, key, ws=view.ws, task=catalog_id)
     kept = list(sessions)
-    while True:
-        plaintext = encode({"sessions": kept})
-        if padded_size(len(plaintext)) <= MAX_PADDED or not kept:
-            break
+    while padded_size(len(encode({"sessions": kept})) + 80) > MAX_PADDED and kept:
         kept = kept[: len(kept) * 3 // 4]
     sealer = Sealer(key, view.ws, agent_id, catalog_id, agent_id, signing)
-    return sealer.seal("catalog", plaintext, wraps=wraps).decode("ascii")
+    return seal_record(sealer, "catalog", {"sessions": kept}, wraps).decode("ascii")
 
 
 class TaskKeys:
@@ -252,5 +249,5 @@ def answer_key_request(
         task_key, public, ws=view.ws, task=stmt.task, recipient_key_id=device.device_id
     )
     sealer = Sealer(task_key, view.ws, agent_id, stmt.task, agent_id, signing)
-    envelope = sealer.seal("key.wrap", encode({"device": device.device_id}), wraps=[wrap])
+    envelope = seal_record(sealer, "key.wrap", {"device": device.device_id}, [wrap])
     return stmt.task, device.device_id, envelope.decode("ascii")

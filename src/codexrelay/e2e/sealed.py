@@ -18,12 +18,16 @@
 
 The agent wraps the task key to every live reader device of the log it verified, and only
 to those: a device the relay adds is in nobody's verified log and gets nothing.
+
+Key wraps travel beside the ciphertext, outside the signature (§5), so whoever adds them
+also puts ``"wraps": b64u(H(keys))`` in the plaintext; a reader drops an envelope whose
+wraps differ from that, so no wrap can be changed, added or removed on the way unseen.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
@@ -34,13 +38,15 @@ from codexrelay.e2e.envelope import (
     EnvelopeError,
     EnvelopeReason,
     KeyWrap,
+    Kind,
     Receiver,
+    Sealer,
     parse_wire,
     unwrap_task_key,
     wrap_task_key,
 )
 from codexrelay.e2e.logview import LogView
-from codexrelay.e2e.statements import StatementError, Strict, decode_object
+from codexrelay.e2e.statements import Digest, StatementError, Strict, decode_object, digest
 from codexrelay.e2e.wire import b64u_decode
 
 TEXT_CHUNK: Final = 64 * 1024  # characters: at most 384 KiB of escaped JSON per envelope
@@ -57,6 +63,7 @@ class SubmitInner(Strict):
     stmt: B64Text
     body: B64Text
     auth: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=5)]
+    wraps: Digest | None = None
 
 
 class DoneRecord(Strict):
@@ -75,6 +82,30 @@ class DoneRecord(Strict):
 def encode(obj: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON (the agent's own plaintext; nobody signs it re-serialised)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def wraps_digest(wraps: Sequence[KeyWrap]) -> str:
+    """``b64u(H(keys))`` over the wraps as they travel (recipient id and blob, in order)."""
+    return digest(encode({"keys": [{"to": w.to, "enc": w.enc} for w in wraps]}))
+
+
+def seal_record(
+    sealer: Sealer, kind: Kind, record: dict[str, Any], wraps: Sequence[KeyWrap] = ()
+) -> bytes:
+    """Seal a JSON record; with wraps, the record names their digest."""
+    if wraps:
+        record = {**record, "wraps": wraps_digest(wraps)}
+    return sealer.seal(kind, encode(record), wraps=wraps)
+
+
+def check_wraps(data: bytes, record: dict[str, Any]) -> None:
+    """The envelope's wraps are exactly the ones its sender named (or there are none)."""
+    wire, _, _, _ = parse_wire(data)
+    named = record.get("wraps")
+    if wire.keys is None and named is None:
+        return
+    if wire.keys is None or named != wraps_digest(wire.keys):
+        raise EnvelopeError(EnvelopeReason.MALFORMED, "the key wraps are not the sender's")
 
 
 def text_pieces(name: str, text: str | None) -> list[dict[str, Any]]:
@@ -115,7 +146,9 @@ def read_catalog(
     receiver = Receiver(task_key=key, ws=view.ws, agent=agent, task=header.task)
     member = view.agents[agent]
     opened = receiver.open(data, sender_key=keys.load_verify_key(member.suite, member.sig_pub))
-    sessions = json.loads(opened.plaintext)["sessions"]
+    record = json.loads(opened.plaintext)
+    check_wraps(data, record)
+    sessions = record["sessions"]
     if not isinstance(sessions, list):
         raise EnvelopeError(EnvelopeReason.MALFORMED, "sessions is not a list")
     return sessions
@@ -195,14 +228,19 @@ def _take(
     if not from_agent and header.kind != "task.submit":
         raise EnvelopeError(EnvelopeReason.MALFORMED, f"unexpected {header.kind}")
     opened = receiver.open(data, sender_key=agent_key if from_agent else None)
+    record = json.loads(opened.plaintext)
+    if not isinstance(record, dict):
+        raise EnvelopeError(EnvelopeReason.MALFORMED, "the plaintext is not an object")
+    check_wraps(data, record)
     if header.kind == "task.submit":
         _submitted(out, opened.plaintext)
     elif header.kind == "task.out":
-        _output(out, opened.plaintext)
+        _output(out, record)
         out.outs += 1
         out.last_link = opened.link
     elif header.kind == "task.done":
-        out.done = decode_object(opened.plaintext, DoneRecord, max_bytes=1 << 20)
+        record.pop("wraps", None)
+        out.done = DoneRecord.model_validate(record)
 
 
 def _submitted(out: TaskView, plaintext: bytes) -> None:
@@ -212,8 +250,7 @@ def _submitted(out: TaskView, plaintext: bytes) -> None:
     out.prompt = body.get("prompt") or None
 
 
-def _output(out: TaskView, plaintext: bytes) -> None:
-    record = json.loads(plaintext)
+def _output(out: TaskView, record: dict[str, Any]) -> None:
     if "progress" in record:
         out.progress.append(record["progress"])
     elif "text" in record:
