@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from codexrelay.agent.auditlog import AUDIT_FILE
-from codexrelay.agent.trust import TRUST_FILE
+from codexrelay.agent.trust import TRUST_FILE, AgentKeys, agent_safety_number
+from codexrelay.cli import main
 from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import EnvelopeError, Sealer, chain_link, parse_wire
 from codexrelay.e2e.log import chain_hash
@@ -30,6 +32,7 @@ from codexrelay.e2e.policy import default_policy
 from codexrelay.e2e.sealed import encode, find_task_key, read_catalog, read_task
 from codexrelay.e2e.tags import tagged_hash
 from codexrelay.e2e.wire import b64u, b64u_decode
+from codexrelay.webbundle import bundle_hash, manifest
 from tests import sealkit
 from tests.helpers import wait_until
 from tests.proof.hostile import HostileRelay
@@ -374,3 +377,39 @@ def test_the_session_catalog_and_previews_are_sealed(world):
     evil = keys.generate_kex_key("c25519")
     with pytest.raises(EnvelopeError):
         read_catalog(envelope.encode(), evil, me="dv_relay", view=world.view(), agent=AGENT)
+
+
+# --- offline verifiers (B2, TRUST.md §7, §9 phase 4) ---
+
+
+def test_verify_log_checks_the_log_and_the_agents_audit_log_offline(world, tmp_path):
+    """``codexrelay verify-log`` verifies the log from the pinned genesis, prints the same
+    safety number as the agent's CLI, checks the agent's audit log, and refuses an edit."""
+    log = world.owner.phone.get(f"/api/v1/workspaces/{world.wid}/e2e/log").json()
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(log))
+    audit = world.dir / "state" / AUDIT_FILE
+    args = ["verify-log", str(path), "--genesis-hash", world.book.genesis_hash]
+    result = CliRunner().invoke(main, [*args, "--agent-audit", str(audit), "--agent", AGENT])
+    assert result.exit_code == 0, result.output
+    agent_keys = AgentKeys.load_or_create(world.dir / "state")
+    assert agent_safety_number(world.book.genesis_hash, AGENT, agent_keys) in result.output
+    assert f"Audit log of {AGENT}:" in result.output
+    log["entries"][1]["entry"] = log["entries"][1]["entry"][:-2] + "AA"
+    path.write_text(json.dumps(log))
+    broken = CliRunner().invoke(main, args)
+    assert broken.exit_code != 0
+    assert "does not verify" in broken.output
+
+
+def test_verify_web_compares_the_served_bundle_with_the_release_hash(world):
+    """The relay serves this package's web app byte for byte and states its hash; a
+    different release hash is reported as a mismatch."""
+    stated = world.owner.phone.get("/api/v1/web-bundle").json()
+    assert stated["bundleHash"] == bundle_hash(manifest())
+    ok = CliRunner().invoke(main, ["verify-web", world.relay.url])
+    assert ok.exit_code == 0, ok.output
+    assert "byte for byte" in ok.output
+    wrong = CliRunner().invoke(main, ["verify-web", world.relay.url, "--expect", "0" * 64])
+    assert wrong.exit_code != 0
+    assert "not the release" in wrong.output

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from codexrelay import __version__
+from codexrelay import __version__, webbundle
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import (
@@ -301,6 +301,11 @@ def _add_routes(app: FastAPI, services: Services) -> None:
     async def healthz() -> dict[str, bool]:
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
+
+    @app.get("/api/v1/web-bundle", tags=["health"], responses=ERROR_RESPONSES)
+    async def web_bundle() -> dict[str, str]:
+        """The app version and web bundle hash, for About and ``codexrelay verify-web``."""
+        return {"version": __version__, "bundleHash": webbundle.installed_hash()}
 
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
