@@ -14,6 +14,8 @@ from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.demo import demo
 from codexrelay.relay.ops.audit_commands import audit
 from codexrelay.relay.ops.commands import relay
+from codexrelay.verifylog import verify_log_command
+from codexrelay.webbundle import verify_web
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,3 +49,5 @@ main.add_command(demo)
 main.add_command(agent)
 main.add_command(relay)
 main.add_command(audit)
+main.add_command(verify_log_command)
+main.add_command(verify_web)

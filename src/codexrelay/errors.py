@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     INVALID_SIGNATURE = "invalid-signature"
     REAUTH_REQUIRED = "reauth-required"
     STATEMENT_REFUSED = "statement-refused"
+    E2E_REQUIRED = "e2e-required"
     # Live conversations (API.md "Conversations", docs/API-ADDITIONS.md).
     TURN_RUNNING = "turn-running"
     NO_RUNNING_TURN = "no-running-turn"
@@ -97,6 +98,7 @@ STATUS: Mapping[ErrorCode, int] = {
     ErrorCode.INVALID_SIGNATURE: 400,
     ErrorCode.REAUTH_REQUIRED: 403,
     ErrorCode.STATEMENT_REFUSED: 403,
+    ErrorCode.E2E_REQUIRED: 409,
     ErrorCode.TURN_RUNNING: 409,
     ErrorCode.NO_RUNNING_TURN: 409,
     ErrorCode.APPROVAL_RESOLVED: 409,

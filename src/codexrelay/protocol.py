@@ -32,6 +32,7 @@ from codexrelay.protocol_base import (
     SignedTask,
     SignedTurn,
 )
+from codexrelay.protocol_sealed import KeyRequest, SealedCatalog, SealedEnvelope, SealedTask
 from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
 
 __all__ = [  # the re-exported names; every name defined here is public as well
@@ -279,6 +280,7 @@ class TaskSpec(Message):
     action_id: Annotated[str, Field(max_length=64)] | None = None
     log_source_id: Annotated[str, Field(max_length=64)] | None = None
     signed: SignedTask | None = None
+    sealed: SealedTask | None = None  # a protected workspace's sealed task (no content here)
 
 
 class TaskDispatch(Message):
@@ -309,11 +311,19 @@ AgentMessage = Annotated[
     | TokenRenew
     | TrustStatus
     | LogAck
+    | SealedEnvelope
+    | SealedCatalog
     | ConversationAgentMessage,
     Field(discriminator="type"),
 ]
 RelayMessage = Annotated[
-    Welcome | TaskDispatch | TaskCancel | TokenRenewed | LogPush | ConversationRelayMessage,
+    Welcome
+    | TaskDispatch
+    | TaskCancel
+    | TokenRenewed
+    | LogPush
+    | KeyRequest
+    | ConversationRelayMessage,
     Field(discriminator="type"),
 ]
 

@@ -71,6 +71,11 @@ class RefusalReason(StrEnum):
     COUNTER_REGRESSED = "counter-regressed"
     SIGNATURE_INVALID = "signature-invalid"
     AUDIT_UNAVAILABLE = "audit-unavailable"
+    # Sealed tasks (TRUST.md §4.6 steps 1-2): a plaintext task where sealing is required,
+    # or an envelope that does not open for this agent.
+    E2E_REQUIRED = "e2e-required"
+    SEALED_INVALID = "sealed-invalid"
+    TASK_KEY_GONE = "task-key-gone"
 
 
 class SignedTask(Message):

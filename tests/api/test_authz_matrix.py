@@ -116,6 +116,17 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", f"{PREFIX}/agents/{{agent_id}}/log-push"): Row(
         Role.MEMBER, {"start": 0, "entries": [{}]}, 409
     ),
+    # sealed tasks (TRUST.md §4.5, §4.7): submit, read envelopes, the catalog, key requests
+    ("POST", f"{PREFIX}/sealed-tasks"): Row(
+        Role.MEMBER, {"agentId": "x", "type": "codex_exec", "envelope": "{}"}, 409
+    ),
+    ("GET", f"{PREFIX}/tasks/{{task_id}}/envelopes"): Row(Role.VIEWER, body=None, allowed=404),
+    ("GET", f"{PREFIX}/agents/{{agent_id}}/sealed-catalog"): Row(
+        Role.VIEWER, body=None, allowed=404
+    ),
+    ("POST", f"{PREFIX}/tasks/{{task_id}}/key-requests"): Row(
+        Role.VIEWER, {"stmt": "x", "sig": "x"}, 409
+    ),
     # audit trail (B2): admins read and export their workspace's records
     ("GET", f"{PREFIX}/audit"): Row(Role.ADMIN, body=None, allowed=200),
     ("GET", f"{PREFIX}/audit/export"): Row(Role.ADMIN, body=None, allowed=200),

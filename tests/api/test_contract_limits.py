@@ -105,6 +105,9 @@ E2E_LOG = "/api/v1/workspaces/{wid}/e2e/log"
 SIGNED = "/api/v1/workspaces/{wid}/signed-tasks"
 SIGNED_CANCEL = "/api/v1/workspaces/{wid}/tasks/nope/signed-cancel"
 LOG_PUSH = "/api/v1/workspaces/{wid}/agents/nope/log-push"
+SEALED = "/api/v1/workspaces/{wid}/sealed-tasks"
+SEALED_BODY = {"agentId": "x", "type": "codex_exec", "envelope": "{}"}
+KEY_REQUEST = "/api/v1/workspaces/{wid}/tasks/nope/key-requests"
 APPROVE_PAIR = "/api/v1/workspaces/{wid}/pair-requests/nope/approve"
 TASKS = "/api/v1/workspaces/{wid}/tasks"
 INVITES = "/api/v1/workspaces/{wid}/invites"
@@ -218,6 +221,11 @@ ROWS = [
         _post(LOG_PUSH, {"start": 0}, "entries"),
         lambda n: [{}] * n,
     ),
+    Row("SealedTaskBody", "agentId", _post(SEALED, SEALED_BODY, "agentId")),
+    Row("SealedTaskBody", "envelope", _post(SEALED, SEALED_BODY, "envelope")),
+    Row("SealedTaskBody", "queueTtlSec", _post(SEALED, SEALED_BODY, "queueTtlSec"), lambda n: n),
+    Row("KeyRequestBody", "stmt", _post(KEY_REQUEST, {"sig": "x"}, "stmt")),
+    Row("KeyRequestBody", "sig", _post(KEY_REQUEST, {"stmt": "e30"}, "sig")),
     Row("SignedCancelBody", "stmt", _post(SIGNED_CANCEL, {"sig": "x"}, "stmt")),
     Row("SignedCancelBody", "sig", _post(SIGNED_CANCEL, {"stmt": "e30"}, "sig")),
     Row("PairApproveBody", "grant", _post(APPROVE_PAIR, {}, "grant")),

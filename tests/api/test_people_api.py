@@ -214,6 +214,8 @@ PUBLIC = {
     ("POST", "/api/v1/auth/passkeys/login/verify"),
     ("POST", "/api/v1/invites/accept"),
     ("POST", "/api/v1/auth/recovery/redeem"),
+    # the web bundle's hash: public by design, so anyone can compare it (codexrelay verify-web)
+    ("GET", "/api/v1/web-bundle"),
 }
 
 

@@ -17,7 +17,7 @@ FORMAT_JS = Path(__file__).resolve().parents[2] / "src/codexrelay/web/js/format.
 
 def test_every_refusal_reason_has_a_sentence_on_the_phone():
     """A refusal never reaches a person as a bare code."""
-    sentences = set(re.findall(r'^\s*"([a-z-]+)": "', FORMAT_JS.read_text(), re.M))
+    sentences = set(re.findall(r'^\s*"([a-z0-9-]+)": "', FORMAT_JS.read_text(), re.M))
     missing = [reason.value for reason in RefusalReason if reason.value not in sentences]
     assert not missing, f"add these to REASONS in web/js/format.js: {missing}"
 

@@ -232,6 +232,13 @@ class AgentConfig(CamelModel):
         default_factory=RedactionSettings,
         description="secret redaction of everything sent to the relay (on by default)",
     )
+    task_key_retention_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="days a sealed task's key is kept to wrap it for readers who come later, "
+        "0 to 365 (0: never kept)",
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

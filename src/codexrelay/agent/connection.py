@@ -32,6 +32,7 @@ from codexrelay.agent.executor import Executor
 from codexrelay.agent.gate import TrustGate
 from codexrelay.agent.logsync import fetch_log_async
 from codexrelay.agent.redaction import Redactor
+from codexrelay.agent.sealing import TaskKeys
 from codexrelay.agent.status import StatusFile
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.agent.trust import AgentKeys, TrustStore
@@ -62,6 +63,7 @@ from codexrelay.protocol import (
     parse_relay_frame,
     read_seq,
 )
+from codexrelay.protocol_sealed import KeyRequest, SealedCatalog, SealedEnvelope
 
 log = logging.getLogger("codexrelay.agent")
 
@@ -72,7 +74,7 @@ CATALOG_INTERVAL_SEC = 5.0
 OUTBOX_LIMIT = 10000
 TRUST_STATUS_DELAY_SEC = 2.0
 # Reports that must survive a dropped link; progress is only a live view and may be lost.
-DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished)
+DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished, SealedEnvelope)
 
 EXIT_STOPPED = 0
 EXIT_REVOKED = 3
@@ -143,6 +145,7 @@ class AgentConnection:
             seen=lambda task_id: task_id in self.executor.ledger,
             fetch=self._fetch_log,
             on_change=self._trust_changed,
+            task_keys=TaskKeys(config.state_path, keep_days=config.task_key_retention_days),
         )
         self.executor.gate = self.gate
         self.gate.restore_run_once(self.executor.ledger)
@@ -386,6 +389,10 @@ class AgentConnection:
         elif isinstance(message, TaskCancel):
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
+        elif isinstance(message, KeyRequest):
+            answer = await self.gate.key_request(message.stmt, message.sig)
+            if answer is not None:
+                await self.send(SealedEnvelope(task_id=answer[0], envelope=answer[1]))
         elif isinstance(message, REQUEST_TYPES):
             await self.conversations.handle(message)
         elif isinstance(message, LogPush):
@@ -408,11 +415,22 @@ class AgentConnection:
         while True:
             changed = await asyncio.to_thread(self.catalog.refresh)
             if changed or first:
-                update = SessionsUpdate(sessions=self._redacted_sessions())
                 with contextlib.suppress(ConnectionClosed):
-                    await self._send_on(ws, update)
+                    await self._send_on(ws, self._catalog_update())
                 first = False
             await asyncio.sleep(CATALOG_INTERVAL_SEC)
+
+    def _catalog_update(self) -> Message:
+        """The catalog in the clear, or sealed where the workspace's policy says so: then
+        the relay hears an empty list and holds only the envelope (TRUST.md §4.7)."""
+        sessions = self._redacted_sessions()
+        data = [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in sessions]
+        envelope = self.gate.sealed_catalog(data)
+        return (
+            SessionsUpdate(sessions=sessions)
+            if envelope is None
+            else SealedCatalog(envelope=envelope)
+        )
 
     def _redacted_sessions(self) -> list[Any]:
         """Titles and previews pass through the same redaction as task output (B3)."""

@@ -24,7 +24,9 @@ from codexrelay.agent.runners.actions import ActionRunner
 from codexrelay.agent.runners.base import Runner, TaskOutcome, TaskRefusedError
 from codexrelay.agent.runners.codex import CodexExecRunner
 from codexrelay.agent.runners.logs import LogRunner
+from codexrelay.agent.sealing import OutputSealer
 from codexrelay.agent.verify import Accepted
+from codexrelay.e2e.sealed import TEXT_FIELDS, text_pieces
 from codexrelay.protocol import (
     UUID_PATTERN,
     FileChangeInfo,
@@ -39,6 +41,7 @@ from codexrelay.protocol import (
     TaskSpec,
     TaskStarted,
 )
+from codexrelay.protocol_sealed import SealedEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ class _Task:
     # The Codex session, sent once with the next progress event after it becomes known.
     codex_session_id: str | None = None
     session_unsent: bool = False
+    # A sealed task's reports leave as envelopes only the readers can open (TRUST.md §4.7).
+    sealer: OutputSealer | None = None
 
     def progress(self, event: ProgressEvent) -> TaskProgress:
         """The next progress message, carrying the Codex session id the first time."""
@@ -152,6 +157,8 @@ class Executor:
         """Check ``spec``; reject it, or accept it and start it in the background."""
         try:
             admitted = await self.gate.admit(spec) if self.gate is not None else None
+            if admitted is not None and admitted.sealed is not None:
+                spec = admitted.sealed.spec  # the task as signed inside the envelope
             try:
                 self.check(spec)
             except TaskRefusedError as exc:
@@ -168,6 +175,8 @@ class Executor:
             await self._send(TaskRejected(task_id=spec.id, reason=reason, message=message))
             return False
         task = _Task(spec)
+        if admitted is not None and self.gate is not None:
+            task.sealer = self.gate.output_sealer(admitted)
         self._tasks[spec.id] = task
         await self._send(TaskAccepted(task_id=spec.id))
         task.job = asyncio.create_task(self._run(task), name=f"task-{spec.id}")
@@ -349,7 +358,7 @@ class Executor:
             status=event.status,
             changes=changes,
         )
-        await self._send(task.progress(clean))
+        await self._report(task, task.progress(clean))
 
     async def _stream_output(self, task: _Task, chunk: str, *, final: bool = False) -> None:
         """Feed streamed output through the task's stream redactor and send what is safe."""
@@ -363,7 +372,7 @@ class Executor:
             return
         for start in range(0, len(text), TEXT_LIMIT):
             piece = ProgressEvent(kind="output", text=text[start : start + TEXT_LIMIT])
-            await self._send(task.progress(piece))
+            await self._report(task, task.progress(piece))
 
     async def _finish(self, task: _Task, outcome: TaskOutcome) -> None:
         await self._stream_output(task, "", final=True)
@@ -389,7 +398,35 @@ class Executor:
         log.info("task %s finished: %s", task.spec.id, outcome.status)
         if self.gate is not None:
             self.gate.finished(message)
-        await self._send(message)
+        await self._report_final(task, message)
+
+    async def _report(self, task: _Task, message: TaskProgress) -> None:
+        """A progress step: in the clear, or sealed as a ``task.out`` envelope."""
+        if task.sealer is None:
+            await self._send(message)
+            return
+        step = {"seq": message.seq, **message.event.model_dump(by_alias=True, exclude_none=True)}
+        if message.codex_session_id:
+            step["codexSessionId"] = message.codex_session_id
+        await self._sealed(task, task.sealer.out({"progress": step}))
+
+    async def _report_final(self, task: _Task, message: TaskFinished) -> None:
+        """The final report; a sealed task's texts, exit code and error go sealed, and the
+        relay hears only the status."""
+        sealer = task.sealer
+        if sealer is None:
+            await self._send(message)
+            return
+        report = message.model_dump(by_alias=True, exclude_none=True)
+        for name in TEXT_FIELDS:
+            for piece in text_pieces(name, report.get(name)):
+                await self._sealed(task, sealer.out(piece))
+        kept = ("status", "exitCode", "error", "diffTruncated", "codexSessionId", "redactions")
+        await self._sealed(task, sealer.done({k: report[k] for k in kept if k in report}))
+        await self._send(TaskFinished(task_id=message.task_id, status=message.status))
+
+    async def _sealed(self, task: _Task, envelope: str) -> None:
+        await self._send(SealedEnvelope(task_id=task.spec.id, envelope=envelope))
 
     def _clean(self, task: _Task, text: str, limit: int, *, keep_tail: bool = False) -> str:
         """Redact ``text`` (counting what was hidden) and clip it to a protocol limit."""

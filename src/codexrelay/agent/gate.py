@@ -14,16 +14,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from codexrelay.agent.auditlog import AUDIT_FILE, AuditLog, accepted_tasks
 from codexrelay.agent.ledger import TaskLedger
 from codexrelay.agent.runners.base import TaskRefusedError
+from codexrelay.agent.sealing import (
+    OutputSealer,
+    TaskKeys,
+    answer_key_request,
+    open_submit,
+    seal_catalog,
+)
 from codexrelay.agent.trust import AgentKeys, TrustError, TrustStore
 from codexrelay.agent.verify import SKEW_SEC, Accepted, FetchLog, StatementChecker
 from codexrelay.e2e import keys
 from codexrelay.e2e.audit import Outcome, canonical
 from codexrelay.e2e.policy import at_least
+from codexrelay.e2e.sealed import reader_wraps
 from codexrelay.e2e.statements import (
     MAX_STATEMENT_BYTES,
     CancelStatement,
@@ -70,8 +79,10 @@ class TrustGate:
         fetch: FetchLog | None = None,
         on_change: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        task_keys: TaskKeys | None = None,
     ) -> None:
         self.trust = trust
+        self.task_keys = task_keys or TaskKeys(trust.state_dir, keep_days=7, clock=clock)
         self.keys = agent_keys
         self.agent_id = agent_id
         self.checker = StatementChecker(
@@ -113,9 +124,17 @@ class TrustGate:
     # --- tasks ---
 
     async def admit(self, spec: TaskSpec) -> Accepted | None:
-        """§4.6 steps 1-8; raises ``TaskRefusedError`` (recorded) on any failure."""
+        """§4.6 steps 1-8; raises ``TaskRefusedError`` (recorded) on any failure. A sealed
+        task is opened first and checked as signed; its ``Accepted.sealed`` is the opened
+        task, whose spec the executor runs."""
         try:
-            return await self.checker.check_task(spec)
+            if spec.sealed is None:
+                self._plaintext_allowed()
+                return await self.checker.check_task(spec)
+            opened = self._open(spec)
+            accepted = await self.checker.check_task(opened.spec)
+            assert accepted is not None  # noqa: S101 - a pinned agent always answers
+            return replace(accepted, sealed=opened)
         except TrustError as exc:
             log.error("%s", exc)  # noqa: TRY400 - the message is the whole story
             refusal = TaskRefusedError(RefusalReason.NOT_PINNED, "the pinned state is unusable")
@@ -123,6 +142,79 @@ class TrustGate:
         except TaskRefusedError as exc:
             self.refused(spec, exc)
             raise
+
+    def _plaintext_allowed(self) -> None:
+        """Downgrade (TRUST.md §2): where the policy says sealed, plaintext is refused."""
+        state = self.trust.current()
+        if state is not None and state[1].policy.content == "sealed":
+            raise TaskRefusedError(
+                RefusalReason.E2E_REQUIRED, "this workspace's tasks must be sealed"
+            )
+
+    def _open(self, spec: TaskSpec) -> Any:
+        pin = self.trust.pin()
+        if pin is None:
+            raise TaskRefusedError(RefusalReason.NOT_PINNED, "pin this workspace first")
+        return open_submit(spec, ws=pin.workspace_id, agent_id=self.agent_id, kex=self.keys.kex)
+
+    def output_sealer(self, accepted: Accepted) -> OutputSealer | None:
+        """The sealer for an accepted sealed task (None for a plaintext one); its key is
+        kept for readers who come later. Readers are the live devices of the log now."""
+        opened = accepted.sealed
+        if opened is None:
+            return None
+        view = self.trust.view()
+        task = opened.spec.id
+        try:
+            self.task_keys.keep(view.ws, task, opened.task_key)
+        except OSError:
+            log.exception("cannot keep the key of task %s for later readers", task)
+        wraps = reader_wraps(view, opened.task_key, ws=view.ws, task=task)
+        return OutputSealer(
+            opened, ws=view.ws, agent_id=self.agent_id, signing=self.keys.signing, wraps=wraps
+        )
+
+    def sealed_catalog(self, sessions: list[dict[str, Any]]) -> str | None:
+        """The catalog as an envelope where the policy says sealed (None: send it as is)."""
+        try:
+            state = self.trust.current()
+        except TrustError:
+            return None
+        if state is None or state[1].policy.content != "sealed":
+            return None
+        return seal_catalog(
+            state[1], agent_id=self.agent_id, signing=self.keys.signing, sessions=sessions
+        )
+
+    async def key_request(self, stmt: str, sig: str) -> tuple[str, str] | None:
+        """A reader device's key request (§4.7): ``(task, envelope)`` for a live reader of
+        the log (fetched first, so a new device is known and a revoked one is not), else
+        None; recorded."""
+        try:
+            view = await self.checker.sync(self.trust.view())  # revocations count at once
+            task, device, envelope = answer_key_request(
+                stmt,
+                sig,
+                view=view,
+                agent_id=self.agent_id,
+                signing=self.keys.signing,
+                task_keys=self.task_keys,
+                now=int(self.clock()),
+            )
+        except (TaskRefusedError, TrustError) as exc:
+            reason = getattr(exc, "reason", RefusalReason.NOT_PINNED)
+            log.warning("refused a key request: %s", reason)
+            self._safe_record("refused", reason=reason.value, statement=_raw_statement(stmt))
+            return None
+        log.info("wrapped the key of task %s to device %s", task, device)
+        self._safe_record("accepted", statement=_raw_statement(stmt))
+        return task, envelope
+
+    def _safe_record(self, outcome: Outcome, **fields: Any) -> None:
+        try:
+            self._record(outcome, "key.req", **fields)
+        except OSError:
+            log.exception("cannot record a key request in the audit log")
 
     def refused(self, spec: TaskSpec, exc: TaskRefusedError) -> None:
         """Record a refused statement (a protected agent's refusals only)."""

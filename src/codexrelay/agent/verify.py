@@ -83,6 +83,7 @@ class Accepted:
     counts: tuple[tuple[str, int], ...]
     keep_until: int
     head: Head
+    sealed: Any = None  # the OpenedTask of a sealed task (codexrelay.agent.sealing)
 
 
 class StatementChecker:
@@ -248,6 +249,10 @@ class StatementChecker:
         if status == HeadStatus.AHEAD:
             raise refuse(R.LOG_HEAD_UNKNOWN, f"log head {head} is past what this agent verified")
         return view
+
+    async def sync(self, view: LogView) -> LogView:
+        """Fetch and verify entries past ``view`` (no fetcher: ``view`` as it is)."""
+        return view if self.fetch is None else await self._sync(view)
 
     async def _sync(self, view: LogView) -> LogView:
         assert self.fetch is not None  # noqa: S101 - checked by the caller

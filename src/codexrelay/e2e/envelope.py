@@ -49,6 +49,7 @@ Kind = Literal[
     "approval.decision",
     "cancel",
     "key.req",
+    "key.wrap",
     "catalog",
     "log.push",
     "log.ack",

@@ -50,6 +50,10 @@ class Policy(Strict):
     """The workspace's policy object, as the genesis and ``policy.set`` carry it."""
 
     e2e: Annotated[Literal["required"], Field(alias="e2e")]
+    # "sealed": task content must travel end-to-end encrypted; agents refuse plaintext
+    # (TRUST.md §2, downgrade). "signed" is the earlier phase: signed but readable by the
+    # relay, kept so workspaces made before sealing keep their exact genesis bytes.
+    content: Literal["signed", "sealed"] = "signed"
     task_ttl_sec: Annotated[int, Field(ge=60, le=3600)]
     codex_read: Rule
     codex_write: Rule

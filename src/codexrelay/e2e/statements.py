@@ -211,6 +211,21 @@ class InterruptStatement(Strict):
     issued_at: UnixTime
 
 
+class KeyRequestStatement(Strict):
+    """§4.7: a reader device asks the agent to wrap a task's key to it again (it joined or
+    re-enrolled later); device-key signed under ``tag(keyreq)``. ``kexPub`` names the key to
+    wrap to, and must be the one the log certified for that device."""
+
+    v: Literal[1]
+    kind: Literal["key.req"]
+    ws: Id
+    agent: Id
+    task: Uuid4
+    device: Id
+    kex_pub: PublicKeyText
+    issued_at: UnixTime
+
+
 class DeviceCertificate(Strict):
     """§3, §4.4: a device's keys certified by one of its user's passkeys (``tag(devcert)``)."""
 
@@ -232,6 +247,7 @@ AnyStatement = (
     | DecisionStatement
     | CancelStatement
     | InterruptStatement
+    | KeyRequestStatement
     | DeviceCertificate
 )
 S = TypeVar("S", bound=Strict)
@@ -243,9 +259,10 @@ TAG_OF_KIND: Final[dict[str, TagName]] = {
     "cancel": "cancel",
     "interrupt": "interrupt",
     "devcert": "devcert",
+    "key.req": "keyreq",
 }
 PASSKEY_SIGNED: Final = frozenset({"task", "turn", "decision", "devcert"})
-DEVICE_SIGNED: Final = frozenset({"cancel", "interrupt"})
+DEVICE_SIGNED: Final = frozenset({"cancel", "interrupt", "key.req"})
 
 
 class StatementReason(StrEnum):

@@ -22,6 +22,7 @@ TagName = Literal[
     # device-key-signed statements (they can only stop work)
     "cancel",
     "interrupt",
+    "keyreq",
     # hashes, MACs and key derivations
     "loghash",
     "invite",

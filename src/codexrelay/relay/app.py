@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
-from codexrelay import __version__
+from codexrelay import __version__, webbundle
 from codexrelay.crypto import TokenSource
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import (
@@ -33,6 +33,7 @@ from codexrelay.protocol import (
     TaskStarted,
     TrustStatus,
 )
+from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope
 from codexrelay.protocol_threads import (
     ApprovalUpdate,
     ThreadDelta,
@@ -51,6 +52,7 @@ from codexrelay.relay.api import conversations as conversations_api
 from codexrelay.relay.api import logpush as logpush_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import push as push_api
+from codexrelay.relay.api import sealedtasks as sealed_tasks_api
 from codexrelay.relay.api import signedtasks as signed_tasks_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api import trust as trust_api
@@ -152,6 +154,8 @@ AGENT_WIRING = AgentWiring(
         TaskFinished: taskflow.on_finished,
         TrustStatus: trustlink.on_trust_status,
         LogAck: logpush_api.on_log_ack,
+        SealedEnvelope: trustlink.on_envelope,
+        SealedCatalog: trustlink.on_catalog,
         ThreadReply: conversation_reports.on_reply,
         ThreadRefused: conversation_reports.on_refused,
         ThreadUpdate: conversation_reports.on_thread_update,
@@ -268,6 +272,7 @@ ROUTERS = (
     trust_api,
     signed_tasks_api,
     logpush_api,
+    sealed_tasks_api,
 )
 
 
@@ -300,6 +305,11 @@ def _add_routes(app: FastAPI, services: Services) -> None:
     async def healthz() -> dict[str, bool]:
         """Liveness for load balancers and tests; no auth, no detail."""
         return {"ok": True}
+
+    @app.get("/api/v1/web-bundle", tags=["health"], responses=ERROR_RESPONSES)
+    async def web_bundle() -> dict[str, str]:
+        """The app version and web bundle hash, for About and ``codexrelay verify-web``."""
+        return {"version": __version__, "bundleHash": webbundle.installed_hash()}
 
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -252,6 +252,7 @@ class TaskOut(View):
     cancel_requested: bool
     cancelled_by: str | None
     queued_until: datetime | None
+    sealed: bool = False
 
 
 ProgressKind = Literal[

@@ -127,6 +127,8 @@ async def submit_signed(
     """201 with the task, or 202 with a pending task that needs more approvers."""
     wid = access.workspace.id
     view = _view(services, wid)
+    if view.policy.content == "sealed":
+        raise AppError(ErrorCode.E2E_REQUIRED, "This workspace's tasks must be sealed.")
     checked = signed.parse_task(view, wid, body.stmt, body.body, _now(services))
     task_id = checked.statement.task
     if services.store.tasks.get(task_id) is not None or task_id in services.trust.pending:

@@ -260,6 +260,8 @@ class TaskRecord(Record):
     # A task for an offline agent may wait for it until then; it is sent when the agent
     # connects, or expires.
     queued_until: datetime | None = None
+    # A protected workspace's sealed task (TRUST.md §6): its content fields stay null here.
+    sealed: bool = False
 
 
 PushKind = Literal["approval-needed", "finished", "failed", "pair-request", "new-device"]

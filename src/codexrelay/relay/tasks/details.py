@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from codexrelay.protocol import SignedTask
+from codexrelay.protocol_sealed import SealedTask
 
 MAX_PROGRESS_EVENTS = 500
 MAX_TEXT_CHARS = 1 << 20
@@ -36,6 +37,10 @@ class TaskDetails:
     # A protected workspace's task: the phone's statement, body and signatures, sent to the
     # agent byte for byte (they hold the prompt again, so they live here, in memory only).
     signed: SignedTask | None = None
+    # A sealed task: the phone's envelope and every envelope the agent sent back, which only
+    # the agent and the reader devices can open (TRUST.md §4.7).
+    sealed: SealedTask | None = None
+    envelopes: list[str] = field(default_factory=list)
 
     def measure(self) -> int:
         """Approximate memory held, in characters."""
@@ -44,6 +49,8 @@ class TaskDetails:
         if self.signed is not None:
             total += len(self.signed.stmt) + len(self.signed.body) + 4096 * len(self.signed.auth)
         total += sum(len(str(p.get("text", ""))) + 64 for p in self.progress)
+        total += sum(len(e) for e in self.envelopes)
+        total += len(self.sealed.envelope) if self.sealed is not None else 0
         self.size = total
         return total
 
@@ -78,10 +85,16 @@ class DetailsStore:
         return self._total
 
     def start(
-        self, task_id: str, prompt: str | None, signed: SignedTask | None = None
+        self,
+        task_id: str,
+        prompt: str | None,
+        signed: SignedTask | None = None,
+        sealed: SealedTask | None = None,
     ) -> TaskDetails:
         """Begin holding details for a new task."""
-        details = TaskDetails(prompt=prompt[:MAX_TEXT_CHARS] if prompt else prompt, signed=signed)
+        details = TaskDetails(
+            prompt=prompt[:MAX_TEXT_CHARS] if prompt else prompt, signed=signed, sealed=sealed
+        )
         self._items[task_id] = details
         self._resize(details)
         return details
@@ -90,6 +103,21 @@ class DetailsStore:
         """The signed request of a protected workspace's task, while it is held."""
         details = self._items.get(task_id)
         return None if details is None else details.signed
+
+    def sealed(self, task_id: str) -> SealedTask | None:
+        """The phone's envelope of a sealed task, while it is held."""
+        details = self._items.get(task_id)
+        return None if details is None else details.sealed
+
+    def add_envelope(self, task_id: str, envelope: str) -> int | None:
+        """Keep one envelope the agent sent; its index in the task's stream (None if the
+        task's details are gone)."""
+        details = self._items.get(task_id)
+        if details is None:
+            return None
+        details.envelopes.append(envelope)
+        self._resize(details)
+        return len(details.envelopes) - 1
 
     def get(self, task_id: str, now: datetime) -> TaskDetails | None:
         """The task's details, unless they expired or were evicted."""

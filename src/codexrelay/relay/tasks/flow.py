@@ -69,7 +69,7 @@ async def submit(
     task = lifecycle.create_task(
         store, request, agent=agent, created_by=access.user_id, now=now, rand=services.rand
     )
-    services.details.start(task.id, request.prompt, request.signed)
+    services.details.start(task.id, request.prompt, request.signed, request.sealed)
     lifecycle.prune_tasks(store.tasks, task.workspace_id, services.config.max_tasks_per_workspace)
     # The audit record and the task are both durable before the agent hears of the task;
     # their two writes run side by side.
@@ -103,7 +103,8 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     else:
         lifecycle.advance(task, "dispatched", now=now)
         tasks.save(task)
-        spec = lifecycle.task_spec(task, prompt, services.details.signed(task.id))
+        details = services.details
+        spec = lifecycle.task_spec(task, prompt, details.signed(task.id), details.sealed(task.id))
         if not await live.send(TaskDispatch(task=spec)):
             lifecycle.advance(task, "interrupted", now=services.now())
             task.reason = "agent-offline"

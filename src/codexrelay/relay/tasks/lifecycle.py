@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from codexrelay.crypto import TokenSource, new_id
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import UUID_PATTERN, SignedTask, TaskKind, TaskSpec
+from codexrelay.protocol_sealed import SealedTask
 from codexrelay.relay.access import policy
 from codexrelay.relay.agents import pairing
 from codexrelay.relay.config import RelayFeatures
@@ -71,6 +72,8 @@ class TaskRequest:
     # which the caller has applied already (``codexrelay.relay.trust.signed``).
     task_id: str | None = None
     signed: SignedTask | None = None
+    # A sealed task (TRUST.md §4.5): the content is in the envelope, out of the relay's sight.
+    sealed: SealedTask | None = None
     role_checked: bool = False
     # Wait this long for an offline agent instead of refusing with agent-offline.
     queue_ttl_sec: int | None = None
@@ -100,7 +103,11 @@ def check_cwd(cwd: str | None) -> str | None:
 
 
 def _check_shape(request: TaskRequest, max_prompt_bytes: int) -> None:
-    """Each type takes its own fields and nothing else."""
+    """Each type takes its own fields and nothing else (a sealed task's are sealed)."""
+    if request.sealed is not None:
+        if request.write_access and request.type != "codex_exec":
+            raise _invalid("Only Codex tasks have a write mode.", 422)
+        return
     if request.type == "codex_exec":
         if not request.prompt or not request.prompt.strip():
             raise _invalid("A Codex task needs a prompt.", 422)
@@ -207,6 +214,7 @@ def create_task(
         action_id=request.action_id,
         log_source_id=request.log_source_id,
         cwd=check_cwd(request.cwd),
+        sealed=request.sealed is not None,
         queued_until=(
             now + timedelta(seconds=request.queue_ttl_sec)
             if request.queue_ttl_sec is not None
@@ -217,10 +225,17 @@ def create_task(
     return task
 
 
-def task_spec(task: TaskRecord, prompt: str | None, signed: SignedTask | None = None) -> TaskSpec:
-    """What the agent receives for ``task`` (with the phone's signed request, if any)."""
+def task_spec(
+    task: TaskRecord,
+    prompt: str | None,
+    signed: SignedTask | None = None,
+    sealed: SealedTask | None = None,
+) -> TaskSpec:
+    """What the agent receives for ``task`` (with the phone's signed request or sealed
+    envelope, if any)."""
     return TaskSpec(
         signed=signed,
+        sealed=sealed,
         id=task.id,
         type=task.type,
         prompt=prompt,

@@ -1,12 +1,18 @@
-"""What a protected agent reports over its socket about its own trust state."""
+"""What a protected agent reports over its socket: its trust state, sealed envelopes."""
 
 from __future__ import annotations
 
+import logging
+
 from codexrelay.protocol import TrustStatus
+from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope
 from codexrelay.relay.agents.hub import LiveAgent
 from codexrelay.relay.agents.link import publish_agent
 from codexrelay.relay.services import Services
 from codexrelay.relay.storage.records import AgentRecord
+from codexrelay.relay.trust import sealing
+
+log = logging.getLogger("codexrelay.trust")
 
 
 async def on_trust_status(
@@ -21,3 +27,37 @@ async def on_trust_status(
     services.store.agents.save(agent)
     services.store.touch()
     publish_agent(services, agent)
+
+
+async def on_envelope(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: SealedEnvelope
+) -> None:
+    """One envelope of a sealed task's stream: kept in memory with the task's details and
+    handed to the workspace's phones as is (the relay cannot open it)."""
+    task = services.store.tasks.get(message.task_id)
+    if task is None or task.agent_key != agent.key or not task.sealed:
+        log.warning("agent %s sent an envelope for a task that is not its own", agent.key)
+        return
+    header = sealing.agent_header(
+        message.envelope, workspace_id=task.workspace_id, agent_id=agent.agent_id, task_id=task.id
+    )
+    if header is None:
+        log.warning("agent %s sent an envelope that does not fit task %s", agent.key, task.id)
+        return
+    index = services.details.add_envelope(task.id, message.envelope)
+    if index is None:
+        return
+    payload = {"taskId": task.id, "index": index, "envelope": message.envelope}
+    services.events.publish(task.workspace_id, "envelope", payload)
+
+
+async def on_catalog(
+    services: Services, agent: AgentRecord, _live: LiveAgent, message: SealedCatalog
+) -> None:
+    """The agent's sealed session catalog: the latest one is kept in memory for phones."""
+    if not sealing.is_catalog(message.envelope, agent.workspace_id, agent.agent_id):
+        log.warning("agent %s sent a catalog envelope that is not its own", agent.key)
+        return
+    services.trust.catalogs[agent.key] = message.envelope
+    payload = {"agentId": agent.agent_id, "envelope": message.envelope}
+    services.events.publish(agent.workspace_id, "catalog", payload)

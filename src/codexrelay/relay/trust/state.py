@@ -35,6 +35,8 @@ class TrustState:
     pending: dict[str, PendingTask] = field(default_factory=dict)
     # log pushes waiting for the agent's signed acknowledgement: push id -> (agent key, answer)
     pushes: dict[str, tuple[str, asyncio.Future[LogAck]]] = field(default_factory=dict)
+    # Each sealed agent's latest session catalog envelope, by agent key (R12: memory only).
+    catalogs: dict[str, str] = field(default_factory=dict)
 
     def sweep(self, now: datetime) -> list[PendingTask]:
         """Drop pending tasks whose statement expired; returns them."""

@@ -6,7 +6,7 @@ const encoder = new TextEncoder();
 
 export const TAG_NAMES = Object.freeze([
   "login", "task", "turn", "decision", "log", "enroll", "devcert", "cancel", "interrupt",
-  "loghash", "invite", "pair", "pair-claim", "pair-grant", "taskkey", "k", "salt", "msg",
+  "keyreq", "loghash", "invite", "pair", "pair-claim", "pair-grant", "taskkey", "k", "salt", "msg",
   "msghash", "safety", "audit", "audithash", "logack",
 ]);
 

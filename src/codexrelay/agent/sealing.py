@@ -1,0 +1,253 @@
+"""The agent's end of sealed tasks (TRUST.md §4.6 steps 1-3, §4.7).
+
+:func:`open_submit` opens the phone's ``task.submit`` envelope with the agent's kex key
+and rebuilds the task from the signed statement inside, so the usual checks (§4.6 steps
+3-9) run on what the phone signed, never on the relay's copy. :class:`OutputSealer` then
+seals everything the task sends back under the agent's own sender key, signed, with the
+task key wrapped to every reader device of the agent's verified log on the first envelope.
+:class:`TaskKeys` keeps task keys (0600, for ``taskKeyRetentionDays``) so a reader device
+certified later can ask for a key again (:func:`answer_key_request`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from codexrelay.agent.runners.base import TaskRefusedError
+from codexrelay.e2e import keys
+from codexrelay.e2e.envelope import (
+    MAX_PADDED,
+    EnvelopeError,
+    KeyWrap,
+    Receiver,
+    Sealer,
+    new_task_key,
+    padded_size,
+    parse_wire,
+    unwrap_task_key,
+    wrap_task_key,
+)
+from codexrelay.e2e.logview import LogView
+from codexrelay.e2e.sealed import SubmitInner, check_wraps, encode, reader_wraps, seal_record
+from codexrelay.e2e.statements import (
+    MAX_BODY_BYTES,
+    KeyRequestStatement,
+    StatementError,
+    StatementReason,
+    TaskStatement,
+    check_body,
+    check_recent,
+    decode_object,
+    parse_statement,
+)
+from codexrelay.e2e.tags import tag
+from codexrelay.e2e.wire import WireError, b64u, b64u_decode
+from codexrelay.fileio import write_private_file
+from codexrelay.protocol import RefusalReason, SignedTask, TaskSpec
+
+R = RefusalReason
+TASK_KEYS_FILE = "task-keys.json"
+KEY_REQUEST_MAX_AGE_SEC = 600
+DAY_SEC = 86_400
+
+
+def _refuse(reason: RefusalReason, message: str) -> TaskRefusedError:
+    return TaskRefusedError(reason, message)
+
+
+@dataclass(frozen=True)
+class OpenedTask:
+    """A sealed task opened by this agent: the task as signed, and its key."""
+
+    spec: TaskSpec
+    task_key: bytes
+    device: str
+
+
+def open_submit(spec: TaskSpec, *, ws: str, agent_id: str, kex: keys.KexKey) -> OpenedTask:
+    """§4.6 steps 1-3 for a sealed task; a specific refusal for anything that is off."""
+    assert spec.sealed is not None  # noqa: S101 - the caller checked
+    data = spec.sealed.envelope.encode("utf-8")
+    try:
+        wire, header, _, _ = parse_wire(data)
+    except EnvelopeError as exc:
+        raise _refuse(R.SEALED_INVALID, f"the envelope is {exc.reason.value}") from None
+    if header.kind != "task.submit" or header.seq != 0:
+        raise _refuse(R.SEALED_INVALID, "the envelope is not a task submission")
+    if header.ws != ws:
+        raise _refuse(R.WRONG_WORKSPACE, "the envelope names another workspace")
+    if header.agent != agent_id:
+        raise _refuse(R.WRONG_AGENT, "the envelope names another agent")
+    if header.task != spec.id:
+        raise _refuse(R.STATEMENT_MISMATCH, "the relay's task id differs from the envelope's")
+    wrap = next((w for w in wire.keys or () if w.to == agent_id), None)
+    if wrap is None:
+        raise _refuse(R.SEALED_INVALID, "the task key is not wrapped to this agent")
+    try:
+        task_key = unwrap_task_key(wrap, kex, ws=ws, task=spec.id)
+        receiver = Receiver(task_key=task_key, ws=ws, agent=agent_id, task=spec.id)
+        plaintext = receiver.open(data, sender_key=None).plaintext
+        inner = decode_object(plaintext, SubmitInner, max_bytes=1 << 20)
+        check_wraps(data, inner.model_dump(exclude_none=True))
+    except (EnvelopeError, StatementError) as exc:
+        raise _refuse(R.SEALED_INVALID, f"the envelope does not open: {exc}") from None
+    return OpenedTask(_signed_spec(spec, inner, header.sender), task_key, header.sender)
+
+
+def _signed_spec(spec: TaskSpec, inner: SubmitInner, sender: str) -> TaskSpec:
+    """The task as the statement says, with the relay-visible type and write mode kept, so
+    the usual check compares them with what was signed."""
+    try:
+        stmt = parse_statement(inner.stmt, TaskStatement).value
+        body = check_body(stmt, b64u_decode(inner.body, max_bytes=MAX_BODY_BYTES + 1024))
+    except WireError as exc:
+        raise _refuse(R.STATEMENT_INVALID, f"the body is {exc.reason.value}") from None
+    except StatementError as exc:
+        reason = R.BODY_MISMATCH if exc.reason == StatementReason.BODY_MISMATCH else None
+        raise _refuse(reason or R.STATEMENT_INVALID, f"the statement is {exc}") from None
+    if stmt.device != sender:
+        raise _refuse(R.STATEMENT_MISMATCH, "the envelope's sender is not the signing device")
+    try:
+        return TaskSpec(
+            id=spec.id,
+            type=spec.type,
+            write_access=spec.write_access,
+            prompt=body.prompt if stmt.type == "codex_exec" else None,
+            cwd=stmt.cwd,
+            resume_session_id=stmt.resume_session_id,
+            action_id=stmt.action_id,
+            log_source_id=stmt.log_source_id,
+            signed=SignedTask(stmt=inner.stmt, body=inner.body, auth=inner.auth),
+        )
+    except ValidationError:
+        raise _refuse(R.STATEMENT_INVALID, "the sealed task does not fit a task") from None
+
+
+class OutputSealer:
+    """Everything one task sends back, as signed envelopes of the agent's stream."""
+
+    def __init__(
+        self,
+        opened: OpenedTask,
+        *,
+        ws: str,
+        agent_id: str,
+        signing: keys.SigningKey,
+        wraps: list[KeyWrap],
+    ) -> None:
+        self._sealer = Sealer(opened.task_key, ws, agent_id, opened.spec.id, agent_id, signing)
+        self._wraps = wraps
+        self.outs = 0
+
+    def out(self, record: dict[str, Any]) -> str:
+        """One ``task.out`` envelope (the first one carries the key wraps)."""
+        wraps, self._wraps = self._wraps, []
+        data = seal_record(self._sealer, "task.out", record, wraps)
+        self.outs += 1
+        return data.decode("ascii")
+
+    def done(self, record: dict[str, Any]) -> str:
+        """The ``task.done`` envelope: the result, and the count and chain head it vouches for."""
+        wraps, self._wraps = self._wraps, []
+        final = {**record, "count": self.outs, "chainHead": self._sealer.prev}
+        return seal_record(self._sealer, "task.done", final, wraps).decode("ascii")
+
+
+def seal_catalog(
+    view: LogView, *, agent_id: str, signing: keys.SigningKey, sessions: list[dict[str, Any]]
+) -> str:
+    """The session catalog as one signed ``catalog`` envelope under a fresh key, wrapped to
+    every reader device; the oldest sessions are left out if the whole would not fit."""
+    catalog_id = str(uuid.uuid4())
+    key = new_task_key()
+    wraps = reader_wraps(view, key, ws=view.ws, task=catalog_id)
+    kept = list(sessions)
+    while padded_size(len(encode({"sessions": kept})) + 80) > MAX_PADDED and kept:
+        kept = kept[: len(kept) * 3 // 4]
+    sealer = Sealer(key, view.ws, agent_id, catalog_id, agent_id, signing)
+    return seal_record(sealer, "catalog", {"sessions": kept}, wraps).decode("ascii")
+
+
+class TaskKeys:
+    """Task keys kept for readers who come later (``stateDir/task-keys.json``, 0600)."""
+
+    def __init__(
+        self, state_dir: Path, *, keep_days: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = state_dir / TASK_KEYS_FILE
+        self.keep_sec = keep_days * DAY_SEC
+        self.clock = clock
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        now = self.clock()
+        return {k: v for k, v in data.items() if isinstance(v, dict) and v.get("until", 0) > now}
+
+    def keep(self, ws: str, task: str, key: bytes) -> None:
+        """Remember a key until the retention runs out (nothing kept with 0 days)."""
+        if self.keep_sec <= 0:
+            return
+        found = self._load()
+        found[task] = {"ws": ws, "key": b64u(key), "until": int(self.clock()) + self.keep_sec}
+        write_private_file(self.path, (json.dumps(found) + "\n").encode("utf-8"))
+
+    def get(self, ws: str, task: str) -> bytes | None:
+        """The key of ``task`` in ``ws`` while it is kept."""
+        item = self._load().get(task)
+        if item is None or item.get("ws") != ws:
+            return None
+        return b64u_decode(str(item["key"]), max_bytes=32)
+
+
+def answer_key_request(
+    stmt_text: str,
+    sig_text: str,
+    *,
+    view: LogView,
+    agent_id: str,
+    signing: keys.SigningKey,
+    task_keys: TaskKeys,
+    now: int,
+) -> tuple[str, str, str]:
+    """A ``key.wrap`` envelope for a live reader device that signed this request, as
+    ``(task, device, envelope)``; a refusal reason for anything else."""
+    try:
+        signed = parse_statement(stmt_text, KeyRequestStatement)
+        check_recent(signed.value.issued_at, now=now, max_age=KEY_REQUEST_MAX_AGE_SEC)
+        sig = b64u_decode(sig_text, max_bytes=64)
+    except (StatementError, WireError):
+        raise _refuse(R.STATEMENT_INVALID, "the key request does not parse") from None
+    stmt = signed.value
+    if (stmt.ws, stmt.agent) != (view.ws, agent_id):
+        raise _refuse(R.STATEMENT_MISMATCH, "the key request names another workspace or agent")
+    device = view.devices.get(stmt.device)
+    if device is None or device.user_id not in view.members:
+        raise _refuse(R.UNKNOWN_SIGNER, "the device is not a reader in this agent's log")
+    if not device.active:
+        raise _refuse(R.REVOKED_SIGNER, "the device was revoked")
+    verify_key = keys.load_verify_key(device.suite, device.sig_pub)
+    if stmt.kex_pub != device.kex_pub or not keys.verify(
+        verify_key, sig, tag("keyreq") + signed.raw
+    ):
+        raise _refuse(R.SIGNATURE_INVALID, "the key request's signature does not verify")
+    task_key = task_keys.get(view.ws, stmt.task)
+    if task_key is None:
+        raise _refuse(R.TASK_KEY_GONE, "this agent no longer keeps that task's key")
+    public = keys.load_kex_public(device.suite, device.kex_pub)
+    wrap = wrap_task_key(
+        task_key, public, ws=view.ws, task=stmt.task, recipient_key_id=device.device_id
+    )
+    sealer = Sealer(task_key, view.ws, agent_id, stmt.task, agent_id, signing)
+    envelope = seal_record(sealer, "key.wrap", {"device": device.device_id}, [wrap])
+    return stmt.task, device.device_id, envelope.decode("ascii")
