@@ -68,6 +68,7 @@ class StorageSettings(CamelModel):
         description="with postgres: where the other instances reach this one, e.g. "
         "http://10.0.0.5:8787 (default http://listenHost:listenPort)",
     )
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

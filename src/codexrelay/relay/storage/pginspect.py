@@ -21,7 +21,7 @@ from codexrelay.relay.storage.schema import CACHED_TABLES, encode, task_row
 
 
 def _read(conn: Conn) -> State:
-    meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+    meta: dict[str, str] = dict(conn.execute("SELECT name, value FROM meta").fetchall())
     memory = MemoryStore(meta["instanceId"], datetime.fromisoformat(meta["createdAt"]))
     for name, model in CACHED_TABLES.items():
         table = getattr(memory, name)
@@ -108,7 +108,7 @@ def replace_pg_state(url: str, state: State) -> dict[str, int]:
     return counts
 
 
-def _rows_of(records: Any) -> list[tuple[str, Any]]:  # noqa: ANN401 - dict or list of records
+def _rows_of(records: Any) -> list[tuple[str, Any]]:
     if isinstance(records, dict):
         return list(records.items())
     from codexrelay.relay.storage.memory import membership_key  # noqa: PLC0415
