@@ -42,6 +42,8 @@ log = logging.getLogger("codexrelay.store")
 
 # How long the listener waits for a notice before checking whether it should stop.
 LISTEN_POLL_SEC = 0.5
+# How long the listener keeps collecting notices that follow the first one.
+BURST_SEC = 0.002
 
 
 class PostgresStore(SqliteStore):
@@ -113,7 +115,11 @@ class PostgresStore(SqliteStore):
     def _drain_notices(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
             keys: dict[str, set[str]] = {}
-            for notice in conn.notifies(timeout=LISTEN_POLL_SEC, stop_after=64):
+            # Wait for the first notice, then take the ones already there with it: a
+            # burst is re-read in one query per table, and a lone notice without delay.
+            first = list(conn.notifies(timeout=LISTEN_POLL_SEC, stop_after=1))
+            burst = list(conn.notifies(timeout=BURST_SEC, stop_after=500)) if first else []
+            for notice in first + burst:
                 payload = json.loads(notice.payload)
                 if payload.get("n") == self.pg.node_id:
                     continue
@@ -142,6 +148,7 @@ class PostgresStore(SqliteStore):
             doc = docs.get(key)
             if table == "tasks":
                 self.sql_tasks.apply_remote(key, doc)
+                self._forget_snapshot(table, key, self.sql_tasks.held(key))
             else:
                 self._apply_cached(table, key, doc)
             self.remote_changes += 1
@@ -167,20 +174,18 @@ class PostgresStore(SqliteStore):
             else:
                 rows.add(record)
             rows.changed.pop(key, None)
-        self._forget_snapshot(table, key, doc)
+        self._forget_snapshot(table, key, getattr(rows, "get_cached", rows.get)(key))
 
-    def _forget_snapshot(self, table: str, key: str, doc: str | None) -> None:
+    def _forget_snapshot(self, table: str, key: str, record: Record | None) -> None:
         """The unsaved-change check compares with the last commit: a remote change is not
         an unsaved local one."""
         if not self.check_saves:
             return
         snap = self._snapshots.setdefault(table, {})
-        if doc is None:
+        if record is None:
             snap.pop(key, None)
         else:
-            record = getattr(self, table).get_cached(key)
-            if record is not None:
-                snap[key] = record.model_dump_json()
+            snap[key] = record.model_dump_json()
 
     async def close(self) -> None:
         """Stop following, then what ``SqliteStore.close`` does."""

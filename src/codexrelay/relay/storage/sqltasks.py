@@ -116,6 +116,10 @@ class SqlTasks:
         elif fresh.status not in TERMINAL_STATUSES:
             self._remember(fresh)
 
+    def held(self, key: str) -> TaskRecord | None:
+        """The task object code here may hold, if any (no database read)."""
+        return self._live.get(key)
+
     def _counts_stale(self, workspace_id: str | None) -> None:
         """A task this instance did not know came or went: count again when asked."""
         if workspace_id is None:
