@@ -87,3 +87,65 @@ def test_any_instance_serves_any_request(cluster: RelayCluster, tmp_path: Path) 
         for agent in agents:
             agent.stop()
     assert CANARY not in cluster.logs()
+
+
+def _database_files(server: PgServer, url: str) -> bytes:
+    """The database's own files and the server's WAL: where a leak would land."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+        conn.execute("CHECKPOINT")
+    assert row is not None
+    paths = [server.data_dir / "base" / str(row[0]), server.data_dir / "pg_wal"]
+    return b"".join(
+        f.read_bytes() for p in paths for f in sorted(p.rglob("*")) if f.is_file()
+    )
+
+
+def test_content_never_reaches_the_database(
+    cluster: RelayCluster, pg_server: PgServer, tmp_path: Path
+) -> None:
+    """Canary: a prompt and an output that crossed instances are nowhere in the database's
+    files (tables and WAL) nor in any relay log."""
+    front = cluster.front
+    phone = front.login()
+    wid = default_workspace(phone)
+    agent = pair_agent(front, phone, wid, tmp_path / "agent", agent_id="box", actions=ACTIONS)
+    prompt = "canary-91c2-prompt-never-on-disk"
+    try:
+        ids = []
+        for body in (
+            {"agentId": "box", "type": "run_action", "actionId": "say"},
+            {"agentId": "box", "type": "codex_exec", "prompt": prompt},
+        ):
+            res = phone.post(f"/api/v1/workspaces/{wid}/tasks", json=body)
+            assert res.status_code == 201, res.text
+            ids.append(res.json()["task"]["id"])
+
+        def missing() -> list[str]:
+            found = []
+            for relay in cluster.relays:
+                with relay.client(cookies=phone.cookies) as direct:
+                    texts = [
+                        str(direct.get(f"/api/v1/workspaces/{wid}/tasks/{t}").json())
+                        for t in ids
+                    ]
+                if CANARY not in texts[0] or prompt not in texts[1]:
+                    found.append(f"{relay.setup.port}: {texts}")
+            return found
+
+        try:
+            wait_until(lambda: not missing(), timeout=30, what="the texts on every instance")
+        except AssertionError:
+            raise AssertionError(missing()) from None
+    finally:
+        phone.close()
+        agent.stop()
+    stored = _database_files(pg_server, cluster.database_url)
+    assert b"tsk_" in stored  # the metadata is there: the search looks in the right place
+    assert CANARY.encode() not in stored
+    assert prompt.encode() not in stored
+    logs = cluster.logs()
+    assert CANARY not in logs
+    assert prompt not in logs

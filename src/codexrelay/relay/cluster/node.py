@@ -20,6 +20,8 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from codexrelay.relay.cluster.peers import PeerLinks
+from codexrelay.relay.storage.records import TaskRecord
+from codexrelay.relay.views import TaskOut
 
 if TYPE_CHECKING:
     from codexrelay.relay.cluster.routing import ClusterHub
@@ -30,6 +32,9 @@ log = logging.getLogger("codexrelay.cluster")
 
 LEASE_SEC = 15
 HEARTBEAT_SEC = 3
+# How often the list of live peers is read again (a new instance gets the task texts and
+# events of the others from then on).
+PEERS_SEC = 1
 
 
 def cluster_token(token_secret: str) -> str:
@@ -65,6 +70,7 @@ class Cluster:
 
     async def start(self) -> None:
         """Follow the other instances' writes, register, renew every few seconds."""
+        self.store.on_remote_task = self._publish_task
         self.store.follow(asyncio.get_running_loop())
         await self._run(
             "INSERT INTO instances (id, address, expires_at) "
@@ -76,6 +82,12 @@ class Cluster:
         await self.refresh()
         self._heartbeat = asyncio.create_task(self._beat())
         log.info("instance %s joined the cluster at %s", self.node_id, self.address)
+
+    def _publish_task(self, task: TaskRecord) -> None:
+        """Another instance changed a task: tell this instance's phones."""
+        self.services.events.publish(
+            task.workspace_id, "task", {"task": TaskOut.of(task).json_data()}
+        )
 
     async def stop(self) -> None:
         """Leave: our leases and our row go, so agents are taken over without waiting."""
@@ -89,10 +101,13 @@ class Cluster:
         await self.links.close()
 
     async def _beat(self) -> None:
+        beats = 0
         while True:
-            await asyncio.sleep(HEARTBEAT_SEC)
+            await asyncio.sleep(PEERS_SEC)
+            beats += 1
             try:
-                await self.renew()
+                if beats % round(HEARTBEAT_SEC / PEERS_SEC) == 0:
+                    await self.renew()
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("cluster heartbeat failed: %s", exc)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -32,6 +33,8 @@ INTERNAL = "/internal/cluster"
 # resyncs its phones the way a restarted relay does: they refetch).
 QUEUE_LIMIT = 20000
 BATCH = 500
+# How long an instance that refused a connection counts as gone (its lease expires sooner).
+DOWN_SEC = 20.0
 
 
 class PeerLinks:
@@ -44,6 +47,12 @@ class PeerLinks:
         self.peers: dict[str, str] = {}
         self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
+        self._down: dict[str, float] = {}
+
+    def is_down(self, address: str) -> bool:
+        """Whether the instance at ``address`` recently refused a connection."""
+        since = self._down.get(address)
+        return since is not None and time.monotonic() - since < DOWN_SEC
 
     def set_peers(self, peers: dict[str, str]) -> None:
         """The live peers now (id -> address); links to gone ones stop."""
@@ -81,6 +90,7 @@ class PeerLinks:
                         break
                 except httpx.HTTPError as exc:
                     log.warning("peer %s unreachable (%s)", node, type(exc).__name__)
+                    self._down[address] = time.monotonic()
                 await asyncio.sleep(0.1 * (attempt + 1))
 
     async def send(self, address: str, agent_key: str, message: dict[str, Any]) -> bool:
@@ -94,7 +104,9 @@ class PeerLinks:
             )
         except httpx.HTTPError as exc:
             log.warning("could not reach the instance holding %s (%s)", agent_key, exc)
+            self._down[address] = time.monotonic()
             return False
+        self._down.pop(address, None)
         return res.status_code == 200 and bool(res.json().get("delivered"))
 
     async def disconnect(self, address: str, agent_key: str, code: int, reason: str) -> None:

@@ -73,6 +73,8 @@ class ClusterHub(AgentHub):
         holder = self.cluster.holder(key)
         if holder is None or holder[0] == self.cluster.node_id:
             return None
+        if self.cluster.links.is_down(holder[1]):
+            return None  # its instance stopped answering: offline until the agent is back
         return RemoteAgent(key, holder[1], self.cluster, self.cluster.store.commit)
 
     def is_online(self, key: str) -> bool:
@@ -116,12 +118,27 @@ class ClusterEvents(EventBus):
         self.cluster = cluster
 
     def publish(self, workspace_id: str, event_type: str, payload: dict[str, Any]) -> Event:
-        """Deliver here and on every peer."""
+        """Deliver here and on every peer. A task's metadata (``task``) is the exception:
+        each instance publishes it from the database's change notice (``Cluster``), so a
+        change committed just before its instance died still reaches every phone."""
         event = super().publish(workspace_id, event_type, payload)
-        self.cluster.links.broadcast(
-            {"k": "event", "w": workspace_id, "id": event.id, "t": event.type, "d": event.data}
-        )
+        if event_type != "task":
+            self.cluster.links.broadcast(
+                {"k": "event", "w": workspace_id, "id": event.id, "t": event.type, "d": event.data}
+            )
         return event
+
+    def missed(self, workspace_id: str, last_event_id: str | None) -> list[Event]:
+        """After a known id: what followed it. After an id this instance never held (the
+        stream was on an instance that has since stopped): every buffered event, since
+        the phone applies a repeated event as it would the first (task states, numbered
+        progress), and a missed one would be lost."""
+        if not last_event_id:
+            return []
+        found = super().missed(workspace_id, last_event_id)
+        if found or any(e.id == last_event_id for e in self.recent(workspace_id)):
+            return found
+        return self.recent(workspace_id)
 
     def receive(self, op: dict[str, Any]) -> None:
         """An event another instance made."""

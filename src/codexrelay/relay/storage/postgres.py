@@ -60,6 +60,8 @@ class PostgresStore(SqliteStore):
         self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.remote_changes = 0
+        # Told of every task another instance changed (the cluster publishes it to phones).
+        self.on_remote_task: Callable[[TaskRecord], None] | None = None
 
     @classmethod
     def open_url(
@@ -148,7 +150,10 @@ class PostgresStore(SqliteStore):
             doc = docs.get(key)
             if table == "tasks":
                 self.sql_tasks.apply_remote(key, doc)
-                self._forget_snapshot(table, key, self.sql_tasks.held(key))
+                held = self.sql_tasks.held(key)
+                self._forget_snapshot(table, key, held)
+                if self.on_remote_task is not None and doc is not None:
+                    self.on_remote_task(held or TaskRecord.model_validate_json(doc))
             else:
                 self._apply_cached(table, key, doc)
             self.remote_changes += 1
