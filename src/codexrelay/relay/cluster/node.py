@@ -55,6 +55,7 @@ class Cluster:
         self.token = cluster_token(services.token_secret)
         self.links = PeerLinks(self.node_id, self.token)
         self._heartbeat: asyncio.Task[None] | None = None
+        self._kicking: set[str] = set()
 
     # ---- database ----
 
@@ -88,6 +89,28 @@ class Cluster:
         self.services.events.publish(
             task.workspace_id, "task", {"task": TaskOut.of(task).json_data()}
         )
+        if task.status == "queued":
+            self._kick(task.agent_key)
+
+    def _kick(self, agent_key: str) -> None:
+        """A task another instance queued for an agent whose socket is here (it thought the
+        agent offline, e.g. while it moved here from a stopped instance): send it now."""
+        hub = cast("ClusterHub", self.services.hub)
+        agent = self.services.store.agents.get(agent_key)
+        if hub.local(agent_key) is None or agent is None or agent_key in self._kicking:
+            return
+        from codexrelay.relay.tasks import flow  # noqa: PLC0415 - flow imports the services
+
+        async def kick() -> None:
+            try:
+                await flow.send_queued(self.services, agent)
+            finally:
+                self._kicking.discard(agent_key)
+
+        self._kicking.add(agent_key)
+        job = asyncio.get_running_loop().create_task(kick())
+        self.services.background.add(job)
+        job.add_done_callback(self.services.background.discard)
 
     async def stop(self) -> None:
         """Leave: our leases and our row go, so agents are taken over without waiting."""
