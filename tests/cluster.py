@@ -12,35 +12,31 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import RelayProcess, RelaySetup, free_port, wait_until, write_relay_config
+from tests.helpers import (
+    ROOT,
+    RelayProcess,
+    RelaySetup,
+    free_port,
+    wait_until,
+    write_relay_config,
+)
 
 CADDY_HINT = "install Debian's caddy package (deploy/ensure-caddy.sh)"
 
 
-def caddyfile(port: int, upstreams: list[int]) -> str:
-    """The proxy: round robin over the instances, an instance that stops answering taken
-    out at once (passive health) and every few seconds (active), and ``/internal/``
-    (instance to instance only) never routed."""
-    targets = " ".join(f"127.0.0.1:{p}" for p in upstreams)
-    return f"""{{
-	admin off
-	auto_https off
-}}
+DEPLOY_CADDYFILE = ROOT / "deploy" / "cluster" / "Caddyfile"
 
-http://127.0.0.1:{port}, http://localhost:{port} {{
-	respond /internal/* 404
-	reverse_proxy {targets} {{
-		lb_policy round_robin
-		lb_try_duration 5s
-		lb_try_interval 100ms
-		fail_duration 10s
-		health_uri /healthz
-		health_interval 1s
-		health_timeout 1s
-		flush_interval -1
-	}}
-}}
-"""
+
+def caddyfile(port: int, upstreams: list[int]) -> str:
+    """docs/DEPLOYMENT.md's three-instance Caddyfile (deploy/cluster/Caddyfile), served on
+    loopback over plain HTTP with this run's ports: round robin, an instance that stops
+    answering taken out, ``/internal/`` never routed."""
+    targets = " ".join(f"127.0.0.1:{p}" for p in upstreams)
+    text = DEPLOY_CADDYFILE.read_text()
+    text = text.replace("relay.example.org", f"http://127.0.0.1:{port}, http://localhost:{port}")
+    text = text.replace("127.0.0.1:8781 127.0.0.1:8782 127.0.0.1:8783", targets)
+    assert targets in text, "deploy/cluster/Caddyfile no longer names the three instances"
+    return "{\n\tadmin off\n\tauto_https off\n}\n\n" + text
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_any_instance_serves_any_request(cluster: RelayCluster, tmp_path: Path) 
                     tmp_path / f"agent{i}",
                     agent_id=f"box{i}",
                     actions=ACTIONS,
-                    maxConcurrentTasks=8,
+                    maxConcurrentTasks=16,
                 )
             )
         holders = _holders(cluster.database_url)

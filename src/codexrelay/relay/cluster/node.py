@@ -35,6 +35,8 @@ HEARTBEAT_SEC = 3
 # How often the list of live peers is read again (a new instance gets the task texts and
 # events of the others from then on).
 PEERS_SEC = 1
+# How long a task another instance left queued waits before the agent's holder sends it.
+KICK_DELAY_SEC = 1.0
 
 
 def cluster_token(token_secret: str) -> str:
@@ -89,7 +91,7 @@ class Cluster:
         self.services.events.publish(
             task.workspace_id, "task", {"task": TaskOut.of(task).json_data()}
         )
-        if task.status == "queued":
+        if task.status == "queued" and task.queued_until is not None:
             self._kick(task.agent_key)
 
     def _kick(self, agent_key: str) -> None:
@@ -102,8 +104,13 @@ class Cluster:
         from codexrelay.relay.tasks import flow  # noqa: PLC0415 - flow imports the services
 
         async def kick() -> None:
+            # The instance that queued it may be sending it right now (it saw the agent
+            # online after all): its "dispatched" reaches this one well within the wait,
+            # and a task no longer queued is not sent again.
+            await asyncio.sleep(KICK_DELAY_SEC)
             try:
-                await flow.send_queued(self.services, agent)
+                if hub.local(agent_key) is not None:
+                    await flow.send_queued(self.services, agent)
             finally:
                 self._kicking.discard(agent_key)
 
