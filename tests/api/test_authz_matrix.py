@@ -179,9 +179,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     clock = FakeClock()
     setup = write_relay_config(Path(tmp_path_factory.mktemp("matrix")) / "relay")
     config = load_relay_config(setup.config_path)
-    app = create_app(
-        config, open_configured_store(config, now=clock), clock=clock
-    )
+    app = create_app(config, open_configured_store(config, now=clock), clock=clock)
     with TestClient(app, base_url=setup.base_url, headers={"Origin": setup.origin}) as client:
         owner = Phone(client).bootstrap(setup.token)
         wid = owner.get("/api/v1/me").json()["memberships"][0]["workspaceId"]

@@ -241,7 +241,9 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
 
     Not yet passing (hence ``slow``, out of the default suite): a few tasks dispatched
     through the killed instance stay ``dispatched``/``running`` (its report or its hand-over
-    was lost with it) and nothing sweeps them yet; see docs/DEPLOYMENT.md, "What is left"."""
+    was lost with it) and nothing sweeps them yet, and a stream that resumes on an instance
+    where its last id is unknown gets only the buffer, in which an early task's end may no
+    longer be; see docs/DEPLOYMENT.md, "What is left"."""
     front = cluster.front
     phone = front.login()
     wid = default_workspace(phone)
@@ -299,11 +301,6 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
 
         final = wait_until(quiet, timeout=120, what="the tasks to settle")
         settled = [t for t in acked if final[t] in TERMINAL]
-        wait_until(
-            lambda: all(watcher.statuses.get(t) == final[t] for t in settled),
-            timeout=30,
-            what="the resumed stream told of every end",
-        )
         watcher.stop.set()
     finally:
         phone.close()
@@ -311,7 +308,7 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
             agent.stop()
     counts = Counter(final[t] for t in acked)
     ledgers = [
-        line
+        str(json.loads(line))
         for i in range(3)
         for line in (tmp_path / f"agent{i}" / "state" / LEDGER_FILE).read_text().split()
     ]
@@ -331,3 +328,9 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
     unsettled = len(acked) - counts["completed"] - counts["rejected"]
     assert unsettled <= 16 * max(len(on_victim), 1), counts
     assert counts["completed"] >= len(acked) // 2, counts
+    wait_until(
+        lambda: all(watcher.statuses.get(t) == final[t] for t in settled),
+        timeout=30,
+        what="the resumed stream told of every end",
+    )
+    watcher.stop.set()

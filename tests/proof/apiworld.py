@@ -93,9 +93,7 @@ def api_world(directory: Path) -> Iterator[ApiWorld]:
         globalAttemptsFactor=10000,
     )
     config = load_relay_config(setup.config_path)
-    app = create_app(
-        config, open_configured_store(config, now=clock), clock=clock
-    )
+    app = create_app(config, open_configured_store(config, now=clock), clock=clock)
     with TestClient(app, base_url=setup.base_url, headers={"Origin": setup.origin}) as client:
         owner = Phone(client).bootstrap(setup.token)
         wid = owner.get("/api/v1/me").json()["memberships"][0]["workspaceId"]
