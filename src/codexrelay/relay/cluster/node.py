@@ -17,14 +17,13 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from codexrelay.relay.cluster.peers import PeerLinks
 from codexrelay.relay.storage.records import TaskRecord
 from codexrelay.relay.views import TaskOut
 
 if TYPE_CHECKING:
-    from codexrelay.relay.cluster.routing import ClusterHub
     from codexrelay.relay.services import Services
     from codexrelay.relay.storage.postgres import PostgresStore
 
@@ -97,7 +96,7 @@ class Cluster:
     def _kick(self, agent_key: str) -> None:
         """A task another instance queued for an agent whose socket is here (it thought the
         agent offline, e.g. while it moved here from a stopped instance): send it now."""
-        hub = cast("ClusterHub", self.services.hub)
+        hub: Any = self.services.hub  # the ClusterHub ``enable`` installed
         agent = self.services.store.agents.get(agent_key)
         if hub.local(agent_key) is None or agent is None or agent_key in self._kicking:
             return
@@ -145,7 +144,7 @@ class Cluster:
     async def renew(self) -> None:
         """Extend our registration and the leases of the agents we hold; an agent whose
         lease another instance took (it reconnected there) is dropped here."""
-        hub = cast("ClusterHub", self.services.hub)
+        hub: Any = self.services.hub  # the ClusterHub ``enable`` installed
         held = hub.local_keys()
         await self._run(
             "UPDATE instances SET expires_at = now() + make_interval(secs => %s) WHERE id = %s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from codexrelay.relay.storage.errors import StateError
 from codexrelay.relay.storage.jsonfile import JsonFileStore
@@ -13,8 +13,22 @@ from codexrelay.relay.storage.memory import MemoryStore
 from codexrelay.relay.storage.sqldb import DATABASE_FILE
 from codexrelay.relay.storage.sqlite import SqliteStore
 
-if TYPE_CHECKING:
-    from codexrelay.relay.config import RelayConfig
+
+class _Storage(Protocol):
+    @property
+    def backend(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+
+
+class StoreConfig(Protocol):
+    """What opening a store needs of the relay config (``RelayConfig`` has it)."""
+
+    @property
+    def storage(self) -> _Storage: ...
+    @property
+    def data_path(self) -> Path: ...
+
 
 BACKENDS = ("sqlite", "json", "postgres")
 
@@ -51,7 +65,7 @@ def open_store(
 
 
 def open_configured_store(
-    config: RelayConfig, *, now: Callable[[], datetime], check_saves: bool | None = None
+    config: StoreConfig, *, now: Callable[[], datetime], check_saves: bool | None = None
 ) -> MemoryStore:
     """The store a relay config names (backend, data dir, database URL)."""
     storage = config.storage

@@ -134,9 +134,10 @@ class PostgresStore(SqliteStore):
 
     def _resync(self) -> None:
         for table in CACHED_TABLES:
+            # Rows only: a key missing from the database may be one this instance has just
+            # added and not yet written, so a re-read never removes anything.
             rows = dict(self.pg.reader.execute(f"SELECT key, doc FROM {table}").fetchall())  # noqa: S608
-            known = [key for key, _ in getattr(self, table).items()]
-            self._hand_over(table, sorted(set(known) | set(rows)), rows)
+            self._hand_over(table, sorted(rows), rows)
 
     def _hand_over(self, table: str, keys: list[str], docs: dict[str, str]) -> None:
         if self._loop is not None and not self._loop.is_closed():
