@@ -29,6 +29,7 @@ demo: $(RUNTIME)
 test: $(STAMP)
 	scripts/ensure-browsers.sh
 	deploy/ensure-caddy.sh
+	deploy/ensure-postgres.sh
 	$(PY) -m ruff check src tests bench scripts
 	$(PY) -m mypy
 	$(PY) -m pytest -n 2 --dist loadfile

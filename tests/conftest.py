@@ -13,10 +13,11 @@ from hypothesis import settings
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV
 from tests.fakes.push_service import PushServiceStandIn
 from tests.helpers import TEST_BACKEND, FakeClock, RelayProcess, RelaySetup, write_relay_config
+from tests.pgserver import PgServer
 
 # Every relay the tests start (in process or as a subprocess, which inherits this) refuses a
 # commit that carries a record changed without save(): the JSON store would still write it,
@@ -66,17 +67,34 @@ def store_backend() -> str:
     return TEST_BACKEND
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the whole session (each test gets its own database)."""
+    server = PgServer().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def relay_setup(tmp_path: Path, store_backend: str) -> RelaySetup:
+def storage_settings(store_backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``storage`` config of the relays a test starts (a fresh database for postgres)."""
+    if store_backend == "postgres":
+        server: PgServer = request.getfixturevalue("pg_server")
+        return {"backend": "postgres", "url": server.new_database()}
+    return {"backend": store_backend}
+
+
+@pytest.fixture
+def relay_setup(tmp_path: Path, storage_settings: dict[str, str]) -> RelaySetup:
     """A relay config in a temporary directory."""
-    return write_relay_config(tmp_path / "relay", storage={"backend": store_backend})
+    return write_relay_config(tmp_path / "relay", storage=storage_settings)
 
 
 @pytest.fixture
 def app_client(relay_setup: RelaySetup, clock: FakeClock) -> Iterator[TestClient]:
     """The relay app in-process (lifespan included), on the fake clock."""
     config = load_relay_config(relay_setup.config_path)
-    store = open_store(config.storage.backend, config.data_path, now=clock)
+    store = open_configured_store(config, now=clock)
     app = create_app(config, store, clock=clock)
     with TestClient(
         app, base_url=relay_setup.base_url, headers={"Origin": relay_setup.origin}

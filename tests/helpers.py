@@ -22,18 +22,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from codexrelay.crypto import new_secret, sha256_hex
 from codexrelay.relay.storage.inspection import check_database, read_database
-from codexrelay.relay.storage.jsonfile import read_state
+from codexrelay.relay.storage.jsonfile import encode_state, read_state
+from codexrelay.relay.storage.pginspect import check_pg_database, read_pg_database
 from codexrelay.relay.storage.records import State
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
-# Both storage backends; the suite runs on the default (SQLite) unless this says otherwise,
-# and tests where the store's files matter run on each (``@both_backends``).
-BACKENDS = ("sqlite", "json")
+# Every storage backend; the suite runs on the default (SQLite) unless this says otherwise,
+# and tests where the store matters run on each (``@both_backends``; PostgreSQL on a real
+# server the ``pg_server`` fixture starts).
+BACKENDS = ("sqlite", "json", "postgres")
+# The backends that keep their store in the data dir (state.json moves in, files to damage).
+FILE_BACKENDS = ("sqlite", "json")
 TEST_BACKEND = os.environ.get("CODEXRELAY_TEST_BACKEND", "sqlite")
 
 
@@ -102,6 +107,8 @@ class RelaySetup:
     def stored_bytes(self) -> bytes:
         """Every byte the store keeps on disk (the database, its WAL and shared memory, or
         state.json): what a secret must never be found in."""
+        if self.backend == "postgres":
+            return encode_state(read_pg_database(self.database_url))
         names = ("state.json", "relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm")
         return b"".join(
             (self.data_dir / n).read_bytes() for n in names if (self.data_dir / n).exists()
@@ -114,6 +121,10 @@ class RelaySetup:
         """The records of one table exactly as stored (camelCase JSON)."""
         if self.backend == "json":
             return list(json.loads(self.state_path.read_text())[table].values())
+        if self.backend == "postgres":
+            with psycopg.connect(self.database_url) as pg:
+                rows = pg.execute(f"SELECT doc FROM {table} ORDER BY rowid".encode()).fetchall()  # noqa: S608
+            return [json.loads(doc) for (doc,) in rows]
         with contextlib.closing(sqlite3.connect(self.data_dir / "relay.sqlite3")) as conn:
             return [json.loads(doc) for (doc,) in conn.execute(f"SELECT doc FROM {table}")]  # noqa: S608
 
@@ -123,7 +134,14 @@ class RelaySetup:
             state = read_state(self.state_path)
             assert state is not None, "state.json is gone"
             return state
+        if self.backend == "postgres":
+            return read_pg_database(self.database_url)
         return read_database(self.data_dir / "relay.sqlite3")
+
+    @property
+    def database_url(self) -> str:
+        """The PostgreSQL database of a relay on the postgres backend."""
+        return str(self.config()["storage"]["url"])
 
     def config(self) -> dict[str, Any]:
         return json.loads(self.config_path.read_text())
@@ -246,6 +264,10 @@ def assert_store_sound(setup: RelaySetup) -> None:
     (read-only, WAL included, as the next relay to open it would see it)."""
     if setup.backend == "json":
         json.loads(setup.state_path.read_text())
+        return
+    if setup.backend == "postgres":
+        report = check_pg_database(setup.database_url)
+        assert report.problems == [], report.problems
         return
     report = check_database(setup.data_dir / "relay.sqlite3")
     assert report.problems == [], report.problems

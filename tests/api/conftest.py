@@ -16,7 +16,7 @@ from codexrelay.relay.access import identity, sessions
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 from codexrelay.relay.storage.records import Role
 from tests.helpers import FakeClock, write_relay_config
 
@@ -24,7 +24,9 @@ ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 
 
 @pytest.fixture
-def make_client(tmp_path: Path, clock: FakeClock, store_backend: str) -> ClientFactory:
+def make_client(
+    tmp_path: Path, clock: FakeClock, storage_settings: dict[str, str]
+) -> ClientFactory:
     """Build an in-process client for a relay with config overrides (camelCase keys)."""
     counter = itertools.count()
 
@@ -32,10 +34,10 @@ def make_client(tmp_path: Path, clock: FakeClock, store_backend: str) -> ClientF
     def build(
         *, prepare: Callable[[FastAPI], None] | None = None, **overrides: Any
     ) -> Iterator[TestClient]:
-        overrides.setdefault("storage", {"backend": store_backend})
+        overrides.setdefault("storage", storage_settings)
         setup = write_relay_config(tmp_path / f"relay{next(counter)}", **overrides)
         config = load_relay_config(setup.config_path)
-        store = open_store(config.storage.backend, config.data_path, now=clock)
+        store = open_configured_store(config, now=clock)
         app = create_app(config, store, clock=clock)
         if prepare is not None:
             prepare(app)

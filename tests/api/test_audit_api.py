@@ -15,7 +15,7 @@ from codexrelay.auditverify import GENESIS, iter_dir, parse_public_key, verify_b
 from codexrelay.relay.app import create_app
 from codexrelay.relay.audit import ref
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 from tests.api.conftest import services_of
 from tests.api.test_pairing_api import _claim, _hello, _poll
 from tests.helpers import FakeClock, write_relay_config
@@ -459,7 +459,7 @@ def test_rate_limit_trip_is_one_record_a_minute_per_address(make_client, clock):
 
 def _start(setup, clock) -> TestClient:
     config = load_relay_config(setup.config_path)
-    store = open_store(config.storage.backend, config.data_path, now=clock)
+    store = open_configured_store(config, now=clock)
     return TestClient(create_app(config, store, clock=clock), base_url=setup.base_url)
 
 

@@ -30,7 +30,7 @@ from fastapi.testclient import TestClient
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 from codexrelay.relay.storage.records import ROLE_ORDER, Role
 from tests.helpers import FakeClock, write_relay_config
 from tests.softauthn import COOKIE, Phone, join_by_invite
@@ -193,9 +193,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     clock = FakeClock()
     setup = write_relay_config(Path(tmp_path_factory.mktemp("matrix")) / "relay")
     config = load_relay_config(setup.config_path)
-    app = create_app(
-        config, open_store(config.storage.backend, config.data_path, now=clock), clock=clock
-    )
+    app = create_app(config, open_configured_store(config, now=clock), clock=clock)
     with TestClient(app, base_url=setup.base_url, headers={"Origin": setup.origin}) as client:
         owner = Phone(client).bootstrap(setup.token)
         wid = owner.get("/api/v1/me").json()["memberships"][0]["workspaceId"]

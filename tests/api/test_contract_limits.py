@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 from codexrelay.relay.storage.records import PUSH_KINDS, Role
 from tests.api.conftest import login, make_user
 from tests.api.test_pairing_api import _code, _paired_token, _wid
@@ -296,7 +296,7 @@ def world(tmp_path_factory):
     config = load_relay_config(setup.config_path)
     app = create_app(
         config,
-        open_store(config.storage.backend, config.data_path, now=FakeClock()),
+        open_configured_store(config, now=FakeClock()),
         clock=FakeClock(),
     )
     with TestClient(

@@ -13,10 +13,10 @@ import pytest
 from codexrelay.crypto import sha256_hex
 from codexrelay.relay.storage import schema
 from tests.helpers import (
+    FILE_BACKENDS,
     PYTHON,
     RelayProcess,
     RelaySetup,
-    both_backends,
     free_port,
     write_relay_config,
 )
@@ -126,7 +126,7 @@ def test_start_refuses_plain_http_public_origin(tmp_path):
         relay.stop()
 
 
-@both_backends
+@pytest.mark.parametrize("store_backend", FILE_BACKENDS)
 def test_corrupt_state_stops_start_and_is_untouched(tmp_path, store_backend):
     """A corrupt state.json stops start-up with a clear error and stays byte-identical (the
     SQLite backend refuses to move it in, and makes no database)."""

@@ -71,11 +71,13 @@ def _write_storm(relay: RelayProcess, acknowledged: list[str], stop: threading.E
 
 
 @both_backends
-def test_sigkill_during_write_storm_keeps_acknowledged_changes(tmp_path, store_backend):
+def test_sigkill_during_write_storm_keeps_acknowledged_changes(
+    tmp_path, store_backend, storage_settings
+):
     """kill -9 mid-burst: the store always reads back whole (SQLite's integrity check passes)
     and holds every acknowledged change."""
     rng = random.Random(20261129)
-    setup = write_relay_config(tmp_path, storage={"backend": store_backend})
+    setup = write_relay_config(tmp_path, storage=storage_settings)
     relay = RelayProcess(setup, tmp_path / "relay.log")
     total_acknowledged = 0
     for run in range(3):

@@ -69,10 +69,10 @@ def check_consistent(files: dict[str, bytes]) -> dict:
 
 
 @both_backends
-def test_snapshot_while_the_relay_writes(tmp_path, store_backend):
+def test_snapshot_while_the_relay_writes(tmp_path, store_backend, storage_settings):
     """I4: snapshots taken during a burst of state writes are each one whole, valid version,
     0600, with a manifest (time, schema version, sha256) and no secret in clear."""
-    setup = write_relay_config(tmp_path / "relay", storage={"backend": store_backend})
+    setup = write_relay_config(tmp_path / "relay", storage=storage_settings)
     store = "relay.sqlite3" if store_backend == "sqlite" else "state.json"
     relay = RelayProcess(setup, tmp_path / "relay.log").start()
     stop = threading.Event()
@@ -212,10 +212,10 @@ def relay_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @both_backends
-def test_restore_puts_a_snapshot_back(tmp_path, store_backend):
+def test_restore_puts_a_snapshot_back(tmp_path, store_backend, storage_settings):
     """I4: restore needs the relay stopped, verifies the snapshot, moves the current store
     aside and brings back exactly the snapshot's records; `relay check` agrees."""
-    setup = write_relay_config(tmp_path / "relay", storage={"backend": store_backend})
+    setup = write_relay_config(tmp_path / "relay", storage=storage_settings)
     relay = RelayProcess(setup, tmp_path / "relay.log").start()
     phone = relay.login()
     kept = phone.post("/api/v1/workspaces", json={"name": "Kept"}).json()["workspace"]["id"]
@@ -225,11 +225,13 @@ def test_restore_puts_a_snapshot_back(tmp_path, store_backend):
     phone.close()
     refused = relay_cli(setup.config_path, "restore", "--from", str(out))
     assert refused.returncode == 1
-    assert "in use by another relay process" in refused.stderr
+    running = "still use" if store_backend == "postgres" else "in use by another relay process"
+    assert running in refused.stderr
     relay.stop()
     res = relay_cli(setup.config_path, "restore", "--from", str(out))
     assert res.returncode == 0, res.stderr
-    assert "Moved the current" in res.stdout
+    moved = "Restored the database" if store_backend == "postgres" else "Moved the current"
+    assert moved in res.stdout
     assert "audit trail was not changed" in res.stdout
     state = setup.stored_state()
     assert kept in state.workspaces

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.services import Services
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 from codexrelay.relay.storage.records import State
 from codexrelay.relay.tasks import lifecycle
 from tests.helpers import FakeClock, RelaySetup, write_relay_config
@@ -93,9 +93,7 @@ def api_world(directory: Path) -> Iterator[ApiWorld]:
         globalAttemptsFactor=10000,
     )
     config = load_relay_config(setup.config_path)
-    app = create_app(
-        config, open_store(config.storage.backend, config.data_path, now=clock), clock=clock
-    )
+    app = create_app(config, open_configured_store(config, now=clock), clock=clock)
     with TestClient(app, base_url=setup.base_url, headers={"Origin": setup.origin}) as client:
         owner = Phone(client).bootstrap(setup.token)
         wid = owner.get("/api/v1/me").json()["memberships"][0]["workspaceId"]

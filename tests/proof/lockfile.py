@@ -16,8 +16,8 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = """\
-# Pinned runtime dependency closure of codexrelay (pyproject [project] dependencies,
-# uvicorn[standard] extras included), as installed for the test suite. Audited by
+# Pinned runtime dependency closure of codexrelay (pyproject [project] dependencies and the
+# postgres extra, uvicorn[standard] extras included), as installed for the test suite. Audited by
 # tests/proof/test_static_checks.py with `pip-audit -r requirements.lock --strict`.
 # Regenerate after a dependency change: .venv/bin/python -m tests.proof.lockfile > requirements.lock
 """
@@ -29,9 +29,11 @@ def normalize(name: str) -> str:
 
 
 def direct_dependencies() -> list[Requirement]:
-    """The ``[project] dependencies`` of pyproject.toml."""
+    """The ``[project] dependencies`` of pyproject.toml, and its ``postgres`` extra (what a
+    relay on PostgreSQL runs)."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return [Requirement(spec) for spec in data["project"]["dependencies"]]
+    specs = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["postgres"]
+    return [Requirement(spec) for spec in specs]
 
 
 def runtime_closure() -> dict[str, str]:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -58,6 +58,7 @@ from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api import trust as trust_api
 from codexrelay.relay.api.auditing import audit_refusal
 from codexrelay.relay.api.schemas import ERROR_RESPONSES
+from codexrelay.relay.cluster import enable as enable_cluster
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.conversations import reports as conversation_reports
 from codexrelay.relay.conversations import sync as conversation_sync
@@ -73,6 +74,9 @@ from codexrelay.relay.storage.repositories import Store
 from codexrelay.relay.tasks import flow as taskflow
 from codexrelay.relay.tasks import lifecycle
 from codexrelay.relay.trust import link as trustlink
+
+if TYPE_CHECKING:
+    from codexrelay.relay.cluster.node import Cluster
 
 log = logging.getLogger("codexrelay.relay")
 
@@ -169,9 +173,11 @@ AGENT_WIRING = AgentWiring(
 )
 
 
-def run_startup(services: Services) -> None:
+def run_startup(services: Services, *, shared: bool = False) -> None:
     """Bring loaded state up to date: the audit chain is open, the owner exists, stale
-    sessions are gone, and tasks in flight at the last stop are interrupted."""
+    sessions are gone, and tasks in flight at the last stop are interrupted (not on a
+    shared database, where they may be running through another instance: an agent's hello
+    interrupts those it no longer runs)."""
     now = services.now()
     services.audit.start(
         bootstrap_hash=services.config.bootstrap_admin_token_hash,
@@ -183,7 +189,8 @@ def run_startup(services: Services) -> None:
     sessions.prune_expired(services.store, now)
     if services.push.open(services.config.data_path):
         log.info("made the VAPID key for push notifications")
-    taskflow.interrupt_unfinished(services)
+    if not shared:
+        taskflow.interrupt_unfinished(services)
 
 
 def run_sweep(services: Services) -> None:
@@ -276,12 +283,16 @@ ROUTERS = (
 )
 
 
-def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    services: Services, cluster: Cluster | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start-up before the first request, the sweep while serving, shutdown after."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        run_startup(services)
+        if cluster is not None:
+            await cluster.start()
+        run_startup(services, shared=cluster is not None)
         await services.store.commit()
         await services.audit.flush()
         await services.push.start()
@@ -293,6 +304,8 @@ def _lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMan
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await run_shutdown(services)
+            if cluster is not None:
+                await cluster.stop()
             await services.store.close()
 
     return lifespan
@@ -348,8 +361,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
-        lifespan=_lifespan(services),
     )
+    cluster = enable_cluster(app, services)
+    app.router.lifespan_context = _lifespan(services, cluster)
     app.state.services = services
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -44,7 +44,7 @@ class WebSettings(CamelModel):
     )
 
 
-StorageBackend = Literal["sqlite", "json"]
+StorageBackend = Literal["sqlite", "json", "postgres"]
 
 
 class StorageSettings(CamelModel):
@@ -52,8 +52,37 @@ class StorageSettings(CamelModel):
 
     backend: StorageBackend = Field(
         "sqlite",
-        description="sqlite (dataDir/relay.sqlite3, the default) or json (dataDir/state.json)",
+        description="sqlite (dataDir/relay.sqlite3, the default), postgres (storage.url, for "
+        "several relay instances) or json (dataDir/state.json)",
     )
+    url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="with postgres: postgresql://user@host:port/db; name a password file "
+        "with ?passfile=/path rather than writing the password here",
+    )
+    instance_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#]+$",
+        description="with postgres: where the other instances reach this one, e.g. "
+        "http://10.0.0.5:8787 (default http://listenHost:listenPort)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            msg = "must be a postgresql:// URL"
+            raise ValueError(msg)
+        return value
+
+    @field_serializer("url", when_used="json")
+    def _dump_url(self, value: str | None, info: Any) -> str | None:
+        if value is None or (info.context and info.context.get("reveal")):
+            return value
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1**********@", value)
+
     retention_days: int = Field(
         90,
         ge=1,

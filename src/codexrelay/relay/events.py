@@ -51,6 +51,12 @@ class EventBus:
             type=event_type,
             data=json.dumps(payload, separators=(",", ":"), default=str),
         )
+        self.deliver(workspace_id, event)
+        return event
+
+    def deliver(self, workspace_id: str, event: Event) -> None:
+        """Keep an event for replays and hand it to the live subscribers (an event made
+        here, or by another relay instance of a cluster)."""
         recent = self._recent.setdefault(workspace_id, deque(maxlen=self._buffer_size))
         recent.append(event)
         subscribers = self._subscribers.get(workspace_id, set())
@@ -62,7 +68,6 @@ class EventBus:
                 queue.put_nowait(None)
             else:
                 queue.put_nowait(event)
-        return event
 
     def missed(self, workspace_id: str, last_event_id: str | None) -> list[Event]:
         """Buffered events after ``last_event_id`` (none if the id is unknown or absent)."""

@@ -10,7 +10,7 @@ import uvicorn
 from codexrelay.relay.app import create_app
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.services import utc_now
-from codexrelay.relay.storage.backends import open_store
+from codexrelay.relay.storage.backends import open_configured_store
 
 log = logging.getLogger("codexrelay.relay")
 
@@ -45,7 +45,7 @@ def serve(config: RelayConfig) -> None:
     """Open the store (refusing a bad one before binding), then serve until stopped."""
     configure_logging(config.log_level)
     raise_open_file_limit()
-    store = open_store(config.storage.backend, config.data_path, now=utc_now)
+    store = open_configured_store(config, now=utc_now)
     app = create_app(config, store)
     log.info(
         "relay listening on %s:%s for %s",

@@ -32,6 +32,7 @@ from codexrelay.fileio import PRIVATE_FILE, write_private_file
 from codexrelay.relay.config import RelayConfig
 from codexrelay.relay.storage.errors import StateError
 from codexrelay.relay.storage.inspection import COUNTED, backup_database, check_database
+from codexrelay.relay.storage.jsonfile import encode_state
 from codexrelay.relay.storage.records import SCHEMA_VERSION, State
 from codexrelay.relay.storage.schema import SCHEMA_VERSION as DATABASE_SCHEMA_VERSION
 
@@ -122,6 +123,15 @@ def inspect_database(data: bytes, scratch: Path) -> dict[str, Any]:
 def store_entry(config: RelayConfig) -> tuple[str, bytes, dict[str, Any]]:
     """The store file to preserve (its name in the archive, its bytes, what it holds)."""
     db = config.database_path
+    if config.storage.backend == "postgres":
+        # The whole database as one state document, read in one consistent transaction.
+        from codexrelay.relay.storage.pginspect import read_pg_database  # noqa: PLC0415
+
+        try:
+            data = encode_state(read_pg_database(config.storage.url or ""))
+        except StateError as exc:
+            raise SnapshotError(str(exc)) from None
+        return STATE_ENTRY, data, inspect_state(data)
     if config.storage.backend == "sqlite" and db.exists():
         copy = db.with_name(f".{db.name}.snapshot")
         try:

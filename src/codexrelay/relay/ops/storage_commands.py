@@ -35,6 +35,12 @@ STORE_FILES = ("relay.sqlite3", "relay.sqlite3-wal", "relay.sqlite3-shm", "state
 def check_store(config: RelayConfig) -> tuple[str, CheckReport]:
     """What is in the data dir and whether it is sound: (which file, report)."""
     db, state_path = config.database_path, config.state_path
+    if config.storage.backend == "postgres":
+        from codexrelay.relay.storage.pgdb import redact_url  # noqa: PLC0415
+        from codexrelay.relay.storage.pginspect import check_pg_database  # noqa: PLC0415
+
+        url = config.storage.url or ""
+        return redact_url(url), check_pg_database(url)
     if config.storage.backend == "sqlite" and db.exists():
         return str(db), check_database(db)
     report = CheckReport()
@@ -55,6 +61,8 @@ def check_store(config: RelayConfig) -> tuple[str, CheckReport]:
 def describe_storage(config: RelayConfig) -> str:
     """One line for ``check-config``: backend, file, schema version."""
     backend = config.storage.backend
+    if backend == "postgres":
+        return _describe_postgres(config)
     if backend == "sqlite" and config.database_path.exists():
         _, report = check_store(config)
         version = report.schema_version
@@ -67,6 +75,23 @@ def describe_storage(config: RelayConfig) -> str:
             f"schema version {SCHEMA_VERSION} at first start"
         )
     return f"storage: json at {config.state_path}"
+
+
+def _describe_postgres(config: RelayConfig) -> str:
+    from codexrelay.relay.storage.pgdb import redact_url  # noqa: PLC0415
+    from codexrelay.relay.storage.pgschema import PG_SCHEMA_VERSION  # noqa: PLC0415
+
+    where, report = check_store(config)
+    if report.problems and report.schema_version is None:
+        return f"storage: postgres at {where}: {report.problems[0]}"
+    version = report.schema_version
+    if version == 0:
+        return (
+            f"storage: postgres at {redact_url(config.storage.url or '')}, empty; "
+            f"schema version {PG_SCHEMA_VERSION} at first start"
+        )
+    state = "current" if version == PG_SCHEMA_VERSION else f"this release uses {PG_SCHEMA_VERSION}"
+    return f"storage: postgres at {where}, schema version {version} ({state})"
 
 
 @click.command("check")
@@ -131,9 +156,31 @@ def restored_file(config: RelayConfig, files: dict[str, bytes]) -> tuple[str, by
     return STATE_ENTRY, files[STATE_ENTRY]
 
 
+def restore_postgres(config: RelayConfig, files: dict[str, bytes]) -> str:
+    """Make the database hold the snapshot's state (every relay instance stopped)."""
+    from codexrelay.relay.storage.pginspect import replace_pg_state  # noqa: PLC0415
+
+    data_dir = config.data_path
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name, data = restored_file(config, files)
+    scratch = data_dir / f".{name}.restoring"
+    write_private_file(scratch, data)
+    try:
+        state = read_database(scratch) if name == DATABASE_ENTRY else read_state(scratch)
+    finally:
+        scratch.unlink(missing_ok=True)
+    if state is None:
+        msg = "the snapshot holds no store file"
+        raise StateError(msg)
+    counts = replace_pg_state(config.storage.url or "", state)
+    return ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+
+
 def restore(config: RelayConfig, snapshot: Path, *, now: datetime) -> tuple[str, list[str]]:
     """Put a snapshot's store back; returns the file written and what was moved aside."""
     _, files = read_snapshot(snapshot)
+    if config.storage.backend == "postgres":
+        return "the database", [restore_postgres(config, files)]
     data_dir = config.data_path
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock_fd = lock_data_dir(data_dir)  # StateError while a relay runs on this data dir
@@ -168,6 +215,10 @@ def restore_command(config_path: Path, source: Path) -> None:
         name, moved = restore(config, source, now=datetime.now(UTC))
     except (StateError, OSError) as exc:
         fail(str(exc))
+        return
+    if config.storage.backend == "postgres":
+        click.echo(f"Restored the database from {source}: {moved[0]}.")
+        click.echo("The audit trail was not changed. Start the relays to use the restored state.")
         return
     for aside in moved:
         click.echo(f"Moved the current {aside.split('.before-restore-')[0]} aside as {aside}.")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from codexrelay.crypto import new_id
 from codexrelay.fileio import PRIVATE_FILE
@@ -36,6 +37,19 @@ class Batch:
 
     def __bool__(self) -> bool:
         return any(self.upserts.values()) or any(self.deletes.values())
+
+
+class RowDatabase(Protocol):
+    """What a row-writing store needs of its database (SQLite's file, or PostgreSQL)."""
+
+    @property
+    def path(self) -> object: ...
+    @property
+    def reader(self) -> Any: ...
+    def identity(self) -> tuple[str, datetime]: ...
+    def apply(self, batch: Batch) -> None: ...
+    def checkpoint(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:

@@ -37,7 +37,7 @@ from codexrelay.relay.storage.jsonimport import import_state_file
 from codexrelay.relay.storage.memory import MemoryStore, UnsavedChangeError
 from codexrelay.relay.storage.records import State
 from codexrelay.relay.storage.schema import CACHED_TABLES, SCHEMA_VERSION, encode
-from codexrelay.relay.storage.sqldb import DATABASE_FILE, Batch, Database
+from codexrelay.relay.storage.sqldb import DATABASE_FILE, Batch, Database, RowDatabase
 from codexrelay.relay.storage.sqltasks import RECENT_TASKS, SqlTasks
 
 log = logging.getLogger("codexrelay.store")
@@ -49,7 +49,10 @@ CHECKPOINT_EVERY = 100
 class SqliteStore(MemoryStore):
     """Every repository over one SQLite database; ``commit()`` returns once durable."""
 
-    def __init__(self, db: Database, lock_fd: int, *, check_saves: bool) -> None:
+    # What a failed write raises (the PostgreSQL backend, built on this class, adds its own).
+    DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+
+    def __init__(self, db: RowDatabase, lock_fd: int, *, check_saves: bool) -> None:
         instance_id, created_at = db.identity()
         super().__init__(instance_id, created_at, check_saves=check_saves)
         self.db = db
@@ -155,7 +158,7 @@ class SqliteStore(MemoryStore):
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self.db.apply, batch)
-        except (sqlite3.Error, OSError) as exc:
+        except self.DB_ERRORS as exc:
             log.error("database write failed: %s", exc)  # noqa: TRY400 - the error says enough
             self._requeue(batch)
             return False
@@ -176,7 +179,7 @@ class SqliteStore(MemoryStore):
     def _checkpoint_quietly(self) -> None:
         try:
             self.db.checkpoint()
-        except sqlite3.Error as exc:
+        except self.DB_ERRORS as exc:
             log.warning("checkpoint failed (the WAL keeps the data): %s", exc)
 
     def flush_sync(self) -> None:
@@ -185,7 +188,7 @@ class SqliteStore(MemoryStore):
         try:
             if batch:
                 self.db.apply(batch)
-        except (sqlite3.Error, OSError):
+        except self.DB_ERRORS:
             self._requeue(batch)
             raise
         self.sql_tasks.written()
@@ -202,7 +205,7 @@ class SqliteStore(MemoryStore):
         """Flush pending changes, stop the writer, close the database, release the lock."""
         await self._writer.close()
         # Whatever is still pending (a failed last write, changes never committed) goes now.
-        with contextlib.suppress(sqlite3.Error, OSError):
+        with contextlib.suppress(*self.DB_ERRORS):
             self.flush_sync()
         self._executor.shutdown(wait=True)
         self._checkpointer.shutdown(wait=True)

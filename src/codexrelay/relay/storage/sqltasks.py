@@ -11,10 +11,10 @@ connection: in WAL mode a reader never waits for the writer.
 
 from __future__ import annotations
 
-import sqlite3
 import weakref
 from collections import OrderedDict
 from datetime import datetime
+from typing import Any, Protocol
 
 from codexrelay.relay.storage.memory import task_order
 from codexrelay.relay.storage.records import TERMINAL_STATUSES, TaskRecord
@@ -25,10 +25,17 @@ RECENT_TASKS = 1024
 Overlay = dict[str, TaskRecord | None]
 
 
+class Reader(Protocol):
+    """A connection that runs one query with ``?`` marks (``sqlite3.Connection``, or the
+    PostgreSQL backend's ``PgReader``)."""
+
+    def execute(self, sql: str, args: tuple[object, ...] = ..., /) -> Any: ...
+
+
 class SqlTasks:
     """``Tasks`` over the tasks table, with the change tracking the store's writer drains."""
 
-    def __init__(self, reader: sqlite3.Connection, *, recent: int = RECENT_TASKS) -> None:
+    def __init__(self, reader: Reader, *, recent: int = RECENT_TASKS) -> None:
         self._db = reader
         self._live: weakref.WeakValueDictionary[str, TaskRecord] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[str, TaskRecord] = OrderedDict()
@@ -37,6 +44,9 @@ class SqlTasks:
         self._dirty: Overlay = {}
         self._inflight: Overlay = {}
         self._counts: dict[str, int] = {}
+        # Every workspace with tasks has a count (a missing one has none): true from
+        # ``load`` until another relay instance adds or removes tasks.
+        self._counts_complete = True
         self._total = 0
 
     def load(self) -> None:
@@ -88,6 +98,37 @@ class SqlTasks:
             self._dirty.setdefault(key, task)
         self._inflight.clear()
 
+    def apply_remote(self, key: str, doc: str | None) -> None:
+        """Another relay instance wrote this task (PostgreSQL): a copy some code holds takes
+        its fields; this instance's own pending change, if any, stays the newer one."""
+        if key in self._dirty or key in self._inflight:
+            return
+        live = self._live.get(key)
+        if doc is None:
+            self._forget(key)
+            self._counts_stale(live.workspace_id if live else None)
+            return
+        fresh = TaskRecord.model_validate_json(doc)
+        self._counts_stale(fresh.workspace_id if live is None else None)
+        if live is not None:
+            live.__dict__.update(fresh.__dict__)
+            self._remember(live)
+        elif fresh.status not in TERMINAL_STATUSES:
+            self._remember(fresh)
+
+    def held(self, key: str) -> TaskRecord | None:
+        """The task object code here may hold, if any (no database read)."""
+        return self._live.get(key)
+
+    def _counts_stale(self, workspace_id: str | None) -> None:
+        """A task this instance did not know came or went: count again when asked."""
+        if workspace_id is None:
+            self._counts.clear()
+        else:
+            self._counts.pop(workspace_id, None)
+        self._counts_complete = False
+        self._total = -1
+
     # ---- memory ----
 
     def _remember(self, task: TaskRecord) -> TaskRecord:
@@ -130,8 +171,10 @@ class SqlTasks:
     def add(self, record: TaskRecord) -> None:
         """Insert a task (or replace one with the same id)."""
         if self.get(record.id) is None:
-            self._counts[record.workspace_id] = self._counts.get(record.workspace_id, 0) + 1
-            self._total += 1
+            if record.workspace_id in self._counts or self._counts_complete:
+                self._counts[record.workspace_id] = self._counts.get(record.workspace_id, 0) + 1
+            if self._total >= 0:
+                self._total += 1
         self._dirty[record.id] = record
         self._remember(record)
 
@@ -147,8 +190,10 @@ class SqlTasks:
         """Delete a task (no error if it is already gone)."""
         if self.get(record.id) is None:
             return
-        self._counts[record.workspace_id] = self._counts.get(record.workspace_id, 1) - 1
-        self._total -= 1
+        if record.workspace_id in self._counts:
+            self._counts[record.workspace_id] -= 1
+        if self._total > 0:
+            self._total -= 1
         self._dirty[record.id] = None
         self._forget(record.id)
 
@@ -164,11 +209,34 @@ class SqlTasks:
 
     def count(self) -> int:
         """How many tasks there are."""
+        if self._total < 0:
+            row = self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()
+            self._total = int(row[0]) + self._pending_new()
         return self._total
 
     def count_of_workspace(self, workspace_id: str) -> int:
-        """How many tasks a workspace has (kept in memory: no count query per submit)."""
-        return self._counts.get(workspace_id, 0)
+        """How many tasks a workspace has (kept in memory: no count query per submit, unless
+        another relay instance added some since the last count)."""
+        count = self._counts.get(workspace_id)
+        if count is None and self._counts_complete:
+            return 0
+        if count is None:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM tasks WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()
+            count = self._counts[workspace_id] = int(row[0]) + self._pending_new(workspace_id)
+        return count
+
+    def _pending_new(self, workspace_id: str | None = None) -> int:
+        """Tasks added here and not yet in the database (a count query misses them)."""
+        overlay = self._overlay()
+        return sum(
+            1
+            for key, task in overlay.items()
+            if task is not None
+            and (workspace_id is None or task.workspace_id == workspace_id)
+            and self._db.execute("SELECT 1 FROM tasks WHERE key = ?", (key,)).fetchone() is None
+        )
 
     def unfinished(self, agent_key: str | None = None) -> list[TaskRecord]:
         """Tasks not in a terminal status (of one agent, if given), oldest first."""

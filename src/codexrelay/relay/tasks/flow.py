@@ -295,10 +295,10 @@ async def on_agent_connected(services: Services, agent: AgentRecord, running: li
         reason="agent-restarted",
     )
     await _settle(services, changed)
-    await _send_queued(services, agent)
+    await send_queued(services, agent)
 
 
-async def _send_queued(services: Services, agent: AgentRecord) -> None:
+async def send_queued(services: Services, agent: AgentRecord) -> None:
     """Tasks that waited for this agent go now, oldest first, each at most once (B4); one
     whose wait ran out expires instead."""
     tasks = services.store.tasks

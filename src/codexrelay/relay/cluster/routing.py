@@ -1,0 +1,195 @@
+"""The cluster-aware hub, event bus and task-text store: the same interfaces the domain
+uses on one instance, reaching across instances underneath.
+
+- ``ClusterHub``: an agent connected here is a ``LiveAgent`` as before; one connected to
+  another instance is a ``RemoteAgent`` whose ``send`` hands the message to that instance.
+- ``ClusterEvents``: an event published here is also delivered, with the same id, by every
+  peer to its phones, so a stream resumes from ``Last-Event-ID`` on any instance.
+- ``ClusterDetails``: task texts held here are held by every peer too (memory only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from codexrelay.protocol import Message, SignedTask, dump_message
+from codexrelay.relay.agents.hub import AgentHub, LiveAgent
+from codexrelay.relay.events import Event, EventBus
+from codexrelay.relay.tasks.details import DetailsStore
+
+if TYPE_CHECKING:
+    from codexrelay.relay.cluster.node import Cluster
+
+log = logging.getLogger("codexrelay.cluster")
+
+
+class RemoteAgent(LiveAgent):
+    """An agent whose socket another instance holds."""
+
+    def __init__(
+        self, key: str, address: str, cluster: Cluster, before_send: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(key=key, workspace_id="", websocket=None)  # type: ignore[arg-type]
+        self.address = address
+        self.cluster = cluster
+        self.before_send = before_send
+
+    async def send(self, message: Message) -> bool:
+        """Make what this instance changed durable first (so the holder reads the task as
+        it is now), then hand the message over; False if it could not be delivered."""
+        await self.before_send()
+        body = json.loads(dump_message(message))
+        return await self.cluster.links.send(self.address, self.key, body)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Ask the holder to close the socket."""
+        await self.cluster.links.disconnect(self.address, self.key, code, reason)
+
+
+class ClusterHub(AgentHub):
+    """Live agents here, and a way to reach those connected elsewhere."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    def local(self, key: str) -> LiveAgent | None:
+        """The agent's socket, if this instance holds it."""
+        return super().get(key)
+
+    def local_keys(self) -> list[str]:
+        """The agents whose sockets this instance holds."""
+        return [key for key, live in self._live.items() if not live.closed.is_set()]
+
+    def get(self, key: str) -> LiveAgent | None:
+        """The agent's socket here, or a handle on the instance that holds it."""
+        live = super().get(key)
+        if live is not None:
+            return live
+        holder = self.cluster.holder(key)
+        if holder is None or holder[0] == self.cluster.node_id:
+            return None
+        if self.cluster.links.is_down(holder[1]):
+            return None  # its instance stopped answering: offline until the agent is back
+        return RemoteAgent(key, holder[1], self.cluster, self.cluster.store.commit)
+
+    def is_online(self, key: str) -> bool:
+        """Connected here or to another live instance."""
+        return super().is_online(key) or self.get(key) is not None
+
+    def attach(self, live: LiveAgent) -> LiveAgent | None:
+        """Register a socket here and take the agent's lease."""
+        previous = super().attach(live)
+        self.cluster.claim(live.key)
+        return previous
+
+    def detach(self, live: LiveAgent) -> bool:
+        """Forget a socket; the lease goes too unless another instance took it."""
+        gone = super().detach(live)
+        if gone:
+            self.cluster.release(live.key)
+        return gone
+
+    async def disconnect(self, key: str, code: int, reason: str = "") -> None:
+        """Close the agent's socket wherever it is (revocation)."""
+        remote = None if super().get(key) is not None else self.get(key)
+        await super().disconnect(key, code, reason)
+        if remote is not None:
+            await remote.close(code, reason)
+
+    async def disconnect_local(self, key: str, code: int, reason: str = "") -> None:
+        """Close the socket if it is here (another instance took the lease)."""
+        await super().disconnect(key, code, reason)
+
+    def online_count(self) -> int:
+        """Agents connected to this instance."""
+        return super().online_count()
+
+
+class ClusterEvents(EventBus):
+    """Events delivered by every instance, each under the id it was made with."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    def publish(self, workspace_id: str, event_type: str, payload: dict[str, Any]) -> Event:
+        """Deliver here and on every peer. A task's metadata (``task``) is the exception:
+        each instance publishes it from the database's change notice (``Cluster``), so a
+        change committed just before its instance died still reaches every phone."""
+        event = super().publish(workspace_id, event_type, payload)
+        if event_type != "task":
+            self.cluster.links.broadcast(
+                {"k": "event", "w": workspace_id, "id": event.id, "t": event.type, "d": event.data}
+            )
+        return event
+
+    def missed(self, workspace_id: str, last_event_id: str | None) -> list[Event]:
+        """After a known id: what followed it. After an id this instance never held (the
+        stream was on an instance that has since stopped): every buffered event, since
+        the phone applies a repeated event as it would the first (task states, numbered
+        progress), and a missed one would be lost."""
+        if not last_event_id:
+            return []
+        found = super().missed(workspace_id, last_event_id)
+        if found or any(e.id == last_event_id for e in self.recent(workspace_id)):
+            return found
+        return self.recent(workspace_id)
+
+    def receive(self, op: dict[str, Any]) -> None:
+        """An event another instance made."""
+        self.deliver(str(op["w"]), Event(id=str(op["id"]), type=str(op["t"]), data=str(op["d"])))
+
+
+class ClusterDetails(DetailsStore):
+    """Task texts held by every instance (memory only), each change replayed on the peers."""
+
+    def __init__(self, cluster: Cluster, *, ttl_sec: int, max_bytes: int) -> None:
+        super().__init__(ttl_sec=ttl_sec, max_bytes=max_bytes)
+        self.cluster = cluster
+
+    def _share(self, op: str, task_id: str, **args: Any) -> None:
+        self.cluster.links.broadcast({"k": "details", "op": op, "task": task_id, "a": args})
+
+    def start(self, task_id: str, prompt: str | None, signed: SignedTask | None = None) -> Any:
+        """Hold a new task's prompt here and on the peers."""
+        details = super().start(task_id, prompt, signed)
+        sig = None if signed is None else signed.model_dump(mode="json", by_alias=True)
+        self._share("start", task_id, prompt=prompt, signed=sig)
+        return details
+
+    def add_progress(self, task_id: str, event: dict[str, Any]) -> None:
+        """One progress step, here and on the peers."""
+        super().add_progress(task_id, event)
+        self._share("progress", task_id, event=event)
+
+    def finish(self, task_id: str, now: datetime, **texts: Any) -> None:
+        """The final texts, here and on the peers."""
+        super().finish(task_id, now, **texts)
+        self._share("finish", task_id, now=now.isoformat(), texts=texts)
+
+    def mark_finished(self, task_id: str, now: datetime) -> None:
+        """The TTL starts, here and on the peers."""
+        super().mark_finished(task_id, now)
+        self._share("mark", task_id, now=now.isoformat())
+
+    def receive(self, op: dict[str, Any]) -> None:
+        """A change another instance made."""
+        task_id, args = str(op["task"]), op.get("a", {})
+        kind = op.get("op")
+        if kind == "start":
+            raw = args.get("signed")
+            signed = None if raw is None else SignedTask.model_validate(raw)
+            DetailsStore.start(self, task_id, args.get("prompt"), signed)
+        elif kind == "progress":
+            DetailsStore.add_progress(self, task_id, dict(args["event"]))
+        elif kind == "finish":
+            DetailsStore.finish(
+                self, task_id, datetime.fromisoformat(args["now"]), **dict(args["texts"])
+            )
+        elif kind == "mark":
+            DetailsStore.mark_finished(self, task_id, datetime.fromisoformat(args["now"]))
