@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from codexrelay.protocol import Message, SignedTask, dump_message
+from codexrelay.protocol_sealed import SealedTask
 from codexrelay.relay.agents.hub import AgentHub, LiveAgent
 from codexrelay.relay.events import Event, EventBus
 from codexrelay.relay.tasks.details import DetailsStore
@@ -155,12 +156,26 @@ class ClusterDetails(DetailsStore):
     def _share(self, op: str, task_id: str, **args: Any) -> None:
         self.cluster.links.broadcast({"k": "details", "op": op, "task": task_id, "a": args})
 
-    def start(self, task_id: str, prompt: str | None, signed: SignedTask | None = None) -> Any:
-        """Hold a new task's prompt here and on the peers."""
-        details = super().start(task_id, prompt, signed)
+    def start(
+        self,
+        task_id: str,
+        prompt: str | None,
+        signed: SignedTask | None = None,
+        sealed: SealedTask | None = None,
+    ) -> Any:
+        """Hold a new task's prompt (or its phone's envelope) here and on the peers."""
+        details = super().start(task_id, prompt, signed, sealed)
         sig = None if signed is None else signed.model_dump(mode="json", by_alias=True)
-        self._share("start", task_id, prompt=prompt, signed=sig)
+        seal = None if sealed is None else sealed.envelope
+        self._share("start", task_id, prompt=prompt, signed=sig, sealed=seal)
         return details
+
+    def add_envelope(self, task_id: str, envelope: str) -> int | None:
+        """One sealed envelope the agent sent, here and on the peers (in the order sent)."""
+        index = super().add_envelope(task_id, envelope)
+        if index is not None:
+            self._share("envelope", task_id, envelope=envelope)
+        return index
 
     def add_progress(self, task_id: str, event: dict[str, Any]) -> None:
         """One progress step, here and on the peers."""
@@ -184,7 +199,11 @@ class ClusterDetails(DetailsStore):
         if kind == "start":
             raw = args.get("signed")
             signed = None if raw is None else SignedTask.model_validate(raw)
-            DetailsStore.start(self, task_id, args.get("prompt"), signed)
+            seal = args.get("sealed")
+            sealed = None if seal is None else SealedTask(envelope=str(seal))
+            DetailsStore.start(self, task_id, args.get("prompt"), signed, sealed)
+        elif kind == "envelope":
+            DetailsStore.add_envelope(self, task_id, str(args["envelope"]))
         elif kind == "progress":
             DetailsStore.add_progress(self, task_id, dict(args["event"]))
         elif kind == "finish":
