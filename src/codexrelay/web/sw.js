@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v4";
+const VERSION = "codexrelay-shell-v5";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -35,6 +35,7 @@ const SHELL = [
   "/js/dom.js",
   "/js/format.js",
   "/js/live.js",
+  "/js/logpush.js",
   "/js/markdown.js",
   "/js/passkey.js",
   "/js/photo.js",

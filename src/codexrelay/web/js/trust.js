@@ -37,7 +37,8 @@ async function fetchEntries(wid) {
 }
 
 /**
- * The workspace's verified log: `{protected:false}`, `{protected:true, view}`, or
+ * The workspace's verified log: `{protected:false}`, `{protected:true, view, entries}` (the
+ * entries as the relay stored them, all verified), or
  * `{protected:true, error}` when the relay's log does not verify from the genesis this
  * device pinned (then nothing may be signed on top of it).
  */
@@ -49,7 +50,7 @@ export async function trustState(wid, { fresh = false } = {}) {
     try {
       const view = await verifyLog(entries, { pinned: localStorage.getItem(PIN_KEY(wid)) });
       localStorage.setItem(PIN_KEY(wid), view.genesisHash);
-      state = { protected: true, view };
+      state = { protected: true, view, entries };
     } catch (err) {
       state = { protected: true, error: `The membership log does not verify (${err.message}). Nothing can be signed until this is resolved.` };
     }

@@ -7,6 +7,7 @@ import { relative, timeText } from "../format.js";
 import { takeOver } from "./threads.js";
 import { safetyNumber } from "../../e2e/safety.js";
 import { fromB64u } from "../../e2e/statements.js";
+import { pushToAgents } from "../logpush.js";
 import { signEntry, trustState } from "../trust.js";
 
 const FEATURES = [
@@ -87,17 +88,20 @@ function agentCard(app, agent, onRevoke, view = null) {
 
 export async function agentsScreen(app, root) {
   const body = h("div", {}, loading("Loading agents…"));
+  const pushArea = h("div", { id: "log-push" });
   fill(root, h("div", { class: "screen-head" }, screenTitle("Agents"),
-    app.can("admin") ? h("a", { href: "#/pair", class: "button primary" }, "Pair an agent") : null), body);
+    app.can("admin") ? h("a", { href: "#/pair", class: "button primary" }, "Pair an agent") : null), pushArea, body);
 
   let view = null;
   const revoke = async (agent) => {
     // In a protected workspace the revocation is a signed log entry the agents act on.
-    if (view && view.agents.has(agent.agentId)) await signEntry(app, "agent.revoke", { agentId: agent.agentId });
+    const signed = view && view.agents.has(agent.agentId);
+    if (signed) await signEntry(app, "agent.revoke", { agentId: agent.agentId });
     else await del(ws(app.wid, `/agents/${encodeURIComponent(agent.agentId)}`));
     toast(`Agent "${agent.label}" was revoked.`);
     await app.loadAgents();
     draw();
+    if (signed) await pushToAgents(app, pushArea);
   };
   const draw = () => {
     const live = app.agents.filter((a) => !a.revokedAt);

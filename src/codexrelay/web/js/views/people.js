@@ -4,6 +4,7 @@
 import { del, get, patch, post, ws } from "../api.js";
 import { busy, confirmDialog, copyButton, errorLine, field, fill, h, loading, qrImage, screenTitle, toast } from "../dom.js";
 import { ROLES, roleAtLeast, timeText } from "../format.js";
+import { pushToAgents } from "../logpush.js";
 import { signEntry, trustState, withSudo } from "../trust.js";
 import { logSection } from "./logmembers.js";
 import { confirmMemberSection, keyCardSection } from "./keycard.js";
@@ -34,7 +35,7 @@ function shownOnce(title, { code, url, qrSvg }, note) {
 
 let logView = null; // the verified log of the workspace on screen, when protected
 
-function memberCard(app, member, reload, shownArea) {
+function memberCard(app, member, reload, areas) {
   const me = member.userId === app.me.user.id;
   const canManage = !me && app.can("admin") && (app.can("owner") || !roleAtLeast(member.role, "admin"));
   const parts = [h("div", { class: "card-row" }, h("h3", {}, member.name, me ? " (you)" : ""),
@@ -58,9 +59,13 @@ function memberCard(app, member, reload, shownArea) {
     remove.addEventListener("click", async () => {
       if (!(await confirmDialog(`Remove ${member.name} from this workspace? They lose access at once.`, "Remove"))) return;
       await busy(remove, async () => {
-        await del(ws(app.wid, `/members/${encodeURIComponent(member.userId)}`));
+        // In a protected workspace the removal is a signed log entry, pushed to each agent.
+        const signed = logView && logView.members.has(member.userId);
+        if (signed) await signEntry(app, "member.remove", { userId: member.userId });
+        else await del(ws(app.wid, `/members/${encodeURIComponent(member.userId)}`));
         toast(`${member.name} was removed.`);
         await reload();
+        if (signed) await pushToAgents(app, areas.pushed);
       }, { label: "Removing…", errLine: error });
     });
     const recovery = h("button", { type: "button", class: "secondary" }, "Recovery code");
@@ -68,8 +73,8 @@ function memberCard(app, member, reload, shownArea) {
       if (!(await confirmDialog(`Make a one-time recovery code for ${member.name}? It lets whoever holds it register a new passkey as ${member.name}.`, "Make code", { danger: false }))) return;
       await busy(recovery, async () => {
         const res = await post(ws(app.wid, `/members/${encodeURIComponent(member.userId)}/recovery-code`), {});
-        fill(shownArea, shownOnce(`Recovery code for ${member.name}`, res, "Earlier unused codes for this person stop working."));
-        shownArea.scrollIntoView({ block: "nearest" });
+        fill(areas.shown, shownOnce(`Recovery code for ${member.name}`, res, "Earlier unused codes for this person stop working."));
+        areas.shown.scrollIntoView({ block: "nearest" });
       }, { label: "Making…", errLine: error });
     });
     parts.push(h("div", { class: "actions" }, h("div", { class: "field inline" }, select), save, remove, recovery));
@@ -110,6 +115,7 @@ function leaving(app, members, leave, leaveError) {
 export async function peopleScreen(app, root) {
   const members = h("div", {}, loading("Loading members…"));
   const shownArea = h("div", { "aria-live": "polite" });
+  const pushArea = h("div", { id: "log-push" });
   const invites = h("div", {});
   const leaveError = errorLine();
   const leave = h("button", { type: "button", class: "danger" }, "Leave this workspace");
@@ -138,7 +144,7 @@ export async function peopleScreen(app, root) {
           unlisted && app.can("admin") && view.members.has(app.me.user.id) ? confirmMemberSection(app, view, res.members, reload) : null);
       }
       else if (trust.error) fill(logArea, h("p", { class: "error", role: "alert" }, trust.error));
-      fill(members, h("ul", { class: "cards", "aria-label": "Members" }, res.members.map((m) => memberCard(app, m, reload, shownArea))));
+      fill(members, h("ul", { class: "cards", "aria-label": "Members" }, res.members.map((m) => memberCard(app, m, reload, { shown: shownArea, pushed: pushArea }))));
       fill(you, h("p", { class: "muted" }, `Your role here: ${app.role}.`), leaving(app, res.members, leave, leaveError));
     } catch (err) {
       fill(members, h("p", { class: "error", role: "alert" }, err.message));
@@ -153,7 +159,7 @@ export async function peopleScreen(app, root) {
     }
   };
 
-  const parts = [screenTitle("People"), logArea, h("h3", {}, "Members"), members, shownArea];
+  const parts = [screenTitle("People"), pushArea, logArea, h("h3", {}, "Members"), members, shownArea];
   if (app.can("admin")) {
     const role = h("select", {}, grantable(app).map((r) => h("option", { value: r, selected: r === "member" }, r)));
     const ttl = h("select", {}, INVITE_TTLS.map(([sec, words]) => h("option", { value: String(sec), selected: sec === 259200 }, words)));
