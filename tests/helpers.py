@@ -215,6 +215,7 @@ class RelayProcess:
         try:
             wait_until(ready, timeout=timeout, what="relay /healthz")
         except AssertionError as exc:
+            self.kill()  # never leave a relay behind that came up too late
             raise AssertionError(f"{exc}\n--- relay log ---\n{self.logs()}") from None
 
     def logs(self) -> str:

@@ -86,11 +86,11 @@ def _missing(setup: RelaySetup, acks: Acks) -> list[str]:
 
 
 def storm_and_kill(
-    tmp_path: Path, runs: int, seed: int, most: int = 150, backend: str = "sqlite"
+    tmp_path: Path, runs: int, seed: int, storage: dict[str, str], most: int = 150
 ) -> list[int]:
     """``runs`` kill -9s mid-storm; returns how many acknowledged changes each run checked."""
     rng = random.Random(seed)
-    setup = write_relay_config(tmp_path, storage={"backend": backend})
+    setup = write_relay_config(tmp_path, storage=storage)
     relay = RelayProcess(setup, tmp_path / "relay.log")
     checked: list[int] = []
     try:
@@ -132,21 +132,21 @@ def _one_run(relay: RelayProcess, rng: random.Random, seed: int, run: int, most:
 
 
 @both_backends
-def test_sigkill_mid_storm_loses_no_acknowledged_change(tmp_path, store_backend):
+def test_sigkill_mid_storm_loses_no_acknowledged_change(tmp_path, storage_settings):
     """kill -9 three times mid-storm: the store reads back whole and holds every
     acknowledged change."""
-    checked = storm_and_kill(tmp_path, runs=3, seed=9, most=60, backend=store_backend)
+    checked = storm_and_kill(tmp_path, runs=3, seed=9, storage=storage_settings, most=60)
     assert sum(checked) >= 15, checked
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @both_backends
-def test_sigkill_mid_storm_twenty_runs(tmp_path, store_backend):
+def test_sigkill_mid_storm_twenty_runs(tmp_path, store_backend, storage_settings):
     """kill -9 twenty times at random points: never a torn store, never a lost
     acknowledgement."""
     started = time.monotonic()
-    checked = storm_and_kill(tmp_path, runs=20, seed=int(time.time()), backend=store_backend)
+    checked = storm_and_kill(tmp_path, runs=20, seed=int(time.time()), storage=storage_settings)
     print(  # the figures the proof reports
         f"{store_backend}: 20 kills, {sum(checked)} acknowledged changes checked "
         f"({min(checked)}-{max(checked)} per run) in {time.monotonic() - started:.1f}s"
