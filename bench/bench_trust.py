@@ -1,5 +1,7 @@
 """What a protected workspace costs (TRUST.md §10 benchmarks).
 
+- the relay's first filter per signed task (strict parse, body hash, log head, one
+  py_webauthn verification, policy) against the same log, before it forwards anything;
 - agent-side verification per statement: the whole §4.6 checklist (strict parse, body hash,
   relay-copy comparison, freshness, run-once, log head, signer lookup, py_webauthn,
   policy) against a pinned log of 12 entries (target <= 1 ms), and the durable records
@@ -61,6 +63,25 @@ def verify_cost(runs: int) -> tuple[float, float]:
             gate.accepted(spec, accepted)
             records.append((time.perf_counter() - start) * 1000)
     return statistics.median(checks), statistics.median(records)
+
+
+def relay_cost(runs: int) -> float:
+    """Median ms of the relay's first filter (``relay.trust.signed``) per signed task."""
+    from codexrelay.relay.trust import signed as first  # noqa: PLC0415 - bench only
+
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        world = World(Path(tmp))
+        view, now = world.kit.view(), int(world.clock)
+        specs = [world.spec(*world.statement(world.member), [world.member]) for _ in range(runs)]
+        times = []
+        for spec in specs:
+            assert spec.signed is not None
+            start = time.perf_counter()
+            checked = first.parse_task(view, view.ws, spec.signed.stmt, spec.signed.body, now)
+            user = world.member.user_id
+            first.check_signatures(view, checked, spec.signed.auth, caller_id=user, now=now)
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 def turn_cost(runs: int) -> float:
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--no-dispatch", action="store_true", help="the per-statement costs only")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    print(f"relay first filter per signed task: {relay_cost(args.runs):.3f} ms")
     check, record = verify_cost(args.runs)
     print(f"agent checklist per statement: {check:.3f} ms (target <= 1 ms)")
     print(f"durable audit record before start (counters and run-once in it): {record:.3f} ms")

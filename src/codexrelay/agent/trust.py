@@ -145,12 +145,14 @@ class TrustStore:
         self._pin: Pin | None = None
         self._view: LogView | None = None
         self._counts: dict[str, int] | None = None
+        # Looked at once or twice per statement: joined once, not on every look.
+        self._stamped = (state_dir / TRUST_FILE, state_dir / LOG_FILE)
 
     def _files_stamp(self) -> tuple[float, float]:
         stamps = []
-        for name in (TRUST_FILE, LOG_FILE):
+        for path in self._stamped:
             try:
-                stamps.append((self.state_dir / name).stat().st_mtime_ns)
+                stamps.append(path.stat().st_mtime_ns)
             except FileNotFoundError:
                 stamps.append(0)
         return stamps[0], stamps[1]

@@ -85,6 +85,9 @@ def _no_constant(name: str) -> Any:
 
 _DECODER: Final = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The only ways a surrogate reaches a decoded value: one in the text itself, or a
+# "\\uD800".."\\uDFFF" escape (JSON escapes are lowercase "u", hex digits either case).
+_SURROGATE_SOURCE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 
 
 def loads_object(data: bytes, *, max_bytes: int) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def _parse(decode: Callable[[str], Any], text: str) -> Any:
         raise
     except (json.JSONDecodeError, RecursionError) as exc:
         raise WireError(WireReason.NOT_JSON) from exc
-    if _has_surrogate(value):
+    if _SURROGATE_SOURCE.search(text) is not None and _has_surrogate(value):
         # "\ud800" escapes decode to text that is not valid Unicode: two parsers disagree.
         raise WireError(WireReason.NOT_JSON, "lone surrogate")
     return value

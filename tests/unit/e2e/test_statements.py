@@ -183,6 +183,8 @@ def test_statement_size_cap_checked_before_decoding() -> None:
         (b'{"v":1', StatementReason.NOT_JSON),
         (b'{"v":NaN}', StatementReason.NOT_JSON),
         (b'{"v":1,"kind":"task","ws":"\\ud800"}', StatementReason.NOT_JSON),
+        (b'{"v":1,"kind":"task","x":{"\\uDFFF":[1]}}', StatementReason.NOT_JSON),
+        (b'{"v":1,"kind":"task","ws":"\\u00e9\\uDbFf"}', StatementReason.NOT_JSON),
         (b"[" * 100_00, StatementReason.TOO_LARGE),
         (b"[" * 5000, StatementReason.NOT_JSON),
     ],

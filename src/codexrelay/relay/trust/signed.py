@@ -46,15 +46,23 @@ def _bad(message: str) -> AppError:
 
 @dataclass(frozen=True)
 class Checked:
-    """A signed task that passed the relay's checks, and the policy's verdict on it."""
+    """A signed task that passed the relay's checks, and the policy's verdict on it.
 
-    statement: TaskStatement
+    ``signed`` is the statement parsed once (its exact bytes and tag), reused for the
+    signature checks rather than decoded and validated a second time."""
+
+    signed: Signed[TaskStatement]
     body: TaskBody
     stmt_text: str
     body_text: str
     auth: list[dict[str, Any]]
     signers: list[str]
     verdict: rules.Verdict
+
+    @property
+    def statement(self) -> TaskStatement:
+        """The parsed statement's fields."""
+        return self.signed.value
 
     @property
     def request(self) -> SignedTask:
@@ -103,7 +111,7 @@ def parse_task(view: LogView, workspace_id: str, stmt: str, body: str, now: int)
             ErrorCode.STALE_LOG_HEAD,
             f"The task was signed on a log head this relay does not hold ({status.value}).",
         )
-    return Checked(value, task_body, stmt, body, [], [], rules.Verdict(allowed=False))
+    return Checked(signed, task_body, stmt, body, [], [], rules.Verdict(allowed=False))
 
 
 def approvals(
@@ -148,8 +156,7 @@ def check_signatures(
     view: LogView, checked: Checked, auth: list[dict[str, Any]], *, caller_id: str, now: int
 ) -> Checked:
     """Verify ``auth`` (the submitter's first), then the policy's verdict."""
-    signed = parse_statement(checked.stmt_text, TaskStatement)
-    found = approvals(view, signed, auth)
+    found = approvals(view, checked.signed, auth)
     if not found or found[0].user_id != caller_id:
         raise AppError(ErrorCode.FORBIDDEN, "Sign the task with your own passkey.")
     value = checked.statement
@@ -165,7 +172,7 @@ def check_signatures(
         raise AppError(ErrorCode.FORBIDDEN, f"The workspace policy refuses this task ({reason}).")
     signers = [a.user_id for a in found]
     return Checked(
-        value, checked.body, checked.stmt_text, checked.body_text, auth, signers, verdict
+        checked.signed, checked.body, checked.stmt_text, checked.body_text, auth, signers, verdict
     )
 
 
