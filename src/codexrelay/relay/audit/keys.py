@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from codexrelay.auditverify import (
 )
 from codexrelay.fileio import ensure_private_dir, write_private_file
 from codexrelay.relay.storage.errors import StateError
+from codexrelay.relay.storage.keyfiles import load_private_key
 
 SIGNING_KEY_NAME = "audit-signing-key.pem"
 PUBLIC_KEY_NAME = "audit-signing-key.pub"
@@ -81,20 +81,7 @@ def signing_key_path(data_dir: Path) -> Path:
 def load_signer(data_dir: Path) -> Signer:
     """Load the key; ``StateError`` if it is missing, unreadable or readable by others."""
     path = signing_key_path(data_dir)
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        data = path.read_bytes()
-    except OSError as exc:
-        msg = f"{path}: cannot read the audit signing key: {exc.strerror}"
-        raise StateError(msg) from None
-    if mode & 0o077:
-        msg = f"{path}: the audit signing key is readable by others; run chmod 600 on it"
-        raise StateError(msg)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except ValueError:
-        msg = f"{path}: not a PEM private key"
-        raise StateError(msg) from None
+    key = load_private_key(path, "audit signing key")
     if not isinstance(key, Ed25519PrivateKey):
         msg = f"{path}: the audit signing key is not an Ed25519 key"
         raise StateError(msg)

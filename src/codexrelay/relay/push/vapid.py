@@ -10,7 +10,6 @@ key it was made for, and records of another key are dropped at start).
 from __future__ import annotations
 
 import hashlib
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from py_vapid import Vapid02
 from codexrelay.crypto import b64url
 from codexrelay.fileio import ensure_private_dir, write_private_file
 from codexrelay.relay.storage.jsonfile import StateError
+from codexrelay.relay.storage.keyfiles import load_private_key
 
 VAPID_KEY_NAME = "vapid-private-key.pem"
 # A token is good for 12 hours (RFC 8292 allows up to 24) and reused until 1 hour is left,
@@ -79,20 +79,7 @@ class VapidKey:
 def load_vapid_key(data_dir: Path) -> VapidKey:
     """Load the key; ``StateError`` if it is unreadable, not P-256, or readable by others."""
     path = vapid_key_path(data_dir)
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        data = path.read_bytes()
-    except OSError as exc:
-        msg = f"{path}: cannot read the VAPID key: {exc.strerror}"
-        raise StateError(msg) from None
-    if mode & 0o077:
-        msg = f"{path}: the VAPID key is readable by others; run chmod 600 on it"
-        raise StateError(msg)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except ValueError:
-        msg = f"{path}: not a PEM private key"
-        raise StateError(msg) from None
+    key = load_private_key(path, "VAPID key")
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         msg = f"{path}: the VAPID key is not a P-256 key"
         raise StateError(msg)
