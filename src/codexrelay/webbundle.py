@@ -45,9 +45,15 @@ def bundle_hash(files: dict[str, str]) -> str:
 
 
 @cache
+def installed_manifest() -> dict[str, str]:
+    """This installation's files and their hashes (read once: the bundle does not change
+    while the relay runs)."""
+    return manifest()
+
+
 def installed_hash() -> str:
     """This installation's bundle hash (what the relay states)."""
-    return bundle_hash(manifest())
+    return bundle_hash(installed_manifest())
 
 
 def served_manifest(base_url: str, paths: list[str], client: httpx.Client) -> dict[str, str]:

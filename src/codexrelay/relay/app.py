@@ -320,9 +320,14 @@ def _add_routes(app: FastAPI, services: Services) -> None:
         return {"ok": True}
 
     @app.get("/api/v1/web-bundle", tags=["health"], responses=ERROR_RESPONSES)
-    async def web_bundle() -> dict[str, str]:
-        """The app version and web bundle hash, for About and ``codexrelay verify-web``."""
-        return {"version": __version__, "bundleHash": webbundle.installed_hash()}
+    async def web_bundle() -> dict[str, Any]:
+        """The app version, web bundle hash and its files' hashes, for About (which hashes
+        what the phone is served and names a file that differs) and ``verify-web``."""
+        return {
+            "version": __version__,
+            "bundleHash": webbundle.installed_hash(),
+            "files": webbundle.installed_manifest(),
+        }
 
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
