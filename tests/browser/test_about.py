@@ -34,6 +34,7 @@ def test_about_states_the_bundle_and_the_phone_hashes_what_it_is_served(phone: P
     about = page.locator("#about")
     expect(about.locator("#app-version")).to_have_text(__version__)
     expect(about.locator("#bundle-hash")).to_have_text(grouped(webbundle.installed_hash()))
+    expect(about.locator("#app-tier")).to_contain_text("The relay serves this app itself")
     about.get_by_role("button", name="Hash the app this phone is served").click()
     result = about.locator("#bundle-check")
     expect(result).to_contain_text("Matches", timeout=30_000)

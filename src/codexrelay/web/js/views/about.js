@@ -6,7 +6,7 @@
 // that differs from the relay's own list. Code a hostile relay changed could also change this
 // check: `codexrelay verify-web URL` from another machine is the independent one.
 
-import { get } from "../api.js";
+import { apiUrl, crossOrigin, get } from "../api.js";
 import { busy, errorLine, fill, h } from "../dom.js";
 
 const enc = new TextEncoder();
@@ -68,8 +68,14 @@ export function aboutSection() {
 
   const reload = async () => {
     stated = await get("/api/v1/web-bundle");
+    const tier = crossOrigin()
+      ? ["This app comes from its own address (", h("code", {}, location.origin), "), not from the relay (",
+        h("code", {}, new URL(apiUrl("/")).origin),
+        "). A relay that is taken over cannot change this code: it cannot read what this phone shows or make it sign something else."]
+      : ["The relay serves this app itself. If the relay is taken over and its code changed, the changed app can read what this phone shows after its next load, and could show one task while asking you to sign another; agents still run only what a member's passkey signed. Serving the app from a separate static address closes this (see DEPLOYMENT.md)."];
     fill(facts,
       h("p", {}, "codexrelay ", h("strong", { id: "app-version" }, stated.version)),
+      h("p", { id: "app-tier", class: crossOrigin() ? "" : "notice" }, ...tier),
       h("p", {}, "Web bundle hash stated by the relay: ", h("code", { class: "hash", id: "bundle-hash" }, grouped(stated.bundleHash))));
   };
   return { section, reload };
