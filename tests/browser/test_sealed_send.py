@@ -150,7 +150,9 @@ def _posts(path: str) -> list[str]:
     return [body for method, url, body in SENT if method == "POST" and url.endswith(path)]
 
 
-def test_the_owner_seals_task_content_in_settings(owner: Phone, devbox: AgentProcess):
+def test_the_owner_seals_task_content_in_settings(
+    owner: Phone, devbox: AgentProcess, tmp_path: Path
+):
     """Settings > Protection shows the content policy and its meaning; switching it signs
     a policy.set with content "sealed" and every other rule kept."""
     page = owner.page
@@ -164,6 +166,7 @@ def test_the_owner_seals_task_content_in_settings(owner: Phone, devbox: AgentPro
     expect(content).to_have_attribute("data-content", "sealed")
     expect(content).to_contain_text("The relay can no longer read them")
     expect(content).to_contain_text("only the agent and the devices in the signed log")
+    owner.screenshot("38-sealing-on", tmp_path)
     last = _log(owner)[-1]["decoded"]
     assert last["op"] == "policy.set"
     assert last["seq"] == before["seq"] + 1
@@ -190,6 +193,7 @@ def test_a_sealed_task_runs_and_the_relay_never_reads_it(
         "can read it."
     )
     expect(page.locator(".confirm-prompt")).to_have_text(prompt)
+    owner.screenshot("39-confirm-sealed", module_dir)
     task_id = _confirm_and_wait(owner)
     expect(page.locator("pre.prompt")).to_have_text(prompt)
 
