@@ -196,6 +196,10 @@ def test_a_sealed_task_runs_and_the_relay_never_reads_it(
     owner.screenshot("39-confirm-sealed", module_dir)
     task_id = _confirm_and_wait(owner)
     expect(page.locator("pre.prompt")).to_have_text(prompt)
+    page.reload()
+    expect(page.locator("pre.prompt")).to_have_text(prompt)  # from the encrypted device cache
+    go(owner, "Tasks")
+    expect(page.locator(".task-card").first).to_contain_text(f"Summarise the build {secret}")
 
     assert prompt in _user_prompts(module_dir / "devbox" / "codex-home"), "codex got it exactly"
     assert _posts("/signed-tasks") == [], "never sent as a plain signed task"
@@ -291,3 +295,24 @@ def test_a_confirmation_drawn_before_sealing_is_sealed_not_sent_plain(
     task = owner.fetch_json(f"/api/v1/workspaces/{_wid(owner)}/tasks/{task_id}")["body"]["task"]
     assert task["sealed"] is True
     assert prompt in _user_prompts(module_dir / "devbox" / "codex-home")
+
+
+def test_a_sealed_task_under_a_two_person_rule_cannot_be_confirmed(
+    owner: Phone, devbox: AgentProcess
+):
+    """A second approver could not read a sealed task yet: the confirmation says so and
+    offers no Confirm, rather than sending something the agent would refuse."""
+    page = owner.page
+    go(owner, "Settings")
+    two = page.get_by_label("Codex, read-only: two people must approve")
+    two.check()
+    page.get_by_role("button", name="Sign and save the policies").click()
+    expect(page.locator(".toast").filter(has_text="Policies signed")).to_be_visible()
+    assert _log(owner)[-1]["decoded"]["body"]["policy"]["content"] == "sealed", "kept sealed"
+    _run_codex(owner, "Needs two people")
+    expect(page.locator(".notice[role=alert]")).to_contain_text("cannot co-sign a sealed task")
+    expect(page.get_by_role("button", name="Confirm with Face ID")).to_be_disabled()
+    go(owner, "Settings")
+    page.get_by_label("Codex, read-only: two people must approve").uncheck()
+    page.get_by_role("button", name="Sign and save the policies").click()
+    expect(page.locator(".toast").filter(has_text="Policies signed")).to_be_visible()
