@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v5";
+const VERSION = "codexrelay-shell-v6";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -85,6 +85,7 @@ const SHELL = [
   "/js/sealing/send.js",
   "/js/trust.js",
   "/js/trustpair.js",
+  "/js/views/about.js",
   "/js/views/agents.js",
   "/js/views/audit.js",
   "/js/views/chat.js",
