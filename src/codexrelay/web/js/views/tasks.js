@@ -4,6 +4,7 @@
 
 import { get, post, ws } from "../api.js";
 import * as cache from "../cache.js";
+import { withSentContent } from "../sealing/send.js";
 import { busy, fill, h, loading, screenTitle } from "../dom.js";
 import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText, waitingWords } from "../format.js";
 import { signedCancel, trustState } from "../trust.js";
@@ -308,6 +309,8 @@ export async function taskDetailScreen(app, root, [taskId]) {
         details = { ...cached.task, detailsExpired: true };
         fromCache = cached.savedAt;
       }
+    } else if (task.sealed) {
+      details = await withSentContent(task); // the relay holds none of it: what this phone sent
     } else {
       cache.saveTask(task).catch(() => {});
     }
