@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v6";
+const VERSION = "codexrelay-shell-v7";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -91,6 +91,7 @@ const SHELL = [
   "/js/views/chat.js",
   "/js/views/confirmtask.js",
   "/js/views/keycard.js",
+  "/js/views/mydevices.js",
   "/js/views/logmembers.js",
   "/js/views/newtask.js",
   "/js/views/notifications.js",

@@ -8,6 +8,7 @@ import { plural, timeText } from "../format.js";
 import { passkeysSupported, registerPasskey } from "../passkey.js";
 import * as push from "../push.js";
 import { aboutSection } from "./about.js";
+import { devicesSection } from "./mydevices.js";
 import { notificationsSection } from "./notifications.js";
 import { protectionSection } from "./protection.js";
 import { signEntry, trustState, withSudo } from "../trust.js";
@@ -41,7 +42,16 @@ const VIA_WORDS = {
   "recovery-code": "recovery code",
 };
 
-function passkeyCard(pk, reload) {
+/** In a protected workspace the passkey stops counting in the signed log first (a
+ * passkey.revoke signed by a passkey of mine), so agents refuse what it signs from then on. */
+async function revokeInLog(app, credId) {
+  const state = await trustState(app.wid, { fresh: true }).catch(() => ({}));
+  const entry = state.view && state.view.passkeys.get(credId);
+  if (!entry || entry.revokedSeq !== null || entry.userId !== app.me.user.id) return;
+  await withSudo(() => signEntry(app, "passkey.revoke", { userId: app.me.user.id, credId }));
+}
+
+function passkeyCard(app, pk, reload) {
   const error = errorLine();
   const label = h("input", { type: "text", maxlength: "60", value: pk.label, autocomplete: "off", required: true });
   const save = h("button", { type: "submit", class: "primary" }, "Save name");
@@ -64,6 +74,7 @@ function passkeyCard(pk, reload) {
   revoke.addEventListener("click", async () => {
     if (!(await confirmDialog(`Revoke the passkey "${pk.label}"? It can no longer sign you in.`, "Revoke passkey"))) return;
     await busy(revoke, async () => {
+      await revokeInLog(app, pk.credentialId);
       await del(`/api/v1/me/passkeys/${encodeURIComponent(pk.credentialId)}`);
       toast("Passkey revoked.");
       await reload();
@@ -101,7 +112,7 @@ export async function settingsScreen(app, root) {
   const reloadPasskeys = async () => {
     try {
       const res = await get("/api/v1/me/passkeys");
-      fill(passkeys, res.passkeys.length ? h("ul", { class: "cards", "aria-label": "Your passkeys" }, res.passkeys.map((p) => passkeyCard(p, reloadPasskeys)))
+      fill(passkeys, res.passkeys.length ? h("ul", { class: "cards", "aria-label": "Your passkeys" }, res.passkeys.map((p) => passkeyCard(app, p, reloadPasskeys)))
         : h("p", { class: "warning" }, "You have no passkey yet. Create one below."));
     } catch (err) {
       fill(passkeys, h("p", { class: "error", role: "alert" }, err.message));
@@ -169,6 +180,7 @@ export async function settingsScreen(app, root) {
   const notifications = notificationsSection(app);
   const protection = protectionSection(app);
   const about = aboutSection();
+  const devices = devicesSection(app);
   fill(root,
     screenTitle("Settings"),
     h("section", { class: "detail-section" }, h("h3", {}, "Account"),
@@ -177,6 +189,7 @@ export async function settingsScreen(app, root) {
     h("section", { class: "detail-section" }, h("h3", {}, "Passkeys"), passkeys,
       passkeysSupported() ? [field("Name for a new passkey", newLabel), add, addError] : h("p", { class: "warning" }, "This browser does not support passkeys.")),
     protection.section,
+    devices.section,
     notifications.section,
     h("section", { class: "detail-section" }, h("h3", {}, "Sessions"), sessions, endOthers),
     h("section", { class: "detail-section" }, h("h3", {}, "Relay features"),
@@ -188,6 +201,7 @@ export async function settingsScreen(app, root) {
       clear, deviceStatus, signOut),
     about.section);
   await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {}),
+    devices.reload().catch(() => {}),
     about.reload().catch((err) => fill(about.section, h("p", { class: "error", role: "alert" }, err.message)))]);
   return {};
 }
