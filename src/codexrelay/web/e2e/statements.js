@@ -68,11 +68,23 @@ export function statementBytes(statement) {
   return utf8(JSON.stringify(statement));
 }
 
-const TAG_OF_KIND = { task: "task", turn: "turn", decision: "decision", devcert: "devcert" };
+/** Which tag signs a statement of each kind (codexrelay.e2e.statements.TAG_OF_KIND). */
+export const TAG_OF_KIND = Object.freeze({
+  task: "task", turn: "turn", decision: "decision", cancel: "cancel", interrupt: "interrupt",
+  devcert: "devcert", "key.req": "keyreq",
+});
+const PASSKEY_SIGNED = new Set(["task", "turn", "decision", "devcert"]);
+const DEVICE_SIGNED = new Set(["cancel", "interrupt", "key.req"]);
 
 /** The challenge a passkey signs for a statement of `kind`: H(tag(kind) || bytes). */
 export async function challengeFor(kind, bytes) {
-  const name = TAG_OF_KIND[kind];
-  if (!name) throw new Error(`${kind} statements are not passkey-signed`);
-  return taggedHash(name, bytes);
+  if (!PASSKEY_SIGNED.has(kind)) throw new Error(`${kind} statements are not passkey-signed`);
+  return taggedHash(TAG_OF_KIND[kind], bytes);
+}
+
+/** What a device key signs for a statement of `kind`: tag(kind) || bytes (it can only ask
+ * for a key or stop work, so no passkey touch is needed). */
+export function deviceMessage(kind, bytes) {
+  if (!DEVICE_SIGNED.has(kind)) throw new Error(`${kind} statements are not device-signed`);
+  return concat(tag(TAG_OF_KIND[kind]), bytes);
 }

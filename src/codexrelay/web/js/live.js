@@ -2,7 +2,7 @@
 // and sends Last-Event-ID, so the relay replays what was missed; when the stream is closed
 // for good (signed out, removed from the workspace) we retry slowly and let the app re-check.
 
-const TYPES = ["task", "task-progress", "agent", "pair-request", "thread", "item", "item-delta", "approval", "log", "pending-task"];
+const TYPES = ["task", "task-progress", "agent", "pair-request", "thread", "item", "item-delta", "approval", "log", "pending-task", "envelope", "catalog"];
 
 export class LiveFeed {
   constructor(onEvent, onStatus) {
