@@ -34,6 +34,7 @@ from tests.softauthn import Credential, SoftAuthenticator, join_by_invite
 from tests.trustkit import Book, TrustedPhone
 
 AGENT_LABEL = f"{AGENT} label"
+__all__ = ["AGENT", "AGENT_LABEL", "SealedWorld", "flip", "start", "stop", "wrapped_to"]
 
 
 def _b64(data: bytes) -> str:

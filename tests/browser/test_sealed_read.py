@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, expect
 
+from tests import sealkit
 from tests.browser.phone import Phone, go
-from tests.browser.sealworld import AGENT_LABEL, SealedWorld, flip, start, stop, wrapped_to
+from tests.browser.sealworld import AGENT, AGENT_LABEL, SealedWorld, flip, start, stop, wrapped_to
 from tests.trustkit import TrustedPhone
 
 pytestmark = pytest.mark.browser
@@ -80,6 +81,44 @@ def test_owner_member_and_viewer_read_the_same_sealed_task(
         if role == "viewer":
             phone.screenshot("40-sealed-task-viewer", tmp_path)
         phone.assert_clean()
+
+
+def test_a_running_sealed_task_updates_live_from_envelope_events(
+    world: SealedWorld, readers: dict[str, Any]
+):
+    """The page opens while the agent has sent nothing yet; the relay's envelope list
+    stays empty (only the submission), so the output can only come from the live
+    ``envelope`` events, each opened in order as it arrives."""
+    _, phone = readers["member"]
+    page = phone.page
+    go(phone, "Tasks")
+    mark = uuid.uuid4().hex[:12]
+
+    def blank(path: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "envelopes": []} if path.endswith("/envelopes") else data
+
+    world.relay.attack.http[f"/api/v1/workspaces/{world.wid}/tasks/"] = blank
+    try:
+        stmt, body = world.owner.task(
+            world.book,
+            AGENT,
+            "codex_exec",
+            prompt=f"Live {mark}\nFAKE: sleep 4\nFAKE: message live-{mark}",
+        )
+        world.sync()
+        request, _ = sealkit.seal(
+            world.owner, sealkit.verified_view(world.owner, world.book), stmt, body
+        )
+        assert sealkit.submit(world.owner, world.wid, request).status_code == 201
+        page.locator(f'li[data-task-id="{stmt["task"]}"] .task-card').click()
+        expect(page.locator(".key-request")).to_contain_text("Waiting for")
+        expect(page.locator(".final-message")).to_contain_text(f"live-{mark}", timeout=30_000)
+        expect(page.locator("pre.prompt")).to_contain_text(f"Live {mark}")
+        expect(page.locator("dl.meta .status")).to_have_text(re.compile("Completed", re.I))
+        expect(page.locator(".sealed-badge")).to_contain_text("verified from")
+        expect(page.locator(".output-incomplete")).to_have_count(0)
+    finally:
+        world.relay.attack.http.clear()
 
 
 def test_decrypted_texts_are_cached_only_encrypted(world: SealedWorld, readers: dict[str, Any]):

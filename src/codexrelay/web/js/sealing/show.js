@@ -96,13 +96,15 @@ function cannotRead(app, task, reader, onKeyRequest) {
       h("p", {}, "This device is not in the workspace's signed log yet, so it cannot read sealed tasks. "
         + "Adding it takes your passkey; the agent then sends this task's key to it."), add);
   }
-  const words = reader.keyRequest || `Asking ${label} for the key to read this task on this device…`;
+  const words = reader.keyRequest || `Waiting for ${label} to send this task's key to this device…`;
   return h("p", { class: "notice key-request", role: "status" }, words);
 }
 
-/** Ask the agent for the key (once per page), recording what came of it on `reader`. */
+/** Ask the agent for the key (once per page) when this device has no wrap although the
+ * agent's stream has begun (it wraps to every reader in its first envelope) or ended. */
 export async function askForKey(app, task, reader) {
-  if (reader.asked || reader.status !== "live") return;
+  if (reader.readable || reader.expired || reader.asked || reader.status !== "live") return;
+  if (reader.next === 0 && !TERMINAL.has(task.status)) return;
   reader.asked = true;
   try {
     await reader.requestKey();

@@ -328,7 +328,8 @@ export async function taskDetailScreen(app, root, [taskId]) {
   // A sealed task: its texts come only from the envelopes this device opens.
   const readSealed = async (fresh) => {
     if (fresh || !reader) reader = await openSealed(app, task);
-    if (!reader.readable && !reader.expired) await askForKey(app, task, reader);
+    else await reader.load({ after: reader.next - 1 }); // catch up; what verified stays
+    await askForKey(app, task, reader);
     details = reader.readable ? reader.details() : {};
     if (reader.expired) {
       const cached = await cache.loadTask(taskId).catch(() => null);
@@ -349,7 +350,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
     details = res.task;
     fromCache = null;
     if (task.sealed) {
-      await readSealed(true);
+      await readSealed(false);
     } else if (task.detailsExpired) {
       const cached = await cache.loadTask(taskId).catch(() => null);
       if (cached) {
@@ -377,7 +378,11 @@ export async function taskDetailScreen(app, root, [taskId]) {
     onEvent(type, data) {
       if (type === "envelope" && reader && data.taskId === taskId) {
         reader.add(data.index, data.envelope).then(async () => {
-          if (!reader.readable) return;
+          if (!reader.readable) {
+            await askForKey(app, task, reader);
+            drawHeader();
+            return;
+          }
           details = reader.details();
           for (const step of details.progress) addProgress(step);
           if (TERMINAL.has(task.status)) keep(task, reader);
