@@ -225,3 +225,20 @@ def test_a_tampered_envelope_shows_incomplete_output_and_no_content(
         expect(page.locator("pre.prompt")).to_have_count(0)
     finally:
         world.relay.attack.http.clear()
+
+
+def test_the_sealed_session_catalog_opens_on_a_reader_device(
+    world: SealedWorld, readers: dict[str, Any]
+):
+    """The relay's session list is empty in a sealed workspace; the phone opens the
+    agent's signed catalog envelope with its own device key and lists the session, whose
+    preview holds the prompt."""
+    mark = uuid.uuid4().hex[:12]
+    world.run(f"Session {mark}\nFAKE: message done")
+    plain = world.owner.phone.get(f"/api/v1/workspaces/{world.wid}/agents/{AGENT}/sessions")
+    assert plain.json()["sessions"] == []
+    _, phone = readers["owner"]
+    page = phone.page
+    page.goto(f"{phone.origin}/#/agents/{AGENT}/sessions")
+    expect(page.locator(".session-card", has_text=mark).first).to_be_visible(timeout=40_000)
+    expect(page.locator("#view [role=status]").first).to_contain_text("sealed, verified")

@@ -46,6 +46,21 @@ async function wrapsDigest(keys) {
   return b64u(await sha256(utf8(JSON.stringify({ keys: keys.map((w) => ({ to: w.to, enc: w.enc })) }))));
 }
 
+/** The agent's verify key from the verified log (null if the log has no such agent). */
+async function agentKey(view, agentId) {
+  const agent = view.agents.get(agentId);
+  if (!agent) return null;
+  const publicKey = await crypto.subtle.importKey("raw", fromB64u(agent.sigPub), SIGN[agent.suite], false, ["verify"]);
+  return { suite: agent.suite, publicKey };
+}
+
+/** The record's `wraps` must name exactly the wraps beside it (or both are absent). */
+async function checkWraps(wire, record) {
+  const named = record.wraps === undefined ? null : record.wraps;
+  if (!wire.keys && named === null) return;
+  if (!Array.isArray(wire.keys) || named !== (await wrapsDigest(wire.keys))) throw new EnvelopeError("malformed");
+}
+
 function parseWire(text) {
   try {
     const wire = JSON.parse(text);
@@ -158,10 +173,7 @@ export class SealedTask {
     this.reset();
     const key = await this.findKey();
     if (!key) return;
-    const agent = this.view.agents.get(this.agent);
-    this.agentKey = agent
-      ? { suite: agent.suite, publicKey: await crypto.subtle.importKey("raw", fromB64u(agent.sigPub), SIGN[agent.suite], false, ["verify"]) }
-      : null;
+    this.agentKey = await agentKey(this.view, this.agent);
     this.receiver = new Receiver({ taskKey: key, ws: this.wid, agent: this.agent, task: this.taskId });
     for (const text of this.items) await this.take(text);
   }
@@ -172,13 +184,9 @@ export class SealedTask {
       const fromAgent = AGENT_KINDS.has(header.kind);
       if (fromAgent && (header.from !== this.agent || !this.agentKey)) throw new EnvelopeError("bad-signature");
       if (!fromAgent && header.kind !== "task.submit") throw new EnvelopeError("malformed");
-      const senderKey = fromAgent ? { suite: this.agentKey.suite, publicKey: this.agentKey.publicKey } : null;
-      const opened = await this.receiver.open(utf8(text), senderKey);
+      const opened = await this.receiver.open(utf8(text), fromAgent ? this.agentKey : null);
       const record = parseJson(opened.plaintext);
-      const named = record.wraps === undefined ? null : record.wraps;
-      if ((wire.keys || named !== null) && (!Array.isArray(wire.keys) || named !== (await wrapsDigest(wire.keys)))) {
-        throw new EnvelopeError("malformed");
-      }
+      await checkWraps(wire, record);
       if (header.kind === "task.submit") await this.submitted(record, header);
       else if (header.kind === "task.out") {
         this.output(record);
@@ -254,4 +262,28 @@ export class SealedTask {
     const sig = b64u(await deviceSign(device.keys, deviceMessage("key.req", raw)));
     return post(ws(this.wid, `/tasks/${encodeURIComponent(this.taskId)}/key-requests`), { stmt: b64u(raw), sig });
   }
+}
+
+/**
+ * An agent's sealed session catalog (TRUST.md §4.7), opened like a task's stream: the
+ * sessions, or null when nothing in it is wrapped to a device of this browser. Throws an
+ * EnvelopeError when it is not this agent's, not signed by its key in the log, or altered.
+ */
+export async function openCatalog(envelope, { wid, agentId, view, devices }) {
+  const { wire, header } = parseWire(envelope);
+  if (header.kind !== "catalog" || header.from !== agentId || header.agent !== agentId || header.ws !== wid) {
+    throw new EnvelopeError("wrong-task");
+  }
+  const reader = new SealedTask({ wid, task: { id: header.task, agentId }, view, devices });
+  reader.items = [envelope];
+  const key = await reader.findKey();
+  if (!key) return null;
+  const signer = await agentKey(view, agentId);
+  if (!signer) throw new EnvelopeError("bad-signature");
+  const receiver = new Receiver({ taskKey: key, ws: wid, agent: agentId, task: header.task });
+  const opened = await receiver.open(utf8(envelope), signer);
+  const record = parseJson(opened.plaintext);
+  await checkWraps(wire, record);
+  if (!Array.isArray(record.sessions)) throw new EnvelopeError("malformed");
+  return record.sessions;
 }

@@ -7,7 +7,8 @@ import * as cache from "../cache.js";
 import { busy, h } from "../dom.js";
 import { TERMINAL, taskTitle } from "../format.js";
 import { ensureDevice, forget, trustState } from "../trust.js";
-import { SealedTask, myDevices, readerStatus } from "./read.js";
+import { get, ws } from "../api.js";
+import { SealedTask, myDevices, openCatalog, readerStatus } from "./read.js";
 
 /** A sealed task's reader for this device, opened from the relay's envelopes. */
 export async function openSealed(app, task) {
@@ -134,4 +135,21 @@ export async function readerBanner(app, onAdded) {
   }, { label: "Adding…" }));
   return h("div", { class: "notice reader-banner" },
     h("p", {}, "Tasks here are sealed end to end. This device is not in the signed log yet, so it cannot read them."), add);
+}
+
+/** An agent's sessions where the workspace seals them: `{sessions}` decrypted on this
+ * device, `{note}` when this device cannot open them, or null (not sealed, none sent). */
+export async function sealedSessions(app, agentId) {
+  const state = await trustState(app.wid);
+  if (!state.view || state.view.policy.content !== "sealed") return null;
+  const { envelope } = await get(ws(app.wid, `/agents/${encodeURIComponent(agentId)}/sealed-catalog`));
+  if (!envelope) return null;
+  const devices = (await myDevices(app.wid, app.me.user.id, state.view)).filter((d) => d.status === "live");
+  try {
+    const sessions = await openCatalog(envelope, { wid: app.wid, agentId, view: state.view, devices });
+    if (sessions) return { sessions };
+    return { note: "The agent's sessions are sealed, and this device is not among the readers it sealed them to yet. They open here after its next update." };
+  } catch (err) {
+    return { note: `The agent's sealed session list did not verify on this device (${err.reason || err.message}), so it is not shown.` };
+  }
 }
