@@ -120,6 +120,7 @@ class SealedWorld:
         go(phone, "Tasks")
         banner = phone.page.locator(".reader-banner")
         expect(banner).to_contain_text("not in the signed log yet")
+        phone.assert_usable()
         banner.get_by_role("button", name="Add this device to read sealed tasks").click()
         expect(phone.page.locator(".reader-banner")).to_have_count(0)
         self.sync()

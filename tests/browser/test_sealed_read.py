@@ -123,9 +123,10 @@ def test_a_running_sealed_task_updates_live_from_envelope_events(
 
 def test_decrypted_texts_are_cached_only_encrypted(world: SealedWorld, readers: dict[str, Any]):
     """What a phone decrypted is kept in the device cache as AES-GCM records: the
-    prompt's mark appears nowhere in IndexedDB or web storage in plain."""
+    prompt's mark appears nowhere in IndexedDB or web storage in plain, and the page shows
+    that copy once the relay's envelopes are gone."""
     mark = uuid.uuid4().hex[:12]
-    world.run(f"Cache {mark}\nFAKE: message cached-{mark}")
+    task_id, _ = world.run(f"Cache {mark}\nFAKE: message cached-{mark}")
     _, phone = readers["member"]
     _open_task(phone, f"Cache {mark}")
     expect(phone.page.locator(".final-message")).to_contain_text(f"cached-{mark}")
@@ -150,6 +151,18 @@ def test_decrypted_texts_are_cached_only_encrypted(world: SealedWorld, readers: 
     assert stored["count"] >= 1, "the decrypted task was kept on the device"
     assert mark not in stored["bytes"]
     assert mark not in stored["web"]
+    # Once the relay no longer holds the envelopes, the page shows this device's copy.
+    gone = {"submission": None, "envelopes": [], "expired": True}
+    world.relay.attack.http[f"/api/v1/workspaces/{world.wid}/tasks/{task_id}/envelopes"] = (
+        lambda _path, _data: gone
+    )
+    try:
+        phone.page.reload()
+        expect(phone.page.locator(".cache-notice")).to_contain_text("copy saved on this device")
+        expect(phone.page.locator(".final-message")).to_contain_text(f"cached-{mark}")
+        expect(phone.page.locator("pre.prompt")).to_contain_text(f"Cache {mark}")
+    finally:
+        world.relay.attack.http.clear()
 
 
 def test_a_revoked_device_cannot_read_new_sealed_tasks(world: SealedWorld, readers: dict[str, Any]):
