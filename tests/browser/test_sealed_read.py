@@ -72,14 +72,15 @@ def test_owner_member_and_viewer_read_the_same_sealed_task(
         _open_task(phone, f"Summarise {mark}")
         expect(page.locator(".screen-title")).to_have_text(f"Summarise {mark}")
         expect(page.locator(".sealed-badge")).to_have_text(
-            f"🔒 Sealed · verified from {AGENT_LABEL}"
+            f"Sealed · verified from {AGENT_LABEL}"
         )
         expect(page.locator("pre.prompt")).to_have_text(prompt)
         expect(page.locator(".final-message")).to_contain_text(f"said-{mark}")
         expect(page.locator("dl.meta")).to_contain_text("Exit code0")
         expect(page.locator(".output-incomplete")).to_have_count(0)
         if role == "viewer":
-            phone.screenshot("40-sealed-task-viewer", tmp_path)
+            phone.at_phone_widths()
+            phone.screenshot("45-sealed-task-viewer", tmp_path)
         phone.assert_clean()
 
 
@@ -202,15 +203,15 @@ def test_a_device_added_later_reads_an_older_task_through_a_key_request(
     notice.get_by_role("button", name="Add this device to read sealed tasks").click()
     expect(page.locator(".final-message")).to_contain_text(f"before-lee-{mark}")
     expect(page.locator("pre.prompt")).to_contain_text(f"History {mark}")
-    expect(page.locator(".sealed-badge")).to_have_text(f"🔒 Sealed · verified from {AGENT_LABEL}")
+    expect(page.locator(".sealed-badge")).to_have_text(f"Sealed · verified from {AGENT_LABEL}")
     device = world.device_of(lee.user_id)
     assert device not in wrapped_to(items), "the task was sealed before the device existed"
-    phone.screenshot("41-sealed-key-request", tmp_path)
+    phone.screenshot("46-sealed-key-request", tmp_path)
     phone.assert_clean()
 
 
 def test_a_tampered_envelope_shows_incomplete_output_and_no_content(
-    world: SealedWorld, readers: dict[str, Any]
+    world: SealedWorld, readers: dict[str, Any], tmp_path: Path
 ):
     """A relay that changes one byte of the submission and of the agent's first envelope
     gets the page to show "Output incomplete" with its counters, and neither the prompt
@@ -233,9 +234,10 @@ def test_a_tampered_envelope_shows_incomplete_output_and_no_content(
         incomplete = page.locator(".output-incomplete")
         expect(incomplete).to_contain_text("Output incomplete")
         expect(incomplete).to_contain_text(re.compile(r"0 verified, \d+ missing or out of order"))
-        expect(page.locator(".sealed-badge")).to_have_text("🔒 Sealed")
+        expect(page.locator(".sealed-badge")).to_have_text("Sealed")
         expect(page.locator("#view")).not_to_contain_text(mark)
         expect(page.locator("pre.prompt")).to_have_count(0)
+        phone.screenshot("47-sealed-output-incomplete", tmp_path)
     finally:
         world.relay.attack.http.clear()
 

@@ -13,6 +13,7 @@ const SHELL = [
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
+  "/icons/lock.svg",
   "/icons/tab-agents.svg",
   "/icons/tab-chats.svg",
   "/icons/tab-new.svg",

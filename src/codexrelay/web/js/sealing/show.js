@@ -60,9 +60,9 @@ export function sealedNotices(app, task, reader, { onKeyRequest }) {
   const items = [];
   const label = agentLabel(app, task);
   if (reader.readable && reader.agentSeen > 0) {
-    items.push(h("p", { class: "sealed-badge", role: "status" }, "🔒 ", `Sealed · verified from ${label}`));
+    items.push(h("p", { class: "sealed-badge", role: "status" }, `Sealed · verified from ${label}`));
   } else {
-    items.push(h("p", { class: "sealed-badge unverified", role: "status" }, "🔒 Sealed"));
+    items.push(h("p", { class: "sealed-badge unverified", role: "status" }, "Sealed"));
   }
   if (reader.expired) return items;
   if (!reader.readable) {

@@ -167,7 +167,7 @@ export async function sessionsScreen(app, root, [agentId]) {
     if (fingerprint === shown) return; // unchanged: keep the page still under the finger
     shown = fingerprint;
     fill(status, res.agentOnline ? "Agent online" : "Agent offline", res.updatedAt ? [" · updated ", timeText(res.updatedAt)] : "",
-      sealed && sealed.sessions ? " · 🔒 sealed, verified on this device" : "");
+      sealed && sealed.sessions ? " · sealed, verified on this device" : "");
     if (sealed && sealed.note) {
       fill(body, h("p", { class: "notice sealed-sessions" }, sealed.note));
       return;

@@ -28,7 +28,7 @@ function taskCard(app, task, preview, sealed) {
   return h("li", { dataset: { taskId: task.id } },
     h("a", { href: `#/tasks/${encodeURIComponent(task.id)}`, class: "card task-card" },
       h("span", { class: "card-row" }, h("strong", {}, title), statusChip(task.status)),
-      task.sealed ? h("span", { class: "muted small sealed-chip" }, sealed ? "🔒 Sealed" : "🔒 Sealed · not read on this device yet") : null,
+      task.sealed ? h("span", { class: "muted small sealed-chip" }, sealed ? "Sealed" : "Sealed · not read on this device yet") : null,
       preview ? h("span", { class: "preview" }, preview) : null,
       waitingWords(task, agent) ? h("span", { class: "waiting small" }, waitingWords(task, agent)) : null,
       h("span", { class: "muted small" }, agent ? agent.label : task.agentId, " · ", timeText(task.createdAt))));
