@@ -71,9 +71,7 @@ def test_owner_member_and_viewer_read_the_same_sealed_task(
         page = phone.page
         _open_task(phone, f"Summarise {mark}")
         expect(page.locator(".screen-title")).to_have_text(f"Summarise {mark}")
-        expect(page.locator(".sealed-badge")).to_have_text(
-            f"Sealed · verified from {AGENT_LABEL}"
-        )
+        expect(page.locator(".sealed-badge")).to_have_text(f"Sealed · verified from {AGENT_LABEL}")
         expect(page.locator("pre.prompt")).to_have_text(prompt)
         expect(page.locator(".final-message")).to_contain_text(f"said-{mark}")
         expect(page.locator("dl.meta")).to_contain_text("Exit code0")
