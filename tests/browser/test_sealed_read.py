@@ -17,8 +17,9 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests import sealkit
-from tests.browser.phone import Phone, go
+from tests.browser.phone import Phone, go, in_page_storage
 from tests.browser.sealworld import AGENT, AGENT_LABEL, SealedWorld, flip, start, stop, wrapped_to
+from tests.helpers import wait_until
 from tests.trustkit import TrustedPhone
 
 pytestmark = pytest.mark.browser
@@ -166,8 +167,10 @@ def test_decrypted_texts_are_cached_only_encrypted(world: SealedWorld, readers: 
 
 def test_a_revoked_device_cannot_read_new_sealed_tasks(world: SealedWorld, readers: dict[str, Any]):
     """The owner revokes the viewer's browser device in the log: the agent no longer wraps
-    keys to it, and the page says the task cannot be read on this device."""
+    keys to it, the page says the task cannot be read on this device, and the device
+    deletes what it had decrypted of earlier sealed tasks."""
     person, phone = readers["viewer"]
+    assert in_page_storage(phone)["records"] >= 1, "the viewer kept what it read earlier"
     device = world.device_of(person.user_id)
     world.sync()
     world.owner.add(world.book, "device.revoke", {"userId": person.user_id, "deviceId": device})
@@ -183,6 +186,11 @@ def test_a_revoked_device_cannot_read_new_sealed_tasks(world: SealedWorld, reade
         "removed from the workspace's signed log"
     )
     expect(page.locator(".task-card", has_text=mark)).to_have_count(0)
+    wait_until(
+        lambda: in_page_storage(phone)["records"] == 0,
+        timeout=20,
+        what="the revoked device deleting what it had decrypted",
+    )
 
 
 def test_a_device_added_later_reads_an_older_task_through_a_key_request(

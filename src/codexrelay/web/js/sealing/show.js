@@ -21,6 +21,38 @@ export async function openSealed(app, task) {
   return reader;
 }
 
+/**
+ * The task page's texts for a sealed task: opened (or caught up, keeping what verified),
+ * the key asked for when this device has no wrap, the encrypted copy when the relay's
+ * envelopes are gone, and nothing kept at all on a device the log revoked.
+ */
+export async function readSealedTask(app, task, reader, { fresh = false } = {}) {
+  if (fresh || !reader) reader = await openSealed(app, task);
+  else await reader.load({ after: reader.next - 1 });
+  await askForKey(app, task, reader);
+  let details = reader.readable ? reader.details() : {};
+  let fromCache = null;
+  if (reader.status === "revoked") {
+    await cache.deleteTask(task.id).catch(() => {});
+  } else if (reader.expired) {
+    const cached = await cache.loadTask(task.id).catch(() => null);
+    details = cached ? { ...cached.task, detailsExpired: true } : { detailsExpired: true };
+    fromCache = cached ? cached.savedAt : null;
+  } else if (TERMINAL.has(task.status)) keep(task, reader);
+  return { reader, details, fromCache };
+}
+
+/** A live envelope for the open task page: its texts once readable, else null. */
+export async function sealedEnvelope(app, task, reader, data) {
+  await reader.add(data.index, data.envelope);
+  if (!reader.readable) {
+    await askForKey(app, task, reader);
+    return null;
+  }
+  if (TERMINAL.has(task.status)) keep(task, reader);
+  return reader.details();
+}
+
 /** The title for a sealed task: its prompt's first line, else what the statement names. */
 export function sealedTitle(task, agent, details) {
   const first = details && details.prompt ? details.prompt.split("\n")[0].trim().slice(0, 120) : "";
@@ -34,8 +66,20 @@ export function keep(task, reader) {
   cache.saveTask({ ...task, ...reader.details(), sealedComplete: true }).catch(() => {});
 }
 
-/** The list's first lines: the device cache first, else the relay's envelopes. */
-export async function sealedListTitle(app, task) {
+/** Where this browser stands as a reader of the workspace's sealed tasks. */
+export async function browserReaderStatus(app) {
+  const state = await trustState(app.wid);
+  if (!state.view) return "absent";
+  return readerStatus(await myDevices(app.wid, app.me.user.id, state.view));
+}
+
+/** The list's first lines: the device cache first, else the relay's envelopes. A device
+ * the log revoked reads nothing and deletes what it had kept of the task. */
+export async function sealedListTitle(app, task, status) {
+  if (status === "revoked") {
+    await cache.deleteTask(task.id);
+    return null;
+  }
   const cached = await cache.loadTask(task.id).catch(() => null);
   if (cached && cached.task.prompt) return cached.task;
   const reader = await openSealed(app, task);

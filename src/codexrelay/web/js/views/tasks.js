@@ -8,7 +8,9 @@ import { busy, fill, h, loading, screenTitle } from "../dom.js";
 import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText, waitingWords } from "../format.js";
 import { signedCancel, trustState } from "../trust.js";
 import { pendingSection, signedLine } from "./pendingtasks.js";
-import { askForKey, keep, openSealed, readerBanner, sealedListTitle, sealedNotices, sealedTitle } from "../sealing/show.js";
+import {
+  browserReaderStatus, readSealedTask, readerBanner, sealedEnvelope, sealedListTitle, sealedNotices, sealedTitle,
+} from "../sealing/show.js";
 
 /** Whether `next` is a later state of the task than `current` (events can be replayed). */
 function isNewer(next, current) {
@@ -63,8 +65,9 @@ export async function taskListScreen(app, root) {
   draw();
   // Sealed tasks: their first lines, decrypted on this device (the relay has none).
   const readSealed = async () => {
+    const status = await browserReaderStatus(app).catch(() => "absent");
     for (const task of tasks.slice(0, 30).filter((t) => t.sealed && !sealed.has(t.id))) {
-      const found = await sealedListTitle(app, task).catch(() => null);
+      const found = await sealedListTitle(app, task, status).catch(() => null);
       if (found) sealed.set(task.id, found);
     }
     if (sealed.size && root.isConnected) draw();
@@ -327,15 +330,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
 
   // A sealed task: its texts come only from the envelopes this device opens.
   const readSealed = async (fresh) => {
-    if (fresh || !reader) reader = await openSealed(app, task);
-    else await reader.load({ after: reader.next - 1 }); // catch up; what verified stays
-    await askForKey(app, task, reader);
-    details = reader.readable ? reader.details() : {};
-    if (reader.expired) {
-      const cached = await cache.loadTask(taskId).catch(() => null);
-      details = cached ? { ...cached.task, detailsExpired: true } : { detailsExpired: true };
-      fromCache = cached ? cached.savedAt : null;
-    } else if (TERMINAL.has(task.status)) keep(task, reader);
+    ({ reader, details, fromCache } = await readSealedTask(app, task, reader, { fresh }));
     for (const step of details.progress || []) addProgress(step);
   };
   const reopen = async () => {
@@ -377,17 +372,13 @@ export async function taskDetailScreen(app, root, [taskId]) {
   return {
     onEvent(type, data) {
       if (type === "envelope" && reader && data.taskId === taskId) {
-        reader.add(data.index, data.envelope).then(async () => {
-          if (!reader.readable) {
-            await askForKey(app, task, reader);
-            drawHeader();
-            return;
+        sealedEnvelope(app, task, reader, data).then((found) => {
+          if (found) {
+            details = found;
+            for (const step of found.progress) addProgress(step);
+            drawBody();
           }
-          details = reader.details();
-          for (const step of details.progress) addProgress(step);
-          if (TERMINAL.has(task.status)) keep(task, reader);
           drawHeader();
-          drawBody();
         }).catch(() => {});
       } else if (type === "task-progress" && data.taskId === taskId && !fromCache) {
         const wasEmpty = progress.length === 0;
