@@ -77,6 +77,10 @@ def test_owner_member_and_viewer_read_the_same_sealed_task(
         expect(page.locator(".final-message")).to_contain_text(f"said-{mark}")
         expect(page.locator("dl.meta")).to_contain_text("Exit code0")
         expect(page.locator(".output-incomplete")).to_have_count(0)
+        signer = "you" if role == "owner" else world.owner.name
+        expect(page.locator(".sealed-signer")).to_have_text(
+            f"End-to-end encrypted · signed by {signer}"
+        )
         if role == "viewer":
             phone.at_phone_widths()
             phone.screenshot("45-sealed-task-viewer", tmp_path)

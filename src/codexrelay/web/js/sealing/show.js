@@ -108,6 +108,11 @@ export function sealedNotices(app, task, reader, { onKeyRequest }) {
   } else {
     items.push(h("p", { class: "sealed-badge unverified", role: "status" }, "Sealed"));
   }
+  if (reader.signer) {
+    const member = reader.view.members.get(reader.signer);
+    const who = reader.signer === app.me.user.id ? "you" : member ? member.name : "a former member";
+    items.push(h("p", { class: "sealed-signer muted small" }, `End-to-end encrypted · signed by ${who}`));
+  }
   if (reader.expired) return items;
   if (!reader.readable) {
     items.push(cannotRead(app, task, reader, onKeyRequest));

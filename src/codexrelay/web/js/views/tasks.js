@@ -238,7 +238,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
     fill(header, screenTitle(title), metaList(app, shown, canceller));
     const items = [];
     if (reader) items.push(sealedNotices(app, task, reader, { onKeyRequest: reopen }));
-    if (trust.view) items.push(signedLine(app, trust.view, task));
+    if (trust.view && !(reader && reader.signer)) items.push(signedLine(app, trust.view, task));
     const waiting = waitingWords(task, app.agent(task.agentId));
     if (waiting) {
       items.push(h("p", { class: "running-note waiting", role: "status" },
