@@ -107,7 +107,7 @@ def test_a_running_sealed_task_updates_live_from_envelope_events(
             world.book,
             AGENT,
             "codex_exec",
-            prompt=f"Live {mark}\nFAKE: sleep 4\nFAKE: message live-{mark}",
+            prompt=f"Live {mark}\nFAKE: sleep 8\nFAKE: message live-{mark}",
         )
         world.sync()
         request, _ = sealkit.seal(
