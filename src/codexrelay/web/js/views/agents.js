@@ -190,5 +190,9 @@ export async function sessionsScreen(app, root, [agentId]) {
   };
   await load();
   timer = setInterval(load, REFRESH_MS);
-  return { dispose: () => clearInterval(timer) };
+  return {
+    dispose: () => clearInterval(timer),
+    // A sealed catalog update: open it now rather than at the next poll.
+    onEvent: (type, data) => type === "catalog" && data.agentId === agentId && load(),
+  };
 }
