@@ -62,7 +62,8 @@ def test_owner_member_and_viewer_read_the_same_sealed_task(
     """Every reader device decrypts the prompt's first line as the list title and the
     whole task on its page, verified from the agent; the relay's copy has none of it."""
     mark = uuid.uuid4().hex[:12]
-    prompt = f"Summarise {mark}\nsecond line {mark}\nFAKE: message said-{mark}"
+    first = f"Summarise {mark} in src/{'very' * 15}/long/path.py"  # wraps, never widens
+    prompt = f"{first}\nsecond line {mark}\nFAKE: message said-{mark}"
     task_id, items = world.run(prompt)
     devices = {world.device_of(p.user_id) for p, _ in readers.values()}
     assert devices <= wrapped_to(items), "the agent wraps the key to every reader device"
@@ -71,7 +72,7 @@ def test_owner_member_and_viewer_read_the_same_sealed_task(
     for role, (_, phone) in readers.items():
         page = phone.page
         _open_task(phone, f"Summarise {mark}")
-        expect(page.locator(".screen-title")).to_have_text(f"Summarise {mark}")
+        expect(page.locator(".screen-title")).to_have_text(first)
         expect(page.locator(".sealed-badge")).to_have_text(f"Sealed · verified from {AGENT_LABEL}")
         expect(page.locator("pre.prompt")).to_have_text(prompt)
         expect(page.locator(".final-message")).to_contain_text(f"said-{mark}")

@@ -148,6 +148,7 @@ class Executor:
         self.max_queued = max_queued
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self._tasks: dict[str, _Task] = {}
+        self._keeping: set[asyncio.Task[None]] = set()
         # A protected workspace's checks (TRUST.md §4.6) run before this agent's own.
         self.gate = gate
 
@@ -180,6 +181,11 @@ class Executor:
         self._tasks[spec.id] = task
         await self._send(TaskAccepted(task_id=spec.id))
         task.job = asyncio.create_task(self._run(task), name=f"task-{spec.id}")
+        if task.sealer is not None and self.gate is not None and admitted is not None:
+            # Kept for later readers off the loop and off the dispatch path (one fsync).
+            keeping = asyncio.create_task(asyncio.to_thread(self.gate.keep_key, admitted))
+            self._keeping.add(keeping)
+            keeping.add_done_callback(self._keeping.discard)
         return True
 
     def _record_start(

@@ -1,7 +1,7 @@
 // The phone app: boot, sign-in state, the workspace shell, a tiny hash router and the live
 // feed. Screens live in js/views/; every one builds DOM with textContent only (R19).
 
-import { ApiError, get, post, ws } from "./js/api.js";
+import { ApiError, get, locateRelay, post, ws } from "./js/api.js";
 import * as cache from "./js/cache.js";
 import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
@@ -415,7 +415,7 @@ function boot() {
       if (target.origin === location.origin) location.hash = target.hash;
     });
   }
-  start();
+  locateRelay().then(start, start);
 }
 
 boot();

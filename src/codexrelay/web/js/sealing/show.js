@@ -38,6 +38,10 @@ export async function readSealedTask(app, task, reader, { fresh = false } = {}) 
     const cached = await cache.loadTask(task.id).catch(() => null);
     details = cached ? { ...cached.task, detailsExpired: true } : { detailsExpired: true };
     fromCache = cached ? cached.savedAt : null;
+  } else if (!reader.readable) {
+    // Not open here (yet): what this device itself sent, kept in its encrypted cache.
+    const cached = await cache.loadTask(task.id).catch(() => null);
+    if (cached) details = cached.task;
   } else if (TERMINAL.has(task.status)) keep(task, reader);
   return { reader, details, fromCache };
 }

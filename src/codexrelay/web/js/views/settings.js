@@ -1,5 +1,5 @@
 // Settings: notifications on this device, my passkeys and sessions (I2), the relay's feature flags (R09), clearing this
-// device's data (I6) and signing out.
+// device's data (I6), signing out, and About (the web bundle's hash).
 
 import { del, get, patch } from "../api.js";
 import * as cache from "../cache.js";
@@ -7,6 +7,7 @@ import { busy, confirmDialog, errorLine, field, fill, h, loading, screenTitle, t
 import { plural, timeText } from "../format.js";
 import { passkeysSupported, registerPasskey } from "../passkey.js";
 import * as push from "../push.js";
+import { aboutSection } from "./about.js";
 import { notificationsSection } from "./notifications.js";
 import { protectionSection } from "./protection.js";
 import { signEntry, trustState, withSudo } from "../trust.js";
@@ -167,6 +168,7 @@ export async function settingsScreen(app, root) {
   const flags = app.features();
   const notifications = notificationsSection(app);
   const protection = protectionSection(app);
+  const about = aboutSection();
   fill(root,
     screenTitle("Settings"),
     h("section", { class: "detail-section" }, h("h3", {}, "Account"),
@@ -183,7 +185,9 @@ export async function settingsScreen(app, root) {
       h("p", { class: "hint" }, "Each agent has its own switches too; a task runs only if both sides allow it.")),
     h("section", { class: "detail-section" }, h("h3", {}, "This device"),
       h("p", {}, "Task details you open are kept on this device, encrypted with a key only your signed-in account can fetch."),
-      clear, deviceStatus, signOut));
-  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {})]);
+      clear, deviceStatus, signOut),
+    about.section);
+  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {}),
+    about.reload().catch((err) => fill(about.section, h("p", { class: "error", role: "alert" }, err.message)))]);
   return {};
 }
