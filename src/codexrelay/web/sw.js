@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v7";
+const VERSION = "codexrelay-shell-v8";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -13,6 +13,7 @@ const SHELL = [
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
+  "/icons/lock.svg",
   "/icons/tab-agents.svg",
   "/icons/tab-chats.svg",
   "/icons/tab-new.svg",
@@ -104,6 +105,8 @@ const SHELL = [
   "/js/views/tasks.js",
   "/js/views/threads.js",
   "/js/views/workspaces.js",
+  "/js/sealing/read.js",
+  "/js/sealing/show.js",
   "/vendor/dompurify/purify.es.mjs",
   "/vendor/marked/marked.esm.js",
 ];

@@ -143,6 +143,19 @@ export async function loadTask(taskId) {
   return record ? decryptRecord(snapshot, record) : null;
 }
 
+/** Delete the signed-in user's copy of a task (a device the log revoked keeps nothing). */
+export async function deleteTask(taskId) {
+  if (!keys) return;
+  const k = await recordName(keys.index, taskId);
+  const db = await openDb();
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).delete(k);
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+}
+
 /** How many records this device holds (for every user; they cannot be told apart). */
 export async function countRecords() {
   const db = await openDb();

@@ -4,7 +4,7 @@
 
 import { apiUrl, crossOrigin } from "./api.js";
 
-const TYPES = ["task", "task-progress", "agent", "pair-request", "thread", "item", "item-delta", "approval", "log", "pending-task"];
+const TYPES = ["task", "task-progress", "agent", "pair-request", "thread", "item", "item-delta", "approval", "log", "pending-task", "envelope", "catalog"];
 
 export class LiveFeed {
   constructor(onEvent, onStatus) {
