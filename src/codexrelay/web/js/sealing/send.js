@@ -78,19 +78,3 @@ async function rememberSent(task, stmt, prompt) {
   const fields = { cwd: stmt.cwd, actionId: stmt.actionId, logSourceId: stmt.logSourceId, resumeSessionId: stmt.resumeSessionId };
   await cache.saveTask({ ...task, ...fields, prompt: stmt.type === "codex_exec" ? prompt : null });
 }
-
-/**
- * A sealed task as the relay serves it (content fields null), with what this device sent
- * filled back in from its cache; the merged copy is what the cache keeps.
- */
-export async function withSentContent(task) {
-  const cached = await cache.loadTask(task.id).catch(() => null);
-  if (!cached || !cached.task) return task;
-  const sent = {};
-  for (const name of ["prompt", "cwd", "actionId", "logSourceId", "resumeSessionId"]) {
-    if (task[name] == null && cached.task[name] != null) sent[name] = cached.task[name];
-  }
-  const merged = { ...task, ...sent };
-  await cache.saveTask(merged).catch(() => {});
-  return merged;
-}
