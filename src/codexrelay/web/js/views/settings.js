@@ -197,7 +197,7 @@ export async function settingsScreen(app, root) {
         h("li", { class: flags[key] ? "on" : "off" }, h("span", {}, words), h("span", { class: `chip ${flags[key] ? "on" : "off"}` }, flags[key] ? "on" : "off")))),
       h("p", { class: "hint" }, "Each agent has its own switches too; a task runs only if both sides allow it.")),
     h("section", { class: "detail-section" }, h("h3", {}, "This device"),
-      h("p", {}, "Task details you open are kept on this device, encrypted with a key only your signed-in account can fetch."),
+      h("p", {}, "Task details you open are kept on this device, encrypted with a key of this device inside one only your signed-in account can fetch."),
       clear, deviceStatus, signOut),
     about.section);
   await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {}),
