@@ -1,5 +1,6 @@
-"""Task details cached on the phone (R11), encrypted per user and per device (B5): the relay's copy expires,
-the device's copy stays readable to its user only, and "Clear data" removes everything (I6)."""
+"""Task details cached on the phone (R11), encrypted per user and per device (B5): the
+relay's copy expires, the device's copy stays readable to its user on that device only, and
+"Clear data" removes everything (I6)."""
 
 from __future__ import annotations
 
