@@ -6,7 +6,8 @@ ones included). The report splits each process's samples of its event-loop threa
 categories (HTTP, WebSocket, validation, storage, audit, spawn, waiting for work) so
 docs/PERFORMANCE.md can say where a task's time goes, with figures.
 
-Needs ``py-spy`` (``pip install py-spy``; sampling another process needs ptrace rights).
+The sampling needs ``py-spy`` (``pip install py-spy``; sampling another process needs ptrace
+rights); without it only the CPU per task is reported.
 Run: ``python -m bench.bench_profile [N]`` (default 800 tasks).
 """
 
@@ -82,8 +83,12 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def record(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+def find_spy() -> str | None:
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def record(spy: str, pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             spy,
@@ -128,20 +133,23 @@ def main(argv: list[str] | None = None) -> None:
         assert relay.proc is not None
         assert agent.proc is not None
         seconds = 12
+        pids = {"relay": relay.proc.pid, "agent": agent.proc.pid, "phones": os.getpid()}
+        spy = find_spy()
+        if spy is None:
+            print("py-spy not found: CPU per task only (pip install py-spy to sample)")
         spies = {
-            "relay": record(relay.proc.pid, base / "relay.txt", seconds),
-            "agent": record(agent.proc.pid, base / "agent.txt", seconds),
-            "phones (this process)": record(os.getpid(), base / "phones.txt", seconds),
+            name: record(spy, pid, base / f"{name}.txt", seconds)
+            for name, pid in pids.items()
+            if spy is not None
         }
         time.sleep(1)
-        pids = {"relay": relay.proc.pid, "agent": agent.proc.pid, "phones": os.getpid()}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         try:
             rate, ended = throughput(setup, phone, wid, count, clock)
             used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         finally:
-            for spy in spies.values():
-                spy.wait(seconds + 30)
+            for sampler in spies.values():
+                sampler.wait(seconds + 30)
             agent.stop()
             phone.close()
             relay.stop()
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         samples = 200 * seconds
         for name in spies:
-            threads, categories, leaves = summarize(base / f"{name.split()[0]}.txt")
+            threads, categories, leaves = summarize(base / f"{name}.txt")
             print(f"== {name}: busy samples per thread (share of {seconds} s wall time)")
             for thread, n in threads.most_common(6):
                 print(f"  {thread:34} {100 * n / samples:5.1f}%")
