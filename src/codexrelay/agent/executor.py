@@ -148,6 +148,7 @@ class Executor:
         self.max_queued = max_queued
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self._tasks: dict[str, _Task] = {}
+        self._keeping: set[asyncio.Task[None]] = set()
         # A protected workspace's checks (TRUST.md §4.6) run before this agent's own.
         self.gate = gate
 
@@ -196,6 +197,11 @@ class Executor:
             task.sealer = self.gate.output_sealer(admitted)
         self._tasks[spec.id] = task
         task.job = asyncio.create_task(self._run(task, durable, accepted), name=f"task-{spec.id}")
+        if task.sealer is not None and self.gate is not None and admitted is not None:
+            # Kept for later readers off the loop and off the dispatch path (one fsync).
+            keeping = asyncio.create_task(asyncio.to_thread(self.gate.keep_key, admitted))
+            self._keeping.add(keeping)
+            keeping.add_done_callback(self._keeping.discard)
         return accepted
 
     def _record_start(self, spec: TaskSpec, admitted: Accepted) -> tuple[RefusalReason, str] | None:

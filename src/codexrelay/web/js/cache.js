@@ -143,10 +143,34 @@ export async function loadTask(taskId) {
   return record ? decryptRecord(snapshot, record) : null;
 }
 
+/** Delete the signed-in user's copy of a task (a device the log revoked keeps nothing). */
+export async function deleteTask(taskId) {
+  if (!keys) return;
+  const k = await recordName(keys.index, taskId);
+  const db = await openDb();
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).delete(k);
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+}
+
 /** How many records this device holds (for every user; they cannot be told apart). */
 export async function countRecords() {
   const db = await openDb();
   return request(db.transaction(STORE).objectStore(STORE).count());
+}
+
+/** Delete every cached task detail on this device (its device keys were revoked). */
+export async function clearDetails() {
+  const db = await openDb();
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).clear();
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
 }
 
 /** I6: delete IndexedDB, Cache Storage, the service worker and local/session storage. */
@@ -156,12 +180,16 @@ export async function clearDevice() {
     if (db) db.close();
     dbPromise = null;
   }
-  await new Promise((resolve, reject) => {
-    const req = indexedDB.deleteDatabase(DB_NAME);
-    req.onsuccess = resolve;
-    req.onerror = () => reject(req.error);
-    req.onblocked = resolve; // deleted once the last other tab lets go
-  });
+  // The cached details and this device's workspace keys (a device the log still lists can
+  // then no longer read; revoke it from another device's Settings if it is gone for good).
+  for (const name of [DB_NAME, "codexrelay-e2e"]) {
+    await new Promise((resolve, reject) => {
+      const req = indexedDB.deleteDatabase(name);
+      req.onsuccess = resolve;
+      req.onerror = () => reject(req.error);
+      req.onblocked = resolve; // deleted once the last other tab lets go
+    });
+  }
   // The worker goes first so it cannot refill the cache while the cache is deleted.
   if (navigator.serviceWorker) {
     for (const reg of await navigator.serviceWorker.getRegistrations()) await reg.unregister();
