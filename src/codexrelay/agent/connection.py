@@ -385,7 +385,8 @@ class AgentConnection:
 
     async def _handle(self, message: Message) -> None:
         if isinstance(message, TaskDispatch):
-            await self.executor.handle(message.task)
+            # Not waiting for the ledger's fsync: the next message is read meanwhile.
+            await self.executor.take(message.task)
         elif isinstance(message, TaskCancel):
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
