@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import httpx
 
-from codexrelay.relay.config import normalize_origin
+from codexrelay.relay.origins import normalize_origin
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from codexrelay.relay.config import RelayConfig, load_relay_config, same_site
+from codexrelay.relay.config import RelayConfig, load_relay_config
+from codexrelay.relay.origins import same_site
 from codexrelay.settings import ConfigError, dump_config
 from tests.helpers import write_relay_config
 
