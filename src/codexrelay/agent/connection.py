@@ -34,6 +34,7 @@ from codexrelay.agent.logsync import fetch_log_async
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.sealing import TaskKeys
 from codexrelay.agent.status import StatusFile
+from codexrelay.agent.threadseal import ThreadSealing
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.agent.trust import AgentKeys, TrustStore
 from codexrelay.protocol import (
@@ -150,6 +151,7 @@ class AgentConnection:
         self.executor.gate = self.gate
         self.gate.restore_run_once(self.executor.ledger)
         self.conversations.trust = ConversationGate(self.gate, self.executor.ledger)
+        self.conversations.sealing = ThreadSealing(self.gate)
         self._trust_sent: TrustStatus | None = None
         self._trust_due: asyncio.TimerHandle | None = None
         self._trust_job: asyncio.Future[None] | None = None

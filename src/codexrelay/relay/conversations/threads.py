@@ -215,6 +215,7 @@ def prune(services: Services, workspace_id: str) -> None:
             store.approvals.remove(approval)
         store.threads.remove(thread)
         services.conversations.content.drop(thread.key)
+        services.conversations.envelopes.drop(thread.key)
 
 
 def remember(services: Services, thread: ThreadRecord, info: ThreadInfo) -> None:
