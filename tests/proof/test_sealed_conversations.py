@@ -30,6 +30,7 @@ import pytest
 from codexrelay.agent.auditlog import AUDIT_FILE
 from codexrelay.agent.runners.appserver.supervisor import SOCKET_NAME
 from codexrelay.agent.trust import TRUST_FILE
+from codexrelay.e2e.envelope import EnvelopeError
 from codexrelay.e2e.policy import default_policy
 from codexrelay.e2e.sealedthreads import ThreadView, read_thread
 from codexrelay.e2e.wire import b64u, b64u_decode
@@ -334,3 +335,50 @@ def test_a_flipped_bit_in_sealed_input_is_refused_by_the_agent(world: World, con
     last = world.audit()[-1]
     assert (last["kind"], last["outcome"], last["reason"]) == ("turn", "refused", "sealed-invalid")
     assert len(world.model.requests) == before
+
+
+def test_a_later_reader_asks_for_the_key_and_a_removed_one_gets_nothing_new(
+    world: World, conversation: str
+):
+    """A member added after the thread ran has nothing wrapped to them; a device-signed key
+    request makes the agent wrap the thread's key (``key.wrap`` in the thread's stream) and
+    the whole history opens. Once that member is removed from the log, the agent seals the
+    thread's next turn under a new key they never get: its canary is not in what they see."""
+    owner, ws = world.owner, world.ws
+    lee_phone = join_by_invite(owner.phone, ws, "viewer", "Lee")
+    me = lee_phone.get("/api/v1/me").json()["user"]
+    lee = TrustedPhone(lee_phone, me["id"], me["name"], "localhost")
+    owner.add_member(world.book, lee, "viewer")
+    with pytest.raises(EnvelopeError):  # nothing is wrapped to Lee's device yet
+        sealthreads.read(lee, world.view(), AGENT, conversation)
+    ask = sealkit.key_request(lee, world.view(), AGENT, conversation)
+    res = lee.phone.post(threads_url(ws, conversation, "key-requests"), json=ask)
+    assert res.status_code == 202, res.text
+
+    def history() -> ThreadView | None:
+        try:
+            shown = sealthreads.read(lee, world.view(), AGENT, conversation)
+        except EnvelopeError:
+            return None
+        return shown if world.c["diff"] in shown.text() else None
+
+    shown = wait_until(history, timeout=30, what="the history opened on a later device")
+    assert shown.dropped == []
+    owner.add(world.book, "member.remove", {"userId": lee.user_id})
+    secret = canary("afterremoval")
+    res = world.turn(conversation, f"After the removal {secret}")
+    assert res.status_code == 201, res.text
+    idle(owner.phone, ws, conversation)
+    wait_until(
+        lambda: secret in world.shown(conversation).text(),
+        timeout=30,
+        what="the new turn for a remaining reader",
+    )
+    # The relay no longer serves Lee; a relay that still hands them every envelope:
+    items = sealthreads.thread_envelopes(world.viewer, ws, conversation)
+    after = read_thread(
+        items, lee.kex_key, me=lee.device_id, view=world.view(), agent=AGENT, thread=conversation
+    )
+    assert world.c["diff"] in after.text()  # what Lee could read before stays readable
+    assert secret not in after.text()
+    assert after.dropped, "the new key's envelopes should not open for a removed member"

@@ -394,7 +394,9 @@ class AgentConnection:
         elif isinstance(message, KeyRequest):
             answer = await self.gate.key_request(message.stmt, message.sig)
             if answer is not None:
-                await self.send(SealedEnvelope(task_id=answer[0], envelope=answer[1]))
+                task, device, envelope = answer
+                self.conversations.handed_out(task, device)  # a thread's key counts as given
+                await self.send(SealedEnvelope(task_id=task, envelope=envelope))
         elif isinstance(message, REQUEST_TYPES):
             await self.conversations.handle(message)
         elif isinstance(message, LogPush):

@@ -177,6 +177,11 @@ class Conversations:
             self.trust.started(admitted, reply.thread.id)
         return reply
 
+    def handed_out(self, thread: str, device: str) -> None:
+        """A key request was answered: that device holds the key (if it is a thread's)."""
+        if self.sealing is not None:
+            self.sealing.handed_out(thread, device)
+
     def _unsealed(self, request: ConversationRequest) -> ConversationRequest:
         """A sealed request opened into the signed one inside it; plaintext input refused
         where the policy seals content (a relay cannot downgrade a conversation)."""

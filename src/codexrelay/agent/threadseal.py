@@ -149,6 +149,11 @@ def _bare(message: Message) -> Message:
     return message
 
 
+def _anyone_left(view: LogView) -> bool:
+    """Whether any device of the log is revoked or belongs to someone no longer a member."""
+    return any(not d.active or d.user_id not in view.members for d in view.devices.values())
+
+
 @dataclass
 class _Stream:
     """The agent's sender stream for one thread under one key."""
@@ -163,6 +168,8 @@ class ThreadSealing:
     def __init__(self, gate: TrustGate) -> None:
         self.gate = gate
         self._streams: dict[str, _Stream] = {}
+        # Devices given a thread's key on request, before its stream was set up here.
+        self._handed: dict[str, set[str]] = {}
 
     # --- policy ---
 
@@ -215,19 +222,33 @@ class ThreadSealing:
         return SealedThreadEnvelope(thread_id=thread, envelope=data.decode("ascii"))
 
     async def _stream(self, view: LogView, thread: str) -> _Stream:
-        """The thread's stream; a new key when a reader it was wrapped to has left."""
+        """The thread's stream; a new key when a device that holds the current one is no
+        longer a reader (removed, revoked), so it gets nothing new."""
         readers = {d.device_id for d in view.reader_devices()}
         stream = self._streams.get(thread)
         if stream is not None and stream.wrapped <= readers:
             return stream
-        kept = None if stream is not None else self.gate.task_keys.get(view.ws, thread)
+        # A key kept before a restart is taken up again unless the log has ever let a
+        # reader go: who holds that key is then unknown, so the thread starts a new one.
+        kept = None
+        if stream is None and not _anyone_left(view):
+            kept = self.gate.task_keys.get(view.ws, thread)
         key = kept or new_task_key()
         if kept is None:
             await asyncio.to_thread(self._keep, view.ws, thread, key)
         agent = self.gate.agent_id
         sealer = Sealer(key, view.ws, agent, thread, agent, self.gate.keys.signing)
-        self._streams[thread] = _Stream(sealer, set())
+        handed = self._handed.pop(thread, set())
+        self._streams[thread] = _Stream(sealer, handed & readers if kept is not None else set())
         return self._streams[thread]
+
+    def handed_out(self, thread: str, device: str) -> None:
+        """The thread's key was wrapped to ``device`` on its request."""
+        stream = self._streams.get(thread)
+        if stream is not None:
+            stream.wrapped.add(device)
+        else:
+            self._handed.setdefault(thread, set()).add(device)
 
     def _keep(self, ws: str, thread: str, key: bytes) -> None:
         try:
