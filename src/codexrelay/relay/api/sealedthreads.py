@@ -16,8 +16,7 @@ from pydantic import Field
 
 from codexrelay.e2e.log import LogView
 from codexrelay.errors import AppError, ErrorCode
-from codexrelay.protocol_sealed import KeyRequest
-from codexrelay.protocol_threads import MAX_REQUEST_CHARS
+from codexrelay.protocol_sealed import MAX_ENVELOPE_CHARS, KeyRequest
 from codexrelay.relay.access.identity import WorkspaceAccess
 from codexrelay.relay.api.auditing import AuditDep
 from codexrelay.relay.api.conversations import ApprovalEnvelope, StartedOut, TurnEnvelope
@@ -37,7 +36,7 @@ from codexrelay.relay.views import TurnOut
 from codexrelay.settings import CamelModel
 
 router = APIRouter(prefix="/api/v1/workspaces/{wid}", tags=["conversations"])
-Envelope = Annotated[str, Field(min_length=2, max_length=MAX_REQUEST_CHARS)]
+Envelope = Annotated[str, Field(min_length=2, max_length=MAX_ENVELOPE_CHARS)]
 
 
 class SealedThreadBody(CamelModel):
