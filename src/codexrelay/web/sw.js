@@ -83,6 +83,7 @@ const SHELL = [
   "/js/photo.js",
   "/js/push.js",
   "/js/sealing/send.js",
+  "/js/sealing/threads.js",
   "/js/trust.js",
   "/js/trustpair.js",
   "/js/views/about.js",
