@@ -382,3 +382,27 @@ def test_a_later_reader_asks_for_the_key_and_a_removed_one_gets_nothing_new(
     assert world.c["diff"] in after.text()  # what Lee could read before stays readable
     assert secret not in after.text()
     assert after.dropped, "the new key's envelopes should not open for a removed member"
+
+
+def test_a_relay_that_forgot_the_envelopes_gets_the_history_sealed_again(
+    world: World, conversation: str
+):
+    """The relay holds envelopes in memory only; once it has let a thread's go (a restart,
+    the memory cap), its next read of the thread makes the agent seal the history it holds
+    again, so a reader still opens every item. The relay's own copy of the items stays
+    ids and seq numbers (type ``sealed``, no text)."""
+    services = world.relay.services
+    [record] = [t for t in services.store.threads.of_workspace(world.ws) if t.id == conversation]
+    services.conversations.envelopes.drop(record.key)
+    services.conversations.content.get(record.key).reset()
+    assert sealthreads.thread_envelopes(world.viewer, world.ws, conversation) == []
+    items = read(world.owner.phone, world.ws, conversation)["items"]
+    assert items, "the relay read the thread from the agent"
+    assert {tuple(sorted(i)) for i in items} == {("id", "seq", "type")}
+    assert {i["type"] for i in items} == {"sealed"}
+    shown = world.shown(conversation)
+    assert shown.dropped == []
+    text = shown.text()
+    assert [k for k in KINDS if world.c[k] not in text] == []
+    assert shown.thread is not None
+    assert world.c["prompt"] in shown.thread["preview"]

@@ -64,7 +64,9 @@ from codexrelay.protocol_threads import (
     SealedThreadInput,
     ThreadDelta,
     ThreadInfo,
+    ThreadItem,
     ThreadItemEvent,
+    ThreadRefused,
     ThreadReply,
     ThreadStart,
     ThreadSteer,
@@ -110,7 +112,10 @@ def bare_reply(reply: ThreadReply) -> ThreadReply:
         update={
             "thread": None if reply.thread is None else bare_info(reply.thread),
             "turn": bare_turn(reply.turn),
-            "items": None if reply.items is None else [],
+            # Only ids and seq numbers (the relay pages by them): type "sealed", no text.
+            "items": None
+            if reply.items is None
+            else [ThreadItem(id=i.id, seq=i.seq, type="sealed") for i in reply.items],
             "approvals": None
             if reply.approvals is None
             else [bare_approval(a) for a in reply.approvals],
@@ -146,6 +151,8 @@ def _bare(message: Message) -> Message:
         return bare_reply(message)
     if isinstance(message, ThreadsUpdate):
         return ThreadsUpdate(threads=[bare_info(t) for t in message.threads])
+    if isinstance(message, ThreadRefused) and message.reason is RefusalReason.CODEX_ERROR:
+        return message.model_copy(update={"message": "Codex refused the request."})
     return message
 
 
@@ -198,6 +205,8 @@ class ThreadSealing:
             return []
         if view is None:
             return [message]
+        if isinstance(message, ThreadReply) and message.thread is not None:
+            return [*await self._history(view, message), bare_reply(message)]
         content = _content(message)
         if content is None:
             return [_bare(message)]
@@ -205,6 +214,32 @@ class ThreadSealing:
         envelope = await self._seal(view, thread, kind, record)
         # The relay learns of a thread from its state first, then takes its envelopes.
         return [envelope] if bare is None else [bare, envelope]
+
+    async def _history(self, view: LogView, reply: ThreadReply) -> list[Message]:
+        """A read's items and pending approvals, sealed again into the thread's stream: a
+        reader who comes late, or after the relay forgot the envelopes, gets the history the
+        agent holds (a reader applies them by the ``seq`` rule, so repeats change nothing)."""
+        assert reply.thread is not None  # noqa: S101 - the caller checked
+        thread = reply.thread.id
+        out: list[Message] = []
+        if reply.items is None:
+            return out
+        # A new epoch (same key), its first envelope wrapped to every reader: the relay
+        # may have lost the start of the one before.
+        # (After the key check: every device that holds the key is still a reader, and
+        # the new epoch's wraps go to all of them.)
+        held = await self._stream(view, thread)
+        old = held.sealer
+        agent = self.gate.agent_id
+        sealer = Sealer(old.task_key, old.ws, agent, thread, agent, self.gate.keys.signing)
+        self._streams[thread] = _Stream(sealer, set())
+        for item in reply.items or []:
+            out.append(await self._seal(view, thread, "task.out", {"item": _dump(item)}))
+        for approval in reply.approvals or []:
+            record = {"approval": _dump(approval)}
+            out.append(await self._seal(view, thread, "approval.req", record))
+        out.append(await self._seal(view, thread, "task.out", {"thread": _dump(reply.thread)}))
+        return out
 
     async def _seal(
         self, view: LogView, thread: str, kind: Kind, record: dict[str, Any]
