@@ -400,6 +400,8 @@ def test_a_relay_that_forgot_the_envelopes_gets_the_history_sealed_again(
     assert items, "the relay read the thread from the agent"
     assert {tuple(sorted(i)) for i in items} == {("id", "seq", "type")}
     assert {i["type"] for i in items} == {"sealed"}
+    thread = read(world.owner.phone, world.ws, conversation)["thread"]
+    assert (thread["sealed"], thread["cwd"], thread["preview"]) == (True, "", "")
     shown = world.shown(conversation)
     assert shown.dropped == []
     text = shown.text()
