@@ -39,7 +39,7 @@ from codexrelay.e2e.envelope import (
     unwrap_task_key,
 )
 from codexrelay.e2e.logview import LogView
-from codexrelay.e2e.sealed import B64Text, check_wraps
+from codexrelay.e2e.sealed import B64Text, wraps_digest
 from codexrelay.e2e.statements import StatementError, Strict
 
 THREAD_AGENT_KINDS: Final = frozenset({"task.out", "approval.req", "key.wrap"})
@@ -161,7 +161,7 @@ def _take(
     agent: str,
     agent_key: keys.VerifyKey,
 ) -> None:
-    _, header, _, _ = parse_wire(data)
+    wire, header, _, _ = parse_wire(data)
     if header.kind not in THREAD_AGENT_KINDS or header.sender != agent:
         raise EnvelopeError(EnvelopeReason.BAD_SIGNATURE, "not from the thread's agent")
     receiver = epochs.get(header.epoch)
@@ -173,7 +173,11 @@ def _take(
     record = json.loads(opened.plaintext)
     if not isinstance(record, dict):
         raise EnvelopeError(EnvelopeReason.MALFORMED, "the plaintext is not an object")
-    check_wraps(data, record)
+    named = record.get("wraps")
+    if (wire.keys is not None or named is not None) and (
+        wire.keys is None or named != wraps_digest(wire.keys)
+    ):
+        raise EnvelopeError(EnvelopeReason.MALFORMED, "the key wraps are not the sender's")
     record.pop("wraps", None)
     out.opened += 1
     if header.kind != "key.wrap":
