@@ -408,3 +408,30 @@ def test_a_relay_that_forgot_the_envelopes_gets_the_history_sealed_again(
     assert [k for k in KINDS if world.c[k] not in text] == []
     assert shown.thread is not None
     assert world.c["prompt"] in shown.thread["preview"]
+
+
+def test_the_relay_filters_sealed_input_it_can_check(world: World, conversation: str):
+    """The relay's first filter on what it can see: an envelope for another agent or
+    workspace, one not sealed by a live device of the caller, a turn in another write mode
+    and a decision envelope for another approval are refused before the agent is asked;
+    a viewer cannot send input at all."""
+    owner, ws, view = world.owner, world.ws, world.view()
+    body = sealthreads.turn_body(owner, world.book, view, AGENT, "new", None, "hi")
+    url = f"/api/v1/workspaces/{ws}/sealed-threads"
+    res = owner.phone.post(url, json={**body, "agentId": "someone-else"})
+    assert (res.status_code, res.json()["error"]) == (400, "invalid-request")
+    viewers = sealthreads.turn_body(world.viewer, world.book, view, AGENT, "new", None, "hi")
+    res = owner.phone.post(url, json=viewers)  # sealed on another person's device
+    assert res.status_code == 403, res.text
+    res = world.viewer.phone.post(url, json=viewers)
+    assert res.status_code == 403, res.text
+    turn = sealthreads.turn_body(owner, world.book, view, AGENT, "start", conversation, "hi")
+    res = owner.phone.post(
+        threads_url(ws, conversation, "sealed-turns"), json={**turn, "writeAccess": True}
+    )
+    assert (res.status_code, res.json()["error"]) == (400, "invalid-request")
+    approval = {"id": "apr_asked", "threadId": conversation, "request": b64u(b"{}")}
+    decision = sealthreads.decision_body(owner, world.book, view, AGENT, approval, "accept")
+    other = threads_url(ws, conversation, "approvals", "apr_other", "sealed")
+    res = owner.phone.post(other, json=decision)
+    assert (res.status_code, res.json()["error"]) == (400, "invalid-request")

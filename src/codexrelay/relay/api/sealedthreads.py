@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from codexrelay.e2e.envelope import Header
 from codexrelay.e2e.log import LogView
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol_sealed import MAX_ENVELOPE_CHARS, KeyRequest
@@ -76,9 +77,9 @@ def sealed_view(services: Services, wid: str) -> LogView:
 
 def _checked(
     services: Services, access: WorkspaceAccess, agent_id: str, envelope: str, *, kind: str
-) -> None:
+) -> Header:
     view = sealed_view(services, access.workspace.id)
-    sealing.submission(
+    return sealing.submission(
         view,
         workspace_id=access.workspace.id,
         agent_id=agent_id,
@@ -143,7 +144,9 @@ async def sealed_decision(
 ) -> ApprovalEnvelope:
     """A sealed approval answer (the decision and its signature inside)."""
     thread = find_thread(services.store, access.workspace.id, thread_id)
-    _checked(services, access, thread.agent_id, body.envelope, kind="decision")
+    header = _checked(services, access, thread.agent_id, body.envelope, kind="decision")
+    if header.task != approval_id:
+        raise AppError(ErrorCode.INVALID_REQUEST, "The envelope answers another approval.")
     approval = await sealedflow.decide(
         services, access, thread, approval_id, body.envelope, audit.actor
     )

@@ -131,7 +131,8 @@ async def decide(
         deciding.discard(approval.key)
     if reply.approval is not None and reply.approval.id == approval.id:
         upsert_approval(services.store, thread, reply.approval)
-    decision = approval.decision or "sealed"
+    answered = reply.approval.decision if reply.approval is not None else None
+    decision = answered or "sealed"
     await audit.approval_decided(
         services.audit, approval, decision, flow.actor_of(access, actor), now=services.now()
     )
