@@ -435,3 +435,39 @@ def test_the_relay_filters_sealed_input_it_can_check(world: World, conversation:
     other = threads_url(ws, conversation, "approvals", "apr_other", "sealed")
     res = owner.phone.post(other, json=decision)
     assert (res.status_code, res.json()["error"]) == (400, "invalid-request")
+
+
+def test_a_replayed_sealed_turn_never_runs_twice(world: World, conversation: str):
+    """A hostile relay sends the agent a sealed turn it already carried out: the turn id
+    inside is run-once, so the agent refuses it (recorded) and Codex sees nothing new."""
+    sent = [m for m in list(world.relay.attack.sent) if m.get("type") == "thread.sealed"]
+    replayed = {**sent[-1], "requestId": "evil-replay"}
+    replayed.pop("linkSeq", None)
+    before = len(world.model.requests)
+    world.relay.inject(replayed)
+    answer = wait_until(
+        lambda: next(
+            (m for m in list(world.relay.attack.received) if m.get("requestId") == "evil-replay"),
+            None,
+        ),
+        timeout=30,
+        what="the agent's answer to the replay",
+    )
+    assert answer["type"] == "thread.refused"
+    # run-once (or, on a run slower than the statement's life, its expiry)
+    assert answer["reason"] in {"duplicate-task", "statement-expired"}, answer
+    assert world.audit()[-1]["outcome"] == "refused"
+    assert len(world.model.requests) == before, "Codex ran a replayed turn"
+
+
+def test_keys_go_only_to_reader_devices_of_the_agents_own_log(world: World, conversation: str):
+    """Every key wrap in the thread's stream names a device of the log the agent verified (a
+    device the relay would add is in no verified log: nothing is wrapped to it)."""
+    readers = set(world.view().devices)
+    wrapped = {
+        w["to"]
+        for e in sealthreads.thread_envelopes(world.viewer, world.ws, conversation)
+        for w in json.loads(e).get("keys", [])
+    }
+    assert wrapped
+    assert wrapped <= readers, wrapped - readers
