@@ -471,3 +471,33 @@ def test_keys_go_only_to_reader_devices_of_the_agents_own_log(world: World, conv
     }
     assert wrapped
     assert wrapped <= readers, wrapped - readers
+
+
+def test_a_sealed_steer_reaches_codex_and_not_the_relay(world: World, conversation: str):
+    """While a turn waits for an approval, a sealed steer goes in: Codex gets its text (the
+    model sees it), the relay never does (its agent link and the proxy's capture)."""
+    secret = canary("steer")
+    res = world.turn(conversation, "MOCK_ESCALATE: echo steered")
+    assert res.status_code == 201, res.text
+    approval = world.pending(conversation)
+    body = sealthreads.turn_body(
+        world.owner, world.book, world.view(), AGENT, "steer", conversation, f"Also {secret}"
+    )
+    res = world.owner.phone.post(threads_url(world.ws, conversation, "sealed-turns"), json=body)
+    assert res.status_code == 201, res.text
+    decline = sealthreads.decision_body(
+        world.owner, world.book, world.view(), AGENT, approval, "decline"
+    )
+    url = threads_url(world.ws, conversation, "approvals", approval["id"], "sealed")
+    assert world.owner.phone.post(url, json=decline).status_code == 200
+    idle(world.owner.phone, world.ws, conversation)
+    wait_until(
+        lambda: any(secret in p for p in world.prompts()), timeout=60, what="the steer in Codex"
+    )
+    places = {f"traffic {k}": v for k, v in world.proxy.readable().items()}
+    places["relay's agent link"] = json.dumps(
+        [world.relay.attack.received, world.relay.attack.sent]
+    ).encode()
+    assert not _hits(places, {"steer": fragments(secret)})
+    shown = world.shown(conversation)
+    assert shown.approvals[approval["id"]]["status"] == "declined"
