@@ -224,10 +224,9 @@ class ThreadSealing:
         out: list[Message] = []
         if reply.items is None:
             return out
-        # A new epoch (same key), its first envelope wrapped to every reader: the relay
-        # may have lost the start of the one before.
-        # (After the key check: every device that holds the key is still a reader, and
-        # the new epoch's wraps go to all of them.)
+        # A new epoch under the same key, its first envelope wrapped to every reader (the
+        # relay may have lost the start of the one before). The key check comes first, so
+        # every device that holds the key is still a reader.
         held = await self._stream(view, thread)
         old = held.sealer
         agent = self.gate.agent_id
