@@ -15,12 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codexrelay.agent.runners.base import TaskRefusedError
 from codexrelay.agent.sealing import TaskKeys
 from codexrelay.agent.threadseal import ThreadSealing
 from codexrelay.e2e import keys
-from codexrelay.e2e.envelope import Sealer, parse_wire, unwrap_task_key, wrap_task_key
+from codexrelay.e2e.envelope import (
+    EnvelopeError,
+    Sealer,
+    parse_wire,
+    unwrap_task_key,
+    wrap_task_key,
+)
 from codexrelay.e2e.logview import LogView
 from codexrelay.e2e.sealed import seal_record
 from codexrelay.e2e.sealedthreads import read_thread
@@ -260,3 +268,38 @@ def test_the_relay_keeps_envelopes_in_order_under_its_cap() -> None:
     assert store.after("a", 2) == ([(3, "z")], False)
     store.drop("b")
     assert store.after("b", -1) == ([], False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_flipped_bit_anywhere_in_a_thread_envelope_is_refused(
+    data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Flip one bit of one envelope of a sealed thread: the reader drops it (and what its
+    chain no longer vouches for), and what it does show is the honest stream's, at most at
+    an earlier state. (A key wrap is for one device: a flip there is refused by that one.)"""
+    party, items = _stream(tmp_path_factory.mktemp("flip"))
+    which = data.draw(st.integers(0, len(items) - 1))
+    bit = data.draw(st.integers(0, len(items[which]) * 8 - 1))
+    flipped = bytearray(items[which])
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    served = [*items[:which], bytes(flipped), *items[which + 1 :]]
+    refused = 0
+    for device in ("dv_1", "dv_2"):
+        good = _read(party, device, items)
+        try:
+            shown = _read(party, device, served)
+        except EnvelopeError:
+            refused += 1
+            continue
+        if shown.dropped:
+            refused += 1
+        for item_id, item in shown.items.items():  # at most an earlier state (a drop)
+            honest = good.items[item_id]
+            assert item["seq"] <= honest["seq"]
+            assert honest.get("text", "").startswith(item.get("text", ""))
+            assert {k: v for k, v in item.items() if k not in {"seq", "text"}} == {
+                k: v for k, v in honest.items() if k not in {"seq", "text"}
+            }
+        assert all(shown.approvals[a] == good.approvals[a] for a in shown.approvals)
+    assert refused >= 1
