@@ -34,6 +34,7 @@ from codexrelay.agent.logsync import fetch_log_async
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.sealing import TaskKeys
 from codexrelay.agent.status import StatusFile
+from codexrelay.agent.threadseal import ThreadSealing
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.agent.trust import AgentKeys, TrustStore
 from codexrelay.protocol import (
@@ -150,6 +151,7 @@ class AgentConnection:
         self.executor.gate = self.gate
         self.gate.restore_run_once(self.executor.ledger)
         self.conversations.trust = ConversationGate(self.gate, self.executor.ledger)
+        self.conversations.sealing = ThreadSealing(self.gate)
         self._trust_sent: TrustStatus | None = None
         self._trust_due: asyncio.TimerHandle | None = None
         self._trust_job: asyncio.Future[None] | None = None
@@ -393,7 +395,9 @@ class AgentConnection:
         elif isinstance(message, KeyRequest):
             answer = await self.gate.key_request(message.stmt, message.sig)
             if answer is not None:
-                await self.send(SealedEnvelope(task_id=answer[0], envelope=answer[1]))
+                task, device, envelope = answer
+                self.conversations.handed_out(task, device)  # a thread's key counts as given
+                await self.send(SealedEnvelope(task_id=task, envelope=envelope))
         elif isinstance(message, REQUEST_TYPES):
             await self.conversations.handle(message)
         elif isinstance(message, LogPush):

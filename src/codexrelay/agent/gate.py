@@ -196,8 +196,8 @@ class TrustGate:
             state[1], agent_id=self.agent_id, signing=self.keys.signing, sessions=sessions
         )
 
-    async def key_request(self, stmt: str, sig: str) -> tuple[str, str] | None:
-        """A reader device's key request (§4.7): ``(task, envelope)`` for a live reader of
+    async def key_request(self, stmt: str, sig: str) -> tuple[str, str, str] | None:
+        """A reader device's key request (§4.7): ``(task, device, envelope)`` for a live reader of
         the log (fetched first, so a new device is known and a revoked one is not), else
         None; recorded."""
         try:
@@ -218,7 +218,7 @@ class TrustGate:
             return None
         log.info("wrapped the key of task %s to device %s", task, device)
         self._safe_record("accepted", statement=_raw_statement(stmt))
-        return task, envelope
+        return task, device, envelope
 
     def _safe_record(self, outcome: Outcome, **fields: Any) -> None:
         try:

@@ -34,7 +34,7 @@ from codexrelay.protocol import (
     TaskStarted,
     TrustStatus,
 )
-from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope
+from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope, SealedThreadEnvelope
 from codexrelay.protocol_threads import (
     ApprovalUpdate,
     ThreadDelta,
@@ -54,6 +54,7 @@ from codexrelay.relay.api import logpush as logpush_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import push as push_api
 from codexrelay.relay.api import sealedtasks as sealed_tasks_api
+from codexrelay.relay.api import sealedthreads as sealed_threads_api
 from codexrelay.relay.api import signedtasks as signed_tasks_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api import trust as trust_api
@@ -161,6 +162,7 @@ AGENT_WIRING = AgentWiring(
         LogAck: logpush_api.on_log_ack,
         SealedEnvelope: trustlink.on_envelope,
         SealedCatalog: trustlink.on_catalog,
+        SealedThreadEnvelope: trustlink.on_thread_envelope,
         ThreadReply: conversation_reports.on_reply,
         ThreadRefused: conversation_reports.on_refused,
         ThreadUpdate: conversation_reports.on_thread_update,
@@ -281,6 +283,7 @@ ROUTERS = (
     signed_tasks_api,
     logpush_api,
     sealed_tasks_api,
+    sealed_threads_api,
 )
 
 

@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v9";
+const VERSION = "codexrelay-shell-v10";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -84,6 +84,7 @@ const SHELL = [
   "/js/photo.js",
   "/js/push.js",
   "/js/sealing/send.js",
+  "/js/sealing/threads.js",
   "/js/trust.js",
   "/js/trustpair.js",
   "/js/views/about.js",
