@@ -229,6 +229,18 @@ export async function taskDetailScreen(app, root, [taskId]) {
     && (task.createdBy === app.me.user.id || app.can("admin"));
 
   let canceller = null; // who cancelled it, once known
+  // The cancel request's answer can already carry the end (the agent stopped the task while
+  // the relay was still writing the request), so the end's own event is then no news: look
+  // up who cancelled whenever the task reads cancelled and nobody is named yet.
+  const nameCanceller = () => {
+    if (canceller || task.status !== "cancelled") return;
+    whoCancelled(app, task).then((who) => {
+      if (who && !canceller) {
+        canceller = who;
+        drawHeader();
+      }
+    }).catch(() => {});
+  };
   let reader = null; // a sealed task's reader on this device
   const trust = await trustState(app.wid).catch(() => ({ protected: false }));
   const drawHeader = () => {
@@ -271,6 +283,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
           : await post(ws(app.wid, `/tasks/${encodeURIComponent(task.id)}/cancel`));
         task = res.task;
         drawHeader();
+        nameCanceller();
       }, { label: "Cancelling…" }));
       buttons.push(cancel);
     }
@@ -388,6 +401,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
         const finishedNow = TERMINAL.has(data.task.status) && !TERMINAL.has(task.status);
         task = { ...task, ...data.task };
         drawHeader();
+        nameCanceller();
         closeOpenItems();
         if (finishedNow) load().catch(() => {});
       }
