@@ -166,6 +166,7 @@ class Watcher:
     cookies: httpx.Cookies
     wid: str
     statuses: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str | None] = field(default_factory=dict)
     resumed: int = 0
     last_id: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -202,6 +203,7 @@ class Watcher:
             elif line.startswith("data: ") and kind == "task":
                 task = json.loads(line[6:])["task"]
                 self.statuses[task["id"]] = task["status"]
+                self.reasons[task["id"]] = task.get("reason")
 
 
 def _instance_of(cluster: RelayCluster, node: str) -> int:
@@ -288,11 +290,13 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
                 job.result()
 
         seen: dict[str, object] = {"snap": None, "since": time.monotonic()}
+        reasons: dict[str, str | None] = {}
 
         def quiet() -> dict[str, str] | None:
             """Statuses once none of them changed for 5 s."""
             listed = phone.get(f"/api/v1/workspaces/{wid}/tasks", params={"limit": 1000})
             found = {t["id"]: t["status"] for t in listed.json()["tasks"]}
+            reasons.update({t["id"]: t.get("reason") for t in listed.json()["tasks"]})
             snap = sorted(found.items())
             if snap != seen["snap"]:
                 seen.update(snap=snap, since=time.monotonic())
@@ -315,7 +319,8 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
     executions = len(runs.read_text().split()) if runs.exists() else 0
     print(
         f"{len(acked)} acknowledged, final {dict(counts)}, agents of the killed instance back "
-        f"after {back - killed:.1f} s, stream resumed {watcher.resumed} time(s)"
+        f"after {back - killed:.1f} s, stream resumed {watcher.resumed} time(s), reasons "
+        f"{dict(Counter(reasons[t] for t in acked if final[t] != 'completed'))}"
     )
     assert back - killed <= 10
     assert watcher.resumed >= 1
@@ -328,9 +333,15 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
     unsettled = len(acked) - counts["completed"] - counts["rejected"]
     assert unsettled <= 16 * max(len(on_victim), 1), counts
     assert counts["completed"] >= len(acked) // 2, counts
-    wait_until(
-        lambda: all(watcher.statuses.get(t) == final[t] for t in settled),
-        timeout=30,
-        what="the resumed stream told of every end",
-    )
-    watcher.stop.set()
+    try:
+        wait_until(
+            lambda: all(watcher.statuses.get(t) == final[t] for t in settled),
+            timeout=30,
+            what="the resumed stream told of every end",
+        )
+    except AssertionError:
+        wrong = {t: (watcher.statuses.get(t), watcher.reasons.get(t), final[t]) for t in settled}
+        wrong = {t: v for t, v in wrong.items() if v[0] != v[2]}
+        raise AssertionError(f"the stream missed {len(wrong)} end(s): {wrong}") from None
+    finally:
+        watcher.stop.set()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from codexrelay.protocol import parse_relay_message
+from codexrelay.protocol import TaskDispatch, parse_relay_message
 from codexrelay.relay.cluster.peers import INTERNAL
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def install_routes(app: FastAPI, cluster: Cluster) -> None:
         if live is None:
             return JSONResponse({"delivered": False})
         message = parse_relay_message(_dumps(body.get("message")))
+        if isinstance(message, TaskDispatch) and not cluster.take_handover(message.task.id):
+            return JSONResponse({"delivered": False})
         return JSONResponse({"delivered": await live.send(message)})
 
     @router.post("/agent-disconnect")

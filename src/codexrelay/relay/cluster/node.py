@@ -19,6 +19,7 @@ import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
+from codexrelay.relay.cluster import sweep
 from codexrelay.relay.cluster.peers import PeerLinks
 from codexrelay.relay.storage.records import TaskRecord
 from codexrelay.relay.views import TaskOut
@@ -137,6 +138,8 @@ class Cluster:
             try:
                 if beats % round(HEARTBEAT_SEC / PEERS_SEC) == 0:
                     await self.renew()
+                    await sweep.sweep_dead_instances(self)
+                    await sweep.sweep_handovers(self)
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("cluster heartbeat failed: %s", exc)
@@ -161,15 +164,12 @@ class Cluster:
             await hub.disconnect_local(key, 4001, "replaced by a newer connection")
 
     async def refresh(self) -> None:
-        """Who the live peers are (and forget instances long gone)."""
+        """Who the live peers are (lapsed ones are swept: ``sweep.py``)."""
         rows = await self._run(
             "SELECT id, address FROM instances WHERE expires_at > now() AND id <> %s",
             (self.node_id,),
         )
         self.links.set_peers({str(i): str(a) for i, a in rows})
-        await self._run(
-            "DELETE FROM instances WHERE expires_at < now() - interval '1 hour'",
-        )
 
     # ---- leases (on the event loop: one indexed statement each) ----
 
@@ -182,6 +182,30 @@ class Cluster:
             "generation = agent_leases.generation + 1, expires_at = excluded.expires_at",
             (agent_key, self.node_id, LEASE_SEC),
         )
+
+    def take_handover(self, task_id: str) -> bool:
+        """A task another instance hands over for an agent here: read its row as that
+        instance saved it (its change notice may still be on the way), so the agent's
+        reports on it apply; False if it is no longer ``dispatched`` (never sent then)."""
+        task = self.reread(task_id)
+        return task is not None and task.status == "dispatched"
+
+    def reread(self, task_id: str) -> TaskRecord | None:
+        """A task as the database has it now (this instance's unsaved change, if any, wins)."""
+        row = self.store.pg.reader.execute(
+            "SELECT doc FROM tasks WHERE key = ?", (task_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        self.store.sql_tasks.apply_remote(task_id, str(row[0]))
+        return self.store.tasks.get(task_id)
+
+    def previous_holder(self, agent_key: str) -> str | None:
+        """The instance whose lease on the agent this connection is about to take over."""
+        row = self.store.pg.reader.execute(
+            "SELECT instance_id FROM agent_leases WHERE agent_key = ?", (agent_key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def release(self, agent_key: str) -> None:
         """The socket closed here: the lease goes unless another instance took it."""

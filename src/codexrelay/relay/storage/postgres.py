@@ -62,6 +62,8 @@ class PostgresStore(SqliteStore):
         self.remote_changes = 0
         # Told of every task another instance changed (the cluster publishes it to phones).
         self.on_remote_task: Callable[[TaskRecord], None] | None = None
+        # A task another instance ended first keeps that end: this instance takes it.
+        db.on_refused = lambda docs: self._hand_over("tasks", sorted(docs), docs, force=True)
 
     @classmethod
     def open_url(
@@ -89,6 +91,16 @@ class PostgresStore(SqliteStore):
     def node_id(self) -> str:
         """This process's id among the instances sharing the database."""
         return self.pg.node_id
+
+    def spend_once(self, kind: str, key: str) -> bool:
+        """Spend a one-time code in the database itself (one indexed insert on the event
+        loop): of two instances spending the same code at once, exactly one gets True."""
+        row = self.pg.reader.execute(
+            "INSERT INTO spent_codes (kind, key) VALUES (?, ?) ON CONFLICT DO NOTHING "
+            "RETURNING key",
+            (kind, key),
+        ).fetchone()
+        return row is not None
 
     # ---- following the other instances ----
 
@@ -139,18 +151,24 @@ class PostgresStore(SqliteStore):
             rows = dict(self.pg.reader.execute(f"SELECT key, doc FROM {table}").fetchall())  # noqa: S608
             self._hand_over(table, sorted(rows), rows)
 
-    def _hand_over(self, table: str, keys: list[str], docs: dict[str, str]) -> None:
+    def _hand_over(
+        self, table: str, keys: list[str], docs: dict[str, str], *, force: bool = False
+    ) -> None:
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self.apply_remote, table, keys, docs)
+                self._loop.call_soon_threadsafe(self.apply_remote, table, keys, docs, force)
 
-    def apply_remote(self, table: str, keys: list[str], docs: dict[str, str]) -> None:
+    def apply_remote(
+        self, table: str, keys: list[str], docs: dict[str, str], force: bool = False
+    ) -> None:
         """Another instance changed these rows (on the event loop): take its versions,
-        except where this instance has a change of its own not yet written."""
+        except where this instance has a change of its own not yet written, or (tasks) a
+        newer state than the one read; ``force``: the database's state wins (a task this
+        instance tried to change after another instance ended it)."""
         for key in keys:
             doc = docs.get(key)
             if table == "tasks":
-                self.sql_tasks.apply_remote(key, doc)
+                self.sql_tasks.apply_remote(key, doc, force=force)
                 held = self.sql_tasks.held(key)
                 self._forget_snapshot(table, key, held)
                 if self.on_remote_task is not None and doc is not None:

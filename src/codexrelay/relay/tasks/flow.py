@@ -100,12 +100,18 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
         lifecycle.advance(task, "interrupted", now=now)
         task.reason = "agent-offline"
         tasks.save(task)
+    elif task.id in live.holds:
+        # The agent already holds it (handed over by a relay instance that stopped before
+        # saving so): dispatched, and never sent again (B4).
+        lifecycle.advance(task, "dispatched", now=now)
+        tasks.save(task)
     else:
         lifecycle.advance(task, "dispatched", now=now)
         tasks.save(task)
         details = services.details
         spec = lifecycle.task_spec(task, prompt, details.signed(task.id), details.sealed(task.id))
         if not await live.send(TaskDispatch(task=spec)):
+            log.info("task %s could not be handed over", task.id)
             lifecycle.advance(task, "interrupted", now=services.now())
             task.reason = "agent-offline"
             tasks.save(task)
@@ -193,9 +199,10 @@ async def on_accepted(
 
 
 async def on_rejected(
-    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskRejected
+    services: Services, agent: AgentRecord, live: LiveAgent, message: TaskRejected
 ) -> None:
     """The agent refused the task, with its reason code."""
+    live.holds.discard(message.task_id)
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.advance(task, "rejected", now=services.now()):
         return
@@ -238,9 +245,10 @@ async def on_progress(
 
 
 async def on_finished(
-    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskFinished
+    services: Services, agent: AgentRecord, live: LiveAgent, message: TaskFinished
 ) -> None:
     """The agent's final report: status, exit code and the texts (memory only)."""
+    live.holds.discard(message.task_id)
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.settle_final_report(task, message.status, now=services.now()):
         return
@@ -270,11 +278,13 @@ async def on_finished(
 # ---- connections and start-up ---------------------------------------------------------
 
 
-async def _settle(services: Services, changed: list[TaskRecord]) -> None:
+async def settle(services: Services, changed: list[TaskRecord]) -> None:
+    """Tasks the relay ended itself: audited, saved, then told to phones."""
     if not changed:
         return
     now = services.now()
     for task in changed:
+        log.info("task %s is now %s (%s)", task.id, task.status, task.reason)
         services.details.mark_finished(task.id, now)
         audit.task_finished(services.audit, task, now=now)
     await services.store.commit()
@@ -287,14 +297,23 @@ async def on_agent_connected(services: Services, agent: AgentRecord, running: li
     pending = services.agent_grace.pop(agent.key, None)
     if pending is not None:
         pending.cancel()
+    tasks = services.store.tasks
+    adopted = lifecycle.adopt_held(tasks, agent.key, held=set(running), now=services.now())
+    # In flight but unknown to the agent: it restarted, or (several instances) the
+    # instance it was connected to stopped with the hand-over.
+    moved = services.hub.moved_from_lost_instance(agent.key)
     changed = lifecycle.interrupt_agent_tasks(
-        services.store.tasks,
+        tasks,
         agent.key,
         keep=set(running),
         now=services.now(),
-        reason="agent-restarted",
+        reason=lifecycle.HANDOVER_LOST if moved else "agent-restarted",
     )
-    await _settle(services, changed)
+    await settle(services, changed)
+    if adopted:
+        await services.store.commit()
+        for task in adopted:
+            publish_task(services, task)
     await send_queued(services, agent)
 
 
@@ -302,7 +321,7 @@ async def send_queued(services: Services, agent: AgentRecord) -> None:
     """Tasks that waited for this agent go now, oldest first, each at most once (B4); one
     whose wait ran out expires instead."""
     tasks = services.store.tasks
-    await _settle(services, lifecycle.expire_queued(tasks, now=services.now()))
+    await settle(services, lifecycle.expire_queued(tasks, now=services.now()))
     for task in tasks.unfinished(agent.key):
         if task.status != "queued":
             continue
@@ -341,7 +360,7 @@ async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
             now=services.now(),
             reason=lifecycle.AGENT_VANISHED,
         )
-        await _settle(services, changed)
+        await settle(services, changed)
 
     services.agent_grace[agent.key] = asyncio.create_task(after_grace())
 
