@@ -167,6 +167,7 @@ class Watcher:
     wid: str
     statuses: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str | None] = field(default_factory=dict)
+    resumes: list[tuple[float, str | None]] = field(default_factory=list)
     resumed: int = 0
     last_id: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -189,6 +190,7 @@ class Watcher:
                 pass
             if relay is self.first:
                 self.resumed += 1
+            self.resumes.append((round(time.monotonic(), 1), self.last_id))
             relay = self.front
 
     def _read(self, res: httpx.Response) -> None:
@@ -204,6 +206,29 @@ class Watcher:
                 task = json.loads(line[6:])["task"]
                 self.statuses[task["id"]] = task["status"]
                 self.reasons[task["id"]] = task.get("reason")
+
+
+def _buffered_ends(
+    relay: RelayProcess, cookies: httpx.Cookies, wid: str, tasks: set[str]
+) -> dict[str, str]:
+    """What an instance's replay buffer says last about some tasks (diagnostics)."""
+    if relay.proc is None or relay.proc.poll() is not None:
+        return {}
+    last: dict[str, str] = {}
+    headers = {"Origin": relay.setup.origin, "Last-Event-ID": "0-x-0"}
+    try:
+        with (
+            httpx.Client(base_url=relay.setup.base_url, cookies=cookies) as c,
+            c.stream("GET", f"/api/v1/workspaces/{wid}/events", headers=headers, timeout=3) as res,
+        ):
+            for line in res.iter_lines():
+                if line.startswith("data: ") and '"task":' in line:
+                    task = json.loads(line[6:])["task"]
+                    if task["id"] in tasks:
+                        last[task["id"]] = task["status"]
+    except httpx.HTTPError:
+        pass
+    return last
 
 
 def _instance_of(cluster: RelayCluster, node: str) -> int:
@@ -307,6 +332,7 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
         settled = [t for t in acked if final[t] in TERMINAL]
         watcher.stop.set()
     finally:
+        phone_cookies = phone.cookies
         phone.close()
         for agent in agents:
             agent.stop()
@@ -342,6 +368,10 @@ def test_kill_an_instance_during_a_submit_storm(cluster: RelayCluster, tmp_path:
     except AssertionError:
         wrong = {t: (watcher.statuses.get(t), watcher.reasons.get(t), final[t]) for t in settled}
         wrong = {t: v for t, v in wrong.items() if v[0] != v[2]}
-        raise AssertionError(f"the stream missed {len(wrong)} end(s): {wrong}") from None
+        buffers = [_buffered_ends(r, phone_cookies, wid, set(wrong)) for r in cluster.relays]
+        raise AssertionError(
+            f"the stream (resumed at {watcher.resumes}) missed {len(wrong)} end(s): {wrong}; "
+            f"the instances' buffers hold {buffers}"
+        ) from None
     finally:
         watcher.stop.set()

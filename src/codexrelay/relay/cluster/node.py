@@ -192,13 +192,7 @@ class Cluster:
 
     def reread(self, task_id: str) -> TaskRecord | None:
         """A task as the database has it now (this instance's unsaved change, if any, wins)."""
-        row = self.store.pg.reader.execute(
-            "SELECT doc FROM tasks WHERE key = ?", (task_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        self.store.sql_tasks.apply_remote(task_id, str(row[0]))
-        return self.store.tasks.get(task_id)
+        return self.store.refresh_task(task_id)
 
     def previous_holder(self, agent_key: str) -> str | None:
         """The instance whose lease on the agent this connection is about to take over."""

@@ -45,6 +45,9 @@ HANDOVER_SEC = 10
 async def sweep_dead_instances(cluster: Cluster) -> list[str]:
     """Take over the leases of instances whose registration lapsed; the agents they held
     that are not back anywhere get the grace period. Returns the dead instances' ids."""
+    # Spent one-time codes and dispatch claims matter for the moment two instances race
+    # for them; the records themselves say "spent" from then on.
+    await cluster._run("DELETE FROM spent_codes WHERE spent_at < now() - interval '1 day'")
     rows = await cluster._run("DELETE FROM instances WHERE expires_at < now() RETURNING id")
     dead = [str(row[0]) for row in rows]
     if not dead:

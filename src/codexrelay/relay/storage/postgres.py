@@ -177,6 +177,16 @@ class PostgresStore(SqliteStore):
                 self._apply_cached(table, key, doc)
             self.remote_changes += 1
 
+    def refresh_task(self, key: str) -> TaskRecord | None:
+        """A task as the database has it now, taken into this instance's copy (its own
+        unsaved change, if any, still wins). One indexed read, on the event loop."""
+        row = self.pg.reader.execute("SELECT doc FROM tasks WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self.sql_tasks.apply_remote(key, str(row[0]))
+        self._forget_snapshot("tasks", key, self.sql_tasks.held(key))
+        return self.tasks.get(key)
+
     def _apply_cached(self, table: str, key: str, doc: str | None) -> None:
         rows: Table[Record] = getattr(self, table)
         if key in rows.changed or key in rows.removed:

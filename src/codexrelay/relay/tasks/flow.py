@@ -35,6 +35,7 @@ from codexrelay.relay.views import TaskOut
 log = logging.getLogger("codexrelay.tasks")
 
 AGENT_GRACE_SEC = 30.0
+COMMIT_TRIES = 10
 MAX_DIFF_CHARS = 512 * 1024  # R18: the relay caps diffs again, whatever the agent sent
 
 
@@ -95,6 +96,10 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     tasks = services.store.tasks
     if live is None and task.queued_until is not None:
         publish_task(services, task)
+        return
+    if live is not None and not services.store.spend_once("task-dispatch", task.id):
+        # Several instances: another one dispatched it a moment ago (its change is on the
+        # way here); a task is handed over once (B4).
         return
     if live is None:
         lifecycle.advance(task, "interrupted", now=now)
@@ -163,15 +168,26 @@ async def cancel(
 
 
 def _publish_when_durable(services: Services, task: TaskRecord) -> None:
-    """Commit in the background and then publish the task as it is now."""
+    """Commit in the background and then publish the task as it was. If it has moved on
+    meanwhile (a later report, or another instance's change), that change is published
+    by its own path: an older state told after it would leave phones behind."""
     workspace_id, payload = task.workspace_id, {"task": TaskOut.of(task).json_data()}
     settled = task.status in TERMINAL_STATUSES
+    stamp = (task.status, task.updated_at)
 
     async def later() -> None:
-        try:
-            await services.store.commit()
-        except AppError:
-            log.warning("task %s: report not saved yet; the next write retries it", task.id)
+        for attempt in range(COMMIT_TRIES):
+            try:
+                await services.store.commit()
+                break
+            except AppError:
+                # The batch goes back to pending: a later write retries it, and phones
+                # hear of it once one succeeded (a lost event would never come back).
+                log.warning("task %s: report not saved yet; retrying", task.id)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        else:
+            return
+        if (task.status, task.updated_at) != stamp:
             return
         services.events.publish(workspace_id, "task", payload)
         if settled:
