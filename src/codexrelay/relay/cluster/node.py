@@ -66,7 +66,8 @@ class Cluster:
             cur = conn.execute(sql.encode(), args)
             return cur.fetchall() if cur.description else []
 
-    async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement on a pooled connection, off the event loop."""
         return await asyncio.to_thread(self._sql, sql, args)
 
     # ---- lifecycle ----
@@ -75,7 +76,7 @@ class Cluster:
         """Follow the other instances' writes, register, renew every few seconds."""
         self.store.on_remote_task = self._publish_task
         self.store.follow(asyncio.get_running_loop())
-        await self._run(
+        await self.run(
             "INSERT INTO instances (id, address, expires_at) "
             "VALUES (%s, %s, now() + make_interval(secs => %s)) "
             "ON CONFLICT (id) DO UPDATE SET address = excluded.address, "
@@ -126,8 +127,8 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         with contextlib.suppress(Exception):
-            await self._run("DELETE FROM agent_leases WHERE instance_id = %s", (self.node_id,))
-            await self._run("DELETE FROM instances WHERE id = %s", (self.node_id,))
+            await self.run("DELETE FROM agent_leases WHERE instance_id = %s", (self.node_id,))
+            await self.run("DELETE FROM instances WHERE id = %s", (self.node_id,))
         await self.links.close()
 
     async def _beat(self) -> None:
@@ -149,11 +150,11 @@ class Cluster:
         lease another instance took (it reconnected there) is dropped here."""
         hub: Any = self.services.hub  # the ClusterHub ``enable`` installed
         held = hub.local_keys()
-        await self._run(
+        await self.run(
             "UPDATE instances SET expires_at = now() + make_interval(secs => %s) WHERE id = %s",
             (LEASE_SEC, self.node_id),
         )
-        rows = await self._run(
+        rows = await self.run(
             "UPDATE agent_leases SET expires_at = now() + make_interval(secs => %s) "
             "WHERE instance_id = %s AND agent_key = ANY(%s) RETURNING agent_key",
             (LEASE_SEC, self.node_id, held),
@@ -165,7 +166,7 @@ class Cluster:
 
     async def refresh(self) -> None:
         """Who the live peers are (lapsed ones are swept: ``sweep.py``)."""
-        rows = await self._run(
+        rows = await self.run(
             "SELECT id, address FROM instances WHERE expires_at > now() AND id <> %s",
             (self.node_id,),
         )

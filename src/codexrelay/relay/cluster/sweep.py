@@ -27,13 +27,22 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from codexrelay.relay.tasks import flow, lifecycle
+from codexrelay.relay.tasks import lifecycle
 
 if TYPE_CHECKING:
-    from codexrelay.relay.cluster.node import Cluster
+    from codexrelay.relay.services import Services
     from codexrelay.relay.storage.records import TaskRecord
+
+
+class Cluster(Protocol):
+    """What the sweeps use of ``node.Cluster`` (which runs them on its heartbeat)."""
+
+    services: Services
+
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
+    def reread(self, task_id: str) -> TaskRecord | None: ...
 
 log = logging.getLogger("codexrelay.cluster")
 
@@ -47,14 +56,16 @@ async def sweep_dead_instances(cluster: Cluster) -> list[str]:
     that are not back anywhere get the grace period. Returns the dead instances' ids."""
     # Spent one-time codes and dispatch claims matter for the moment two instances race
     # for them; the records themselves say "spent" from then on.
-    await cluster._run("DELETE FROM spent_codes WHERE spent_at < now() - interval '1 day'")
-    rows = await cluster._run("DELETE FROM instances WHERE expires_at < now() RETURNING id")
+    await cluster.run("DELETE FROM spent_codes WHERE spent_at < now() - interval '1 day'")
+    rows = await cluster.run("DELETE FROM instances WHERE expires_at < now() RETURNING id")
     dead = [str(row[0]) for row in rows]
     if not dead:
         return []
-    leases = await cluster._run(
+    leases = await cluster.run(
         "DELETE FROM agent_leases WHERE instance_id = ANY(%s) RETURNING agent_key", (dead,)
     )
+    from codexrelay.relay.tasks import flow  # noqa: PLC0415 - flow imports the services
+
     services = cluster.services
     waiting = 0
     for (key,) in leases:
@@ -101,6 +112,8 @@ async def sweep_handovers(cluster: Cluster) -> list[TaskRecord]:
                 services.store.tasks.save(task)
                 lost.append(task)
     if lost:
+        from codexrelay.relay.tasks import flow  # noqa: PLC0415 - flow imports the services
+
         log.info("%d task(s) whose hand-over was lost are interrupted", len(lost))
         await flow.settle(services, lost)
     return lost
