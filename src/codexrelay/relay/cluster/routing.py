@@ -152,8 +152,11 @@ class ClusterEvents(EventBus):
         self.cluster = cluster
 
     def new_id(self) -> str:
-        """The time it was made, then this process's boot id and counter."""
-        return f"{time.time_ns() // 1_000_000:x}-{super().new_id()}"
+        """The time it was made, less how far this instance's view of the other instances'
+        changes runs behind (a change another instance wrote before that time has been
+        published here already), then this process's boot id and counter."""
+        now = time.time_ns() // 1_000_000 - self.cluster.store.behind_ms
+        return f"{now:x}-{super().new_id()}"
 
     def publish(self, workspace_id: str, event_type: str, payload: dict[str, Any]) -> Event:
         """Deliver here and on every peer. A task's metadata (``task``) is the exception:

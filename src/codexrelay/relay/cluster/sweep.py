@@ -44,6 +44,7 @@ class Cluster(Protocol):
     async def run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
     def reread(self, task_id: str) -> TaskRecord | None: ...
 
+
 log = logging.getLogger("codexrelay.cluster")
 
 # How long a task may stay ``dispatched`` without the holder having handed it to the agent

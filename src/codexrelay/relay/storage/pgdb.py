@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -214,19 +215,21 @@ class PgDatabase:
 
 
 def notices(node_id: str, batch: Batch) -> Iterator[str]:
-    """The change notices of a batch: table -> keys, chunked under the payload limit."""
+    """The change notices of a batch: table -> keys, chunked under the payload limit, with
+    the writer's time (``t``, Unix ms): how far behind a listener is (see ``PostgresStore``)."""
+    sent = time.time_ns() // 1_000_000
     entries = [(t, str(row[0])) for t, rows in batch.upserts.items() for row in rows]
     entries += [(t, key) for t, keys in batch.deletes.items() for key in keys]
     chunk: dict[str, list[str]] = {}
     size = 0
     for table, key in entries:
         if size + len(key) + len(table) + 8 > NOTICE_BYTES and chunk:
-            yield json.dumps({"n": node_id, "k": chunk}, separators=(",", ":"))
+            yield json.dumps({"n": node_id, "t": sent, "k": chunk}, separators=(",", ":"))
             chunk, size = {}, 0
         chunk.setdefault(table, []).append(key)
         size += len(key) + len(table) + 8
     if chunk:
-        yield json.dumps({"n": node_id, "k": chunk}, separators=(",", ":"))
+        yield json.dumps({"n": node_id, "t": sent, "k": chunk}, separators=(",", ":"))
 
 
 def _ensure_identity(conn: Conn, now: Callable[[], datetime]) -> None:

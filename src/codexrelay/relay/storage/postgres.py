@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,8 @@ class PostgresStore(SqliteStore):
         self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.remote_changes = 0
+        # How long the last applied change notice took from its writer to here (ms).
+        self.behind_ms = 0
         # Told of every task another instance changed (the cluster publishes it to phones).
         self.on_remote_task: Callable[[TaskRecord], None] | None = None
         # A task another instance ended first keeps that end: this instance takes it.
@@ -129,6 +132,7 @@ class PostgresStore(SqliteStore):
     def _drain_notices(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
             keys: dict[str, set[str]] = {}
+            sent: int | None = None
             # Wait for the first notice, then take the ones already there with it: a
             # burst is re-read in one query per table, and a lone notice without delay.
             first = list(conn.notifies(timeout=LISTEN_POLL_SEC, stop_after=1))
@@ -137,12 +141,22 @@ class PostgresStore(SqliteStore):
                 payload = json.loads(notice.payload)
                 if payload.get("n") == self.pg.node_id:
                     continue
+                if isinstance(payload.get("t"), int):
+                    sent = payload["t"] if sent is None else min(sent, payload["t"])
                 for table, names in payload.get("k", {}).items():
                     keys.setdefault(table, set()).update(names)
             for table, names in keys.items():
                 if table in CACHED_TABLES or table == "tasks":
                     docs = self.pg.fetch(table, sorted(names))
                     self._hand_over(table, sorted(names), docs)
+            if sent is not None and self._loop is not None and not self._loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._caught_up, sent)
+
+    def _caught_up(self, sent_ms: int) -> None:
+        """Changes written up to ``sent_ms`` are applied here now (on the event loop): how
+        far this instance's view runs behind the database, for event ids (``cluster``)."""
+        self.behind_ms = max(0, time.time_ns() // 1_000_000 - sent_ms)
 
     def _resync(self) -> None:
         for table in CACHED_TABLES:
