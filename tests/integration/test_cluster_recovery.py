@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -20,7 +23,7 @@ from codexrelay.agent.ledger import LEDGER_FILE
 from codexrelay.relay.storage.pgdb import CHANNEL, UPSERT
 from codexrelay.relay.storage.records import TaskRecord
 from codexrelay.relay.storage.schema import task_row
-from tests.agents import default_workspace, pair_agent
+from tests.agents import create_code, default_workspace, pair_agent
 from tests.cluster import RelayCluster
 from tests.helpers import RelayProcess, wait_until
 from tests.integration.conftest import TERMINAL
@@ -34,7 +37,7 @@ def cluster(pg_server: PgServer, tmp_path: Path) -> Iterator[RelayCluster]:
     """Three instances and the proxy in front of them."""
     relays = RelayCluster(tmp_path, pg_server.new_database())
     try:
-        yield relays.start(maxTasksPerWorkspace=0)
+        yield relays.start(maxTasksPerWorkspace=0, maxPairAttemptsPerMinute=1000)
     finally:
         relays.stop()
 
@@ -213,3 +216,61 @@ def test_a_stream_resumes_on_another_instance(cluster: RelayCluster, tmp_path: P
     assert set(later) <= ended, resumed
     told = {str(d["task"]["id"]) for _, kind, d in resumed if kind == "task"}  # type: ignore[index]
     assert early not in told, "the resumed stream replayed events from long before its last"
+
+
+def test_a_pairing_code_is_spent_once_across_instances(cluster: RelayCluster) -> None:
+    """Two agents claim the same pairing code at the same moment on two instances (each
+    with the code cached as unused): exactly one claim is accepted, every time."""
+    phone = cluster.front.login()
+    wid = default_workspace(phone)
+    one, two = cluster.relays[0], cluster.relays[1]
+    outcomes = []
+    try:
+        for n in range(6):
+            code = create_code(phone, wid)
+            time.sleep(0.3)  # both instances have the new code in their caches, unused
+            start = threading.Barrier(2)
+
+            def claim(
+                relay: RelayProcess, agent_id: str, code: str = code, start: Any = start
+            ) -> httpx.Response:
+                body = {"code": code, "agentId": agent_id, "label": agent_id}
+                with httpx.Client(base_url=relay.setup.base_url, timeout=10) as agent_http:
+                    start.wait()
+                    return agent_http.post("/api/v1/agent/pair", json=body)
+
+            with ThreadPoolExecutor(2) as pool:
+                answers = list(pool.map(claim, (one, two), (f"a{n}", f"b{n}")))
+            outcomes.append(sorted(a.status_code for a in answers))
+            refused = [a for a in answers if a.status_code == 400]
+            assert all(a.json()["error"] == "invalid-or-expired-code" for a in refused)
+    finally:
+        phone.close()
+    assert outcomes == [[202, 400]] * 6, outcomes
+
+
+def test_an_agents_session_catalog_is_served_by_every_instance(
+    cluster: RelayCluster, tmp_path: Path
+) -> None:
+    """The agent sends its Codex session catalog to the instance holding its socket; a
+    phone on any instance sees it (handed from memory to memory, like task texts)."""
+    phone = cluster.front.login()
+    wid = default_workspace(phone)
+    agent = pair_agent(
+        cluster.front, phone, wid, tmp_path / "agent", agent_id="box", actions=ACTIONS
+    )
+
+    def missing() -> list[int]:
+        absent = []
+        for relay in cluster.relays:
+            with relay.client(cookies=phone.cookies) as direct:
+                shown = direct.get(f"/api/v1/workspaces/{wid}/agents/box/sessions").json()
+            if shown.get("updatedAt") is None or not shown["agentOnline"]:
+                absent.append(relay.setup.port)
+        return absent
+
+    try:
+        wait_until(lambda: not missing(), timeout=20, what="the catalog on every instance")
+    finally:
+        phone.close()
+        agent.stop()

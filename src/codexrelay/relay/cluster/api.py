@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from codexrelay.protocol import TaskDispatch, parse_relay_message
 from codexrelay.relay.cluster.peers import INTERNAL
+from codexrelay.relay.cluster.shared import SharedMap
 
 if TYPE_CHECKING:
     from codexrelay.relay.cluster.node import Cluster
@@ -39,6 +40,11 @@ def install_routes(app: FastAPI, cluster: Cluster) -> None:
                 events.receive(op)
             elif op.get("k") == "details":
                 details.receive(op)
+            elif op.get("k") == "map":
+                shared = {"catalogs": services.catalogs, "sealed-catalogs": services.trust.catalogs}
+                target = shared.get(str(op.get("m")))
+                if isinstance(target, SharedMap):
+                    target.receive(op)
         return JSONResponse({"ok": True})
 
     @router.post("/agent-send")
