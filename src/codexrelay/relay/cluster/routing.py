@@ -152,11 +152,12 @@ class ClusterEvents(EventBus):
         self.cluster = cluster
 
     def new_id(self) -> str:
-        """The time it was made, less how far this instance's view of the other instances'
-        changes runs behind (a change another instance wrote before that time has been
-        published here already), then this process's boot id and counter."""
-        now = time.time_ns() // 1_000_000 - self.cluster.store.behind_ms
-        return f"{now:x}-{super().new_id()}"
+        """A time before which every other instance's change has been published here too
+        (now, unless this instance's view of their changes runs behind), then this
+        process's boot id and counter."""
+        now = time.time_ns() // 1_000_000
+        caught_up = self.cluster.store.caught_up_ms or now
+        return f"{min(now, caught_up):x}-{super().new_id()}"
 
     def publish(self, workspace_id: str, event_type: str, payload: dict[str, Any]) -> Event:
         """Deliver here and on every peer. A task's metadata (``task``) is the exception:

@@ -61,8 +61,8 @@ class PostgresStore(SqliteStore):
         self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.remote_changes = 0
-        # How long the last applied change notice took from its writer to here (ms).
-        self.behind_ms = 0
+        # Unix ms before which every other instance's change is applied here (0: not yet).
+        self.caught_up_ms = 0
         # Told of every task another instance changed (the cluster publishes it to phones).
         self.on_remote_task: Callable[[TaskRecord], None] | None = None
         # A task another instance ended first keeps that end: this instance takes it.
@@ -135,14 +135,19 @@ class PostgresStore(SqliteStore):
             sent: int | None = None
             # Wait for the first notice, then take the ones already there with it: a
             # burst is re-read in one query per table, and a lone notice without delay.
+            polled = time.time_ns() // 1_000_000
             first = list(conn.notifies(timeout=LISTEN_POLL_SEC, stop_after=1))
+            if not first:
+                sent = polled  # nothing was waiting: caught up as of the poll's start
             burst = list(conn.notifies(timeout=BURST_SEC, stop_after=500)) if first else []
             for notice in first + burst:
                 payload = json.loads(notice.payload)
+                # Notices come in commit order: once this burst is applied, so is every
+                # change written before its newest notice (this instance's own included).
+                if isinstance(payload.get("t"), int):
+                    sent = payload["t"] if sent is None else max(sent, payload["t"])
                 if payload.get("n") == self.pg.node_id:
                     continue
-                if isinstance(payload.get("t"), int):
-                    sent = payload["t"] if sent is None else min(sent, payload["t"])
                 for table, names in payload.get("k", {}).items():
                     keys.setdefault(table, set()).update(names)
             for table, names in keys.items():
@@ -154,9 +159,10 @@ class PostgresStore(SqliteStore):
                     self._loop.call_soon_threadsafe(self._caught_up, sent)
 
     def _caught_up(self, sent_ms: int) -> None:
-        """Changes written up to ``sent_ms`` are applied here now (on the event loop): how
-        far this instance's view runs behind the database, for event ids (``cluster``)."""
-        self.behind_ms = max(0, time.time_ns() // 1_000_000 - sent_ms)
+        """Every change written before ``sent_ms`` (writer's clock) is applied here now (on
+        the event loop). Event ids start no later than this (``cluster.routing``): while
+        the listener or the loop falls behind, it stays behind with them."""
+        self.caught_up_ms = max(self.caught_up_ms, sent_ms)
 
     def _resync(self) -> None:
         for table in CACHED_TABLES:
