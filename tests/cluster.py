@@ -48,6 +48,8 @@ class Caddy:
     upstreams: list[int]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    text: str | None = None  # another Caddyfile than the cluster's, with its own ready path
+    ready_path: str = "/healthz"
 
     def start(self) -> Caddy:
         binary = shutil.which("caddy")
@@ -55,7 +57,7 @@ class Caddy:
             raise RuntimeError(f"no caddy: {CADDY_HINT}")
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "Caddyfile"
-        config.write_text(caddyfile(self.port, self.upstreams))
+        config.write_text(self.text or caddyfile(self.port, self.upstreams))
         log = (self.directory / "caddy.log").open("ab")
         env = {**os.environ, "HOME": str(self.directory), "XDG_DATA_HOME": str(self.directory)}
         self.proc = subprocess.Popen(
@@ -77,7 +79,8 @@ class Caddy:
             log = (self.directory / "caddy.log").read_text()
             raise AssertionError(f"caddy exited:\n{log[-2000:]}")
         try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+            url = f"http://127.0.0.1:{self.port}{self.ready_path}"
+            return httpx.get(url, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -16,7 +16,14 @@ from codexrelay.relay.config import load_relay_config
 from codexrelay.relay.storage.backends import open_configured_store
 from codexrelay.relay.storage.jsonfile import CHECK_SAVES_ENV
 from tests.fakes.push_service import PushServiceStandIn
-from tests.helpers import TEST_BACKEND, FakeClock, RelayProcess, RelaySetup, write_relay_config
+from tests.helpers import (
+    TEST_BACKEND,
+    FakeClock,
+    RelayProcess,
+    RelaySetup,
+    shared_pg_server,
+    write_relay_config,
+)
 from tests.pgserver import PgServer
 
 # Every relay the tests start (in process or as a subprocess, which inherits this) refuses a
@@ -68,11 +75,10 @@ def store_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+def pg_server() -> PgServer:
     """A real PostgreSQL server for the whole session (each test gets its own database)."""
-    server = PgServer().start()
-    yield server
-    server.stop()
+    server: PgServer = shared_pg_server()
+    return server
 
 
 @pytest.fixture

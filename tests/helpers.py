@@ -6,6 +6,7 @@ deadline, with the server's own output shown on failure.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -40,6 +41,27 @@ BACKENDS = ("sqlite", "json", "postgres")
 # The backends that keep their store in the data dir (state.json moves in, files to damage).
 FILE_BACKENDS = ("sqlite", "json")
 TEST_BACKEND = os.environ.get("CODEXRELAY_TEST_BACKEND", "sqlite")
+_shared_pg: Any = None
+
+
+def shared_pg_server() -> Any:
+    """This test process's one real PostgreSQL server, started on first use and stopped at
+    exit (the ``pg_server`` fixture, and every relay when the suite runs on PostgreSQL)."""
+    global _shared_pg  # noqa: PLW0603 - one server per test process, started lazily
+    if _shared_pg is None:
+        from tests.pgserver import PgServer  # noqa: PLC0415 - pgserver imports this module
+
+        _shared_pg = PgServer().start()
+        atexit.register(_shared_pg.stop)
+    return _shared_pg
+
+
+def default_storage() -> dict[str, str]:
+    """The storage config of a relay the suite starts: the backend under test, and on
+    PostgreSQL a fresh database of its own."""
+    if TEST_BACKEND != "postgres":
+        return {"backend": TEST_BACKEND}
+    return {"backend": "postgres", "url": shared_pg_server().new_database()}
 
 
 def free_port() -> int:
@@ -165,9 +187,9 @@ def write_relay_config(directory: Path, **overrides: Any) -> RelaySetup:
         "tokenSecret": new_secret(),
         "maxLoginAttemptsPerMinute": 1000,
         "maxPairAttemptsPerMinute": 1000,
-        "storage": {"backend": TEST_BACKEND},
     }
     data.update(overrides)
+    data.setdefault("storage", default_storage())
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "relay.json"
     path.write_text(json.dumps(data, indent=2))

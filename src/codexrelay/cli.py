@@ -15,7 +15,7 @@ from codexrelay.demo import demo
 from codexrelay.relay.ops.audit_commands import audit
 from codexrelay.relay.ops.commands import relay
 from codexrelay.verifylog import verify_log_command
-from codexrelay.webbundle import verify_web
+from codexrelay.webbundle import export_web, verify_web
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,3 +51,4 @@ main.add_command(relay)
 main.add_command(audit)
 main.add_command(verify_log_command)
 main.add_command(verify_web)
+main.add_command(export_web)

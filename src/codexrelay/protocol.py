@@ -32,7 +32,13 @@ from codexrelay.protocol_base import (
     SignedTask,
     SignedTurn,
 )
-from codexrelay.protocol_sealed import KeyRequest, SealedCatalog, SealedEnvelope, SealedTask
+from codexrelay.protocol_sealed import (
+    KeyRequest,
+    SealedCatalog,
+    SealedEnvelope,
+    SealedTask,
+    SealedThreadEnvelope,
+)
 from codexrelay.protocol_threads import ConversationAgentMessage, ConversationRelayMessage
 
 __all__ = [  # the re-exported names; every name defined here is public as well
@@ -313,6 +319,7 @@ AgentMessage = Annotated[
     | LogAck
     | SealedEnvelope
     | SealedCatalog
+    | SealedThreadEnvelope
     | ConversationAgentMessage,
     Field(discriminator="type"),
 ]

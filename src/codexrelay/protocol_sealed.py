@@ -4,8 +4,10 @@ envelopes it cannot open, byte for byte.
 - relay -> agent: a sealed task rides on ``task`` as ``TaskSpec.sealed`` (the phone's
   ``task.submit`` envelope); ``e2e.keyreq`` forwards a reader device's signed key request.
 - agent -> relay: ``e2e.envelope`` carries one envelope of a task's stream (``task.out``,
-  ``task.done``, ``key.wrap``); ``e2e.catalog`` the sealed session catalog. The relay keeps
-  them in memory and hands them to phones.
+  ``task.done``, ``key.wrap``); ``e2e.catalog`` the sealed session catalog;
+  ``e2e.thread`` one envelope of a sealed conversation's stream (items, deltas, thread
+  states, approval requests, key wraps). The relay keeps them in memory and hands them to
+  phones.
 """
 
 from __future__ import annotations
@@ -47,3 +49,11 @@ class KeyRequest(Message):
     type: Literal["e2e.keyreq"] = "e2e.keyreq"
     stmt: Annotated[str, Field(min_length=1, max_length=2_000)]
     sig: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SealedThreadEnvelope(Message):
+    """One envelope of a sealed thread's stream (agent -> relay; TRUST.md §4.7, §4.8)."""
+
+    type: Literal["e2e.thread"] = "e2e.thread"
+    thread_id: Annotated[str, Field(min_length=1, max_length=64)]
+    envelope: Annotated[str, Field(min_length=2, max_length=MAX_ENVELOPE_CHARS)]

@@ -239,6 +239,30 @@ class ApprovalDecide(Message):
     signed: SignedDecision | None = None
 
 
+class SealedThreadInput(Message):
+    """A sealed thread start, turn or steer (``content: sealed``): the phone's
+    ``task.submit`` envelope holds the signed statement, its input and the passkey
+    assertion; the relay sees only the kind of turn, the thread and the write mode."""
+
+    type: Literal["thread.sealed"] = "thread.sealed"
+    request_id: RequestId
+    mode: Literal["new", "start", "steer"]
+    thread_id: ThreadId | None = None
+    write_access: bool = False
+    envelope: Annotated[str, Field(min_length=2, max_length=MAX_REQUEST_CHARS)]
+
+
+class SealedDecide(Message):
+    """A sealed approval answer: the signed decision (bound to the request's bytes) inside
+    an ``approval.decision`` envelope; the relay does not see the decision."""
+
+    type: Literal["approval.sealed"] = "approval.sealed"
+    request_id: RequestId
+    thread_id: ThreadId
+    approval_id: OpaqueId
+    envelope: Annotated[str, Field(min_length=2, max_length=MAX_REQUEST_CHARS)]
+
+
 class ModelsList(Message):
     """The models and reasoning efforts the agent's Codex offers, for the phone's picker."""
 
@@ -327,6 +351,8 @@ ConversationRelayMessage = (
     | ThreadList
     | ApprovalDecide
     | ModelsList
+    | SealedThreadInput
+    | SealedDecide
 )
 ConversationAgentMessage = (
     ThreadReply

@@ -14,11 +14,15 @@ The hash is SHA-256 over, for each file in path order, ``path ‖ NUL ‖ SHA-25
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from functools import cache
 from pathlib import Path
 
 import click
 import httpx
+
+from codexrelay.relay.origins import normalize_origin
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
@@ -45,9 +49,15 @@ def bundle_hash(files: dict[str, str]) -> str:
 
 
 @cache
+def installed_manifest() -> dict[str, str]:
+    """This installation's files and their hashes (read once: the bundle does not change
+    while the relay runs)."""
+    return manifest()
+
+
 def installed_hash() -> str:
     """This installation's bundle hash (what the relay states)."""
-    return bundle_hash(manifest())
+    return bundle_hash(installed_manifest())
 
 
 def served_manifest(base_url: str, paths: list[str], client: httpx.Client) -> dict[str, str]:
@@ -84,3 +94,32 @@ def verify_web(url: str | None, expected: str | None, print_only: bool) -> None:
     if stated != got:
         raise click.ClickException("the relay states a hash other than what it serves")
     click.echo("The relay serves the release's web app, byte for byte.")
+
+
+@click.command("export-web")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--relay-origin",
+    required=True,
+    help="the relay's publicOrigin, e.g. https://relay.example.org",
+)
+def export_web(directory: Path, relay_origin: str) -> None:
+    """Write the web app to DIRECTORY for a separate static host (docs/DEPLOYMENT.md), with
+    the relay.json that tells the app where the API is, and print the bundle hash."""
+    try:
+        origin = normalize_origin(relay_origin)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--relay-origin") from None
+    files = manifest()
+    directory.mkdir(parents=True, exist_ok=True)
+    for rel in files:
+        target = directory / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(WEB_DIR / rel, target)
+    (directory / "relay.json").write_text(json.dumps({"relayOrigin": origin}) + "\n")
+    ours = bundle_hash(files)
+    copied = manifest(directory)
+    if bundle_hash({rel: copied.get(rel, "") for rel in files}) != ours:
+        raise click.ClickException(f"the copy in {directory} does not hash to the bundle's hash")
+    click.echo(f"{len(files)} files and relay.json written to {directory}")
+    click.echo(f"bundle hash: {ours}")

@@ -127,6 +127,18 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", f"{PREFIX}/tasks/{{task_id}}/key-requests"): Row(
         Role.VIEWER, {"stmt": "x", "sig": "x"}, 409
     ),
+    # sealed conversations (TRUST.md §4.7, §4.8, §4.13): input, envelopes, key requests
+    ("POST", f"{PREFIX}/sealed-threads"): Row(Role.MEMBER, {"agentId": "x", "envelope": "{}"}, 409),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/sealed-turns"): Row(
+        Role.MEMBER, {"mode": "start", "envelope": "{}"}, 404
+    ),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/approvals/{{approval_id}}/sealed"): Row(
+        Role.MEMBER, {"envelope": "{}"}, 404
+    ),
+    ("GET", f"{PREFIX}/threads/{{thread_id}}/envelopes"): Row(Role.VIEWER, body=None, allowed=404),
+    ("POST", f"{PREFIX}/threads/{{thread_id}}/key-requests"): Row(
+        Role.VIEWER, {"stmt": "x", "sig": "x"}, 409
+    ),
     # audit trail (B2): admins read and export their workspace's records
     ("GET", f"{PREFIX}/audit"): Row(Role.ADMIN, body=None, allowed=200),
     ("GET", f"{PREFIX}/audit/export"): Row(Role.ADMIN, body=None, allowed=200),

@@ -108,6 +108,8 @@ LOG_PUSH = "/api/v1/workspaces/{wid}/agents/nope/log-push"
 SEALED = "/api/v1/workspaces/{wid}/sealed-tasks"
 SEALED_BODY = {"agentId": "x", "type": "codex_exec", "envelope": "{}"}
 KEY_REQUEST = "/api/v1/workspaces/{wid}/tasks/nope/key-requests"
+SEALED_THREADS = "/api/v1/workspaces/{wid}/sealed-threads"
+SEALED_THREAD_BODY = {"agentId": "x", "envelope": "{}"}
 APPROVE_PAIR = "/api/v1/workspaces/{wid}/pair-requests/nope/approve"
 TASKS = "/api/v1/workspaces/{wid}/tasks"
 INVITES = "/api/v1/workspaces/{wid}/invites"
@@ -224,6 +226,18 @@ ROWS = [
     Row("SealedTaskBody", "agentId", _post(SEALED, SEALED_BODY, "agentId")),
     Row("SealedTaskBody", "envelope", _post(SEALED, SEALED_BODY, "envelope")),
     Row("SealedTaskBody", "queueTtlSec", _post(SEALED, SEALED_BODY, "queueTtlSec"), lambda n: n),
+    Row("SealedThreadBody", "agentId", _post(SEALED_THREADS, SEALED_THREAD_BODY, "agentId")),
+    Row("SealedThreadBody", "envelope", _post(SEALED_THREADS, SEALED_THREAD_BODY, "envelope")),
+    Row(
+        "SealedTurnBody",
+        "envelope",
+        _post(f"{THREAD}/sealed-turns", {"mode": "start", "envelope": "{}"}, "envelope"),
+    ),
+    Row(
+        "SealedDecisionBody",
+        "envelope",
+        _post(f"{THREAD}/approvals/nope/sealed", {"envelope": "{}"}, "envelope"),
+    ),
     Row("KeyRequestBody", "stmt", _post(KEY_REQUEST, {"sig": "x"}, "stmt")),
     Row("KeyRequestBody", "sig", _post(KEY_REQUEST, {"stmt": "e30"}, "sig")),
     Row("SignedCancelBody", "stmt", _post(SIGNED_CANCEL, {"sig": "x"}, "stmt")),

@@ -69,6 +69,7 @@ class Phone:
         *,
         name: str = "phone",
         size: dict[str, int] | None = None,
+        service_workers: str = "allow",
     ) -> None:
         self.relay = relay
         self.origin = relay.setup.origin
@@ -82,6 +83,7 @@ class Phone:
             has_touch=True,
             locale="en-GB",
             timezone_id="UTC",
+            service_workers=service_workers,  # type: ignore[arg-type]
         )
         self.context.add_init_script(CSP_LISTENER)
         self.page: Page = self.context.new_page()

@@ -1,5 +1,6 @@
-"""Task details cached on the phone (R11), encrypted per user (B5): the relay's copy expires,
-the device's copy stays readable to its user only, and "Clear data" removes everything (I6)."""
+"""Task details cached on the phone (R11), encrypted per user and per device (B5): the
+relay's copy expires, the device's copy stays readable to its user on that device only, and
+"Clear data" removes everything (I6)."""
 
 from __future__ import annotations
 
@@ -30,16 +31,21 @@ READ_RAW = """async () => {
     return all;
 }"""
 
-# Try every record on this device with the signed-in user's key, through the app's own code.
+# Try every record on this device with the signed-in user's keys, through the app's own
+# code: the relay's key alone, then with this device's own key for that user.
 DECRYPT_ALL = """async () => {
     const cache = await import('/js/cache.js');
     const passkey = await import('/js/passkey.js');
     const { key } = await (await fetch('/api/v1/me/cache-key')).json();
+    const me = await (await fetch('/api/v1/me')).json();
     const keys = await cache.deriveKeys(passkey.toBytes(key));
     const records = await (READ_RAW)();
+    const relayKeyAlone = [];
+    for (const record of records) relayKeyAlone.push(await cache.decryptRecord(keys, record));
+    keys.device = await cache.deviceKey(me.user.id);
     const opened = [];
     for (const record of records) opened.push(await cache.decryptRecord(keys, record));
-    return { key, opened };
+    return { key, opened, relayKeyAlone };
 }""".replace("(READ_RAW)", f"({READ_RAW})")
 
 
@@ -110,6 +116,8 @@ def test_second_user_cannot_read_the_first_users_cache(
     assert "hello" in own["task"]["outputTail"]
     first = page.evaluate(DECRYPT_ALL)
     assert any(o and o["task"]["id"] == task_id for o in first["opened"])
+    # The relay's key alone (what the relay could hand anyone) opens nothing on the device.
+    assert first["relayKeyAlone"] == [None] * len(first["relayKeyAlone"])
     for record in page.evaluate(READ_RAW):
         assert task_id not in record["k"], "record names must not reveal task ids"
 

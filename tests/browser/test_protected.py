@@ -367,7 +367,8 @@ def test_protection_for_new_and_existing_workspaces(owner: Phone, relay: RelayPr
     # The toast from turning protection on for "Older" may still show: wait for this one,
     # which comes just before the app opens the new workspace's Agents screen.
     expect(page.locator(".toast").filter(has_text='Workspace "Fresh" created')).to_contain_text(
-        "Protection is on")
+        "Protection is on"
+    )
     expect(page.get_by_role("heading", name="Agents", level=2)).to_be_visible()
     go(owner, "Settings")
     expect(page.locator("#protection")).to_contain_text("On.")

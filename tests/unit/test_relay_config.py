@@ -7,6 +7,7 @@ import json
 import pytest
 
 from codexrelay.relay.config import RelayConfig, load_relay_config
+from codexrelay.relay.origins import same_site
 from codexrelay.settings import ConfigError, dump_config
 from tests.helpers import write_relay_config
 
@@ -118,3 +119,44 @@ def test_config_round_trips(tmp_path):
     config = _load_with(tmp_path)
     data = json.loads(dump_config(config))
     assert RelayConfig.model_validate(data).model_dump() == config.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("app", "relay", "same"),
+    [
+        ("https://app.example.org", "https://relay.example.org", True),
+        ("https://example.org", "https://relay.example.org", True),
+        ("http://localhost:8001", "http://localhost:8787", True),
+        ("http://app.example.org", "https://relay.example.org", False),
+        ("https://app.other.org", "https://relay.example.org", False),
+        ("https://app.example.org", "https://relay.example.net", False),
+        ("http://127.0.0.1:8001", "http://localhost:8787", False),
+        ("http://10.0.0.2", "http://10.0.0.3", False),
+    ],
+)
+def test_same_site(app, relay, same):
+    assert same_site(app, relay) is same
+
+
+def test_a_separate_app_origin_sets_the_passkey_site_and_allowed_origins(tmp_path):
+    config = _load_with(
+        tmp_path,
+        publicOrigin="https://relay.example.org",
+        web={"appOrigin": "https://App.Example.org/"},
+    )
+    assert config.web.app_origin == "https://app.example.org"
+    assert config.app_url == "https://app.example.org"
+    assert config.rp_host == "app.example.org"
+    assert config.browser_origins == {"https://app.example.org", "https://relay.example.org"}
+    plain = _load_with(tmp_path / "plain", publicOrigin="https://relay.example.org")
+    assert (plain.app_url, plain.rp_host) == ("https://relay.example.org", "relay.example.org")
+
+
+def test_an_app_origin_on_another_site_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        _load_with(
+            tmp_path,
+            publicOrigin="https://relay.example.org",
+            web={"appOrigin": "https://app.elsewhere.net"},
+        )
+    assert any("same site" in line for line in exc.value.lines), exc.value.lines

@@ -35,6 +35,7 @@ from codexrelay.agent.logsync import fetch_log_async
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.sealing import TaskKeys
 from codexrelay.agent.status import StatusFile
+from codexrelay.agent.threadseal import ThreadSealing
 from codexrelay.agent.tokenstore import TokenStore
 from codexrelay.agent.trust import AgentKeys, TrustStore
 from codexrelay.protocol import (
@@ -157,6 +158,7 @@ class AgentConnection:
         self.executor.gate = self.gate
         self.gate.restore_run_once(self.executor.ledger)
         self.conversations.trust = ConversationGate(self.gate, self.executor.ledger)
+        self.conversations.sealing = ThreadSealing(self.gate)
         self._trust_sent: TrustStatus | None = None
         self._trust_due: asyncio.TimerHandle | None = None
         self._trust_job: asyncio.Future[None] | None = None
@@ -404,14 +406,17 @@ class AgentConnection:
 
     async def _handle(self, message: Message) -> None:
         if isinstance(message, TaskDispatch):
-            await self.executor.handle(message.task)
+            # Not waiting for the ledger's fsync: the next message is read meanwhile.
+            await self.executor.take(message.task)
         elif isinstance(message, TaskCancel):
             if self.gate.allow_cancel(message):
                 self.executor.cancel(message.task_id)
         elif isinstance(message, KeyRequest):
             answer = await self.gate.key_request(message.stmt, message.sig)
             if answer is not None:
-                await self.send(SealedEnvelope(task_id=answer[0], envelope=answer[1]))
+                task, device, envelope = answer
+                self.conversations.handed_out(task, device)  # a thread's key counts as given
+                await self.send(SealedEnvelope(task_id=task, envelope=envelope))
         elif isinstance(message, REQUEST_TYPES):
             await self.conversations.handle(message)
         elif isinstance(message, LogPush):

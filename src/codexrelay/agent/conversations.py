@@ -20,12 +20,15 @@ from codexrelay.agent.executor import check_cwd
 from codexrelay.agent.redaction import Redactor
 from codexrelay.agent.runners.appserver.manager import ThreadManager
 from codexrelay.agent.runners.base import TaskRefusedError
+from codexrelay.agent.threadseal import ThreadSealing
 from codexrelay.protocol import Message
 from codexrelay.protocol_base import RefusalReason
 from codexrelay.protocol_threads import (
     ApprovalDecide,
     ConversationRequest,
     ModelsList,
+    SealedDecide,
+    SealedThreadInput,
     ThreadInterrupt,
     ThreadList,
     ThreadRead,
@@ -51,7 +54,10 @@ REQUEST_TYPES = (
     ThreadList,
     ApprovalDecide,
     ModelsList,
+    SealedThreadInput,
+    SealedDecide,
 )
+PLAIN_INPUT = (ThreadStart, ThreadTurn, ThreadSteer, ApprovalDecide)
 MAX_IN_FLIGHT = 64
 
 
@@ -81,10 +87,19 @@ class Conversations:
         )
         self._jobs: set[asyncio.Task[None]] = set()
         self.trust: ConversationGate | None = None  # set when the agent can pin (TRUST.md)
+        self.sealing: ThreadSealing | None = None  # seals where the policy says so
+        self._seal_lock = asyncio.Lock()
 
     async def _send(self, message: Message) -> None:
-        if self.relay_accepts:
+        if not self.relay_accepts:
+            return
+        if self.sealing is None:
             await self._send_raw(message)
+            return
+        # One at a time: a thread's envelopes leave in the order of their seq.
+        async with self._seal_lock:
+            for out in await self.sealing.outgoing(message):
+                await self._send_raw(out)
 
     def start(self) -> None:
         """Start the app-server (only when the feature is on)."""
@@ -147,6 +162,7 @@ class Conversations:
     async def _checked(self, request: ConversationRequest) -> ThreadReply:
         """A protected workspace's statement first (TRUST.md §4.13), durable before Codex
         sees anything; then the request itself."""
+        request = self._unsealed(request)
         admitted = None
         if self.trust is not None:
             admitted = await self.trust.admit(request, self.manager)
@@ -160,6 +176,33 @@ class Conversations:
         if admitted is not None and self.trust is not None and reply.thread is not None:
             self.trust.started(admitted, reply.thread.id)
         return reply
+
+    def handed_out(self, thread: str, device: str) -> None:
+        """A key request was answered: that device holds the key (if it is a thread's)."""
+        if self.sealing is not None:
+            self.sealing.handed_out(thread, device)
+
+    def _unsealed(self, request: ConversationRequest) -> ConversationRequest:
+        """A sealed request opened into the signed one inside it; plaintext input refused
+        where the policy seals content (a relay cannot downgrade a conversation)."""
+        if self.sealing is None:
+            if isinstance(request, SealedThreadInput | SealedDecide):
+                raise _refuse(RefusalReason.NOT_PINNED, "this agent has no sealed workspace")
+            return request
+        kind = "decision" if isinstance(request, ApprovalDecide | SealedDecide) else "turn"
+        try:
+            if isinstance(request, SealedThreadInput):
+                return self.sealing.open_input(request)
+            if isinstance(request, SealedDecide):
+                return self.sealing.open_decision(request)
+            if isinstance(request, PLAIN_INPUT) and self.sealing.required():
+                raise _refuse(
+                    RefusalReason.E2E_REQUIRED, "this workspace's conversations must be sealed"
+                )
+        except TaskRefusedError as exc:
+            self.sealing.gate.refused_statement(kind, exc.reason, None, None)
+            raise
+        return request
 
     def _manager(self) -> ThreadManager:
         if self.manager is None:
@@ -208,6 +251,8 @@ class Conversations:
             return ThreadReply(request_id=rid, threads=threads, next_cursor=cursor)
         if isinstance(request, ModelsList):
             return ThreadReply(request_id=rid, models=await manager.list_models())
+        if not isinstance(request, ApprovalDecide):  # a sealed request is opened before
+            raise _refuse(RefusalReason.INVALID_REQUEST, "this request was not opened")
         approval = await manager.decide(
             request.thread_id, request.approval_id, request.decision, request.decided_by
         )

@@ -148,13 +148,24 @@ class Executor:
         self.max_queued = max_queued
         self._slots = asyncio.Semaphore(config.max_concurrent_tasks)
         self._tasks: dict[str, _Task] = {}
+        self._keeping: set[asyncio.Task[None]] = set()
         # A protected workspace's checks (TRUST.md §4.6) run before this agent's own.
         self.gate = gate
 
     # ---- public API -------------------------------------------------------------------
 
     async def handle(self, spec: TaskSpec) -> bool:
-        """Check ``spec``; reject it, or accept it and start it in the background."""
+        """Check ``spec``; reject it, or accept it and start it in the background. Returns
+        once it is accepted (its id durable) or rejected."""
+        return await (await self.take(spec))
+
+    async def take(self, spec: TaskSpec) -> asyncio.Future[bool]:
+        """Check ``spec`` and, unless refused, hold it as this agent's task at once (a cancel
+        or a repeat that follows finds it). Does not wait for the ledger's fsync: the task's
+        own job does, before it is reported accepted and before it runs, so the message
+        loop goes on to the next message and ids arriving together share one fsync. The
+        future says whether it was accepted."""
+        accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         try:
             admitted = await self.gate.admit(spec) if self.gate is not None else None
             if admitted is not None and admitted.sealed is not None:
@@ -168,34 +179,41 @@ class Executor:
         except TaskRefusedError as exc:
             log.info("rejected task %s: %s", spec.id, exc.reason)
             await self._send(TaskRejected(task_id=spec.id, reason=exc.reason, message=exc.message))
-            return False
-        refusal = self._record_start(spec, admitted)
+            accepted.set_result(False)
+            return accepted
+        durable: asyncio.Future[None] | None = None
+        if admitted is None:
+            durable = self.ledger.reserve(spec.id)  # never None: check() refused repeats
+            refusal = None
+        else:
+            refusal = self._record_start(spec, admitted)
         if refusal is not None:
             reason, message = refusal
             await self._send(TaskRejected(task_id=spec.id, reason=reason, message=message))
-            return False
+            accepted.set_result(False)
+            return accepted
         task = _Task(spec)
         if admitted is not None and self.gate is not None:
             task.sealer = self.gate.output_sealer(admitted)
         self._tasks[spec.id] = task
-        await self._send(TaskAccepted(task_id=spec.id))
-        task.job = asyncio.create_task(self._run(task), name=f"task-{spec.id}")
-        return True
+        task.job = asyncio.create_task(self._run(task, durable, accepted), name=f"task-{spec.id}")
+        if task.sealer is not None and self.gate is not None and admitted is not None:
+            # Kept for later readers off the loop and off the dispatch path (one fsync).
+            keeping = asyncio.create_task(asyncio.to_thread(self.gate.keep_key, admitted))
+            self._keeping.add(keeping)
+            keeping.add_done_callback(self._keeping.discard)
+        return accepted
 
-    def _record_start(
-        self, spec: TaskSpec, admitted: Accepted | None
-    ) -> tuple[RefusalReason, str] | None:
-        """What must be durable before a task starts: its id in the ledger (B4), and for a
-        signed task its counters and audit record. A refusal if either cannot be written."""
+    def _record_start(self, spec: TaskSpec, admitted: Accepted) -> tuple[RefusalReason, str] | None:
+        """What must be durable before a signed task starts: its id in the ledger (B4, its
+        line need not be fsynced) and its counters and audit record (fsynced). A refusal
+        if either cannot be written."""
         try:
-            if admitted is None:
-                self.ledger.record(spec.id)
-            else:  # durable through its audit record, written next and fsynced
-                self.ledger.record(spec.id, admitted.keep_until, sync=False)
+            self.ledger.record(spec.id, admitted.keep_until, sync=False)
         except OSError:
             log.exception("cannot record task %s in the ledger", spec.id)
             return RefusalReason.LEDGER_UNAVAILABLE, "the agent cannot record this task id"
-        if admitted is None or self.gate is None:
+        if self.gate is None:
             return None
         try:
             self.gate.accepted(spec, admitted)
@@ -203,6 +221,25 @@ class Executor:
             log.exception("cannot record task %s in the audit log", spec.id)
             return RefusalReason.AUDIT_UNAVAILABLE, "the agent cannot write its audit log"
         return None
+
+    async def _accept(self, task: _Task, durable: asyncio.Future[None] | None) -> bool:
+        """Wait until the task's id is durable (B4), then report it accepted; a task whose
+        id cannot be written is refused and never runs."""
+        if durable is not None:
+            try:
+                await durable
+            except OSError:
+                log.exception("cannot record task %s in the ledger", task.spec.id)
+                await self._send(
+                    TaskRejected(
+                        task_id=task.spec.id,
+                        reason=RefusalReason.LEDGER_UNAVAILABLE,
+                        message="the agent cannot record this task id",
+                    )
+                )
+                return False
+        await self._send(TaskAccepted(task_id=task.spec.id))
+        return True
 
     def cancel(self, task_id: str) -> bool:
         """Stop a queued or running task; it finishes as ``cancelled``. False if unknown."""
@@ -294,8 +331,15 @@ class Executor:
 
     # ---- running ------------------------------------------------------------------------
 
-    async def _run(self, task: _Task) -> None:
+    async def _run(
+        self, task: _Task, durable: asyncio.Future[None] | None, accepted: asyncio.Future[bool]
+    ) -> None:
         try:
+            ok = await self._accept(task, durable)
+            if not accepted.done():
+                accepted.set_result(ok)
+            if not ok:
+                return
             if await self._wait_for_slot(task):
                 try:
                     outcome = await self._execute(task)
@@ -306,6 +350,8 @@ class Executor:
             await self._finish(task, outcome)
         finally:
             self._tasks.pop(task.spec.id, None)
+            if not accepted.done():
+                accepted.set_result(False)
 
     async def _wait_for_slot(self, task: _Task) -> bool:
         """Queue for a slot; False if the task is cancelled while it waits."""

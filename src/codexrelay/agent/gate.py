@@ -158,21 +158,31 @@ class TrustGate:
         return open_submit(spec, ws=pin.workspace_id, agent_id=self.agent_id, kex=self.keys.kex)
 
     def output_sealer(self, accepted: Accepted) -> OutputSealer | None:
-        """The sealer for an accepted sealed task (None for a plaintext one); its key is
-        kept for readers who come later. Readers are the live devices of the log now."""
+        """The sealer for an accepted sealed task (None for a plaintext one). Readers are
+        the live devices of the log now; ``keep_key`` keeps the key for later ones."""
         opened = accepted.sealed
         if opened is None:
             return None
         view = self.trust.view()
         task = opened.spec.id
-        try:
-            self.task_keys.keep(view.ws, task, opened.task_key)
-        except OSError:
-            log.exception("cannot keep the key of task %s for later readers", task)
         wraps = reader_wraps(view, opened.task_key, ws=view.ws, task=task)
         return OutputSealer(
             opened, ws=view.ws, agent_id=self.agent_id, signing=self.keys.signing, wraps=wraps
         )
+
+    def keep_key(self, accepted: Accepted) -> None:
+        """Keep a sealed task's key for readers who come later (blocking: one append and
+        fsync; the executor runs it off the event loop once the task is accepted)."""
+        opened = accepted.sealed
+        if opened is None:
+            return
+        pin = self.trust.pin()
+        if pin is None:
+            return
+        try:
+            self.task_keys.keep(pin.workspace_id, opened.spec.id, opened.task_key)
+        except OSError:
+            log.exception("cannot keep the key of task %s for later readers", opened.spec.id)
 
     def sealed_catalog(self, sessions: list[dict[str, Any]]) -> str | None:
         """The catalog as an envelope where the policy says sealed (None: send it as is)."""
@@ -186,8 +196,8 @@ class TrustGate:
             state[1], agent_id=self.agent_id, signing=self.keys.signing, sessions=sessions
         )
 
-    async def key_request(self, stmt: str, sig: str) -> tuple[str, str] | None:
-        """A reader device's key request (§4.7): ``(task, envelope)`` for a live reader of
+    async def key_request(self, stmt: str, sig: str) -> tuple[str, str, str] | None:
+        """A reader device's key request (§4.7): ``(task, device, envelope)`` for a live reader of
         the log (fetched first, so a new device is known and a revoked one is not), else
         None; recorded."""
         try:
@@ -208,7 +218,7 @@ class TrustGate:
             return None
         log.info("wrapped the key of task %s to device %s", task, device)
         self._safe_record("accepted", statement=_raw_statement(stmt))
-        return task, envelope
+        return task, device, envelope
 
     def _safe_record(self, outcome: Outcome, **fields: Any) -> None:
         try:

@@ -11,10 +11,17 @@ A signed task's id (TRUST.md §4.6 step 5) is also kept until its statement has 
 statement can never be replayed while it would still verify. Its durable record is the
 agent's audit log (fsynced before the task starts), so its line here need not be fsynced
 again; :meth:`TaskLedger.remember` restores such ids from the audit log at start-up.
+
+A plain task's id goes through :meth:`TaskLedger.reserve`: it is remembered at once (a
+repeat is refused from that moment) and its line is appended and fsynced on a thread
+together with every id reserved while a write is in flight (group commit). The task waits
+for that fsync before it starts, so "durable before it runs" holds as before, while the
+agent's event loop keeps reading messages instead of waiting on the disk for each task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -35,6 +42,10 @@ class TaskLedger:
         self.capacity = capacity
         self._ids: dict[str, int | None] = {}  # insertion-ordered: oldest first; keep-until
         self._lines = 0
+        # Reserved ids whose lines are not written yet, and who waits for their fsync.
+        self._pending: list[bytes] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, state_dir: Path, *, capacity: int = DEFAULT_CAPACITY) -> TaskLedger:
@@ -58,9 +69,45 @@ class TaskLedger:
         self._append(task_id, keep_until, sync=sync)
         self._ids[task_id] = keep_until
         self._lines += 1
-        if self._lines >= 2 * self.capacity:
+        flushing = self._flusher is not None and not self._flusher.done()
+        if self._lines >= 2 * self.capacity and not flushing:
             self._compact()
         return True
+
+    def reserve(self, task_id: str) -> asyncio.Future[None] | None:
+        """Remember ``task_id`` now and return a future that resolves once its line is
+        fsynced (or fails with the ``OSError``); None if it was seen before. Lines reserved
+        while a write is in flight share the next write and its one fsync."""
+        if task_id in self._ids:
+            return None
+        self._ids[task_id] = None
+        self._lines += 1
+        self._pending.append(self._line(task_id, None).encode("utf-8"))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return waiter
+
+    async def _flush(self) -> None:
+        """Write and fsync every pending line in one go, until none is left; then compact
+        if the file has grown past its bound (never while a write is in flight)."""
+        while self._pending:
+            data, waiters = b"".join(self._pending), self._waiters
+            self._pending, self._waiters = [], []
+            try:
+                await asyncio.to_thread(self._write, data)
+            except OSError as exc:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if self._lines >= 2 * self.capacity:
+            self._compact()
 
     def _load(self) -> None:
         try:

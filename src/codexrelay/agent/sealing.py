@@ -12,6 +12,8 @@ certified later can ask for a key again (:func:`answer_key_request`).
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -54,7 +56,8 @@ from codexrelay.fileio import write_private_file
 from codexrelay.protocol import RefusalReason, SignedTask, TaskSpec
 
 R = RefusalReason
-TASK_KEYS_FILE = "task-keys.json"
+TASK_KEYS_FILE = "task-keys.jsonl"
+LEGACY_TASK_KEYS_FILE = "task-keys.json"  # one JSON object rewritten per key (before 0.x)
 KEY_REQUEST_MAX_AGE_SEC = 600
 DAY_SEC = 86_400
 
@@ -177,7 +180,13 @@ def seal_catalog(
 
 
 class TaskKeys:
-    """Task keys kept for readers who come later (``stateDir/task-keys.json``, 0600)."""
+    """Task keys kept for readers who come later (``stateDir/task-keys.jsonl``, 0600).
+
+    One appended line per key, read once into memory: keeping a key costs one short append
+    and fsync whatever the history, never a rewrite of every key kept (the file is compacted
+    when expired lines are most of it). The executor keeps a task's key after telling the
+    relay it accepted the task, off the event loop, so sealing adds no disk wait to dispatch.
+    """
 
     def __init__(
         self, state_dir: Path, *, keep_days: int, clock: Callable[[], float] = time.time
@@ -185,27 +194,84 @@ class TaskKeys:
         self.path = state_dir / TASK_KEYS_FILE
         self.keep_sec = keep_days * DAY_SEC
         self.clock = clock
+        self._keys: dict[str, dict[str, Any]] | None = None
+        self._lines = 0
+        self._torn = False
+        self._lock = threading.Lock()
 
-    def _load(self) -> dict[str, dict[str, Any]]:
+    def _loaded(self) -> dict[str, dict[str, Any]]:
+        if self._keys is None:
+            self._keys, self._lines = {}, 0
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = ""
+            # A crash in the middle of an append leaves a line without its end: the next
+            # append starts on a line of its own, so only the cut key is lost.
+            self._torn = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash: that key is lost, nothing else
+                if isinstance(item, dict) and isinstance(item.get("task"), str):
+                    self._keys[item["task"]] = item
+                    self._lines += 1
+            self._take_legacy()
+        return self._keys
+
+    def _take_legacy(self) -> None:
+        """Keys an earlier agent kept in ``task-keys.json`` move to the line file once."""
+        legacy = self.path.with_name(LEGACY_TASK_KEYS_FILE)
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = json.loads(legacy.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
-            return {}
-        now = self.clock()
-        return {k: v for k, v in data.items() if isinstance(v, dict) and v.get("until", 0) > now}
+            return
+        assert self._keys is not None  # noqa: S101 - called from _loaded only
+        if isinstance(data, dict):
+            for task, item in data.items():
+                if isinstance(item, dict) and task not in self._keys:
+                    self._keys[task] = {"task": task, **item}
+        text = "".join(json.dumps(v) + "\n" for v in self._keys.values())
+        write_private_file(self.path, text.encode("utf-8"))
+        self._lines = len(self._keys)
+        legacy.unlink()
 
     def keep(self, ws: str, task: str, key: bytes) -> None:
         """Remember a key until the retention runs out (nothing kept with 0 days)."""
         if self.keep_sec <= 0:
             return
-        found = self._load()
-        found[task] = {"ws": ws, "key": b64u(key), "until": int(self.clock()) + self.keep_sec}
-        write_private_file(self.path, (json.dumps(found) + "\n").encode("utf-8"))
+        item = {
+            "task": task,
+            "ws": ws,
+            "key": b64u(key),
+            "until": int(self.clock()) + self.keep_sec,
+        }
+        with self._lock:
+            keys = self._loaded()
+            keys[task] = item
+            now = self.clock()
+            live = {k: v for k, v in keys.items() if v.get("until", 0) > now}
+            if self._lines >= 256 and len(live) * 2 < self._lines:
+                text = "".join(json.dumps(v) + "\n" for v in live.values())
+                write_private_file(self.path, text.encode("utf-8"))
+                self._keys, self._lines, self._torn = live, len(live), False
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                line = ("\n" if self._torn else "") + json.dumps(item) + "\n"
+                os.write(fd, line.encode("utf-8"))
+                self._torn = False
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._lines += 1
 
     def get(self, ws: str, task: str) -> bytes | None:
         """The key of ``task`` in ``ws`` while it is kept."""
-        item = self._load().get(task)
-        if item is None or item.get("ws") != ws:
+        with self._lock:
+            item = self._loaded().get(task)
+        if item is None or item.get("ws") != ws or item.get("until", 0) <= self.clock():
             return None
         return b64u_decode(str(item["key"]), max_bytes=32)
 

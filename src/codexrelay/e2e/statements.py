@@ -30,6 +30,10 @@ MAX_SKEW_SEC: Final = 300  # §4.6 step 4: issuedAt may be this far in the futur
 MAX_SAFE_INT: Final = 2**53 - 1  # JSON numbers both Python and JavaScript read exactly
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:#-]{0,127}$")]
+AnyUuid = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
 Uuid4 = Annotated[
     str,
     StringConstraints(
@@ -212,15 +216,16 @@ class InterruptStatement(Strict):
 
 
 class KeyRequestStatement(Strict):
-    """§4.7: a reader device asks the agent to wrap a task's key to it again (it joined or
-    re-enrolled later); device-key signed under ``tag(keyreq)``. ``kexPub`` names the key to
-    wrap to, and must be the one the log certified for that device."""
+    """§4.7: a reader device asks the agent to wrap a task's (or a sealed thread's) key to
+    it again (it joined or re-enrolled later); device-key signed under ``tag(keyreq)``.
+    ``kexPub`` names the key to wrap to, and must be the one the log certified for that
+    device. ``task`` is a task id (uuid4) or a Codex thread id (a UUID of another version)."""
 
     v: Literal[1]
     kind: Literal["key.req"]
     ws: Id
     agent: Id
-    task: Uuid4
+    task: AnyUuid
     device: Id
     kex_pub: PublicKeyText
     issued_at: UnixTime

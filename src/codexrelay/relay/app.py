@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
@@ -33,7 +34,7 @@ from codexrelay.protocol import (
     TaskStarted,
     TrustStatus,
 )
-from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope
+from codexrelay.protocol_sealed import SealedCatalog, SealedEnvelope, SealedThreadEnvelope
 from codexrelay.protocol_threads import (
     ApprovalUpdate,
     ThreadDelta,
@@ -53,6 +54,7 @@ from codexrelay.relay.api import logpush as logpush_api
 from codexrelay.relay.api import pairing as pairing_api
 from codexrelay.relay.api import push as push_api
 from codexrelay.relay.api import sealedtasks as sealed_tasks_api
+from codexrelay.relay.api import sealedthreads as sealed_threads_api
 from codexrelay.relay.api import signedtasks as signed_tasks_api
 from codexrelay.relay.api import tasks as tasks_api
 from codexrelay.relay.api import trust as trust_api
@@ -160,6 +162,7 @@ AGENT_WIRING = AgentWiring(
         LogAck: logpush_api.on_log_ack,
         SealedEnvelope: trustlink.on_envelope,
         SealedCatalog: trustlink.on_catalog,
+        SealedThreadEnvelope: trustlink.on_thread_envelope,
         ThreadReply: conversation_reports.on_reply,
         ThreadRefused: conversation_reports.on_refused,
         ThreadUpdate: conversation_reports.on_thread_update,
@@ -280,6 +283,7 @@ ROUTERS = (
     signed_tasks_api,
     logpush_api,
     sealed_tasks_api,
+    sealed_threads_api,
 )
 
 
@@ -320,9 +324,14 @@ def _add_routes(app: FastAPI, services: Services) -> None:
         return {"ok": True}
 
     @app.get("/api/v1/web-bundle", tags=["health"], responses=ERROR_RESPONSES)
-    async def web_bundle() -> dict[str, str]:
-        """The app version and web bundle hash, for About and ``codexrelay verify-web``."""
-        return {"version": __version__, "bundleHash": webbundle.installed_hash()}
+    async def web_bundle() -> dict[str, Any]:
+        """The app version, web bundle hash and its files' hashes, for About (which hashes
+        what the phone is served and names a file that differs) and ``verify-web``."""
+        return {
+            "version": __version__,
+            "bundleHash": webbundle.installed_hash(),
+            "files": webbundle.installed_manifest(),
+        }
 
     for module in ROUTERS:
         app.include_router(module.router, responses=ERROR_RESPONSES)
@@ -332,16 +341,44 @@ def _add_routes(app: FastAPI, services: Services) -> None:
         await serve_agent(websocket, services, AGENT_WIRING)
 
     app.add_api_websocket_route("/api/v1/agent/connect", agent_socket)
-    app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
+    config = services.config
+
+    @app.get("/relay.json", tags=["health"], responses=ERROR_RESPONSES)
+    async def relay_json() -> dict[str, str]:
+        """Where the app finds the API. A separate static host serves its own copy of this
+        file (``codexrelay export-web``); served here, it names this relay."""
+        return {"relayOrigin": config.public_origin}
+
+    if config.web.app_origin is None:
+        app.router.routes.append(WebMount("/", app=StaticFiles(directory=WEB_DIR, html=True)))
+        return
+
+    # The app comes from its own static origin: the relay serves the API only, and sends
+    # someone who opens the relay's address to the app.
+    @app.get("/", include_in_schema=False)
+    async def to_app() -> RedirectResponse:
+        return RedirectResponse(f"{config.web.app_origin}/", status_code=308)
 
 
 def _add_middleware(app: FastAPI, config: RelayConfig) -> None:
     """add_middleware prepends: the last added runs first (outermost)."""
     app.add_middleware(
         RequestGuardMiddleware,
-        public_origin=config.public_origin,
+        origins=config.browser_origins,
         max_body_bytes=config.max_body_bytes,
     )
+    if config.web.app_origin is not None:
+        # The app's static origin calls the API with the session cookie: CORS for exactly
+        # that origin, outside the guard so its refusals are readable by the app too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[config.web.app_origin],
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Accept", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
     app.add_middleware(CatchAllMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, https=config.https)
 

@@ -8,8 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, SecretStr, field_serializer, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from codexrelay.relay.origins import normalize_origin, same_site
 from codexrelay.settings import CamelModel, load_json_model
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -37,11 +45,22 @@ class RelayFeatures(CamelModel):
 
 
 class WebSettings(CamelModel):
-    """What the web app shows about this relay."""
+    """What the web app shows about this relay, and where it is served from."""
 
     app_name: str = Field(
         "codexrelay", min_length=1, max_length=60, description="a short display name"
     )
+    app_origin: str | None = Field(
+        None,
+        description="the origin of a separate static host serving the web app (e.g. "
+        "https://app.example.org, on the same site as publicOrigin); the relay then serves "
+        "the API only. Unset: the relay serves the app itself",
+    )
+
+    @field_validator("app_origin")
+    @classmethod
+    def _normalize_app_origin(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_origin(value)
 
 
 StorageBackend = Literal["sqlite", "json", "postgres"]
@@ -298,14 +317,7 @@ class RelayConfig(CamelModel):
     @field_validator("public_origin")
     @classmethod
     def _normalize_origin(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            msg = "must be http(s)://host[:port]"
-            raise ValueError(msg)
-        if parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username:
-            msg = "must be an origin only: no path, query, fragment or credentials"
-            raise ValueError(msg)
-        return f"{parts.scheme}://{parts.netloc.lower()}"
+        return normalize_origin(value)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -317,6 +329,20 @@ class RelayConfig(CamelModel):
                 msg = f"{item!r} is not an IP address or CIDR range"
                 raise ValueError(msg) from None
         return value
+
+    @model_validator(mode="after")
+    def _same_site_app(self) -> RelayConfig:
+        """A separate app origin must be on the relay's site: the session cookie is
+        SameSite=Strict, so the browser sends it on the app's API calls only then."""
+        app = self.web.app_origin
+        if app is not None and not same_site(app, self.public_origin):
+            msg = (
+                f"web.appOrigin {app} is not on the same site as publicOrigin "
+                f"{self.public_origin}: use the same scheme and a sibling host "
+                "(e.g. https://app.example.org with https://relay.example.org)"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_serializer("token_secret", when_used="json")
     def _dump_secret(self, value: SecretStr, info: Any) -> str:
@@ -333,6 +359,21 @@ class RelayConfig(CamelModel):
     def origin_host(self) -> str:
         """The public origin's host name, which is also the WebAuthn rp id."""
         return urlsplit(self.public_origin).hostname or ""
+
+    @property
+    def app_url(self) -> str:
+        """Where phones open the app: the static origin when there is one, else the relay."""
+        return self.web.app_origin or self.public_origin
+
+    @property
+    def rp_host(self) -> str:
+        """The WebAuthn rp id: the host of the page that runs the passkey ceremonies."""
+        return urlsplit(self.app_url).hostname or ""
+
+    @property
+    def browser_origins(self) -> frozenset[str]:
+        """Origins whose pages may call the API (the Origin check, CORS)."""
+        return frozenset({self.public_origin, self.app_url})
 
     @property
     def loopback_origin(self) -> bool:

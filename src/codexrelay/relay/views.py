@@ -318,6 +318,8 @@ class ThreadOut(View):
     active_turn_id: str | None
     agent_online: bool
     pending_approvals: int
+    # Its content travels sealed (the workspace's policy): cwd and preview stay empty here.
+    sealed: bool = False
 
 
 class TurnOut(View):

@@ -1,12 +1,13 @@
 // The phone app: boot, sign-in state, the workspace shell, a tiny hash router and the live
 // feed. Screens live in js/views/; every one builds DOM with textContent only (R19).
 
-import { ApiError, get, post, ws } from "./js/api.js";
+import { ApiError, get, locateRelay, post, ws } from "./js/api.js";
 import * as cache from "./js/cache.js";
 import { busy, errorLine, fill, h, toast } from "./js/dom.js";
 import { roleAtLeast } from "./js/format.js";
 import { LiveFeed } from "./js/live.js";
 import { forget, protectWorkspace, trustState } from "./js/trust.js";
+import { dropIfRevoked } from "./js/views/mydevices.js";
 import { disagreements } from "./js/views/logmembers.js";
 import { passkeysSupported, registerPasskey } from "./js/passkey.js";
 import * as push from "./js/push.js";
@@ -249,6 +250,9 @@ async function checkLog() {
   app.logWarning = "";
   const state = await trustState(wid, { fresh: true });
   if (!state.protected || wid !== app.wid) return;
+  if (state.view && await dropIfRevoked(app, state.view)) {
+    toast("This device was revoked in the workspace's signed log: its keys and cached task details are deleted.", "error");
+  }
   let words = state.error || "";
   if (!words) {
     const { members } = await get(ws(wid, "/members"));
@@ -415,7 +419,7 @@ function boot() {
       if (target.origin === location.origin) location.hash = target.hash;
     });
   }
-  start();
+  locateRelay().then(start, start);
 }
 
 boot();

@@ -176,6 +176,39 @@ def test_kept_task_keys_are_private_and_expire(tmp_path: Path) -> None:
     assert not none.path.exists()
 
 
+def test_kept_task_keys_append_one_line_each_and_survive_a_restart(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    kept = TaskKeys(tmp_path, keep_days=1, clock=lambda: now[0])
+    for n in range(10):
+        kept.keep(WS, f"task-{n}", bytes([n]) * 32)
+    assert len(kept.path.read_text().splitlines()) == 10
+    with kept.path.open("a") as fh:
+        fh.write('{"task": "cut sho')  # a crash in the middle of an append
+    again = TaskKeys(tmp_path, keep_days=1, clock=lambda: now[0])
+    assert again.get(WS, "task-7") == bytes([7]) * 32
+    assert again.get(WS, "cut sho") is None
+    for n in range(300):
+        again.keep(WS, f"old-{n}", b"o" * 32)
+    assert len(again.path.read_text().splitlines()) == 310 + 1  # the cut line stays
+    # Once expired lines are most of a long file, it is rewritten with the live keys only.
+    now[0] += 86_400 + 1
+    again.keep(WS, "new", b"n" * 32)
+    assert len(again.path.read_text().splitlines()) == 1
+    assert again.get(WS, "task-7") is None
+    assert again.get(WS, "old-299") is None
+    assert TaskKeys(tmp_path, keep_days=1, clock=lambda: now[0]).get(WS, "new") == b"n" * 32
+
+
+def test_keys_an_earlier_agent_kept_move_to_the_line_file(tmp_path: Path) -> None:
+    until = 1_800_000_000 + 86_400
+    legacy = tmp_path / "task-keys.json"
+    legacy.write_text(json.dumps({TASK: {"ws": WS, "key": b64u(b"o" * 32), "until": until}}))
+    kept = TaskKeys(tmp_path, keep_days=1, clock=lambda: 1_800_000_000.0)
+    assert kept.get(WS, TASK) == b"o" * 32
+    assert not legacy.exists()
+    assert stat.S_IMODE(kept.path.stat().st_mode) == 0o600
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_a_flipped_bit_anywhere_in_any_envelope_is_refused(data: st.DataObject) -> None:

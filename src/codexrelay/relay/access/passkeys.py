@@ -70,7 +70,8 @@ def tagged_challenge(purpose: Purpose, challenge: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class RelyingParty:
-    """Who the relay is to WebAuthn: rp id = host of ``publicOrigin``, origin = ``publicOrigin``."""
+    """Who the relay is to WebAuthn: the page that runs the ceremonies is the app, so rp id =
+    the app's host and origin = the app's origin (``web.appOrigin``, else ``publicOrigin``)."""
 
     rp_id: str
     origin: str
@@ -79,7 +80,7 @@ class RelyingParty:
     @classmethod
     def from_config(cls, config: RelayConfig) -> RelyingParty:
         """The relying party for this relay's public origin."""
-        return cls(rp_id=config.origin_host, origin=config.public_origin, name=config.web.app_name)
+        return cls(rp_id=config.rp_host, origin=config.app_url, name=config.web.app_name)
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,14 @@ def _view(services: Services, wid: str, signed: object, what: str) -> LogView | 
     return view
 
 
+def _refuse_plain(services: Services, wid: str) -> None:
+    """Where the log's policy seals content, input goes sealed (docs/API-ADDITIONS.md):
+    the relay never carries a prompt or a decision in the clear (a downgrade)."""
+    view = membership.current_view(services.store, services.trust, wid)
+    if view is not None and view.policy.content == "sealed":
+        raise AppError(ErrorCode.E2E_REQUIRED, "This workspace's conversations must be sealed.")
+
+
 def _check_turn(
     services: Services,
     access: WorkspaceAccess,
@@ -189,6 +197,7 @@ async def start_thread(
     audit: AuditDep,
 ) -> StartedOut:
     """Member+ start a read-only thread; write mode as for tasks (R09, R17)."""
+    _refuse_plain(services, access.workspace.id)
     plain = convsigned.Plain(
         body.agent_id,
         "new",
@@ -262,6 +271,7 @@ async def send_turn(
     services: ServicesDep,
 ) -> TurnEnvelope:
     """A follow-up turn; 409 ``turn-running`` while one runs."""
+    _refuse_plain(services, access.workspace.id)
     given = _input(services, body.prompt, body.images)
     thread = find_thread(services.store, access.workspace.id, thread_id)
     plain = convsigned.Plain(thread.agent_id, "start", thread.id, body.prompt, body.images)
@@ -278,6 +288,7 @@ async def steer_turn(
     services: ServicesDep,
 ) -> TurnEnvelope:
     """More input for the running turn; 409 ``no-running-turn`` without one."""
+    _refuse_plain(services, access.workspace.id)
     given = _input(services, body.prompt)
     thread = find_thread(services.store, access.workspace.id, thread_id)
     plain = convsigned.Plain(thread.agent_id, "steer", thread.id, body.prompt)
@@ -325,6 +336,7 @@ async def answer_approval(
 ) -> ApprovalEnvelope:
     """The first valid answer wins: 409 ``approval-resolved`` after it, 422
     ``decision-not-offered`` for an answer the approval does not offer."""
+    _refuse_plain(services, access.workspace.id)
     thread = find_thread(services.store, access.workspace.id, thread_id)
     view = _view(services, access.workspace.id, body.signed, "an approval answer")
     if view is not None and body.signed is not None:

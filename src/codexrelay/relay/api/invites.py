@@ -86,7 +86,7 @@ def _issue_recovery(
         secret=services.token_secret,
         rand=services.rand,
     )
-    url = f"{services.config.public_origin}/#recovery={issued.code}"
+    url = f"{services.config.app_url}/#recovery={issued.code}"
     return IssuedRecoveryOut(
         recovery_code=RecoveryCodeOut.of(issued.record),
         code=issued.code,
@@ -139,7 +139,7 @@ async def create_invite(
     invite_id, wid = issued.invite.id, access.workspace.id
     await audit.record("invite.created", workspace=wid, inviteId=invite_id, role=body.role.value)
     await services.store.commit()
-    url = f"{services.config.public_origin}/#invite={issued.code}"
+    url = f"{services.config.app_url}/#invite={issued.code}"
     return IssuedInviteOut(
         invite=InviteOut.of(issued.invite, status=invites.invite_status(issued.invite, now)),
         code=issued.code,

@@ -166,14 +166,14 @@ async def request_key(
     task = lifecycle.get_task(services.store.tasks, wid, task_id)
     if not task.sealed:
         raise AppError(ErrorCode.NOT_PROTECTED, "This task is not sealed.")
-    _check_key_request(view, body, access.user_id, task_id, now=int(services.now().timestamp()))
+    check_key_request(view, body, access.user_id, task_id, now=int(services.now().timestamp()))
     live = services.hub.get(task.agent_key)
     if live is None or not await live.send(KeyRequest(stmt=body.stmt, sig=body.sig)):
         raise AppError(ErrorCode.AGENT_OFFLINE, "That agent is not connected right now.")
     return ForwardedOut(forwarded=True)
 
 
-def _check_key_request(
+def check_key_request(
     view: LogView, body: KeyRequestBody, user_id: str, task_id: str, *, now: int
 ) -> None:
     try:

@@ -69,14 +69,14 @@ def check_input(services: Services, given: Input) -> None:
         raise AppError(ErrorCode.INVALID_REQUEST, "Write something for Codex first.", status=422)
 
 
-def _check_enabled(services: Services, agent: AgentRecord) -> None:
+def check_enabled(services: Services, agent: AgentRecord) -> None:
     if not services.config.features.conversations:
         raise AppError(ErrorCode.FEATURE_DISABLED, "Conversations are turned off on the relay.")
     if not agent.features.get("conversations"):
         raise AppError(ErrorCode.FEATURE_DISABLED, "This agent does not run conversations.")
 
 
-def _check_write(services: Services, agent: AgentRecord, write_access: bool) -> None:
+def check_write(services: Services, agent: AgentRecord, write_access: bool) -> None:
     if write_access:
         decision = policy.can_use_write_mode(
             relay_allows=services.config.features.codex_exec_write,
@@ -85,21 +85,21 @@ def _check_write(services: Services, agent: AgentRecord, write_access: bool) -> 
         policy.enforce(decision)
 
 
-def _agent(services: Services, workspace_id: str, agent_id: str) -> AgentRecord:
+def find_agent(services: Services, workspace_id: str, agent_id: str) -> AgentRecord:
     agent = pairing.find_agent(services.store, workspace_id, agent_id)
     if agent is None:
         raise AppError(ErrorCode.AGENT_NOT_AVAILABLE, "That agent is revoked or unknown.")
     return agent
 
 
-def _live(services: Services, agent_key: str) -> LiveAgent:
+def live(services: Services, agent_key: str) -> LiveAgent:
     live = services.hub.get(agent_key)
     if live is None:
         raise AppError(ErrorCode.AGENT_OFFLINE, "That agent is not connected right now.")
     return live
 
 
-def _actor(access: WorkspaceAccess, actor: audit.Actor | None) -> audit.Actor:
+def actor_of(access: WorkspaceAccess, actor: audit.Actor | None) -> audit.Actor:
     return actor or {"type": "user", "userId": access.user_id}
 
 
@@ -124,9 +124,9 @@ async def start(
     policy.enforce(policy.can_start_thread(access.role, write_access=request.write_access))
     check_input(services, request.input)
     cwd = check_cwd(request.cwd)
-    agent = _agent(services, access.workspace.id, request.agent_id)
-    _check_enabled(services, agent)
-    _check_write(services, agent, request.write_access)
+    agent = find_agent(services, access.workspace.id, request.agent_id)
+    check_enabled(services, agent)
+    check_write(services, agent, request.write_access)
     message = ThreadStart(
         request_id=services.conversations.requests.new_id(),
         prompt=request.input.prompt,
@@ -137,7 +137,7 @@ async def start(
         images=request.input.images,
         signed=request.signed,
     )
-    reply = await ask(services, _live(services, agent.key), message)
+    reply = await ask(services, live(services, agent.key), message)
     if reply.thread is None or reply.turn is None:
         raise AppError(ErrorCode.AGENT_ERROR, "The agent's answer named no thread.")
     now = services.now()
@@ -151,7 +151,7 @@ async def start(
     services.store.threads.save(thread)
     turn = upsert_turn(services.store, thread, reply.turn, now, started_by=access.user_id)
     prune(services, thread.workspace_id)
-    await audit.thread_started(services.audit, thread, _actor(access, actor), now=now)
+    await audit.thread_started(services.audit, thread, actor_of(access, actor), now=now)
     await services.store.commit()
     publish_thread(services, thread, turn)
     return thread, turn
@@ -166,7 +166,7 @@ async def send_turn(
     signed: SignedTurn | None = None,
 ) -> TurnRecord:
     """A follow-up turn (409 ``turn-running`` while one runs)."""
-    _check_drive(services, access, thread)
+    check_drive(services, access, thread)
     check_input(services, given)
     message = ThreadTurn(
         request_id=services.conversations.requests.new_id(),
@@ -175,8 +175,8 @@ async def send_turn(
         images=given.images,
         signed=signed,
     )
-    reply = await ask(services, _live(services, thread.agent_key), message)
-    return await _record_turn(services, access, thread, reply.turn, started=True)
+    reply = await ask(services, live(services, thread.agent_key), message)
+    return await record_turn(services, access, thread, reply.turn, started=True)
 
 
 async def steer(
@@ -188,7 +188,7 @@ async def steer(
     signed: SignedTurn | None = None,
 ) -> TurnRecord:
     """More input for the running turn (409 ``no-running-turn`` without one)."""
-    _check_drive(services, access, thread)
+    check_drive(services, access, thread)
     check_input(services, Input(given.prompt))
     message = ThreadSteer(
         request_id=services.conversations.requests.new_id(),
@@ -196,20 +196,20 @@ async def steer(
         prompt=given.prompt,
         signed=signed,
     )
-    reply = await ask(services, _live(services, thread.agent_key), message)
-    return await _record_turn(services, access, thread, reply.turn, started=False)
+    reply = await ask(services, live(services, thread.agent_key), message)
+    return await record_turn(services, access, thread, reply.turn, started=False)
 
 
-def _check_drive(services: Services, access: WorkspaceAccess, thread: ThreadRecord) -> None:
+def check_drive(services: Services, access: WorkspaceAccess, thread: ThreadRecord) -> None:
     decision = policy.can_drive_thread(
         access.role, is_owner=is_owner(thread, access.user_id), thread_writes=thread.write_access
     )
     policy.enforce(decision)
-    agent = _agent(services, thread.workspace_id, thread.agent_id)
-    _check_enabled(services, agent)
+    agent = find_agent(services, thread.workspace_id, thread.agent_id)
+    check_enabled(services, agent)
 
 
-async def _record_turn(
+async def record_turn(
     services: Services,
     access: WorkspaceAccess,
     thread: ThreadRecord,
@@ -251,10 +251,10 @@ async def interrupt(
     message = ThreadInterrupt(
         request_id=services.conversations.requests.new_id(), thread_id=thread.id, signed=signed
     )
-    reply = await ask(services, _live(services, thread.agent_key), message)
-    record = await _record_turn(services, access, thread, reply.turn, started=False)
+    reply = await ask(services, live(services, thread.agent_key), message)
+    record = await record_turn(services, access, thread, reply.turn, started=False)
     await audit.turn_interrupted(
-        services.audit, thread, record.id, _actor(access, actor), now=services.now()
+        services.audit, thread, record.id, actor_of(access, actor), now=services.now()
     )
     await services.store.commit()
     return record
@@ -272,15 +272,15 @@ async def resume(
     """Take over a thread the agent lists (terminal or exec source) so the phone drives it;
     the first person to take it over becomes its owner."""
     policy.enforce(policy.can_start_thread(access.role, write_access=write_access))
-    agent = _agent(services, access.workspace.id, agent_id)
-    _check_enabled(services, agent)
-    _check_write(services, agent, write_access)
+    agent = find_agent(services, access.workspace.id, agent_id)
+    check_enabled(services, agent)
+    check_write(services, agent, write_access)
     message = ThreadResume(
         request_id=services.conversations.requests.new_id(),
         thread_id=thread_id,
         write_access=write_access,
     )
-    reply = await ask(services, _live(services, agent.key), message)
+    reply = await ask(services, live(services, agent.key), message)
     if reply.thread is None or reply.thread.id != thread_id:
         raise AppError(ErrorCode.AGENT_ERROR, "The agent's answer named another thread.")
     thread = upsert_thread(services.store, agent, reply.thread, services.now())
@@ -289,7 +289,9 @@ async def resume(
         thread.taken_over_by = access.user_id
         services.store.threads.save(thread)
     prune(services, thread.workspace_id)
-    await audit.thread_taken_over(services.audit, thread, _actor(access, actor), now=services.now())
+    await audit.thread_taken_over(
+        services.audit, thread, actor_of(access, actor), now=services.now()
+    )
     await services.store.commit()
     publish_thread(services, thread)
     return thread
@@ -320,7 +322,7 @@ async def decide(
     if approval.status != "pending" or approval.key in deciding:
         raise AppError(ErrorCode.APPROVAL_RESOLVED, f"This approval is already {_word(approval)}.")
     _check_offered(services, approval, decision)
-    live = _live(services, thread.agent_key)
+    link = live(services, thread.agent_key)
     deciding.add(approval.key)
     try:
         message = ApprovalDecide(
@@ -331,13 +333,13 @@ async def decide(
             decided_by=access.user_id,
             signed=signed,
         )
-        reply = await ask(services, live, message)
+        reply = await ask(services, link, message)
     finally:
         deciding.discard(approval.key)
     if reply.approval is not None and reply.approval.id == approval.id:
         upsert_approval(services.store, thread, reply.approval)
     await audit.approval_decided(
-        services.audit, approval, decision, _actor(access, actor), now=services.now()
+        services.audit, approval, decision, actor_of(access, actor), now=services.now()
     )
     await services.store.commit()
     publish_approval(services, approval)

@@ -11,6 +11,7 @@ from datetime import datetime
 from codexrelay.crypto import TokenSource
 from codexrelay.protocol_threads import ModelOption
 from codexrelay.relay.conversations.content import ContentStore
+from codexrelay.relay.conversations.envelopes import ThreadEnvelopes
 from codexrelay.relay.conversations.requests import AgentRequests
 
 
@@ -28,6 +29,7 @@ class ConversationState:
 
     requests: AgentRequests
     content: ContentStore
+    envelopes: ThreadEnvelopes  # sealed threads' streams (memory only)
     # Approvals whose answer is on its way to the agent: a second answer meanwhile is
     # refused at once (the first valid answer wins).
     deciding: set[str] = field(default_factory=set)
@@ -37,4 +39,8 @@ class ConversationState:
 
     @classmethod
     def create(cls, rand: TokenSource, max_bytes: int) -> ConversationState:
-        return cls(requests=AgentRequests(rand), content=ContentStore(max_bytes))
+        return cls(
+            requests=AgentRequests(rand),
+            content=ContentStore(max_bytes),
+            envelopes=ThreadEnvelopes(max_bytes),
+        )

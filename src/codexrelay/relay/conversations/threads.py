@@ -23,6 +23,7 @@ from codexrelay.relay.storage.records import (
     TurnRecord,
 )
 from codexrelay.relay.storage.repositories import Store
+from codexrelay.relay.trust import membership
 from codexrelay.relay.views import ApprovalOut, ThreadOut, TurnOut
 
 FINAL_TURNS = frozenset({"completed", "interrupted", "failed"})
@@ -215,6 +216,7 @@ def prune(services: Services, workspace_id: str) -> None:
             store.approvals.remove(approval)
         store.threads.remove(thread)
         services.conversations.content.drop(thread.key)
+        services.conversations.envelopes.drop(thread.key)
 
 
 def remember(services: Services, thread: ThreadRecord, info: ThreadInfo) -> None:
@@ -240,7 +242,14 @@ def thread_out(services: Services, thread: ThreadRecord) -> ThreadOut:
         model=info.get("model"),
         agent_online=services.hub.is_online(thread.agent_key),
         pending_approvals=pending,
+        sealed=sealed_content(services, thread.workspace_id),
     )
+
+
+def sealed_content(services: Services, workspace_id: str) -> bool:
+    """Whether the workspace's verified log seals content (TRUST.md §4.7)."""
+    view = membership.current_view(services.store, services.trust, workspace_id)
+    return view is not None and view.policy.content == "sealed"
 
 
 def approval_out(services: Services, approval: ApprovalRecord) -> ApprovalOut:

@@ -142,9 +142,9 @@ class RequestGuardMiddleware:
     app sees it, so an oversize request is refused before any handler runs.
     """
 
-    def __init__(self, app: ASGIApp, *, public_origin: str, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, origins: frozenset[str], max_body_bytes: int) -> None:
         self.app = app
-        self.public_origin = public_origin
+        self.origins = origins
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,8 +171,9 @@ class RequestGuardMiddleware:
         path: str = scope["path"]
         if scope["method"] in STATE_CHANGING and not path.startswith(AGENT_PREFIX):
             origin = headers.get("origin")
-            # API.md: refuse a present Origin that is not ours; "null" is never ours.
-            if origin is not None and origin != self.public_origin:
+            # API.md: refuse a present Origin that is not ours (the relay's, or the app's
+            # static origin when there is one); "null" is never ours.
+            if origin is not None and origin not in self.origins:
                 return AppError(ErrorCode.FORBIDDEN, "Cross-origin requests are not allowed.")
         content_type = headers.get("content-type")
         if content_type is not None:

@@ -122,6 +122,13 @@ def relay_check_config(config_path: Path) -> None:
     if push.problems:
         fail("; ".join(push.problems), 1)
     click.echo(f"{config_path}: ok (public origin {config.public_origin})")
+    if config.web.app_origin:
+        click.echo(
+            f"web app: from its static origin {config.web.app_origin} (this relay serves the "
+            f"API only; passkeys are for {config.rp_host})"
+        )
+    else:
+        click.echo(f"web app: served by this relay (passkeys are for {config.rp_host})")
     click.echo(describe_storage(config))
 
 

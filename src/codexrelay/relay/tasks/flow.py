@@ -113,13 +113,16 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     else:
         lifecycle.advance(task, "dispatched", now=now)
         tasks.save(task)
+        # Shown before the send, so the agent's reports always come after it.
+        _publish_when_durable(services, task)
         details = services.details
         spec = lifecycle.task_spec(task, prompt, details.signed(task.id), details.sealed(task.id))
-        if not await live.send(TaskDispatch(task=spec)):
-            log.info("task %s could not be handed over", task.id)
-            lifecycle.advance(task, "interrupted", now=services.now())
-            task.reason = "agent-offline"
-            tasks.save(task)
+        if await live.send(TaskDispatch(task=spec)):
+            return
+        log.info("task %s could not be handed over", task.id)
+        lifecycle.advance(task, "interrupted", now=services.now())
+        task.reason = "agent-offline"
+        tasks.save(task)
     if task.status in TERMINAL_STATUSES:
         services.details.mark_finished(task.id, services.now())
         audit.task_finished(services.audit, task, now=services.now())
@@ -168,12 +171,22 @@ async def cancel(
 
 
 def _publish_when_durable(services: Services, task: TaskRecord) -> None:
-    """Commit in the background and then publish the task as it was. If it has moved on
-    meanwhile (a later report, or another instance's change), that change is published
-    by its own path: an older state told after it would leave phones behind."""
+    """Commit in the background; publish the task as it is now once that is durable if it
+    has reached its end, or right away if not.
+
+    A status that is not an end (``dispatched``, ``running``) is shown before its write:
+    it acknowledges nothing, and should the relay stop before the write, start-up turns
+    the task into ``interrupted``, a forward move phones are then told of. An end
+    (``completed``, ``rejected``...) is shown only once durable, so a phone never sees a
+    result the relay could forget, and not at all if the task moved on meanwhile (another
+    instance's change, told by its own path: an older state told after it would leave
+    phones behind). This keeps a disk write off the path from submit to the phone seeing
+    the task run."""
     workspace_id, payload = task.workspace_id, {"task": TaskOut.of(task).json_data()}
     settled = task.status in TERMINAL_STATUSES
     stamp = (task.status, task.updated_at)
+    if not settled:
+        services.events.publish(workspace_id, "task", payload)
 
     async def later() -> None:
         for attempt in range(COMMIT_TRIES):
@@ -189,8 +202,8 @@ def _publish_when_durable(services: Services, task: TaskRecord) -> None:
             return
         if (task.status, task.updated_at) != stamp:
             return
-        services.events.publish(workspace_id, "task", payload)
         if settled:
+            services.events.publish(workspace_id, "task", payload)
             push.task_settled(services, task)
 
     job = asyncio.create_task(later())

@@ -14,9 +14,10 @@ import re
 from typing import Final
 
 from codexrelay.e2e import policy as rules
-from codexrelay.e2e.envelope import EnvelopeError, Header, parse_wire
+from codexrelay.e2e.envelope import EnvelopeError, Header, Kind, parse_wire
 from codexrelay.e2e.log import LogView
 from codexrelay.e2e.sealed import AGENT_KINDS
+from codexrelay.e2e.sealedthreads import THREAD_AGENT_KINDS
 from codexrelay.e2e.statements import TaskType
 from codexrelay.errors import AppError, ErrorCode
 from codexrelay.protocol import UUID_PATTERN
@@ -29,18 +30,25 @@ def _bad(message: str) -> AppError:
 
 
 def submission(
-    view: LogView, *, workspace_id: str, agent_id: str, user_id: str, envelope: str
+    view: LogView,
+    *,
+    workspace_id: str,
+    agent_id: str,
+    user_id: str,
+    envelope: str,
+    kind: Kind = "task.submit",
 ) -> Header:
-    """The header of a phone's ``task.submit``, checked as far as the relay can."""
+    """The header of a phone's ``task.submit`` (or sealed ``approval.decision``), checked
+    as far as the relay can."""
     try:
         _, header, _, _ = parse_wire(envelope.encode("utf-8"))
     except EnvelopeError as exc:
         raise _bad(f"The envelope is refused: {exc.reason.value}.") from None
-    if header.kind != "task.submit" or header.seq != 0:
-        raise _bad("The envelope is not a task submission.")
+    if header.kind != kind or header.seq != 0:
+        raise _bad(f"The envelope is not a {kind}.")
     if (header.ws, header.agent) != (workspace_id, agent_id):
         raise _bad("The envelope names another workspace or agent.")
-    if not UUID_RE.fullmatch(header.task):
+    if kind == "task.submit" and not UUID_RE.fullmatch(header.task):
         raise _bad("A sealed task's id is a lower-case UUID.")
     device = view.devices.get(header.sender)
     if device is None or not device.active or device.user_id != user_id:
@@ -77,6 +85,23 @@ def agent_header(envelope: str, *, workspace_id: str, agent_id: str, task_id: st
         agent_id,
     )
     return header if ok else None
+
+
+def thread_header(
+    envelope: str, *, workspace_id: str, agent_id: str, thread_id: str
+) -> Header | None:
+    """The header of an envelope an agent sent for its own sealed thread, or None."""
+    try:
+        _, header, _, _ = parse_wire(envelope.encode("utf-8"))
+    except EnvelopeError:
+        return None
+    mine = (header.ws, header.agent, header.task, header.sender) == (
+        workspace_id,
+        agent_id,
+        thread_id,
+        agent_id,
+    )
+    return header if mine and header.kind in THREAD_AGENT_KINDS else None
 
 
 def is_catalog(envelope: str, workspace_id: str, agent_id: str) -> bool:

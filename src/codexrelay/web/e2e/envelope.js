@@ -182,6 +182,6 @@ export class Receiver {
     stream.next = header.seq + 1;
     stream.prev = await chainLink(hdr, ct);
     this.streams.set(id, stream);
-    return { header, plaintext };
+    return { header, plaintext, link: stream.prev };
   }
 }

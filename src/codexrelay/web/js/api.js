@@ -20,16 +20,40 @@ function fallbackMessage(status) {
   return `The relay refused the request (status ${status}).`;
 }
 
+// Where the API is: the page's own origin when the relay serves the app, or the relay named
+// by the static host's relay.json when the app comes from a separate static origin (the
+// session cookie is SameSite=Strict, so the two are on one site and the cookie goes along).
+let base = "";
+const REMEMBERED = "codexrelay.relayOrigin";
+
+/** Find the relay before the first API call; offline, the last origin this device used. */
+export async function locateRelay() {
+  let origin = null;
+  try {
+    const res = await fetch("/relay.json", { cache: "no-store", credentials: "omit" });
+    if (res.ok) origin = (await res.json()).relayOrigin;
+  } catch {
+    origin = localStorage.getItem(REMEMBERED);
+  }
+  if (typeof origin !== "string" || !/^https?:\/\/[^/?#@]+$/.test(origin)) origin = location.origin;
+  localStorage.setItem(REMEMBERED, origin);
+  base = origin === location.origin ? "" : origin;
+}
+
+/** An API path as the browser must fetch it, and whether the cookie must be asked for. */
+export const apiUrl = (path) => `${base}${path}`;
+export const crossOrigin = () => base !== "";
+
 /** Call the API; resolves to the JSON body (null for 204), rejects with ApiError. */
 export async function api(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const init = { method, credentials: base ? "include" : "same-origin", headers: { Accept: "application/json" } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   let res;
   try {
-    res = await fetch(path, init);
+    res = await fetch(apiUrl(path), init);
   } catch {
     throw new ApiError(0, "offline", OFFLINE);
   }

@@ -1,10 +1,14 @@
-// Task details cached on this device (R11), encrypted per user (B5).
+// Task details cached on this device (R11), encrypted per user and per device (B5).
 //
-// The key comes from the relay (GET /api/v1/me/cache-key, signed-in users only) and is
-// imported as a non-extractable WebCrypto key held in memory only: one user's records are
-// unreadable to another user of the same browser, and to anyone holding the phone without a
-// session. Record names are an HMAC of the task id under the same user's key, so another
-// user cannot even find which tasks are cached. "Clear data on this device" destroys it all (I6).
+// Two keys, both non-extractable WebCrypto keys: the user's key comes from the relay
+// (GET /api/v1/me/cache-key, signed-in users only) and is held in memory only, so one user's
+// records are unreadable to another user of the same browser and to anyone holding the phone
+// without a session; the device key is made here and never leaves this browser (IndexedDB),
+// so the relay's key alone opens nothing, decrypted sealed content included. A record is
+// AES-GCM under the device key inside AES-GCM under the user's key, the record name as AAD
+// of both. Record names are an HMAC of the task id under the user's key, so another user
+// cannot even find which tasks are cached. "Clear data on this device" destroys it all (I6),
+// and a device the signed log revoked deletes its records.
 
 import { get } from "./api.js";
 import { toB64url, toBytes } from "./passkey.js";
@@ -15,7 +19,9 @@ const MAX_RECORDS = 300;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-let keys = null; // { userId, aes, index }
+const DEVICE_STORE = "device";
+
+let keys = null; // { userId, aes, index, device }
 let dbPromise = null;
 
 /** Derive the AES-GCM and index keys from the relay's 32 bytes (non-extractable). */
@@ -39,7 +45,7 @@ export async function unlock(userId) {
   const raw = toBytes(key);
   const derived = await deriveKeys(raw);
   raw.fill(0);
-  keys = { userId, ...derived };
+  keys = { userId, ...derived, device: await deviceKey(userId) };
 }
 
 /** Forget the key (sign-out): the records stay, unreadable without a session. */
@@ -61,10 +67,13 @@ function request(req) {
 function openDb() {
   if (!dbPromise) {
     dbPromise = new Promise((resolve, reject) => {
-      const req = indexedDB.open(DB_NAME, 1);
+      const req = indexedDB.open(DB_NAME, 2);
       req.onupgradeneeded = () => {
-        const store = req.result.createObjectStore(STORE, { keyPath: "k" });
-        store.createIndex("t", "t");
+        const db = req.result;
+        if (!db.objectStoreNames.contains(STORE)) {
+          db.createObjectStore(STORE, { keyPath: "k" }).createIndex("t", "t");
+        }
+        if (!db.objectStoreNames.contains(DEVICE_STORE)) db.createObjectStore(DEVICE_STORE);
       };
       req.onsuccess = () => {
         const db = req.result;
@@ -87,12 +96,34 @@ async function recordName(index, taskId) {
   return toB64url(await crypto.subtle.sign("HMAC", index, enc.encode(`task:${taskId}`)));
 }
 
-/** Decrypt one stored record with `derived` keys; null when they are not the owner's. */
+/** This device's own key for `userId`'s records: made once, never exported. */
+export async function deviceKey(userId) {
+  const db = await openDb();
+  const name = `user:${userId}`;
+  const found = await request(db.transaction(DEVICE_STORE).objectStore(DEVICE_STORE).get(name));
+  if (found) return found;
+  const made = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+  const tx = db.transaction(DEVICE_STORE, "readwrite");
+  const store = tx.objectStore(DEVICE_STORE);
+  // Another tab may have made one meanwhile: the first one stored wins everywhere.
+  const again = await request(store.get(name));
+  if (again) return again;
+  store.put(made, name);
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+  return made;
+}
+
+/** Decrypt one stored record with `derived` keys ({aes, device}); null when they are not
+ * the owner's on this device (records from before the device layer read as absent). */
 export async function decryptRecord(derived, record) {
   try {
-    const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: record.iv, additionalData: enc.encode(record.k) }, derived.aes, record.ct,
-    );
+    const aad = enc.encode(record.k);
+    const inner = await crypto.subtle.decrypt({ name: "AES-GCM", iv: record.iv, additionalData: aad }, derived.aes, record.ct);
+    if (!record.iv2 || !derived.device) return null;
+    const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: record.iv2, additionalData: aad }, derived.device, inner);
     return JSON.parse(dec.decode(plain));
   } catch {
     return null;
@@ -102,14 +133,17 @@ export async function decryptRecord(derived, record) {
 /** Save a task's details for the signed-in user (no-op while locked). */
 export async function saveTask(task) {
   if (!keys) return;
-  const { aes, index } = keys;
+  const { aes, index, device } = keys;
   const k = await recordName(index, task.id);
+  const aad = enc.encode(k);
   const iv = crypto.getRandomValues(new Uint8Array(12));
+  const iv2 = crypto.getRandomValues(new Uint8Array(12));
   const body = enc.encode(JSON.stringify({ task, savedAt: new Date().toISOString() }));
-  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: enc.encode(k) }, aes, body);
+  const inner = await crypto.subtle.encrypt({ name: "AES-GCM", iv: iv2, additionalData: aad }, device, body);
+  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, aes, inner);
   const db = await openDb();
   const tx = db.transaction(STORE, "readwrite");
-  tx.objectStore(STORE).put({ k, iv, ct, t: Date.now() });
+  tx.objectStore(STORE).put({ k, iv, iv2, ct, t: Date.now() });
   await new Promise((resolve, reject) => {
     tx.oncomplete = resolve;
     tx.onerror = () => reject(tx.error);
@@ -143,10 +177,34 @@ export async function loadTask(taskId) {
   return record ? decryptRecord(snapshot, record) : null;
 }
 
+/** Delete the signed-in user's copy of a task (a device the log revoked keeps nothing). */
+export async function deleteTask(taskId) {
+  if (!keys) return;
+  const k = await recordName(keys.index, taskId);
+  const db = await openDb();
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).delete(k);
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
+}
+
 /** How many records this device holds (for every user; they cannot be told apart). */
 export async function countRecords() {
   const db = await openDb();
   return request(db.transaction(STORE).objectStore(STORE).count());
+}
+
+/** Delete every cached task detail on this device (its device keys were revoked). */
+export async function clearDetails() {
+  const db = await openDb();
+  const tx = db.transaction(STORE, "readwrite");
+  tx.objectStore(STORE).clear();
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+  });
 }
 
 /** I6: delete IndexedDB, Cache Storage, the service worker and local/session storage. */
@@ -156,12 +214,16 @@ export async function clearDevice() {
     if (db) db.close();
     dbPromise = null;
   }
-  await new Promise((resolve, reject) => {
-    const req = indexedDB.deleteDatabase(DB_NAME);
-    req.onsuccess = resolve;
-    req.onerror = () => reject(req.error);
-    req.onblocked = resolve; // deleted once the last other tab lets go
-  });
+  // The cached details and this device's workspace keys (a device the log still lists can
+  // then no longer read; revoke it from another device's Settings if it is gone for good).
+  for (const name of [DB_NAME, "codexrelay-e2e"]) {
+    await new Promise((resolve, reject) => {
+      const req = indexedDB.deleteDatabase(name);
+      req.onsuccess = resolve;
+      req.onerror = () => reject(req.error);
+      req.onblocked = resolve; // deleted once the last other tab lets go
+    });
+  }
   // The worker goes first so it cannot refill the cache while the cache is deleted.
   if (navigator.serviceWorker) {
     for (const reg of await navigator.serviceWorker.getRegistrations()) await reg.unregister();

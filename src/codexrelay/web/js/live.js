@@ -2,7 +2,9 @@
 // and sends Last-Event-ID, so the relay replays what was missed; when the stream is closed
 // for good (signed out, removed from the workspace) we retry slowly and let the app re-check.
 
-const TYPES = ["task", "task-progress", "agent", "pair-request", "thread", "item", "item-delta", "approval", "log", "pending-task"];
+import { apiUrl, crossOrigin } from "./api.js";
+
+const TYPES = ["task", "task-progress", "agent", "pair-request", "thread", "item", "item-delta", "approval", "log", "pending-task", "envelope", "catalog"];
 
 export class LiveFeed {
   constructor(onEvent, onStatus) {
@@ -18,7 +20,7 @@ export class LiveFeed {
     this.close();
     this.wid = wid;
     this.onStatus("connecting");
-    const source = new EventSource(`/api/v1/workspaces/${encodeURIComponent(wid)}/events`);
+    const source = new EventSource(apiUrl(`/api/v1/workspaces/${encodeURIComponent(wid)}/events`), { withCredentials: crossOrigin() });
     this.source = source;
     source.onopen = () => {
       this.failures = 0;

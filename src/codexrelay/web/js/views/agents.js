@@ -9,6 +9,7 @@ import { safetyNumber } from "../../e2e/safety.js";
 import { fromB64u } from "../../e2e/statements.js";
 import { pushToAgents } from "../logpush.js";
 import { signEntry, trustState } from "../trust.js";
+import { sealedSessions } from "../sealing/show.js";
 
 const FEATURES = [
   ["codexExec", "Codex"],
@@ -159,10 +160,18 @@ export async function sessionsScreen(app, root, [agentId]) {
       fill(body, h("p", { class: "error", role: "alert" }, err.message));
       return;
     }
-    const fingerprint = JSON.stringify(res);
+    // A sealed workspace: the relay holds an empty list and the agent's signed envelope.
+    const sealed = res.sessions.length ? null : await sealedSessions(app, agentId).catch(() => null);
+    if (sealed && sealed.sessions) res = { ...res, sessions: sealed.sessions };
+    const fingerprint = JSON.stringify([res, sealed]);
     if (fingerprint === shown) return; // unchanged: keep the page still under the finger
     shown = fingerprint;
-    fill(status, res.agentOnline ? "Agent online" : "Agent offline", res.updatedAt ? [" · updated ", timeText(res.updatedAt)] : "");
+    fill(status, res.agentOnline ? "Agent online" : "Agent offline", res.updatedAt ? [" · updated ", timeText(res.updatedAt)] : "",
+      sealed && sealed.sessions ? " · sealed, verified on this device" : "");
+    if (sealed && sealed.note) {
+      fill(body, h("p", { class: "notice sealed-sessions" }, sealed.note));
+      return;
+    }
     if (!res.sessions.length) {
       fill(body, h("p", { class: "empty" }, res.agentOnline ? "No Codex sessions under this agent's workspace yet."
         : "The agent is offline, so its sessions are not known right now."));
@@ -181,5 +190,9 @@ export async function sessionsScreen(app, root, [agentId]) {
   };
   await load();
   timer = setInterval(load, REFRESH_MS);
-  return { dispose: () => clearInterval(timer) };
+  return {
+    dispose: () => clearInterval(timer),
+    // A sealed catalog update: open it now rather than at the next poll.
+    onEvent: (type, data) => type === "catalog" && data.agentId === agentId && load(),
+  };
 }

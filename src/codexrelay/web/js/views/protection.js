@@ -2,8 +2,8 @@
 // verified log head, and the owner's policies (B6): per kind of action the minimum role,
 // fresh user verification and an optional two-person rule, signed into the log.
 
-import { busy, errorLine, fill, h, toast } from "../dom.js";
-import { DEFAULT_POLICY, protectWorkspace, signBlock, signEntry, trustState } from "../trust.js";
+import { busy, confirmDialog, errorLine, fill, h, toast } from "../dom.js";
+import { DEFAULT_POLICY, protectWorkspace, signBlock, signEntry, trustState, withSudo } from "../trust.js";
 
 const ROLES = ["viewer", "member", "admin", "owner"];
 const RULES = [
@@ -54,6 +54,31 @@ function policyEditor(app, view, reload) {
     owner ? [save, error] : h("p", { class: "hint" }, "Only an owner can change the policies."));
 }
 
+const SEALED_WORDS = "Prompts, outputs, diffs and logs travel encrypted between the phones and the agents. "
+  + "The relay can no longer read them; only the agent and the devices in the signed log can.";
+const SIGNED_WORDS = "Every task is signed, but the relay can read prompts and outputs as they pass.";
+
+/** The content policy (TRUST.md §2): sealed or signed, switched by an owner-signed policy.set. */
+function contentEditor(app, view, reload) {
+  const sealed = view.policy.content === "sealed";
+  const state = h("p", { class: "content-policy", dataset: { content: sealed ? "sealed" : "signed" } },
+    h("strong", {}, sealed ? "Sealed. " : "Not sealed. "), sealed ? SEALED_WORDS : SIGNED_WORDS);
+  if (app.role !== "owner") return h("div", {}, state, h("p", { class: "hint" }, "Only an owner can change this."));
+  const next = sealed ? "signed" : "sealed";
+  const change = h("button", { type: "button", class: sealed ? "secondary wide" : "primary wide" },
+    sealed ? "Stop sealing task content" : "Seal task content");
+  const error = errorLine();
+  change.addEventListener("click", () => busy(change, async () => {
+    if (sealed && !(await confirmDialog("From now on new tasks travel signed but readable by the relay. Tasks already sealed stay sealed.", "Stop sealing"))) return;
+    await withSudo(() => signEntry(app, "policy.set", { policy: { ...view.policy, content: next } }));
+    toast(next === "sealed" ? "Sealing is on: the relay can no longer read new tasks." : "Sealing is off for new tasks.");
+    await reload();
+  }, { label: "Waiting for your passkey…", errLine: error }));
+  return h("div", {}, state,
+    sealed ? null : h("p", { class: "hint" }, "Sealing needs agents that support it: pin or pair them again if a task is refused."),
+    change, error);
+}
+
 /** The Settings section; `reload` redraws it after a change. */
 export function protectionSection(app) {
   const body = h("div", {});
@@ -82,6 +107,7 @@ export function protectionSection(app) {
     const { view } = state;
     fill(body, h("p", { class: "protected-on" }, h("strong", {}, "On. "), `Every task is signed by a passkey and checked by the agent.`),
       h("p", { class: "small" }, "Log head: ", h("code", { class: "log-head" }, `#${view.head.seq} ${view.head.hash}`)),
+      h("h4", {}, "Task content"), contentEditor(app, view, reload),
       h("h4", {}, "Policies"), policyEditor(app, view, reload));
   };
   return { section, reload };

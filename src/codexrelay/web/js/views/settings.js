@@ -1,5 +1,5 @@
 // Settings: notifications on this device, my passkeys and sessions (I2), the relay's feature flags (R09), clearing this
-// device's data (I6) and signing out.
+// device's data (I6), signing out, and About (the web bundle's hash).
 
 import { del, get, patch } from "../api.js";
 import * as cache from "../cache.js";
@@ -7,6 +7,8 @@ import { busy, confirmDialog, errorLine, field, fill, h, loading, screenTitle, t
 import { plural, timeText } from "../format.js";
 import { passkeysSupported, registerPasskey } from "../passkey.js";
 import * as push from "../push.js";
+import { aboutSection } from "./about.js";
+import { devicesSection } from "./mydevices.js";
 import { notificationsSection } from "./notifications.js";
 import { protectionSection } from "./protection.js";
 import { signEntry, trustState, withSudo } from "../trust.js";
@@ -40,7 +42,16 @@ const VIA_WORDS = {
   "recovery-code": "recovery code",
 };
 
-function passkeyCard(pk, reload) {
+/** In a protected workspace the passkey stops counting in the signed log first (a
+ * passkey.revoke signed by a passkey of mine), so agents refuse what it signs from then on. */
+async function revokeInLog(app, credId) {
+  const state = await trustState(app.wid, { fresh: true }).catch(() => ({}));
+  const entry = state.view && state.view.passkeys.get(credId);
+  if (!entry || entry.revokedSeq !== null || entry.userId !== app.me.user.id) return;
+  await withSudo(() => signEntry(app, "passkey.revoke", { userId: app.me.user.id, credId }));
+}
+
+function passkeyCard(app, pk, reload) {
   const error = errorLine();
   const label = h("input", { type: "text", maxlength: "60", value: pk.label, autocomplete: "off", required: true });
   const save = h("button", { type: "submit", class: "primary" }, "Save name");
@@ -63,6 +74,7 @@ function passkeyCard(pk, reload) {
   revoke.addEventListener("click", async () => {
     if (!(await confirmDialog(`Revoke the passkey "${pk.label}"? It can no longer sign you in.`, "Revoke passkey"))) return;
     await busy(revoke, async () => {
+      await revokeInLog(app, pk.credentialId);
       await del(`/api/v1/me/passkeys/${encodeURIComponent(pk.credentialId)}`);
       toast("Passkey revoked.");
       await reload();
@@ -100,7 +112,7 @@ export async function settingsScreen(app, root) {
   const reloadPasskeys = async () => {
     try {
       const res = await get("/api/v1/me/passkeys");
-      fill(passkeys, res.passkeys.length ? h("ul", { class: "cards", "aria-label": "Your passkeys" }, res.passkeys.map((p) => passkeyCard(p, reloadPasskeys)))
+      fill(passkeys, res.passkeys.length ? h("ul", { class: "cards", "aria-label": "Your passkeys" }, res.passkeys.map((p) => passkeyCard(app, p, reloadPasskeys)))
         : h("p", { class: "warning" }, "You have no passkey yet. Create one below."));
     } catch (err) {
       fill(passkeys, h("p", { class: "error", role: "alert" }, err.message));
@@ -167,6 +179,8 @@ export async function settingsScreen(app, root) {
   const flags = app.features();
   const notifications = notificationsSection(app);
   const protection = protectionSection(app);
+  const about = aboutSection();
+  const devices = devicesSection(app);
   fill(root,
     screenTitle("Settings"),
     h("section", { class: "detail-section" }, h("h3", {}, "Account"),
@@ -175,6 +189,7 @@ export async function settingsScreen(app, root) {
     h("section", { class: "detail-section" }, h("h3", {}, "Passkeys"), passkeys,
       passkeysSupported() ? [field("Name for a new passkey", newLabel), add, addError] : h("p", { class: "warning" }, "This browser does not support passkeys.")),
     protection.section,
+    devices.section,
     notifications.section,
     h("section", { class: "detail-section" }, h("h3", {}, "Sessions"), sessions, endOthers),
     h("section", { class: "detail-section" }, h("h3", {}, "Relay features"),
@@ -182,8 +197,11 @@ export async function settingsScreen(app, root) {
         h("li", { class: flags[key] ? "on" : "off" }, h("span", {}, words), h("span", { class: `chip ${flags[key] ? "on" : "off"}` }, flags[key] ? "on" : "off")))),
       h("p", { class: "hint" }, "Each agent has its own switches too; a task runs only if both sides allow it.")),
     h("section", { class: "detail-section" }, h("h3", {}, "This device"),
-      h("p", {}, "Task details you open are kept on this device, encrypted with a key only your signed-in account can fetch."),
-      clear, deviceStatus, signOut));
-  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {})]);
+      h("p", {}, "Task details you open are kept on this device, encrypted with a key of this device inside one only your signed-in account can fetch."),
+      clear, deviceStatus, signOut),
+    about.section);
+  await Promise.all([reloadPasskeys(), reloadSessions(), notifications.reload(), protection.reload().catch(() => {}),
+    devices.reload().catch(() => {}),
+    about.reload().catch((err) => fill(about.section, h("p", { class: "error", role: "alert" }, err.message)))]);
   return {};
 }

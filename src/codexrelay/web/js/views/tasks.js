@@ -8,6 +8,9 @@ import { busy, fill, h, loading, screenTitle } from "../dom.js";
 import { TERMINAL, plural, reasonSentence, statusWord, taskTitle, timeText, waitingWords } from "../format.js";
 import { signedCancel, trustState } from "../trust.js";
 import { pendingSection, signedLine } from "./pendingtasks.js";
+import {
+  browserReaderStatus, readSealedTask, readerBanner, sealedEnvelope, sealedListTitle, sealedNotices, sealedTitle,
+} from "../sealing/show.js";
 
 /** Whether `next` is a later state of the task than `current` (events can be replayed). */
 function isNewer(next, current) {
@@ -21,11 +24,13 @@ function statusChip(status) {
 
 // ---- list ----
 
-function taskCard(app, task, preview) {
+function taskCard(app, task, preview, sealed) {
   const agent = app.agent(task.agentId);
+  const title = task.sealed ? sealedTitle(task, agent, sealed) : taskTitle(task, agent);
   return h("li", { dataset: { taskId: task.id } },
     h("a", { href: `#/tasks/${encodeURIComponent(task.id)}`, class: "card task-card" },
-      h("span", { class: "card-row" }, h("strong", {}, taskTitle(task, agent)), statusChip(task.status)),
+      h("span", { class: "card-row" }, h("strong", {}, title), statusChip(task.status)),
+      task.sealed ? h("span", { class: "muted small sealed-chip" }, sealed ? "Sealed" : "Sealed · not read on this device yet") : null,
       preview ? h("span", { class: "preview" }, preview) : null,
       waitingWords(task, agent) ? h("span", { class: "waiting small" }, waitingWords(task, agent)) : null,
       h("span", { class: "muted small" }, agent ? agent.label : task.agentId, " · ", timeText(task.createdAt))));
@@ -35,15 +40,17 @@ export async function taskListScreen(app, root) {
   const list = h("ul", { class: "cards", "aria-label": "Tasks" });
   const body = h("div", {}, loading("Loading tasks…"));
   const pending = pendingSection(app);
+  const banner = h("div", {});
   fill(root,
     h("div", { class: "screen-head" }, screenTitle("Tasks"),
       app.can("member") ? h("a", { href: "#/new", class: "button primary" }, "New task") : null),
-    pending.section, body);
+    banner, pending.section, body);
   pending.reload().catch(() => {});
   let tasks = [];
   const previews = new Map();
+  const sealed = new Map(); // task id -> its decrypted details, for the titles
   const draw = () => {
-    fill(list, tasks.map((t) => taskCard(app, t, previews.get(t.id))));
+    fill(list, tasks.map((t) => taskCard(app, t, previews.get(t.id), sealed.get(t.id))));
     fill(body, tasks.length ? list : h("p", { class: "empty" }, app.can("member")
       ? "No tasks yet. Start one with New task."
       : "No tasks yet."));
@@ -56,9 +63,24 @@ export async function taskListScreen(app, root) {
     return {};
   }
   draw();
+  // Sealed tasks: their first lines, decrypted on this device (the relay has none).
+  const readSealed = async () => {
+    const status = await browserReaderStatus(app).catch(() => "absent");
+    for (const task of tasks.slice(0, 30).filter((t) => t.sealed && !sealed.has(t.id))) {
+      const found = await sealedListTitle(app, task, status).catch(() => null);
+      if (found) sealed.set(task.id, found);
+    }
+    if (sealed.size && root.isConnected) draw();
+  };
+  const drawBanner = async () => fill(banner, await readerBanner(app, async () => {
+    await drawBanner();
+    await readSealed();
+  }));
+  drawBanner().catch(() => {});
+  readSealed().catch(() => {});
   // First prompt lines from this device's cache, for the newest tasks only.
   (async () => {
-    for (const task of tasks.slice(0, 30).filter((t) => t.type === "codex_exec")) {
+    for (const task of tasks.slice(0, 30).filter((t) => t.type === "codex_exec" && !t.sealed)) {
       const cached = await cache.loadTask(task.id).catch(() => null);
       const prompt = cached && cached.task.prompt;
       if (prompt) previews.set(task.id, prompt.split("\n")[0].slice(0, 120));
@@ -75,6 +97,10 @@ export async function taskListScreen(app, root) {
       if (index >= 0) tasks[index] = data.task;
       else tasks.unshift(data.task);
       draw();
+      if (data.task.sealed && (!sealed.has(data.task.id) || TERMINAL.has(data.task.status))) {
+        sealed.delete(data.task.id);
+        readSealed().catch(() => {});
+      }
     },
   };
 }
@@ -203,11 +229,16 @@ export async function taskDetailScreen(app, root, [taskId]) {
     && (task.createdBy === app.me.user.id || app.can("admin"));
 
   let canceller = null; // who cancelled it, once known
+  let reader = null; // a sealed task's reader on this device
   const trust = await trustState(app.wid).catch(() => ({ protected: false }));
   const drawHeader = () => {
-    fill(header, screenTitle(taskTitle(task, app.agent(task.agentId))), metaList(app, task, canceller));
+    const agent = app.agent(task.agentId);
+    const shown = reader && reader.readable ? { ...task, ...reader.details() } : task;
+    const title = task.sealed ? sealedTitle(task, agent, details) : taskTitle(task, agent);
+    fill(header, screenTitle(title), metaList(app, shown, canceller));
     const items = [];
-    if (trust.view) items.push(signedLine(app, trust.view, task));
+    if (reader) items.push(sealedNotices(app, task, reader, { onKeyRequest: reopen }));
+    if (trust.view && !(reader && reader.signer)) items.push(signedLine(app, trust.view, task));
     const waiting = waitingWords(task, app.agent(task.agentId));
     if (waiting) {
       items.push(h("p", { class: "running-note waiting", role: "status" },
@@ -297,12 +328,25 @@ export async function taskDetailScreen(app, root, [taskId]) {
     fill(body, parts);
   };
 
+  // A sealed task: its texts come only from the envelopes this device opens.
+  const readSealed = async (fresh) => {
+    ({ reader, details, fromCache } = await readSealedTask(app, task, reader, { fresh }));
+    for (const step of details.progress || []) addProgress(step);
+  };
+  const reopen = async () => {
+    await readSealed(true);
+    drawHeader();
+    drawBody();
+  };
+
   const load = async () => {
     const res = await get(ws(app.wid, `/tasks/${encodeURIComponent(taskId)}`));
     task = res.task;
     details = res.task;
     fromCache = null;
-    if (task.detailsExpired) {
+    if (task.sealed) {
+      await readSealed(false);
+    } else if (task.detailsExpired) {
       const cached = await cache.loadTask(taskId).catch(() => null);
       if (cached) {
         details = { ...cached.task, detailsExpired: true };
@@ -311,7 +355,7 @@ export async function taskDetailScreen(app, root, [taskId]) {
     } else {
       cache.saveTask(task).catch(() => {});
     }
-    for (const step of details.progress || []) addProgress(step);
+    if (!task.sealed) for (const step of details.progress || []) addProgress(step);
     canceller = await whoCancelled(app, task);
     drawHeader();
     drawBody();
@@ -327,7 +371,16 @@ export async function taskDetailScreen(app, root, [taskId]) {
 
   return {
     onEvent(type, data) {
-      if (type === "task-progress" && data.taskId === taskId && !fromCache) {
+      if (type === "envelope" && reader && data.taskId === taskId) {
+        sealedEnvelope(app, task, reader, data).then((found) => {
+          if (found) {
+            details = found;
+            for (const step of found.progress) addProgress(step);
+            drawBody();
+          }
+          drawHeader();
+        }).catch(() => {});
+      } else if (type === "task-progress" && data.taskId === taskId && !fromCache) {
         const wasEmpty = progress.length === 0;
         addProgress(data.progress);
         if (wasEmpty) drawBody();
