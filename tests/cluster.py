@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,10 @@ class Caddy:
         )
         log.close()
         wait_until(self._up, timeout=20, what="caddy")
+        # An instance answering on the proxy's port would pass for it: the proxy must be
+        # the one answering, and still running.
+        time.sleep(0.2)
+        self._up()
         return self
 
     def _up(self) -> bool:
@@ -85,6 +90,17 @@ class Caddy:
             self.proc.wait(timeout=10)
 
 
+def _distinct_ports(count: int) -> list[int]:
+    """``count`` ports free a moment ago and all different (the kernel may hand the same
+    free port out twice in a row once the first probe socket is closed)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 @dataclass
 class RelayCluster:
     """N relay instances sharing a database and the secrets, one public origin (Caddy's)."""
@@ -96,8 +112,9 @@ class RelayCluster:
     caddy: Caddy | None = None
 
     def start(self, **overrides: object) -> RelayCluster:
-        ports = [free_port() for _ in range(self.size)]
-        self.caddy = Caddy(self.directory / "caddy", ports)
+        ports = _distinct_ports(self.size + 1)
+        self.caddy = Caddy(self.directory / "caddy", ports[1:], port=ports[0])
+        ports = ports[1:]
         first = write_relay_config(
             self.directory / "relay0",
             listenPort=ports[0],

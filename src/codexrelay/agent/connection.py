@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -76,6 +77,12 @@ OUTBOX_LIMIT = 10000
 TRUST_STATUS_DELAY_SEC = 2.0
 # Reports that must survive a dropped link; progress is only a live view and may be lost.
 DURABLE_TYPES = (TaskAccepted, TaskRejected, TaskStarted, TaskFinished, SealedEnvelope)
+# A final report written to a socket whose relay dies before saving it is lost with that
+# process (several relay instances: the agent's next connection lands on another one). The
+# final reports sent in the last RESEND_SEC of a connection that ended go out again after
+# the next hello; the relay ignores a report on a task that already ended.
+FINAL_TYPES = (TaskFinished, TaskRejected)
+RESEND_SEC = 10.0
 
 EXIT_STOPPED = 0
 EXIT_REVOKED = 3
@@ -159,6 +166,7 @@ class AgentConnection:
         self._on_state = on_state
         self._ws: ClientConnection | None = None
         self._outbox: deque[Message] = deque()
+        self._sent_finals: deque[tuple[float, Message]] = deque(maxlen=OUTBOX_LIMIT)
         self._stop = asyncio.Event()
         self._catalog_sent: list[Any] | None = None
         self._rng = random.Random()  # noqa: S311 - jitter, not security
@@ -220,6 +228,16 @@ class AgentConnection:
         """Number and send one message; the lock keeps numbers in the order they leave."""
         async with self._send_lock:
             await ws.send(dump_message(message, self._out.next()))
+        if isinstance(message, FINAL_TYPES):
+            self._sent_finals.append((time.monotonic(), message))
+
+    def _resend_recent_finals(self) -> None:
+        """The connection ended: final reports it carried lately go out again, first."""
+        cutoff = time.monotonic() - RESEND_SEC
+        recent = [m for sent, m in self._sent_finals if sent >= cutoff]
+        self._sent_finals.clear()
+        room = max(0, OUTBOX_LIMIT - len(self._outbox))
+        self._outbox.extendleft(reversed(recent[-room:] if room else []))
 
     async def _flush_outbox(self, ws: ClientConnection) -> None:
         while self._outbox:
@@ -298,12 +316,13 @@ class AgentConnection:
             return await self._serve(ws)
         finally:
             self._ws = None
+            self._resend_recent_finals()
             with contextlib.suppress(Exception):
                 await ws.close()
 
     def _hello(self) -> Hello:
         cfg = self.config
-        pending = [m.task_id for m in self._outbox if isinstance(m, TaskFinished)]
+        pending = [m.task_id for m in self._outbox if isinstance(m, FINAL_TYPES)]
         return Hello(
             version=__version__,
             agent_id=cfg.agent_id,

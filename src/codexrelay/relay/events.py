@@ -47,12 +47,16 @@ class EventBus:
     def publish(self, workspace_id: str, event_type: str, payload: dict[str, Any]) -> Event:
         """Send an event to everyone watching ``workspace_id`` and keep it for replays."""
         event = Event(
-            id=f"{self.boot_id}-{next(self._counter)}",
+            id=self.new_id(),
             type=event_type,
             data=json.dumps(payload, separators=(",", ":"), default=str),
         )
         self.deliver(workspace_id, event)
         return event
+
+    def new_id(self) -> str:
+        """The next event id: this process's boot id and a counter."""
+        return f"{self.boot_id}-{next(self._counter)}"
 
     def deliver(self, workspace_id: str, event: Event) -> None:
         """Keep an event for replays and hand it to the live subscribers (an event made

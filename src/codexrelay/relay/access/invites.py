@@ -195,6 +195,8 @@ def accept_invite(
         or store.workspaces.get(invite.workspace_id) is None
     ):
         raise _invalid_code()
+    if not store.spend_once("invite", invite.id):
+        raise _invalid_code()  # another relay instance took it a moment ago
     invite.accepted_at = now
     if member is not None:
         grant_membership(
@@ -305,6 +307,8 @@ def redeem_recovery_code(store: Store, *, code: str, now: datetime, secret: str)
         raise _invalid_code()
     if user.status == "disabled":
         raise _invalid_code()
+    if not store.spend_once("recovery-code", record.id):
+        raise _invalid_code()  # another relay instance took it a moment ago
     record.used_at = now
     store.recovery_codes.save(record)
     return user

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from codexrelay.protocol import LinkCounter, Message, dump_message
+from codexrelay.protocol import LinkCounter, Message, TaskDispatch, dump_message
 
 log = logging.getLogger("codexrelay.hub")
 
@@ -27,6 +27,9 @@ class LiveAgent:
     numbered: bool = False
     outbound: LinkCounter = field(default_factory=LinkCounter)
     inbound: LinkCounter = field(default_factory=LinkCounter)
+    # Task ids this agent holds by this connection: the ones its hello named and those
+    # handed over on it since (several instances tell a lost hand-over from these).
+    holds: set[str] = field(default_factory=set)
 
     async def send(self, message: Message) -> bool:
         """Send one message (numbered under the send lock); False if the connection is gone."""
@@ -39,6 +42,8 @@ class LiveAgent:
         except Exception:  # noqa: BLE001 - any send failure means this socket is finished
             self.closed.set()
             return False
+        if isinstance(message, TaskDispatch):
+            self.holds.add(message.task.id)
         return True
 
     async def close(self, code: int, reason: str = "") -> None:
@@ -72,6 +77,12 @@ class AgentHub:
         previous = self._live.get(live.key)
         self._live[live.key] = live
         return previous
+
+    def moved_from_lost_instance(self, key: str) -> bool:
+        """Whether the agent's previous connection was on a relay instance that has since
+        stopped (one instance: never)."""
+        del key
+        return False
 
     def detach(self, live: LiveAgent) -> bool:
         """Forget a connection if it is still the current one for its agent."""

@@ -148,6 +148,7 @@ async def _open(
     agent.last_seen_at = services.now()
     services.store.agents.save(agent)
     await services.store.commit()
+    live.holds.update(hello.running_task_ids)
     previous = services.hub.attach(live)
     if previous is not None:
         await previous.close(CLOSE_REPLACED, "replaced by a newer connection")

@@ -104,6 +104,8 @@ def claim_pairing_code(
         raise _invalid_code()
     if pin_for is not None and pin_for.workspace_id != pairing.workspace_id:
         raise _invalid_code()
+    if not store.spend_once("pairing-code", pairing.id):
+        raise _invalid_code()  # another relay instance took it a moment ago
     pairing.used_at = now
     store.pairing_codes.save(pairing)
     poll_secret = new_secret(rand)

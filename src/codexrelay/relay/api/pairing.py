@@ -268,10 +268,10 @@ async def claim_pin(
 async def list_pair_requests(
     access: Annotated[WorkspaceAccess, Admin], services: ServicesDep
 ) -> PairRequestsOut:
-    """Pair requests of this workspace only (R04)."""
-    expired = pairing.expire_pair_requests(services.store, services.now())
-    if expired:
-        services.store.touch()
+    """Pair requests of this workspace only (R04). Listed once durable: with several
+    instances the approval may reach another one, which must find the request."""
+    pairing.expire_pair_requests(services.store, services.now())
+    await services.store.commit()
     found = pairing.workspace_pair_requests(services.store, access.workspace.id)
     return PairRequestsOut(pair_requests=[PairRequestOut.of(r) for r in found])
 

@@ -35,5 +35,12 @@ def enable(app: FastAPI, services: Services) -> Cluster | None:
     services.details = ClusterDetails(
         cluster, ttl_sec=cfg.task_details_ttl_sec, max_bytes=cfg.task_details_max_bytes
     )
+    from codexrelay.relay.cluster.shared import (  # noqa: PLC0415
+        catalog_map,
+        sealed_catalog_map,
+    )
+
+    services.catalogs = catalog_map(cluster.links)
+    services.trust.catalogs = sealed_catalog_map(cluster.links)
     install_routes(app, cluster)
     return cluster

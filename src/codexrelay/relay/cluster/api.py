@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from codexrelay.protocol import parse_relay_message
+from codexrelay.protocol import TaskDispatch, parse_relay_message
 from codexrelay.relay.cluster.peers import INTERNAL
+from codexrelay.relay.cluster.shared import SharedMap
 
 if TYPE_CHECKING:
     from codexrelay.relay.cluster.node import Cluster
@@ -39,6 +40,11 @@ def install_routes(app: FastAPI, cluster: Cluster) -> None:
                 events.receive(op)
             elif op.get("k") == "details":
                 details.receive(op)
+            elif op.get("k") == "map":
+                shared = {"catalogs": services.catalogs, "sealed-catalogs": services.trust.catalogs}
+                target = shared.get(str(op.get("m")))
+                if isinstance(target, SharedMap):
+                    target.receive(op)
         return JSONResponse({"ok": True})
 
     @router.post("/agent-send")
@@ -51,6 +57,8 @@ def install_routes(app: FastAPI, cluster: Cluster) -> None:
         if live is None:
             return JSONResponse({"delivered": False})
         message = parse_relay_message(_dumps(body.get("message")))
+        if isinstance(message, TaskDispatch) and not cluster.take_handover(message.task.id):
+            return JSONResponse({"delivered": False})
         return JSONResponse({"delivered": await live.send(message)})
 
     @router.post("/agent-disconnect")

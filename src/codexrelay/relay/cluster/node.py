@@ -19,6 +19,7 @@ import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
+from codexrelay.relay.cluster import sweep
 from codexrelay.relay.cluster.peers import PeerLinks
 from codexrelay.relay.storage.records import TaskRecord
 from codexrelay.relay.views import TaskOut
@@ -65,7 +66,8 @@ class Cluster:
             cur = conn.execute(sql.encode(), args)
             return cur.fetchall() if cur.description else []
 
-    async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement on a pooled connection, off the event loop."""
         return await asyncio.to_thread(self._sql, sql, args)
 
     # ---- lifecycle ----
@@ -74,7 +76,7 @@ class Cluster:
         """Follow the other instances' writes, register, renew every few seconds."""
         self.store.on_remote_task = self._publish_task
         self.store.follow(asyncio.get_running_loop())
-        await self._run(
+        await self.run(
             "INSERT INTO instances (id, address, expires_at) "
             "VALUES (%s, %s, now() + make_interval(secs => %s)) "
             "ON CONFLICT (id) DO UPDATE SET address = excluded.address, "
@@ -125,8 +127,8 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         with contextlib.suppress(Exception):
-            await self._run("DELETE FROM agent_leases WHERE instance_id = %s", (self.node_id,))
-            await self._run("DELETE FROM instances WHERE id = %s", (self.node_id,))
+            await self.run("DELETE FROM agent_leases WHERE instance_id = %s", (self.node_id,))
+            await self.run("DELETE FROM instances WHERE id = %s", (self.node_id,))
         await self.links.close()
 
     async def _beat(self) -> None:
@@ -137,6 +139,8 @@ class Cluster:
             try:
                 if beats % round(HEARTBEAT_SEC / PEERS_SEC) == 0:
                     await self.renew()
+                    await sweep.sweep_dead_instances(self)
+                    await sweep.sweep_handovers(self)
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("cluster heartbeat failed: %s", exc)
@@ -146,11 +150,11 @@ class Cluster:
         lease another instance took (it reconnected there) is dropped here."""
         hub: Any = self.services.hub  # the ClusterHub ``enable`` installed
         held = hub.local_keys()
-        await self._run(
+        await self.run(
             "UPDATE instances SET expires_at = now() + make_interval(secs => %s) WHERE id = %s",
             (LEASE_SEC, self.node_id),
         )
-        rows = await self._run(
+        rows = await self.run(
             "UPDATE agent_leases SET expires_at = now() + make_interval(secs => %s) "
             "WHERE instance_id = %s AND agent_key = ANY(%s) RETURNING agent_key",
             (LEASE_SEC, self.node_id, held),
@@ -161,15 +165,12 @@ class Cluster:
             await hub.disconnect_local(key, 4001, "replaced by a newer connection")
 
     async def refresh(self) -> None:
-        """Who the live peers are (and forget instances long gone)."""
-        rows = await self._run(
+        """Who the live peers are (lapsed ones are swept: ``sweep.py``)."""
+        rows = await self.run(
             "SELECT id, address FROM instances WHERE expires_at > now() AND id <> %s",
             (self.node_id,),
         )
         self.links.set_peers({str(i): str(a) for i, a in rows})
-        await self._run(
-            "DELETE FROM instances WHERE expires_at < now() - interval '1 hour'",
-        )
 
     # ---- leases (on the event loop: one indexed statement each) ----
 
@@ -182,6 +183,24 @@ class Cluster:
             "generation = agent_leases.generation + 1, expires_at = excluded.expires_at",
             (agent_key, self.node_id, LEASE_SEC),
         )
+
+    def take_handover(self, task_id: str) -> bool:
+        """A task another instance hands over for an agent here: read its row as that
+        instance saved it (its change notice may still be on the way), so the agent's
+        reports on it apply; False if it is no longer ``dispatched`` (never sent then)."""
+        task = self.reread(task_id)
+        return task is not None and task.status == "dispatched"
+
+    def reread(self, task_id: str) -> TaskRecord | None:
+        """A task as the database has it now (this instance's unsaved change, if any, wins)."""
+        return self.store.refresh_task(task_id)
+
+    def previous_holder(self, agent_key: str) -> str | None:
+        """The instance whose lease on the agent this connection is about to take over."""
+        row = self.store.pg.reader.execute(
+            "SELECT instance_id FROM agent_leases WHERE agent_key = ?", (agent_key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def release(self, agent_key: str) -> None:
         """The socket closed here: the lease goes unless another instance took it."""

@@ -102,10 +102,17 @@ class PeerLinks:
                 json={"agentKey": agent_key, "message": message},
                 headers=self.headers,
             )
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
             log.warning("could not reach the instance holding %s (%s)", agent_key, exc)
             self._down[address] = time.monotonic()
             return False
+        except httpx.HTTPError as exc:
+            # Sent, but no answer: the holder may have written it to the socket before it
+            # stopped. It stays dispatched and is never sent again; the agent's next hello
+            # (or the holder's hand-over sweep) tells whether it arrived (see sweep.py).
+            log.warning("no answer from the instance holding %s (%s)", agent_key, exc)
+            self._down[address] = time.monotonic()
+            return True
         self._down.pop(address, None)
         return res.status_code == 200 and bool(res.json().get("delivered"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ class ClusterHub(AgentHub):
     def __init__(self, cluster: Cluster) -> None:
         super().__init__()
         self.cluster = cluster
+        self._moved: set[str] = set()
 
     def local(self, key: str) -> LiveAgent | None:
         """The agent's socket, if this instance holds it."""
@@ -85,8 +87,19 @@ class ClusterHub(AgentHub):
     def attach(self, live: LiveAgent) -> LiveAgent | None:
         """Register a socket here and take the agent's lease."""
         previous = super().attach(live)
+        holder = self.cluster.previous_holder(live.key)
+        if holder is not None and holder != self.cluster.node_id:
+            self._moved.add(live.key)
         self.cluster.claim(live.key)
         return previous
+
+    def moved_from_lost_instance(self, key: str) -> bool:
+        """The agent's previous connection was on another instance (one that stopped, or
+        that it lost): in-flight tasks it does not hold were lost with that hand-over."""
+        if key in self._moved:
+            self._moved.discard(key)
+            return True
+        return False
 
     def detach(self, live: LiveAgent) -> bool:
         """Forget a socket; the lease goes too unless another instance took it."""
@@ -111,12 +124,40 @@ class ClusterHub(AgentHub):
         return super().online_count()
 
 
+# Every instance keeps this many recent events per workspace for streams that resume.
+CLUSTER_BUFFER = 5000
+# A resumed stream gets every buffered event made up to this long before the last one it
+# saw: what another instance made just before may have arrived after it (notices and
+# peer requests take milliseconds; instances on several hosts add their clock skew).
+REPLAY_MARGIN_MS = 3000
+
+
+def event_time(event_id: str) -> int | None:
+    """The milliseconds (Unix time) a cluster event id starts with, if it is one."""
+    head = event_id.split("-", 1)[0]
+    return int(head, 16) if head and len(head) <= 16 and _is_hex(head) else None
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
 class ClusterEvents(EventBus):
-    """Events delivered by every instance, each under the id it was made with."""
+    """Events delivered by every instance, each under the id it was made with. Ids start
+    with the time they were made (``<ms hex>-<boot id>-<counter>``), so a stream resumes on
+    any instance from where it was, whichever instance made the events on either side."""
 
     def __init__(self, cluster: Cluster) -> None:
-        super().__init__()
+        super().__init__(buffer_size=CLUSTER_BUFFER)
         self.cluster = cluster
+
+    def new_id(self) -> str:
+        """A time before which every other instance's change has been published here too
+        (now, unless this instance's view of their changes runs behind), then this
+        process's boot id and counter."""
+        now = time.time_ns() // 1_000_000
+        caught_up = self.cluster.store.caught_up_ms or now
+        return f"{min(now, caught_up):x}-{super().new_id()}"
 
     def publish(self, workspace_id: str, event_type: str, payload: dict[str, Any]) -> Event:
         """Deliver here and on every peer. A task's metadata (``task``) is the exception:
@@ -130,16 +171,21 @@ class ClusterEvents(EventBus):
         return event
 
     def missed(self, workspace_id: str, last_event_id: str | None) -> list[Event]:
-        """After a known id: what followed it. After an id this instance never held (the
-        stream was on an instance that has since stopped): every buffered event, since
-        the phone applies a repeated event as it would the first (task states, numbered
-        progress), and a missed one would be lost."""
+        """Every buffered event made from ``REPLAY_MARGIN_MS`` before the last one the
+        phone saw (on this instance or another), except that one. Each instance makes the
+        ``task`` events of every change itself, and events from peers arrive a moment after
+        they were made, so the order of a buffer differs between instances: time, not
+        position, says what the phone may not have seen. Some events come twice; the phone
+        applies a repeated event as it would the first (task states, numbered progress).
+        An id without a time (a stream from before an upgrade): the whole buffer."""
         if not last_event_id:
             return []
-        found = super().missed(workspace_id, last_event_id)
-        if found or any(e.id == last_event_id for e in self.recent(workspace_id)):
-            return found
-        return self.recent(workspace_id)
+        recent = self.recent(workspace_id)
+        seen = event_time(last_event_id)
+        if seen is None:
+            return recent
+        cutoff = seen - REPLAY_MARGIN_MS
+        return [e for e in recent if e.id != last_event_id and (event_time(e.id) or 0) >= cutoff]
 
     def receive(self, op: dict[str, Any]) -> None:
         """An event another instance made."""

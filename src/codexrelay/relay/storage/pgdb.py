@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -44,8 +45,16 @@ def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
+# A task that reached its end is never rewritten by another write (an instance saving its
+# copy from before another instance's final write: a lost update), except the one
+# correction the task rules allow (``settle_final_report``: the agent's own late report on a
+# task interrupted only because it stayed away).
+TASK_GUARD = (
+    " WHERE tasks.finished = 0"
+    " OR (excluded.finished = 1 AND tasks.doc::jsonb ->> 'reason' = 'agent-vanished')"
+)
 UPSERT = {name: _upsert_sql(name, ("key", "doc")) for name in CACHED_TABLES} | {
-    "tasks": _upsert_sql("tasks", TASK_COLUMNS)
+    "tasks": _upsert_sql("tasks", TASK_COLUMNS) + TASK_GUARD
 }
 
 
@@ -106,6 +115,8 @@ class PgDatabase:
     def __init__(self, url: str, node_id: str) -> None:
         self.url = url
         self.node_id = node_id
+        # Told of task rows a write left as they were (see ``_write_tasks``).
+        self.on_refused: Callable[[dict[str, str]], None] | None = None
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -156,12 +167,34 @@ class PgDatabase:
                         f"DELETE FROM {table} WHERE key = ANY(%s)".encode(),  # noqa: S608
                         (list(keys),),
                     )
+            refused: dict[str, str] = {}
             with conn.cursor() as cur:
                 for table, rows in batch.upserts.items():
-                    if rows:
+                    if table == "tasks" and rows:
+                        refused = self._write_tasks(cur, rows)
+                    elif rows:
                         cur.executemany(UPSERT[table].encode(), rows)
             for notice in notices(self.node_id, batch):
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, notice))
+
+        if refused and self.on_refused is not None:
+            self.on_refused(refused)
+
+    @staticmethod
+    def _write_tasks(cur: psycopg.Cursor[Any], rows: list[tuple[object, ...]]) -> dict[str, str]:
+        """Upsert task rows; the rows ``TASK_GUARD`` kept (another instance ended the task
+        first) come back as they are in the database, for this instance to take."""
+        cur.executemany((UPSERT["tasks"] + " RETURNING key").encode(), rows, returning=True)
+        written: set[str] = set()
+        while True:
+            written.update(str(row[0]) for row in cur.fetchall())
+            if not cur.nextset():
+                break
+        kept = [str(row[0]) for row in rows if str(row[0]) not in written]
+        if not kept:
+            return {}
+        cur.execute(b"SELECT key, doc FROM tasks WHERE key = ANY(%s)", (kept,))
+        return {str(key): str(doc) for key, doc in cur.fetchall()}
 
     def checkpoint(self) -> None:
         """Nothing to do: the server checkpoints its own WAL."""
@@ -182,19 +215,21 @@ class PgDatabase:
 
 
 def notices(node_id: str, batch: Batch) -> Iterator[str]:
-    """The change notices of a batch: table -> keys, chunked under the payload limit."""
+    """The change notices of a batch: table -> keys, chunked under the payload limit, with
+    the writer's time (``t``, Unix ms): how far behind a listener is (see ``PostgresStore``)."""
+    sent = time.time_ns() // 1_000_000
     entries = [(t, str(row[0])) for t, rows in batch.upserts.items() for row in rows]
     entries += [(t, key) for t, keys in batch.deletes.items() for key in keys]
     chunk: dict[str, list[str]] = {}
     size = 0
     for table, key in entries:
         if size + len(key) + len(table) + 8 > NOTICE_BYTES and chunk:
-            yield json.dumps({"n": node_id, "k": chunk}, separators=(",", ":"))
+            yield json.dumps({"n": node_id, "t": sent, "k": chunk}, separators=(",", ":"))
             chunk, size = {}, 0
         chunk.setdefault(table, []).append(key)
         size += len(key) + len(table) + 8
     if chunk:
-        yield json.dumps({"n": node_id, "k": chunk}, separators=(",", ":"))
+        yield json.dumps({"n": node_id, "t": sent, "k": chunk}, separators=(",", ":"))
 
 
 def _ensure_identity(conn: Conn, now: Callable[[], datetime]) -> None:

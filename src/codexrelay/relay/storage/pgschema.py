@@ -62,6 +62,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX agent_leases_by_instance ON agent_leases (instance_id);
     """,
+    # 4: one-time codes spent by any instance (each instance caches the records, so the
+    # database decides which of two instances spending a code at once wins).
+    """
+    CREATE TABLE spent_codes (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        spent_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX spent_codes_by_time ON spent_codes (spent_at);
+    """,
 )
 PG_SCHEMA_VERSION = len(MIGRATIONS)
 

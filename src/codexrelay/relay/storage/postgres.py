@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -60,8 +61,12 @@ class PostgresStore(SqliteStore):
         self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.remote_changes = 0
+        # Unix ms before which every other instance's change is applied here (0: not yet).
+        self.caught_up_ms = 0
         # Told of every task another instance changed (the cluster publishes it to phones).
         self.on_remote_task: Callable[[TaskRecord], None] | None = None
+        # A task another instance ended first keeps that end: this instance takes it.
+        db.on_refused = lambda docs: self._hand_over("tasks", sorted(docs), docs, force=True)
 
     @classmethod
     def open_url(
@@ -90,6 +95,16 @@ class PostgresStore(SqliteStore):
         """This process's id among the instances sharing the database."""
         return self.pg.node_id
 
+    def spend_once(self, kind: str, key: str) -> bool:
+        """Spend a one-time code in the database itself (one indexed insert on the event
+        loop): of two instances spending the same code at once, exactly one gets True."""
+        row = self.pg.reader.execute(
+            "INSERT INTO spent_codes (kind, key) VALUES (?, ?) ON CONFLICT DO NOTHING "
+            "RETURNING key",
+            (kind, key),
+        ).fetchone()
+        return row is not None
+
     # ---- following the other instances ----
 
     def follow(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -117,12 +132,20 @@ class PostgresStore(SqliteStore):
     def _drain_notices(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
             keys: dict[str, set[str]] = {}
+            sent: int | None = None
             # Wait for the first notice, then take the ones already there with it: a
             # burst is re-read in one query per table, and a lone notice without delay.
+            polled = time.time_ns() // 1_000_000
             first = list(conn.notifies(timeout=LISTEN_POLL_SEC, stop_after=1))
+            if not first:
+                sent = polled  # nothing was waiting: caught up as of the poll's start
             burst = list(conn.notifies(timeout=BURST_SEC, stop_after=500)) if first else []
             for notice in first + burst:
                 payload = json.loads(notice.payload)
+                # Notices come in commit order: once this burst is applied, so is every
+                # change written before its newest notice (this instance's own included).
+                if isinstance(payload.get("t"), int):
+                    sent = payload["t"] if sent is None else max(sent, payload["t"])
                 if payload.get("n") == self.pg.node_id:
                     continue
                 for table, names in payload.get("k", {}).items():
@@ -131,6 +154,15 @@ class PostgresStore(SqliteStore):
                 if table in CACHED_TABLES or table == "tasks":
                     docs = self.pg.fetch(table, sorted(names))
                     self._hand_over(table, sorted(names), docs)
+            if sent is not None and self._loop is not None and not self._loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._caught_up, sent)
+
+    def _caught_up(self, sent_ms: int) -> None:
+        """Every change written before ``sent_ms`` (writer's clock) is applied here now (on
+        the event loop). Event ids start no later than this (``cluster.routing``): while
+        the listener or the loop falls behind, it stays behind with them."""
+        self.caught_up_ms = max(self.caught_up_ms, sent_ms)
 
     def _resync(self) -> None:
         for table in CACHED_TABLES:
@@ -139,18 +171,24 @@ class PostgresStore(SqliteStore):
             rows = dict(self.pg.reader.execute(f"SELECT key, doc FROM {table}").fetchall())  # noqa: S608
             self._hand_over(table, sorted(rows), rows)
 
-    def _hand_over(self, table: str, keys: list[str], docs: dict[str, str]) -> None:
+    def _hand_over(
+        self, table: str, keys: list[str], docs: dict[str, str], *, force: bool = False
+    ) -> None:
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self.apply_remote, table, keys, docs)
+                self._loop.call_soon_threadsafe(self.apply_remote, table, keys, docs, force)
 
-    def apply_remote(self, table: str, keys: list[str], docs: dict[str, str]) -> None:
+    def apply_remote(
+        self, table: str, keys: list[str], docs: dict[str, str], force: bool = False
+    ) -> None:
         """Another instance changed these rows (on the event loop): take its versions,
-        except where this instance has a change of its own not yet written."""
+        except where this instance has a change of its own not yet written, or (tasks) a
+        newer state than the one read; ``force``: the database's state wins (a task this
+        instance tried to change after another instance ended it)."""
         for key in keys:
             doc = docs.get(key)
             if table == "tasks":
-                self.sql_tasks.apply_remote(key, doc)
+                self.sql_tasks.apply_remote(key, doc, force=force)
                 held = self.sql_tasks.held(key)
                 self._forget_snapshot(table, key, held)
                 if self.on_remote_task is not None and doc is not None:
@@ -158,6 +196,16 @@ class PostgresStore(SqliteStore):
             else:
                 self._apply_cached(table, key, doc)
             self.remote_changes += 1
+
+    def refresh_task(self, key: str) -> TaskRecord | None:
+        """A task as the database has it now, taken into this instance's copy (its own
+        unsaved change, if any, still wins). One indexed read, on the event loop."""
+        row = self.pg.reader.execute("SELECT doc FROM tasks WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self.sql_tasks.apply_remote(key, str(row[0]))
+        self._forget_snapshot("tasks", key, self.sql_tasks.held(key))
+        return self.tasks.get(key)
 
     def _apply_cached(self, table: str, key: str, doc: str | None) -> None:
         rows: Table[Record] = getattr(self, table)

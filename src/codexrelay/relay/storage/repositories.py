@@ -275,6 +275,10 @@ class Store(Protocol):
     async def commit(self) -> None:
         """Return once every change made so far is durable."""
 
+    def spend_once(self, kind: str, key: str) -> bool:
+        """Record that the one-time code ``key`` of ``kind`` is spent; False if it already
+        was (by this process or, with several relay instances, by any of them)."""
+
     def touch(self) -> None:
         """Schedule a write of low-value changes (e.g. last-seen times) without waiting."""
 

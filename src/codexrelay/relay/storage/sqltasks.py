@@ -11,6 +11,7 @@ connection: in WAL mode a reader never waits for the writer.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import OrderedDict
 from datetime import datetime
@@ -30,6 +31,22 @@ class Reader(Protocol):
     PostgreSQL backend's ``PgReader``)."""
 
     def execute(self, sql: str, args: tuple[object, ...] = ..., /) -> Any: ...
+
+
+log = logging.getLogger("codexrelay.store")
+
+# How far along a task is: a copy further along is never replaced by one behind it.
+_STAGE = {"queued": 0, "dispatched": 1, "running": 2}
+
+
+def is_older(fresh: TaskRecord, held: TaskRecord) -> bool:
+    """Whether a row read from the database is an older state of a task than the copy
+    held here (another instance's change notice is re-read on a thread and applied a
+    moment later, possibly after this instance wrote a newer state of the same task)."""
+    stage_fresh, stage_held = _STAGE.get(fresh.status, 3), _STAGE.get(held.status, 3)
+    if stage_fresh != stage_held:
+        return stage_fresh < stage_held
+    return fresh.updated_at < held.updated_at
 
 
 class SqlTasks:
@@ -98,10 +115,10 @@ class SqlTasks:
             self._dirty.setdefault(key, task)
         self._inflight.clear()
 
-    def apply_remote(self, key: str, doc: str | None) -> None:
+    def apply_remote(self, key: str, doc: str | None, *, force: bool = False) -> None:
         """Another relay instance wrote this task (PostgreSQL): a copy some code holds takes
         its fields; this instance's own pending change, if any, stays the newer one."""
-        if key in self._dirty or key in self._inflight:
+        if key in self._dirty or (key in self._inflight and not force):
             return
         live = self._live.get(key)
         if doc is None:
@@ -109,6 +126,9 @@ class SqlTasks:
             self._counts_stale(live.workspace_id if live else None)
             return
         fresh = TaskRecord.model_validate_json(doc)
+        if live is not None and not force and is_older(fresh, live):
+            log.info("task %s: kept %s over an older %s", key, live.status, fresh.status)
+            return  # read before a change this instance has since written: keep ours
         self._counts_stale(fresh.workspace_id if live is None else None)
         if live is not None:
             live.__dict__.update(fresh.__dict__)

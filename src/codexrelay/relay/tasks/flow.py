@@ -35,6 +35,7 @@ from codexrelay.relay.views import TaskOut
 log = logging.getLogger("codexrelay.tasks")
 
 AGENT_GRACE_SEC = 30.0
+COMMIT_TRIES = 10
 MAX_DIFF_CHARS = 512 * 1024  # R18: the relay caps diffs again, whatever the agent sent
 
 
@@ -96,9 +97,18 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
     if live is None and task.queued_until is not None:
         publish_task(services, task)
         return
+    if live is not None and not services.store.spend_once("task-dispatch", task.id):
+        # Several instances: another one dispatched it a moment ago (its change is on the
+        # way here); a task is handed over once (B4).
+        return
     if live is None:
         lifecycle.advance(task, "interrupted", now=now)
         task.reason = "agent-offline"
+        tasks.save(task)
+    elif task.id in live.holds:
+        # The agent already holds it (handed over by a relay instance that stopped before
+        # saving so): dispatched, and never sent again (B4).
+        lifecycle.advance(task, "dispatched", now=now)
         tasks.save(task)
     else:
         lifecycle.advance(task, "dispatched", now=now)
@@ -109,6 +119,7 @@ async def _dispatch(services: Services, task: TaskRecord, prompt: str | None) ->
         spec = lifecycle.task_spec(task, prompt, details.signed(task.id), details.sealed(task.id))
         if await live.send(TaskDispatch(task=spec)):
             return
+        log.info("task %s could not be handed over", task.id)
         lifecycle.advance(task, "interrupted", now=services.now())
         task.reason = "agent-offline"
         tasks.save(task)
@@ -167,18 +178,29 @@ def _publish_when_durable(services: Services, task: TaskRecord) -> None:
     it acknowledges nothing, and should the relay stop before the write, start-up turns
     the task into ``interrupted``, a forward move phones are then told of. An end
     (``completed``, ``rejected``...) is shown only once durable, so a phone never sees a
-    result the relay could forget. This keeps a disk write off the path from submit to
-    the phone seeing the task run."""
+    result the relay could forget, and not at all if the task moved on meanwhile (another
+    instance's change, told by its own path: an older state told after it would leave
+    phones behind). This keeps a disk write off the path from submit to the phone seeing
+    the task run."""
     workspace_id, payload = task.workspace_id, {"task": TaskOut.of(task).json_data()}
     settled = task.status in TERMINAL_STATUSES
+    stamp = (task.status, task.updated_at)
     if not settled:
         services.events.publish(workspace_id, "task", payload)
 
     async def later() -> None:
-        try:
-            await services.store.commit()
-        except AppError:
-            log.warning("task %s: report not saved yet; the next write retries it", task.id)
+        for attempt in range(COMMIT_TRIES):
+            try:
+                await services.store.commit()
+                break
+            except AppError:
+                # The batch goes back to pending: a later write retries it, and phones
+                # hear of it once one succeeded (a lost event would never come back).
+                log.warning("task %s: report not saved yet; retrying", task.id)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        else:
+            return
+        if (task.status, task.updated_at) != stamp:
             return
         if settled:
             services.events.publish(workspace_id, "task", payload)
@@ -206,9 +228,10 @@ async def on_accepted(
 
 
 async def on_rejected(
-    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskRejected
+    services: Services, agent: AgentRecord, live: LiveAgent, message: TaskRejected
 ) -> None:
     """The agent refused the task, with its reason code."""
+    live.holds.discard(message.task_id)
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.advance(task, "rejected", now=services.now()):
         return
@@ -251,9 +274,10 @@ async def on_progress(
 
 
 async def on_finished(
-    services: Services, agent: AgentRecord, _live: LiveAgent, message: TaskFinished
+    services: Services, agent: AgentRecord, live: LiveAgent, message: TaskFinished
 ) -> None:
     """The agent's final report: status, exit code and the texts (memory only)."""
+    live.holds.discard(message.task_id)
     task = _own_task(services, agent, message.task_id)
     if task is None or not lifecycle.settle_final_report(task, message.status, now=services.now()):
         return
@@ -283,11 +307,13 @@ async def on_finished(
 # ---- connections and start-up ---------------------------------------------------------
 
 
-async def _settle(services: Services, changed: list[TaskRecord]) -> None:
+async def settle(services: Services, changed: list[TaskRecord]) -> None:
+    """Tasks the relay ended itself: audited, saved, then told to phones."""
     if not changed:
         return
     now = services.now()
     for task in changed:
+        log.info("task %s is now %s (%s)", task.id, task.status, task.reason)
         services.details.mark_finished(task.id, now)
         audit.task_finished(services.audit, task, now=now)
     await services.store.commit()
@@ -300,14 +326,23 @@ async def on_agent_connected(services: Services, agent: AgentRecord, running: li
     pending = services.agent_grace.pop(agent.key, None)
     if pending is not None:
         pending.cancel()
+    tasks = services.store.tasks
+    adopted = lifecycle.adopt_held(tasks, agent.key, held=set(running), now=services.now())
+    # In flight but unknown to the agent: it restarted, or (several instances) the
+    # instance it was connected to stopped with the hand-over.
+    moved = services.hub.moved_from_lost_instance(agent.key)
     changed = lifecycle.interrupt_agent_tasks(
-        services.store.tasks,
+        tasks,
         agent.key,
         keep=set(running),
         now=services.now(),
-        reason="agent-restarted",
+        reason=lifecycle.HANDOVER_LOST if moved else "agent-restarted",
     )
-    await _settle(services, changed)
+    await settle(services, changed)
+    if adopted:
+        await services.store.commit()
+        for task in adopted:
+            publish_task(services, task)
     await send_queued(services, agent)
 
 
@@ -315,7 +350,7 @@ async def send_queued(services: Services, agent: AgentRecord) -> None:
     """Tasks that waited for this agent go now, oldest first, each at most once (B4); one
     whose wait ran out expires instead."""
     tasks = services.store.tasks
-    await _settle(services, lifecycle.expire_queued(tasks, now=services.now()))
+    await settle(services, lifecycle.expire_queued(tasks, now=services.now()))
     for task in tasks.unfinished(agent.key):
         if task.status != "queued":
             continue
@@ -354,7 +389,7 @@ async def on_agent_gone(services: Services, agent: AgentRecord) -> None:
             now=services.now(),
             reason=lifecycle.AGENT_VANISHED,
         )
-        await _settle(services, changed)
+        await settle(services, changed)
 
     services.agent_grace[agent.key] = asyncio.create_task(after_grace())
 

@@ -30,6 +30,9 @@ from codexrelay.relay.storage.repositories import Store, Tasks
 MAX_CWD_CHARS = 1024
 AGENT_VANISHED = "agent-vanished"
 AGENT_DID_NOT_RETURN = "agent-did-not-return"
+# Several relay instances: the instance that held a task's hand-over stopped before the
+# agent received it (the task never ran; its prompt may have been only in that process).
+HANDOVER_LOST = "relay-instance-lost"
 MAX_QUEUED_PER_AGENT = 50
 QUEUE_TTL_MIN_SEC, QUEUE_TTL_MAX_SEC = 60, 86400
 
@@ -304,6 +307,24 @@ def interrupt_agent_tasks(
             tasks.save(task)
             changed.append(task)
     return changed
+
+
+def adopt_held(tasks: Tasks, agent_key: str, *, held: set[str], now: datetime) -> list[TaskRecord]:
+    """Queued tasks the agent says it holds were handed over by a relay instance that
+    stopped before it saved ``dispatched``: they are dispatched (never sent again), so the
+    agent's reports on them count."""
+    adopted = []
+    for task_id in held:
+        task = tasks.get(task_id)  # the database's answer if this instance has no copy yet
+        if (
+            task is not None
+            and task.agent_key == agent_key
+            and task.status == "queued"
+            and advance(task, "dispatched", now=now)
+        ):
+            tasks.save(task)
+            adopted.append(task)
+    return adopted
 
 
 def expire_queued(tasks: Tasks, *, now: datetime) -> list[TaskRecord]:

@@ -37,6 +37,7 @@ const REASONS = {
   "agent-restarted": "The agent restarted while the task was running.",
   "agent-vanished": "The agent disconnected while the task was running and did not come back.",
   "relay-restarted": "The relay restarted while the task was running.",
+  "relay-instance-lost": "The relay instance handing the task over stopped before the agent got it.",
   "duplicate-task": "The agent had already run a task with this id.",
   "agent-busy": "Too many tasks were waiting on the agent.",
   "feature-disabled": "The agent does not allow this kind of task.",
