@@ -266,7 +266,10 @@ export async function chatScreen(app, root, [threadId]) {
     if (sealed.shown) {
       for (const item of Object.values(sealed.shown.items)) if (items.apply(item)) redraw(item.id);
       const title = sealedThreadTitle(sealed);
-      if (title) sealedTitles.set(thread.id, title);
+      if (title && sealedTitles.get(thread.id) !== title) {
+        sealedTitles.set(thread.id, title);
+        drawHeader();
+      }
     }
     drawSealed();
     drawCards();
