@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Route, expect
 
 from codexrelay.agent.runners.appserver.supervisor import SOCKET_NAME
 from codexrelay.agent.trust import TRUST_FILE
@@ -119,6 +119,7 @@ def test_a_sealed_conversation_from_the_phone(
         expect(note).to_have_text("Message · signed by your passkey · verified by signbox label")
         expect(page.locator(".from-codex").last).to_contain_text(echoed, timeout=60_000)
         expect(page.locator(".output-incomplete")).to_have_count(0)
+        thread_url = page.url
         go(phone, "Chats")
         expect(page.locator(".thread-title").first).to_contain_text(said)
         phone.screenshot("25-sealed-conversation", tmp_path)
@@ -130,9 +131,55 @@ def test_a_sealed_conversation_from_the_phone(
     assert records.count(("turn", "accepted")) == 2, records
     assert records.count(("decision", "accepted")) == 1, records
     assert any(d != sealed.owner.device_id for d in relay_log_devices(sealed))
+    _later_device(browser, relay, sealed, thread_url, echoed)
     relay.stop()
     haystacks = _data_files(relay.setup.data_dir)
     haystacks["relay.log"] = (module_dir / "relay.log").read_bytes()
     needles = {"prompt": fragments(said), "reply": fragments(echoed)}
     assert len(haystacks) > 1, haystacks.keys()
     assert _hits(haystacks, needles) == []
+
+
+def _later_device(
+    browser: Browser, relay: RelayProcess, sealed: Protected, thread_url: str, echoed: str
+) -> None:
+    """A second browser profile of the owner, not a reader when the thread began: it adds
+    its device (one passkey touch), asks the agent for the thread key, and then shows the
+    history the agent wrapped to it."""
+    later = Phone(browser, relay, name="later")
+    try:
+        _holding(later, sealed.owner, sign_count_offset=5000)
+        later.open("/")
+        expect(later.page.locator("#tabbar")).to_be_visible()
+        later.page.goto(thread_url)
+        notice = later.page.locator(".cannot-read")
+        expect(notice).to_contain_text("not in the workspace's signed log yet")
+        expect(later.page.locator(".from-codex")).to_have_count(0)
+        notice.get_by_role("button", name="Add this device to read sealed conversations").click()
+        expect(later.page.locator(".from-codex").last).to_contain_text(echoed, timeout=60_000)
+        expect(later.page.locator(".sealed-badge")).to_have_text(
+            "Sealed · verified from signbox label"
+        )
+        later.assert_clean()
+        _relay_drops_one(later, echoed)
+    finally:
+        later.close()
+    assert ("key.req", "accepted") in [(r["kind"], r["outcome"]) for r in sealed.audit()]
+
+
+def _relay_drops_one(phone: Phone, echoed: str) -> None:
+    """A relay that leaves one envelope out of the thread's stream: the phone says "Output
+    incomplete" and shows nothing that came after the hole in that epoch as verified."""
+    page = phone.page
+
+    def drop_second(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["envelopes"] = [e for e in body["envelopes"] if e["index"] != 1]
+        route.fulfill(response=response, json=body)
+
+    page.route("**/envelopes?after=-1", drop_second)
+    page.reload()
+    expect(page.locator(".output-incomplete")).to_contain_text("Output incomplete", timeout=30_000)
+    expect(page.locator(".from-codex").filter(has_text=echoed)).to_have_count(0)
+    page.unroute("**/envelopes?after=-1")
