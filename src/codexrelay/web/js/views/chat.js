@@ -327,6 +327,7 @@ export async function chatScreen(app, root, [threadId]) {
         drawHeader();
         drawComposer();
         if (data.agent.online) get(base).then(reload).catch(() => {}); // its numbering may have restarted
+        if (data.agent.online && sealed && !sealed.failed) sealed.load(sealed.next - 1).then(syncSealed).catch(() => {});
       }
     },
     dispose() {
