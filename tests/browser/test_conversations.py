@@ -138,6 +138,7 @@ def test_thread_list_shows_state_and_unread(phone: Phone, codexbox: AgentProcess
     page.evaluate("localStorage.clear()")
     go(phone, "Tasks")
     go(phone, "Chats")
+    expect(cards.first).to_be_visible()  # count the cards once the list is drawn
     expect(page.locator(".thread-card.unread")).to_have_count(cards.count())
     phone.assert_usable()
     phone.screenshot("23-conversations", tmp_path)

@@ -93,7 +93,7 @@ def protected(relay: RelayProcess, module_dir: Path) -> Iterator[Protected]:
             shutil.rmtree(codex_tmp, ignore_errors=True)
 
 
-def _holding(phone: Phone, owner: TrustedPhone) -> None:
+def _holding(phone: Phone, owner: TrustedPhone, sign_count_offset: int = 1000) -> None:
     """The browser holds the owner's passkey (the same key) and the owner's session."""
     credential = owner.credential
     pkcs8 = credential.private_key.private_bytes(
@@ -111,7 +111,7 @@ def _holding(phone: Phone, owner: TrustedPhone) -> None:
                 "rpId": "localhost",
                 "privateKey": base64.b64encode(pkcs8).decode(),
                 "userHandle": base64.b64encode(credential.user_handle).decode(),
-                "signCount": credential.sign_count + 1000,
+                "signCount": credential.sign_count + sign_count_offset,
             },
         },
     )

@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v10";
+const VERSION = "codexrelay-shell-v11";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",
@@ -108,6 +108,9 @@ const SHELL = [
   "/js/views/workspaces.js",
   "/js/sealing/read.js",
   "/js/sealing/show.js",
+  "/js/sealing/chatsend.js",
+  "/js/sealing/chatread.js",
+  "/js/views/sealedchat.js",
   "/vendor/dompurify/purify.es.mjs",
   "/vendor/marked/marked.esm.js",
 ];

@@ -25,7 +25,8 @@ export function readersLine(view, agentLabel) {
   return `Sealed: only ${agentLabel} and ${n} ${n === 1 ? "device" : "devices"} can read it.`;
 }
 
-async function kexKey(suite, kexPub) {
+/** A recipient's kex public key from the verified log, for HPKE. */
+export async function kexKey(suite, kexPub) {
   return hpkeSuite(suite).kem.importKey("raw", fromB64u(kexPub).buffer, true);
 }
 

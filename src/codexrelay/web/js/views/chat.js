@@ -7,7 +7,10 @@ import { askedBy, forgetTrust, trustFor } from "../chatsign.js";
 import { SOURCE_WORDS, ThreadItems, approvalWord, fileChanges, itemView, stateBadge } from "../conversation.js";
 import { busy, errorLine, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { relative, timeText } from "../format.js";
-import { markSeen, photoPicker, threadTitle } from "./threads.js";
+import { markSeen, photoPicker, sealedTitles, threadTitle } from "./threads.js";
+import { askForThreadKey, openedApproval, sealedNotes, sealedReader, unopenedCard } from "./sealedchat.js";
+import { sealedLine, sendSealedDecision, sendSealedTurn } from "../sealing/chatsend.js";
+import { sealedThreadTitle } from "../sealing/chatread.js";
 
 const RUNNING = new Set(["running", "waitingForApproval"]);
 const DECISIONS = [
@@ -69,6 +72,11 @@ export async function chatScreen(app, root, [threadId]) {
       throw err;
     }
   };
+  // A sealed thread: items and approval requests come only from envelopes opened here.
+  let sealed = thread.sealed ? await sealedReader(app, thread) : null;
+  const sealedBox = h("div", { class: "sealed-notes" });
+  const sealLine = h("p", { class: "muted small sealed-note", role: "status" });
+  if (sealed) sealLine.textContent = await sealedLine(app, thread.agentId);
   let items = new ThreadItems();
   const approvals = new Map();
   const views = new Map();
@@ -79,7 +87,7 @@ export async function chatScreen(app, root, [threadId]) {
   const cards = h("div", { class: "approval-cards" });
   const composer = h("div", { class: "composer" });
   dock.append(cards, composer);
-  fill(root, back, header, list, announce, dock);
+  fill(root, back, header, sealedBox, list, announce, dock);
 
   const who = (id) => (id === app.me.user.id ? "you" : names.get(id) || "someone");
 
@@ -136,6 +144,11 @@ export async function chatScreen(app, root, [threadId]) {
   };
 
   const approvalCard = (approval) => {
+    if (sealed) {
+      const opened = openedApproval(sealed, approval);
+      if (!opened) return unopenedCard(approval);
+      approval = opened;
+    }
     const r = rights(app, thread);
     const offered = DECISIONS.filter(([d]) => approval.availableDecisions.includes(d));
     const allowed = offered.filter(([d]) => r.answer(d));
@@ -144,8 +157,12 @@ export async function chatScreen(app, root, [threadId]) {
       const button = h("button", { type: "button", class: kind, dataset: { decision } }, label);
       button.addEventListener("click", () => busy(button, async () => {
         const body = { decision };
-        if (trust) body.signed = await signing(() => trust.decision(thread, approval, decision));
-        const { approval: answered } = await post(`${base}/approvals/${encodeURIComponent(approval.id)}`, body);
+        let answered;
+        if (sealed) ({ approval: answered } = await signing(() => sendSealedDecision(app, trust, thread, approval, decision)));
+        else {
+          if (trust) body.signed = await signing(() => trust.decision(thread, approval, decision));
+          ({ approval: answered } = await post(`${base}/approvals/${encodeURIComponent(approval.id)}`, body));
+        }
         approvals.set(answered.id, answered);
         if (trust) verified(`${label}`);
         drawCards();
@@ -216,13 +233,15 @@ export async function chatScreen(app, root, [threadId]) {
       busy(send, async () => {
         const body = { prompt: message.value };
         if (!running && photos.photos.length) body.images = [...photos.photos];
-        if (trust) {
-          body.signed = await signing(() => trust.turn({
-            agentId: thread.agentId, mode: running ? "steer" : "start", threadId: thread.id,
-            prompt: body.prompt, images: body.images || null, writeAccess: Boolean(thread.writeAccess),
-          }));
+        const fields = {
+          agentId: thread.agentId, mode: running ? "steer" : "start", threadId: thread.id,
+          prompt: body.prompt, images: body.images || null, writeAccess: Boolean(thread.writeAccess),
+        };
+        if (sealed) await signing(() => sendSealedTurn(app, trust, fields));
+        else {
+          if (trust) body.signed = await signing(() => trust.turn(fields));
+          await post(`${base}/${running ? "steer" : "turns"}`, body);
         }
-        await post(`${base}/${running ? "steer" : "turns"}`, body);
         if (trust) verified(running ? "Steer" : "Message");
         message.value = "";
         photos.clear();
@@ -230,7 +249,30 @@ export async function chatScreen(app, root, [threadId]) {
     });
     if (agent && !agent.online) send.disabled = true;
     fill(composer, form, agent && !agent.online ? h("p", { class: "hint" }, "The agent is offline.") : null,
-      trust ? signedNote : null);
+      sealed ? sealLine : null, trust ? signedNote : null);
+  };
+
+  const agentLabel = () => (app.agent(thread.agentId) ? app.agent(thread.agentId).label : thread.agentId);
+  const drawSealed = () => {
+    if (!sealed) return;
+    fill(sealedBox, sealedNotes(app, thread, sealed, { agentLabel: agentLabel(), trust, onReader: (fresh) => {
+      sealed = fresh;
+      syncSealed();
+    } }));
+  };
+  // What the reader opened: items by the seq rule, approval cards, the list's title.
+  const syncSealed = () => {
+    if (!sealed) return;
+    if (sealed.shown) {
+      for (const item of Object.values(sealed.shown.items)) if (items.apply(item)) redraw(item.id);
+      const title = sealedThreadTitle(sealed);
+      if (title && sealedTitles.get(thread.id) !== title) {
+        sealedTitles.set(thread.id, title);
+        drawHeader();
+      }
+    }
+    drawSealed();
+    drawCards();
   };
 
   const drawAll = () => {
@@ -242,7 +284,7 @@ export async function chatScreen(app, root, [threadId]) {
 
   const load = (data) => {
     thread = data.thread;
-    for (const item of data.items) items.apply(item);
+    for (const item of data.items) if (!sealed) items.apply(item);
     for (const approval of data.approvals) approvals.set(approval.id, approval);
     for (const item of items.ordered().sort((a, b) => a.seq - b.seq)) drawItem(item);
   };
@@ -252,9 +294,14 @@ export async function chatScreen(app, root, [threadId]) {
     fill(list);
     load(data);
     drawAll();
+    syncSealed();
   };
   load(snapshot);
   drawAll();
+  if (sealed && !sealed.failed) {
+    await askForThreadKey(sealed, agentLabel());
+    syncSealed();
+  }
   window.scrollTo(0, document.scrollingElement.scrollHeight);
 
   return {
@@ -274,10 +321,13 @@ export async function chatScreen(app, root, [threadId]) {
         approvals.set(data.approval.id, data.approval);
         drawCards();
         if (data.approval.status === "pending") announce.textContent = "Codex is waiting for your answer.";
+      } else if (type === "envelope" && sealed && !sealed.failed && data.threadId === thread.id) {
+        sealed.add(data.index, data.envelope).then(() => askForThreadKey(sealed, agentLabel())).then(syncSealed).catch(() => {});
       } else if (type === "agent" && data.agent.agentId === thread.agentId) {
         drawHeader();
         drawComposer();
         if (data.agent.online) get(base).then(reload).catch(() => {}); // its numbering may have restarted
+        if (data.agent.online && sealed && !sealed.failed) sealed.load(sealed.next - 1).then(syncSealed).catch(() => {});
       }
     },
     dispose() {

@@ -3,6 +3,10 @@
 
 import { get, post, ws } from "../api.js";
 import { forgetTrust, trustFor } from "../chatsign.js";
+import { sealedLine, sendSealedTurn } from "../sealing/chatsend.js";
+import { openSealedThread, sealedThreadTitle } from "../sealing/chatread.js";
+import { isSealed } from "../sealing/send.js";
+import { trustState } from "../trust.js";
 import { SOURCE_WORDS, stateBadge } from "../conversation.js";
 import { busy, errorLine, field, fill, h, loading, screenTitle, toast } from "../dom.js";
 import { plural, timeText } from "../format.js";
@@ -41,7 +45,11 @@ export function conversationAgents(app) {
   return app.agents.filter((a) => !a.revokedAt && a.features.conversations);
 }
 
+// Titles of sealed threads, decrypted on this device: in memory only, never stored.
+export const sealedTitles = new Map();
+
 function threadTitle(thread) {
+  if (thread.sealed) return sealedTitles.get(thread.id) || "Sealed conversation";
   const first = (thread.preview || "").split("\n")[0].trim();
   if (first) return first.length > 90 ? `${first.slice(0, 90)}…` : first;
   return thread.source === "phone" ? "Conversation" : `${SOURCE_WORDS[thread.source]} session`;
@@ -54,6 +62,7 @@ function threadCard(thread, seen) {
   const chips = [stateBadge(thread.status)];
   if (thread.source !== "phone") chips.push(h("span", { class: "chip" }, SOURCE_WORDS[thread.source]));
   if (thread.writeAccess) chips.push(h("span", { class: "chip write-chip" }, "Write mode"));
+  if (thread.sealed) chips.push(h("span", { class: "chip sealed-chip" }, "Sealed"));
   return h("li", { dataset: { threadId: thread.id } },
     h("a", { href: `#/chats/${encodeURIComponent(thread.id)}`, class: `card thread-card${unread ? " unread" : ""}` },
       h("span", { class: "card-row" },
@@ -96,6 +105,17 @@ export async function threadListScreen(app, root, _params, query) {
       return;
     }
     draw();
+    readTitles();
+  };
+  // Sealed threads: the first message, opened from the agent's envelopes on this device.
+  const readTitles = async () => {
+    for (const thread of threads.filter((t) => t.sealed && !sealedTitles.has(t.id)).slice(0, 10)) {
+      const reader = await openSealedThread(app, thread).catch(() => null);
+      const title = reader && sealedThreadTitle(reader);
+      if (!title) continue;
+      sealedTitles.set(thread.id, title);
+      draw();
+    }
   };
   select.addEventListener("change", () => {
     agentId = select.value;
@@ -183,6 +203,9 @@ export async function newThreadScreen(app, root, _params, query) {
   const photos = photoPicker();
   const submit = h("button", { type: "submit", class: "primary wide" }, "Start");
   const error = errorLine();
+  const state = await trustState(app.wid).catch(() => null);
+  const sealed = Boolean(state && isSealed(state.view));
+  const sealedNote = sealed ? h("p", { class: "sealed-note hint", role: "status" }, await sealedLine(app, agent.agentId)) : null;
   const form = h("form", { class: "new-thread" },
     h("p", { class: "muted" }, "On ", h("strong", {}, agent.label), agent.online ? "" : " (offline)"),
     field("Message", prompt),
@@ -190,7 +213,7 @@ export async function newThreadScreen(app, root, _params, query) {
     field("Folder (inside the agent's workspace)", cwd, "Leave empty for the workspace root."),
     h("div", { class: "switch-row" }, write, h("label", { for: "chat-write" }, "Write mode: let Codex change files")), writeNote,
     h("details", { class: "panel" }, h("summary", {}, "Model and reasoning"), field("Model", model), field("Reasoning effort", effort)),
-    error, submit);
+    sealedNote, error, submit);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     busy(submit, async () => {
@@ -200,18 +223,22 @@ export async function newThreadScreen(app, root, _params, query) {
       if (effort.value) body.effort = effort.value;
       if (photos.photos.length) body.images = [...photos.photos];
       const trust = await trustFor(app.wid, app.me.user.id);
+      let thread;
       if (trust) { // a protected workspace: the passkey signs exactly this (TRUST.md §4.13)
+        const fields = {
+          agentId: agent.agentId, mode: "new", prompt: body.prompt, images: body.images || null,
+          cwd: body.cwd || null, model: body.model || null, effort: body.effort || null, writeAccess: body.writeAccess,
+        };
         try {
-          body.signed = await trust.turn({
-            agentId: agent.agentId, mode: "new", prompt: body.prompt, images: body.images || null,
-            cwd: body.cwd || null, model: body.model || null, effort: body.effort || null, writeAccess: body.writeAccess,
-          });
+          // Sealed: the signed start travels only inside an envelope to the agent.
+          if (sealed) ({ thread } = await sendSealedTurn(app, trust, fields));
+          else body.signed = await trust.turn(fields);
         } catch (err) {
           forgetTrust(app.wid);
           throw err;
         }
       }
-      const { thread } = await post(ws(app.wid, "/threads"), body);
+      if (!thread) ({ thread } = await post(ws(app.wid, "/threads"), body));
       app.go(`/chats/${encodeURIComponent(thread.id)}`);
     }, { label: "Starting…", errLine: error });
   });
