@@ -142,6 +142,28 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
 
 
+def _task_of(event: Event) -> str | None:
+    """The task a ``task`` event is about."""
+    if event.type != "task":
+        return None
+    try:
+        task = json.loads(event.data).get("task")
+    except ValueError:
+        return None
+    return str(task["id"]) if isinstance(task, dict) and "id" in task else None
+
+
+def _latest_task_states(events: list[Event]) -> list[Event]:
+    """``events`` without the ``task`` events a later one about the same task supersedes
+    (an instance's task events follow the database's commit order)."""
+    last: dict[str, int] = {}
+    tasks = [_task_of(e) for e in events]
+    for index, task in enumerate(tasks):
+        if task is not None:
+            last[task] = index
+    return [e for i, (e, t) in enumerate(zip(events, tasks, strict=True)) if t is None or last[t] == i]
+
+
 class ClusterEvents(EventBus):
     """Events delivered by every instance, each under the id it was made with. Ids start
     with the time they were made (``<ms hex>-<boot id>-<counter>``), so a stream resumes on
@@ -176,16 +198,19 @@ class ClusterEvents(EventBus):
         ``task`` events of every change itself, and events from peers arrive a moment after
         they were made, so the order of a buffer differs between instances: time, not
         position, says what the phone may not have seen. Some events come twice; the phone
-        applies a repeated event as it would the first (task states, numbered progress).
+        applies a repeated event as it would the first (task states, numbered progress),
+        but an older state of a task never follows a newer one: of a task's ``task`` events
+        only the last this instance holds is sent, and none if that is the phone's last.
         An id without a time (a stream from before an upgrade): the whole buffer."""
         if not last_event_id:
             return []
         recent = self.recent(workspace_id)
         seen = event_time(last_event_id)
         if seen is None:
-            return recent
+            return _latest_task_states(recent)
         cutoff = seen - REPLAY_MARGIN_MS
-        return [e for e in recent if e.id != last_event_id and (event_time(e.id) or 0) >= cutoff]
+        window = [e for e in recent if (event_time(e.id) or 0) >= cutoff]
+        return [e for e in _latest_task_states(window) if e.id != last_event_id]
 
     def receive(self, op: dict[str, Any]) -> None:
         """An event another instance made."""
