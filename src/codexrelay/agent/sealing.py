@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from codexrelay.agent.runners.base import TaskRefusedError
 from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import (
+    FIRST_PREV,
     MAX_PADDED,
     EnvelopeError,
     KeyWrap,
@@ -135,7 +136,18 @@ def _signed_spec(spec: TaskSpec, inner: SubmitInner, sender: str) -> TaskSpec:
 
 
 class OutputSealer:
-    """Everything one task sends back, as signed envelopes of the agent's stream."""
+    """Everything one task sends back, as signed envelopes of the agent's stream.
+
+    Before each envelope the live reader devices of the verified log (``view``) are
+    compared with the devices that hold the current key (the submitting device and every
+    device a wrap was sent to). When one of those left (device revoked, member removed) the
+    task switches to a fresh key in a new epoch wrapped only to the current readers, so the
+    leaver can open nothing sent from then on. The new epoch's first envelope names the
+    link of the last ``task.out`` before it (``after``), signed like the rest, so a reader
+    holding both keys proves the epochs follow each other. New keys wait in
+    :attr:`fresh_keys` for the caller to keep (off the event loop). A view that cannot be
+    read counts as no readers at all: nothing new is wrapped to anyone.
+    """
 
     def __init__(
         self,
@@ -145,22 +157,57 @@ class OutputSealer:
         agent_id: str,
         signing: keys.SigningKey,
         wraps: list[KeyWrap],
+        view: Callable[[], LogView | None] | None = None,
     ) -> None:
-        self._sealer = Sealer(opened.task_key, ws, agent_id, opened.spec.id, agent_id, signing)
+        self._ws, self._agent, self._task, self._signing = ws, agent_id, opened.spec.id, signing
+        self._sealer = Sealer(opened.task_key, ws, agent_id, self._task, agent_id, signing)
         self._wraps = wraps
+        self._holders = {opened.device}
+        self._view = view
+        self._head = FIRST_PREV
         self.outs = 0
+        self.fresh_keys: list[bytes] = []
+
+    @property
+    def task_key(self) -> bytes:
+        """The key the next envelope is sealed under."""
+        return self._sealer.task_key
+
+    def _next(self, record: dict[str, Any]) -> tuple[dict[str, Any], list[KeyWrap]]:
+        """The record and wraps for the next envelope, re-keying first if a holder left."""
+        if self._view is not None:
+            view = self._view()
+            live = set() if view is None else {d.device_id for d in view.reader_devices()}
+            self._wraps = [w for w in self._wraps if w.to in live]
+            if self._holders - live:
+                if self._sealer.seq > 0:
+                    record = {**record, "after": self._sealer.prev}
+                key = new_task_key()
+                self._sealer = Sealer(
+                    key, self._ws, self._agent, self._task, self._agent, self._signing
+                )
+                self._holders = set()
+                self._wraps = (
+                    [] if view is None else reader_wraps(view, key, ws=self._ws, task=self._task)
+                )
+                self.fresh_keys.append(key)
+        wraps, self._wraps = self._wraps, []
+        self._holders |= {w.to for w in wraps}
+        return record, wraps
 
     def out(self, record: dict[str, Any]) -> str:
-        """One ``task.out`` envelope (the first one carries the key wraps)."""
-        wraps, self._wraps = self._wraps, []
+        """One ``task.out`` envelope (the first one of each key carries its wraps)."""
+        record, wraps = self._next(record)
         data = seal_record(self._sealer, "task.out", record, wraps)
         self.outs += 1
+        self._head = self._sealer.prev
         return data.decode("ascii")
 
     def done(self, record: dict[str, Any]) -> str:
-        """The ``task.done`` envelope: the result, and the count and chain head it vouches for."""
-        wraps, self._wraps = self._wraps, []
-        final = {**record, "count": self.outs, "chainHead": self._sealer.prev}
+        """The ``task.done`` envelope: the result, and the count of ``task.out`` envelopes
+        (over every key) and the link of the last one, which it vouches for."""
+        final = {**record, "count": self.outs, "chainHead": self._head}
+        final, wraps = self._next(final)
         return seal_record(self._sealer, "task.done", final, wraps).decode("ascii")
 
 
