@@ -69,11 +69,13 @@ def _refuse(reason: RefusalReason, message: str) -> TaskRefusedError:
 
 @dataclass(frozen=True)
 class OpenedTask:
-    """A sealed task opened by this agent: the task as signed, and its key."""
+    """A sealed task opened by this agent: the task as signed, its key, the submitting
+    device and every other device the submission wrapped the key to."""
 
     spec: TaskSpec
     task_key: bytes
     device: str
+    wrapped: frozenset[str] = frozenset()
 
 
 def open_submit(spec: TaskSpec, *, ws: str, agent_id: str, kex: keys.KexKey) -> OpenedTask:
@@ -103,7 +105,9 @@ def open_submit(spec: TaskSpec, *, ws: str, agent_id: str, kex: keys.KexKey) -> 
         check_wraps(data, inner.model_dump(exclude_none=True))
     except (EnvelopeError, StatementError) as exc:
         raise _refuse(R.SEALED_INVALID, f"the envelope does not open: {exc}") from None
-    return OpenedTask(_signed_spec(spec, inner, header.sender), task_key, header.sender)
+    wrapped = frozenset(w.to for w in wire.keys or () if w.to != agent_id)
+    signed = _signed_spec(spec, inner, header.sender)
+    return OpenedTask(signed, task_key, header.sender, wrapped)
 
 
 def _signed_spec(spec: TaskSpec, inner: SubmitInner, sender: str) -> TaskSpec:
@@ -138,11 +142,12 @@ def _signed_spec(spec: TaskSpec, inner: SubmitInner, sender: str) -> TaskSpec:
 class OutputSealer:
     """Everything one task sends back, as signed envelopes of the agent's stream.
 
-    Before each envelope the live reader devices of the verified log (``view``) are
-    compared with the devices that hold the current key (the submitting device and every
-    device a wrap was sent to). When one of those left (device revoked, member removed) the
-    task switches to a fresh key in a new epoch wrapped only to the current readers, so the
-    leaver can open nothing sent from then on. The new epoch's first envelope names the
+    Before each envelope the verified log (``view``) is checked for devices that hold the
+    current key (the submitting device, every device the submission or this agent wrapped
+    it to) and have left: revoked, or their member removed. Then the task switches to a
+    fresh key in a new epoch wrapped only to the current readers, so the leaver can open
+    nothing sent from then on (before any output, the first key goes along to the current
+    readers too: it opens the submission). The new epoch's first envelope names the
     link of the last ``task.out`` before it (``after``), signed like the rest, so a reader
     holding both keys proves the epochs follow each other. New keys wait in
     :attr:`fresh_keys` for the caller to keep (off the event loop). A view that cannot be
@@ -162,7 +167,7 @@ class OutputSealer:
         self._ws, self._agent, self._task, self._signing = ws, agent_id, opened.spec.id, signing
         self._sealer = Sealer(opened.task_key, ws, agent_id, self._task, agent_id, signing)
         self._wraps = wraps
-        self._holders = {opened.device}
+        self._holders = {opened.device, *opened.wrapped}
         self._view = view
         self._head = FIRST_PREV
         self.outs = 0
@@ -179,17 +184,19 @@ class OutputSealer:
             view = self._view()
             live = set() if view is None else {d.device_id for d in view.reader_devices()}
             self._wraps = [w for w in self._wraps if w.to in live]
-            if self._holders - live:
+            known = self._holders if view is None else self._holders & view.devices.keys()
+            if known - live:
+                kept = self._wraps  # the first key, for the submission, if nothing came yet
                 if self._sealer.seq > 0:
-                    record = {**record, "after": self._sealer.prev}
+                    record, kept = {**record, "after": self._sealer.prev}, []
                 key = new_task_key()
                 self._sealer = Sealer(
                     key, self._ws, self._agent, self._task, self._agent, self._signing
                 )
                 self._holders = set()
-                self._wraps = (
-                    [] if view is None else reader_wraps(view, key, ws=self._ws, task=self._task)
-                )
+                if view is not None:
+                    kept += reader_wraps(view, key, ws=self._ws, task=self._task)
+                self._wraps = kept
                 self.fresh_keys.append(key)
         wraps, self._wraps = self._wraps, []
         self._holders |= {w.to for w in wraps}

@@ -112,9 +112,44 @@ def test_the_submitting_device_leaving_before_any_output_re_keys_at_once() -> No
     items = [submit, sealer.out({"progress": {"seq": 1, "text": "after"}}).encode()]
     items.append(sealer.done({"status": "completed"}).encode())
     assert sealer.task_key != key
-    assert [w.to for w in parse_wire(items[1])[0].keys or ()] == ["dv_2"]
-    assert _reads(p, "dv_2", items).complete
+    # The first key (it opens the submission) and the new one, both to dv_2 only.
+    assert [w.to for w in parse_wire(items[1])[0].keys or ()] == ["dv_2", "dv_2"]
+    shown = _reads(p, "dv_2", items)
+    assert shown.complete
+    assert shown.prompt == "hi"
     assert "after" not in _texts(_reads(p, "dv_1", items))
+
+
+def test_a_device_the_submission_wrapped_to_counts_as_holding_the_key() -> None:
+    """The phone wrapped the first key to dv_2 itself; the agent wrapped nothing to it. Its
+    revocation still re-keys the task."""
+    p = Party()
+    log = Log(p.view)
+    submit, key = _submission(p)
+    opened = open_submit(_spec(submit), ws=WS, agent_id=AGENT, kex=p.agent_kex)
+    assert opened.wrapped == {"dv_1"}
+    opened = dataclasses.replace(opened, wrapped=frozenset({"dv_1", "dv_2"}))
+    dv_1 = reader_wraps(p.view, key, ws=WS, task=TASK)[:1]
+    sealer = OutputSealer(
+        opened, ws=WS, agent_id=AGENT, signing=p.agent_sig, wraps=dv_1, view=log
+    )
+    first = sealer.out({"progress": {"seq": 1, "text": "before"}})
+    log.revoke("dv_2")
+    sealer.out({"progress": {"seq": 2, "text": "after"}})
+    assert sealer.task_key != key
+    assert len(sealer.fresh_keys) == 1
+    assert [w.to for w in parse_wire(first.encode())[0].keys or ()] == ["dv_1"]
+
+
+def test_a_holder_the_agents_log_does_not_know_yet_is_no_leaver() -> None:
+    p = Party()
+    submit, _ = _submission(p)
+    opened = open_submit(_spec(submit), ws=WS, agent_id=AGENT, kex=p.agent_kex)
+    opened = dataclasses.replace(opened, wrapped=frozenset({"dv_1", "dv_new"}))
+    sealer = OutputSealer(opened, ws=WS, agent_id=AGENT, signing=p.agent_sig, wraps=[],
+                          view=Log(p.view))  # fmt: skip
+    sealer.out({"progress": {"seq": 1, "text": "x"}})
+    assert sealer.fresh_keys == []
 
 
 def test_an_unusable_view_wraps_the_rest_to_no_one() -> None:
