@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from codexrelay.agent.sealing import TASK_KEYS_FILE
 from codexrelay.agent.trust import LOG_FILE
 from codexrelay.e2e.envelope import nonce, parse_wire, sender_key
 from codexrelay.e2e.sealed import read_task, task_keys
@@ -141,6 +142,20 @@ def test_a_device_revoked_mid_task_reads_the_output_before_and_nothing_after(
         assert not full.dropped
         assert before in json.dumps(full.progress)
         assert after in full.texts["finalMessage"]
+
+    # The agent kept the new key as the task's newest, for readers who ask later.
+    owner_keys = task_keys(
+        items, world.owner.kex_key, me=world.owner.device_id, ws=world.wid, task=task_id
+    )
+    assert len(owner_keys) == 2
+    assert owner_keys[0] == first_key
+
+    def kept() -> bytes | None:
+        lines = (world.dir / "state" / TASK_KEYS_FILE).read_text(encoding="utf-8").splitlines()
+        found = [json.loads(line) for line in lines if json.loads(line)["task"] == task_id]
+        return b64u_decode(found[-1]["key"], max_bytes=32) if found else None
+
+    wait_until(lambda: kept() == owner_keys[1], timeout=10, what="the new key kept")
 
     # A relay that cuts the last output under the first key, or serves the second key's
     # output first, leaves the reader with an incomplete task, never a spliced one.
