@@ -43,6 +43,13 @@ READ = """async ([items, agentPub, ids]) => {
              progress: reader.progress.map((p) => p.text) };
 }"""
 
+# The same, with the envelopes arriving one at a time as live events on an open page.
+READ_LIVE = READ.replace(
+    "reader.items = items;\n    await reader.openAll();",
+    "for (const [index, envelope] of items.entries()) await reader.add(index, envelope);",
+)
+assert READ_LIVE != READ
+
 
 def _stream(kex_pub: str, signing: keys.SigningKey) -> list[str]:
     """Three progress steps, a final message in two pieces, and task.done."""
@@ -144,6 +151,8 @@ def test_the_phone_reader_follows_a_re_keyed_task_and_a_revoked_phone_stops_read
     assert (stays["readable"], stays["complete"], stays["dropped"]) == (True, True, [])
     assert stays["progress"] == ["before 1", "before 2", "after 3", "after 4"]
     assert stays["text"] == "secret end"
+    live = page.evaluate(READ_LIVE, [kept, agent_pub, ids])
+    assert live == stays, "envelopes arriving one by one read the same as a page load"
     cut = page.evaluate(READ, [[*kept[:1], *kept[2:]], agent_pub, ids])
     assert not cut["complete"], "the last output under the first key withheld"
     assert cut["progress"] == ["before 1"]
