@@ -130,9 +130,7 @@ def test_a_device_the_submission_wrapped_to_counts_as_holding_the_key() -> None:
     assert opened.wrapped == {"dv_1"}
     opened = dataclasses.replace(opened, wrapped=frozenset({"dv_1", "dv_2"}))
     dv_1 = reader_wraps(p.view, key, ws=WS, task=TASK)[:1]
-    sealer = OutputSealer(
-        opened, ws=WS, agent_id=AGENT, signing=p.agent_sig, wraps=dv_1, view=log
-    )
+    sealer = OutputSealer(opened, ws=WS, agent_id=AGENT, signing=p.agent_sig, wraps=dv_1, view=log)
     first = sealer.out({"progress": {"seq": 1, "text": "before"}})
     log.revoke("dv_2")
     sealer.out({"progress": {"seq": 2, "text": "after"}})
