@@ -157,6 +157,30 @@ def test_a_device_revoked_mid_task_reads_the_output_before_and_nothing_after(
 
     wait_until(lambda: kept() == owner_keys[1], timeout=10, what="the new key kept")
 
+    # A member who joins later asks for the key and gets both: the whole task reads.
+    lea = _person(world.owner, world.wid, "viewer", "Lea")
+    world.owner.add_member(world.book, lea, "viewer")
+    res = lea.phone.post(
+        f"/api/v1/workspaces/{world.wid}/tasks/{task_id}/key-requests",
+        json=sealkit.key_request(lea, world.view(), AGENT, task_id),
+    )
+    assert res.status_code == 202, res.text
+    answered = wait_until(
+        lambda: (
+            (e := sealkit.envelopes(lea, world.wid, task_id))
+            and parse_wire(e[-1])[1].kind == "key.wrap"
+            and e
+        ),
+        timeout=20,
+        what="the key.wrap envelope",
+    )
+    lea_keys = task_keys(answered, lea.kex_key, me=lea.device_id, ws=world.wid, task=task_id)
+    assert lea_keys == owner_keys
+    late = _read(world, lea, task_id, answered)
+    assert late.complete, late.dropped
+    assert after in late.texts["finalMessage"]
+    assert before in json.dumps(late.progress)
+
     # A relay that cuts the last output under the first key, or serves the second key's
     # output first, leaves the reader with an incomplete task, never a spliced one.
     first_epoch = [i for i in items[1:] if parse_wire(i)[1].epoch == epochs[0]]

@@ -191,15 +191,16 @@ class TrustGate:
         opened = accepted.sealed
         if opened is None:
             return
-        self.keep_task_key(opened.spec.id, opened.task_key)
+        self.keep_task_key(opened.spec.id, opened.task_key, after=False)
 
-    def keep_task_key(self, task: str, key: bytes) -> None:
-        """Keep ``key`` as the task's newest key for later readers (blocking, as keep_key)."""
+    def keep_task_key(self, task: str, key: bytes, *, after: bool = True) -> None:
+        """Keep ``key`` as the task's newest key for later readers, after those kept before
+        (blocking, as keep_key)."""
         pin = self.trust.pin()
         if pin is None:
             return
         try:
-            self.task_keys.keep(pin.workspace_id, task, key)
+            self.task_keys.keep(pin.workspace_id, task, key, after=after)
         except OSError:
             log.exception("cannot keep the key of task %s for later readers", task)
 

@@ -291,11 +291,13 @@ class TaskKeys:
         self._lines = len(self._keys)
         legacy.unlink()
 
-    def keep(self, ws: str, task: str, key: bytes) -> None:
-        """Remember a key until the retention runs out (nothing kept with 0 days)."""
+    def keep(self, ws: str, task: str, key: bytes, *, after: bool = False) -> None:
+        """Remember a key until the retention runs out (nothing kept with 0 days). With
+        ``after`` it is the task's newest key and the ones kept before stay with it (a task
+        re-keyed while it ran: a later reader gets every key)."""
         if self.keep_sec <= 0:
             return
-        item = {
+        item: dict[str, Any] = {
             "task": task,
             "ws": ws,
             "key": b64u(key),
@@ -303,6 +305,9 @@ class TaskKeys:
         }
         with self._lock:
             keys = self._loaded()
+            held = keys.get(task)
+            if after and held is not None and held.get("ws") == ws:
+                item["older"] = [*held.get("older", []), held["key"]]
             keys[task] = item
             now = self.clock()
             live = {k: v for k, v in keys.items() if v.get("until", 0) > now}
@@ -322,12 +327,19 @@ class TaskKeys:
             self._lines += 1
 
     def get(self, ws: str, task: str) -> bytes | None:
-        """The key of ``task`` in ``ws`` while it is kept."""
+        """The (newest) key of ``task`` in ``ws`` while it is kept."""
+        found = self.get_all(ws, task)
+        return found[-1] if found else None
+
+    def get_all(self, ws: str, task: str) -> list[bytes]:
+        """Every key of ``task`` in ``ws`` while kept, oldest first, newest last."""
         with self._lock:
             item = self._loaded().get(task)
         if item is None or item.get("ws") != ws or item.get("until", 0) <= self.clock():
-            return None
-        return b64u_decode(str(item["key"]), max_bytes=32)
+            return []
+        older = item.get("older", [])
+        texts = [*older, item["key"]] if isinstance(older, list) else [item["key"]]
+        return [b64u_decode(str(t), max_bytes=32) for t in texts]
 
 
 def answer_key_request(
@@ -361,13 +373,15 @@ def answer_key_request(
         verify_key, sig, tag("keyreq") + signed.raw
     ):
         raise _refuse(R.SIGNATURE_INVALID, "the key request's signature does not verify")
-    task_key = task_keys.get(view.ws, stmt.task)
-    if task_key is None:
+    kept = task_keys.get_all(view.ws, stmt.task)
+    if not kept:
         raise _refuse(R.TASK_KEY_GONE, "this agent no longer keeps that task's key")
     public = keys.load_kex_public(device.suite, device.kex_pub)
-    wrap = wrap_task_key(
-        task_key, public, ws=view.ws, task=stmt.task, recipient_key_id=device.device_id
-    )
-    sealer = Sealer(task_key, view.ws, agent_id, stmt.task, agent_id, signing)
-    envelope = seal_record(sealer, "key.wrap", {"device": device.device_id}, [wrap])
+    # Every key the task ran under (more than one if a reader left while it ran).
+    wraps = [
+        wrap_task_key(key, public, ws=view.ws, task=stmt.task, recipient_key_id=device.device_id)
+        for key in kept
+    ]
+    sealer = Sealer(kept[-1], view.ws, agent_id, stmt.task, agent_id, signing)
+    envelope = seal_record(sealer, "key.wrap", {"device": device.device_id}, wraps)
     return stmt.task, device.device_id, envelope.decode("ascii")

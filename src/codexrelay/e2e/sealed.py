@@ -12,7 +12,8 @@
   envelopes came before it and ``chainHead`` the link of the last one, so a reader proves
   it saw every one.
 - ``key.wrap`` (the agent, signed, a fresh epoch): ``{"device"}``, the answer to a reader
-  device's key request, with the task key wrapped to that device in ``keys``.
+  device's key request, with every key the task ran under wrapped to that device in
+  ``keys`` (oldest first; sealed under the newest).
 - ``catalog`` (the agent, signed): ``{"sessions": [...]}``, the Codex session catalog and
   its previews, under a fresh key per update (its ``task`` is a fresh id too).
 

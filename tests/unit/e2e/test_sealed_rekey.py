@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
-from codexrelay.agent.sealing import OutputSealer, open_submit
+from codexrelay.agent.sealing import OutputSealer, TaskKeys, open_submit
 from codexrelay.e2e.envelope import parse_wire
 from codexrelay.e2e.logview import LogView
 from codexrelay.e2e.sealed import reader_wraps, task_keys
@@ -172,3 +173,17 @@ def test_a_relay_cannot_splice_the_two_keys_streams() -> None:
     assert "after" not in _texts(shown)
     swapped = [items[0], *items[3:], *items[1:3]]  # the second key's output served first
     assert not _reads(p, "dv_1", swapped).complete
+
+
+def test_kept_keys_of_a_re_keyed_task_come_back_oldest_first(tmp_path: Path) -> None:
+    kept = TaskKeys(tmp_path, keep_days=7)
+    kept.keep(WS, TASK, b"a" * 32)
+    kept.keep(WS, TASK, b"b" * 32, after=True)
+    kept.keep(WS, TASK, b"c" * 32, after=True)
+    assert kept.get_all(WS, TASK) == [b"a" * 32, b"b" * 32, b"c" * 32]
+    assert kept.get(WS, TASK) == b"c" * 32
+    again = TaskKeys(tmp_path, keep_days=7)  # read back from the file
+    assert again.get_all(WS, TASK) == [b"a" * 32, b"b" * 32, b"c" * 32]
+    again.keep(WS, TASK, b"d" * 32)  # a thread's key change keeps only the newest
+    assert again.get_all(WS, TASK) == [b"d" * 32]
+    assert again.get_all("ws_other", TASK) == []
