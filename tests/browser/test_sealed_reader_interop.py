@@ -6,6 +6,7 @@ for byte and refuses every non-canonical text."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Any
 
@@ -14,10 +15,12 @@ from playwright.sync_api import Page
 
 from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import Sealer, new_task_key, wrap_task_key
+from codexrelay.e2e.logview import Device, Member
 from codexrelay.e2e.sealed import seal_record, text_pieces
 from codexrelay.e2e.wire import b64u
 from tests.browser.test_e2e_interop import origin, page  # noqa: F401 - the harness fixtures
-from tests.unit.e2e.test_sealed import AGENT, TASK, WS
+from tests.unit.e2e.test_sealed import AGENT, TASK, WS, Party
+from tests.unit.e2e.test_sealed_rekey import Log, _run
 
 pytestmark = pytest.mark.browser
 
@@ -39,6 +42,13 @@ READ = """async ([items, agentPub, ids]) => {
              counters: reader.counters, text: reader.texts.finalMessage || '',
              progress: reader.progress.map((p) => p.text) };
 }"""
+
+# The same, with the envelopes arriving one at a time as live events on an open page.
+READ_LIVE = READ.replace(
+    "reader.items = items;\n    await reader.openAll();",
+    "for (const [index, envelope] of items.entries()) await reader.add(index, envelope);",
+)
+assert READ_LIVE != READ
 
 
 def _stream(kex_pub: str, signing: keys.SigningKey) -> list[str]:
@@ -113,3 +123,42 @@ def test_base64url_decoding_matches_python_and_refuses_non_canonical_text(
         bad,
     )
     assert refused == [True] * len(bad), dict(zip(bad, refused, strict=True))
+
+
+def _rekeyed(kex_pub: str, leave: str) -> tuple[list[str], str]:
+    """A stream from the agent's own ``OutputSealer``: two steps, ``leave`` is revoked, two
+    more steps, a final message, done. The browser's device ``dv_read`` is a reader."""
+    p = Party()
+    device = Device("dv_read", "u_read", "phone", p.view.devices["dv_1"].sig_pub, kex_pub,
+                    "c25519", 1)  # fmt: skip
+    members = {**p.view.members, "u_read": Member("u_read", "Rea", "viewer", 1)}
+    log = Log(dataclasses.replace(p.view, devices={**p.view.devices, "dv_read": device},
+                                  members=members))  # fmt: skip
+    p.view = log.view  # type: ignore[assignment]
+    items, _ = _run(p, log, leave)
+    return [i.decode() for i in items[1:]], keys.public_text(p.agent_sig)
+
+
+def test_the_phone_reader_follows_a_re_keyed_task_and_a_revoked_phone_stops_reading(
+    page: Page,  # noqa: F811
+) -> None:
+    """Another device is revoked mid-task: this phone reads both keys' output, complete.
+    This phone's own device is revoked mid-task: it shows what came before, not one word
+    after, and says the output is incomplete."""
+    ids = {"ws": WS, "task": TASK, "agent": AGENT}
+    kept, agent_pub = _rekeyed(page.evaluate(SETUP), "dv_2")
+    stays = page.evaluate(READ, [kept, agent_pub, ids])
+    assert (stays["readable"], stays["complete"], stays["dropped"]) == (True, True, [])
+    assert stays["progress"] == ["before 1", "before 2", "after 3", "after 4"]
+    assert stays["text"] == "secret end"
+    live = page.evaluate(READ_LIVE, [kept, agent_pub, ids])
+    assert live == stays, "envelopes arriving one by one read the same as a page load"
+    cut = page.evaluate(READ, [[*kept[:1], *kept[2:]], agent_pub, ids])
+    assert not cut["complete"], "the last output under the first key withheld"
+    assert cut["progress"] == ["before 1"]
+    stream, agent_pub = _rekeyed(page.evaluate(SETUP), "dv_read")
+    gone = page.evaluate(READ, [stream, agent_pub, ids])
+    assert (gone["readable"], gone["complete"]) == (True, False)
+    assert gone["progress"] == ["before 1", "before 2"]
+    assert gone["text"] == ""
+    assert len(gone["dropped"]) == 4

@@ -34,6 +34,7 @@ Behaviour is driven by lines of the prompt of the form ``FAKE: <keyword> [args]`
     FAKE: noise TEXT           a non-JSON line on stdout
     FAKE: slow SECONDS         sleep SECONDS before each following event
     FAKE: sleep SECONDS        sleep once, here
+    FAKE: wait-file PATH       wait here until PATH exists (at most 60 s)
     FAKE: child-pidfile PATH   start a child `sleep 300` and write its pid to PATH
     FAKE: ignore-term          ignore SIGTERM (only SIGKILL stops it)
     FAKE: hang                 behave like a down model server: retry notices, never exit
@@ -603,6 +604,10 @@ class FakeRun:
             self.delay = float(arg)
         elif word == "sleep":
             time.sleep(float(arg))
+        elif word == "wait-file":
+            deadline = time.monotonic() + 60
+            while not Path(arg).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         elif word == "child-pidfile":
             child = subprocess.Popen(["sleep", "300"])
             Path(arg).write_text(str(child.pid), encoding="utf-8")

@@ -10,6 +10,7 @@ accepted (B4). Everything sent back passes through the redaction hook first (B3)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Container, Mapping
@@ -109,6 +110,7 @@ class _Task:
     session_unsent: bool = False
     # A sealed task's reports leave as envelopes only the readers can open (TRUST.md §4.7).
     sealer: OutputSealer | None = None
+    keeping: asyncio.Task[None] | None = None  # the last key keep scheduled for this task
 
     def progress(self, event: ProgressEvent) -> TaskProgress:
         """The next progress message, carrying the Codex session id the first time."""
@@ -199,10 +201,23 @@ class Executor:
         task.job = asyncio.create_task(self._run(task, durable, accepted), name=f"task-{spec.id}")
         if task.sealer is not None and self.gate is not None and admitted is not None:
             # Kept for later readers off the loop and off the dispatch path (one fsync).
-            keeping = asyncio.create_task(asyncio.to_thread(self.gate.keep_key, admitted))
-            self._keeping.add(keeping)
-            keeping.add_done_callback(self._keeping.discard)
+            gate = self.gate
+            self._keep(task, lambda: gate.keep_key(admitted))
         return accepted
+
+    def _keep(self, task: _Task, keep: Callable[[], None]) -> None:
+        """Run a blocking key keep off the loop, after the task's earlier ones (the newest
+        key must be the one kept last)."""
+        before = task.keeping
+
+        async def run() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            await asyncio.to_thread(keep)
+
+        keeping = task.keeping = asyncio.create_task(run())
+        self._keeping.add(keeping)
+        keeping.add_done_callback(self._keeping.discard)
 
     def _record_start(self, spec: TaskSpec, admitted: Accepted) -> tuple[RefusalReason, str] | None:
         """What must be durable before a signed task starts: its id in the ledger (B4, its
@@ -472,6 +487,12 @@ class Executor:
         await self._send(TaskFinished(task_id=message.task_id, status=message.status))
 
     async def _sealed(self, task: _Task, envelope: str) -> None:
+        sealer, gate = task.sealer, self.gate
+        if sealer is not None and gate is not None and sealer.fresh_keys:
+            # A reader left while the task ran: its new key is kept for later readers.
+            fresh, sealer.fresh_keys = sealer.fresh_keys, []
+            for key in fresh:
+                self._keep(task, functools.partial(gate.keep_task_key, task.spec.id, key))
         await self._send(SealedEnvelope(task_id=task.spec.id, envelope=envelope))
 
     def _clean(self, task: _Task, text: str, limit: int, *, keep_tail: bool = False) -> str:

@@ -31,6 +31,7 @@ from codexrelay.agent.trust import AgentKeys, TrustError, TrustStore
 from codexrelay.agent.verify import SKEW_SEC, Accepted, FetchLog, StatementChecker
 from codexrelay.e2e import keys
 from codexrelay.e2e.audit import Outcome, canonical
+from codexrelay.e2e.logview import LogView
 from codexrelay.e2e.policy import at_least
 from codexrelay.e2e.sealed import reader_wraps
 from codexrelay.e2e.statements import (
@@ -167,8 +168,22 @@ class TrustGate:
         task = opened.spec.id
         wraps = reader_wraps(view, opened.task_key, ws=view.ws, task=task)
         return OutputSealer(
-            opened, ws=view.ws, agent_id=self.agent_id, signing=self.keys.signing, wraps=wraps
+            opened,
+            ws=view.ws,
+            agent_id=self.agent_id,
+            signing=self.keys.signing,
+            wraps=wraps,
+            view=self._reader_view,
         )
+
+    def _reader_view(self) -> LogView | None:
+        """The verified view a running task re-checks its readers against (None: unusable,
+        so nothing new is wrapped to anyone)."""
+        try:
+            return self.trust.view()
+        except TrustError:
+            log.error("the pinned state is unusable; a running task's output goes to no one")  # noqa: TRY400
+            return None
 
     def keep_key(self, accepted: Accepted) -> None:
         """Keep a sealed task's key for readers who come later (blocking: one append and
@@ -176,13 +191,18 @@ class TrustGate:
         opened = accepted.sealed
         if opened is None:
             return
+        self.keep_task_key(opened.spec.id, opened.task_key, after=False)
+
+    def keep_task_key(self, task: str, key: bytes, *, after: bool = True) -> None:
+        """Keep ``key`` as the task's newest key for later readers, after those kept before
+        (blocking, as keep_key)."""
         pin = self.trust.pin()
         if pin is None:
             return
         try:
-            self.task_keys.keep(pin.workspace_id, opened.spec.id, opened.task_key)
+            self.task_keys.keep(pin.workspace_id, task, key, after=after)
         except OSError:
-            log.exception("cannot keep the key of task %s for later readers", opened.spec.id)
+            log.exception("cannot keep the key of task %s for later readers", task)
 
     def sealed_catalog(self, sessions: list[dict[str, Any]]) -> str | None:
         """The catalog as an envelope where the policy says sealed (None: send it as is)."""

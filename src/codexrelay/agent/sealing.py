@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from codexrelay.agent.runners.base import TaskRefusedError
 from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import (
+    FIRST_PREV,
     MAX_PADDED,
     EnvelopeError,
     KeyWrap,
@@ -68,11 +69,13 @@ def _refuse(reason: RefusalReason, message: str) -> TaskRefusedError:
 
 @dataclass(frozen=True)
 class OpenedTask:
-    """A sealed task opened by this agent: the task as signed, and its key."""
+    """A sealed task opened by this agent: the task as signed, its key, the submitting
+    device and every other device the submission wrapped the key to."""
 
     spec: TaskSpec
     task_key: bytes
     device: str
+    wrapped: frozenset[str] = frozenset()
 
 
 def open_submit(spec: TaskSpec, *, ws: str, agent_id: str, kex: keys.KexKey) -> OpenedTask:
@@ -102,7 +105,9 @@ def open_submit(spec: TaskSpec, *, ws: str, agent_id: str, kex: keys.KexKey) -> 
         check_wraps(data, inner.model_dump(exclude_none=True))
     except (EnvelopeError, StatementError) as exc:
         raise _refuse(R.SEALED_INVALID, f"the envelope does not open: {exc}") from None
-    return OpenedTask(_signed_spec(spec, inner, header.sender), task_key, header.sender)
+    wrapped = frozenset(w.to for w in wire.keys or () if w.to != agent_id)
+    signed = _signed_spec(spec, inner, header.sender)
+    return OpenedTask(signed, task_key, header.sender, wrapped)
 
 
 def _signed_spec(spec: TaskSpec, inner: SubmitInner, sender: str) -> TaskSpec:
@@ -135,7 +140,19 @@ def _signed_spec(spec: TaskSpec, inner: SubmitInner, sender: str) -> TaskSpec:
 
 
 class OutputSealer:
-    """Everything one task sends back, as signed envelopes of the agent's stream."""
+    """Everything one task sends back, as signed envelopes of the agent's stream.
+
+    Before each envelope the verified log (``view``) is checked for devices that hold the
+    current key (the submitting device, every device the submission or this agent wrapped
+    it to) and have left: revoked, or their member removed. Then the task switches to a
+    fresh key in a new epoch wrapped only to the current readers, so the leaver can open
+    nothing sent from then on (before any output, the first key goes along to the current
+    readers too: it opens the submission). The new epoch's first envelope names the
+    link of the last ``task.out`` before it (``after``), signed like the rest, so a reader
+    holding both keys proves the epochs follow each other. New keys wait in
+    :attr:`fresh_keys` for the caller to keep (off the event loop). A view that cannot be
+    read counts as no readers at all: nothing new is wrapped to anyone.
+    """
 
     def __init__(
         self,
@@ -145,22 +162,59 @@ class OutputSealer:
         agent_id: str,
         signing: keys.SigningKey,
         wraps: list[KeyWrap],
+        view: Callable[[], LogView | None] | None = None,
     ) -> None:
-        self._sealer = Sealer(opened.task_key, ws, agent_id, opened.spec.id, agent_id, signing)
+        self._ws, self._agent, self._task, self._signing = ws, agent_id, opened.spec.id, signing
+        self._sealer = Sealer(opened.task_key, ws, agent_id, self._task, agent_id, signing)
         self._wraps = wraps
+        self._holders = {opened.device, *opened.wrapped}
+        self._view = view
+        self._head = FIRST_PREV
         self.outs = 0
+        self.fresh_keys: list[bytes] = []
+
+    @property
+    def task_key(self) -> bytes:
+        """The key the next envelope is sealed under."""
+        return self._sealer.task_key
+
+    def _next(self, record: dict[str, Any]) -> tuple[dict[str, Any], list[KeyWrap]]:
+        """The record and wraps for the next envelope, re-keying first if a holder left."""
+        if self._view is not None:
+            view = self._view()
+            live = set() if view is None else {d.device_id for d in view.reader_devices()}
+            self._wraps = [w for w in self._wraps if w.to in live]
+            known = self._holders if view is None else self._holders & view.devices.keys()
+            if known - live:
+                kept = self._wraps  # the first key, for the submission, if nothing came yet
+                if self._sealer.seq > 0:
+                    record, kept = {**record, "after": self._sealer.prev}, []
+                key = new_task_key()
+                self._sealer = Sealer(
+                    key, self._ws, self._agent, self._task, self._agent, self._signing
+                )
+                self._holders = set()
+                if view is not None:
+                    kept += reader_wraps(view, key, ws=self._ws, task=self._task)
+                self._wraps = kept
+                self.fresh_keys.append(key)
+        wraps, self._wraps = self._wraps, []
+        self._holders |= {w.to for w in wraps}
+        return record, wraps
 
     def out(self, record: dict[str, Any]) -> str:
-        """One ``task.out`` envelope (the first one carries the key wraps)."""
-        wraps, self._wraps = self._wraps, []
+        """One ``task.out`` envelope (the first one of each key carries its wraps)."""
+        record, wraps = self._next(record)
         data = seal_record(self._sealer, "task.out", record, wraps)
         self.outs += 1
+        self._head = self._sealer.prev
         return data.decode("ascii")
 
     def done(self, record: dict[str, Any]) -> str:
-        """The ``task.done`` envelope: the result, and the count and chain head it vouches for."""
-        wraps, self._wraps = self._wraps, []
-        final = {**record, "count": self.outs, "chainHead": self._sealer.prev}
+        """The ``task.done`` envelope: the result, and the count of ``task.out`` envelopes
+        (over every key) and the link of the last one, which it vouches for."""
+        final = {**record, "count": self.outs, "chainHead": self._head}
+        final, wraps = self._next(final)
         return seal_record(self._sealer, "task.done", final, wraps).decode("ascii")
 
 
@@ -237,11 +291,13 @@ class TaskKeys:
         self._lines = len(self._keys)
         legacy.unlink()
 
-    def keep(self, ws: str, task: str, key: bytes) -> None:
-        """Remember a key until the retention runs out (nothing kept with 0 days)."""
+    def keep(self, ws: str, task: str, key: bytes, *, after: bool = False) -> None:
+        """Remember a key until the retention runs out (nothing kept with 0 days). With
+        ``after`` it is the task's newest key and the ones kept before stay with it (a task
+        re-keyed while it ran: a later reader gets every key)."""
         if self.keep_sec <= 0:
             return
-        item = {
+        item: dict[str, Any] = {
             "task": task,
             "ws": ws,
             "key": b64u(key),
@@ -249,6 +305,9 @@ class TaskKeys:
         }
         with self._lock:
             keys = self._loaded()
+            held = keys.get(task)
+            if after and held is not None and held.get("ws") == ws:
+                item["older"] = [*held.get("older", []), held["key"]]
             keys[task] = item
             now = self.clock()
             live = {k: v for k, v in keys.items() if v.get("until", 0) > now}
@@ -268,12 +327,19 @@ class TaskKeys:
             self._lines += 1
 
     def get(self, ws: str, task: str) -> bytes | None:
-        """The key of ``task`` in ``ws`` while it is kept."""
+        """The (newest) key of ``task`` in ``ws`` while it is kept."""
+        found = self.get_all(ws, task)
+        return found[-1] if found else None
+
+    def get_all(self, ws: str, task: str) -> list[bytes]:
+        """Every key of ``task`` in ``ws`` while kept, oldest first, newest last."""
         with self._lock:
             item = self._loaded().get(task)
         if item is None or item.get("ws") != ws or item.get("until", 0) <= self.clock():
-            return None
-        return b64u_decode(str(item["key"]), max_bytes=32)
+            return []
+        older = item.get("older", [])
+        texts = [*older, item["key"]] if isinstance(older, list) else [item["key"]]
+        return [b64u_decode(str(t), max_bytes=32) for t in texts]
 
 
 def answer_key_request(
@@ -307,13 +373,15 @@ def answer_key_request(
         verify_key, sig, tag("keyreq") + signed.raw
     ):
         raise _refuse(R.SIGNATURE_INVALID, "the key request's signature does not verify")
-    task_key = task_keys.get(view.ws, stmt.task)
-    if task_key is None:
+    kept = task_keys.get_all(view.ws, stmt.task)
+    if not kept:
         raise _refuse(R.TASK_KEY_GONE, "this agent no longer keeps that task's key")
     public = keys.load_kex_public(device.suite, device.kex_pub)
-    wrap = wrap_task_key(
-        task_key, public, ws=view.ws, task=stmt.task, recipient_key_id=device.device_id
-    )
-    sealer = Sealer(task_key, view.ws, agent_id, stmt.task, agent_id, signing)
-    envelope = seal_record(sealer, "key.wrap", {"device": device.device_id}, [wrap])
+    # Every key the task ran under (more than one if a reader left while it ran).
+    wraps = [
+        wrap_task_key(key, public, ws=view.ws, task=stmt.task, recipient_key_id=device.device_id)
+        for key in kept
+    ]
+    sealer = Sealer(kept[-1], view.ws, agent_id, stmt.task, agent_id, signing)
+    envelope = seal_record(sealer, "key.wrap", {"device": device.device_id}, wraps)
     return stmt.task, device.device_id, envelope.decode("ascii")

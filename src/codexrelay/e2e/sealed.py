@@ -12,12 +12,17 @@
   envelopes came before it and ``chainHead`` the link of the last one, so a reader proves
   it saw every one.
 - ``key.wrap`` (the agent, signed, a fresh epoch): ``{"device"}``, the answer to a reader
-  device's key request, with the task key wrapped to that device in ``keys``.
+  device's key request, with every key the task ran under wrapped to that device in
+  ``keys`` (oldest first; sealed under the newest).
 - ``catalog`` (the agent, signed): ``{"sessions": [...]}``, the Codex session catalog and
   its previews, under a fresh key per update (its ``task`` is a fresh id too).
 
 The agent wraps the task key to every live reader device of the log it verified, and only
-to those: a device the relay adds is in nobody's verified log and gets nothing.
+to those: a device the relay adds is in nobody's verified log and gets nothing. When a
+device holding the key leaves the log while the task runs (revoked, or its member removed),
+the agent goes on under a fresh key in a new epoch, wrapped to the current readers only; the
+first ``task.out`` or ``task.done`` of that epoch carries ``"after"``, the link of the last
+``task.out`` before it, so the epochs are chained under the agent's signature too.
 
 Key wraps travel beside the ciphertext, outside the signature (§5), so whoever adds them
 also puts ``"wraps": b64u(H(keys))`` in the plaintext; a reader drops an envelope whose
@@ -37,8 +42,10 @@ from codexrelay.e2e import keys
 from codexrelay.e2e.envelope import (
     EnvelopeError,
     EnvelopeReason,
+    Header,
     KeyWrap,
     Kind,
+    Opened,
     Receiver,
     Sealer,
     parse_wire,
@@ -52,6 +59,7 @@ from codexrelay.e2e.wire import b64u_decode
 TEXT_CHUNK: Final = 64 * 1024  # characters: at most 384 KiB of escaped JSON per envelope
 TEXT_FIELDS: Final = ("outputTail", "diffText", "finalMessage")
 AGENT_KINDS: Final = frozenset({"task.out", "task.done", "key.wrap"})
+OUTPUT_KINDS: Final = frozenset({"task.out", "task.done"})
 B64Text = Annotated[
     str, StringConstraints(min_length=1, max_length=400_000, pattern=r"^[A-Za-z0-9_-]+$")
 ]
@@ -166,6 +174,40 @@ def find_task_key(
     raise EnvelopeError(EnvelopeReason.NO_KEY, f"nothing is wrapped to {me}")
 
 
+def task_keys(
+    envelopes: Iterable[bytes], private: keys.KexKey, *, me: str, ws: str, task: str
+) -> list[bytes]:
+    """Every task key wrapped to ``me`` in these envelopes (one more per re-keying)."""
+    found: list[bytes] = []
+    for data in envelopes:
+        try:
+            wire, _, _, _ = parse_wire(data)
+            for wrap in wire.keys or ():
+                if wrap.to == me:
+                    key = unwrap_task_key(wrap, private, ws=ws, task=task)
+                    if key not in found:
+                        found.append(key)
+        except EnvelopeError:
+            continue  # not for this device, or malformed: its envelope is dropped anyway
+    return found
+
+
+def first_of_epoch(
+    known: Sequence[bytes], data: bytes, sender_key: keys.VerifyKey | None, *, header: Header
+) -> tuple[Receiver, Opened]:
+    """A (sender, epoch)'s first envelope: a fresh receiver under the key that opens it."""
+    last: EnvelopeError | None = None
+    for task_key in known:
+        receiver = Receiver(task_key=task_key, ws=header.ws, agent=header.agent, task=header.task)
+        try:
+            return receiver, receiver.open(data, sender_key=sender_key)
+        except EnvelopeError as exc:
+            if exc.reason is not EnvelopeReason.DECRYPT_FAILED:
+                raise
+            last = exc
+    raise last or EnvelopeError(EnvelopeReason.NO_KEY, "no key of this device opens it")
+
+
 @dataclass
 class TaskView:
     """What a reader device shows for a sealed task, and how complete it is."""
@@ -177,6 +219,8 @@ class TaskView:
     done: DoneRecord | None = None
     outs: int = 0
     last_link: str | None = None
+    epoch: str | None = None  # the agent's output epoch read last (one per task key)
+    epochs: int = 0
     dropped: list[str] = field(default_factory=list)
 
     @property
@@ -202,24 +246,36 @@ def read_task(
 
     The submit envelope comes from a device of the log (no signature: its passkey
     assertion is inside); every other envelope must be signed by the agent's key in the
-    reader's own verified log. Whatever fails is dropped and named in ``dropped``.
+    reader's own verified log. Each (sender, epoch) opens under one of the task keys
+    wrapped to this device and runs strictly in sequence and chain. When the agent
+    re-keyed (a reader left), the new epoch's first output names the link of the last
+    ``task.out`` before it (``after``): a reader who read that far must match it, one who
+    holds only the newer key reads from there and is told the output is incomplete.
+    Whatever fails is dropped and named in ``dropped``.
     """
     items = list(envelopes)
     ws = view.ws
-    key = find_task_key(items, private, me=me, ws=ws, task=task)
-    receiver = Receiver(task_key=key, ws=ws, agent=agent, task=task)
+    known = task_keys(items, private, me=me, ws=ws, task=task)
+    if not known:
+        raise EnvelopeError(EnvelopeReason.NO_KEY, f"nothing is wrapped to {me}")
     agent_key = keys.load_verify_key(view.agents[agent].suite, view.agents[agent].sig_pub)
     out = TaskView()
+    streams: dict[tuple[str, str], Receiver] = {}
     for data in items:
         try:
-            _take(out, receiver, data, agent, agent_key)
-        except (EnvelopeError, StatementError, ValueError) as exc:
+            _take(out, known, streams, data, agent, agent_key)
+        except (EnvelopeError, StatementError, ValueError, KeyError, TypeError) as exc:
             out.dropped.append(str(exc))
     return out
 
 
 def _take(
-    out: TaskView, receiver: Receiver, data: bytes, agent: str, agent_key: keys.VerifyKey
+    out: TaskView,
+    known: list[bytes],
+    streams: dict[tuple[str, str], Receiver],
+    data: bytes,
+    agent: str,
+    agent_key: keys.VerifyKey,
 ) -> None:
     _, header, _, _ = parse_wire(data)
     from_agent = header.kind in AGENT_KINDS
@@ -227,11 +283,19 @@ def _take(
         raise EnvelopeError(EnvelopeReason.BAD_SIGNATURE, "not from the task's agent")
     if not from_agent and header.kind != "task.submit":
         raise EnvelopeError(EnvelopeReason.MALFORMED, f"unexpected {header.kind}")
-    opened = receiver.open(data, sender_key=agent_key if from_agent else None)
+    sender_key = agent_key if from_agent else None
+    stream = (header.sender, header.epoch)
+    receiver = streams.get(stream)
+    if receiver is None:
+        streams[stream], opened = first_of_epoch(known, data, sender_key, header=header)
+    else:
+        opened = receiver.open(data, sender_key=sender_key)
     record = json.loads(opened.plaintext)
     if not isinstance(record, dict):
         raise EnvelopeError(EnvelopeReason.MALFORMED, "the plaintext is not an object")
     check_wraps(data, record)
+    if header.kind in OUTPUT_KINDS:
+        _follow(out, header.epoch, record.pop("after", None))
     if header.kind == "task.submit":
         _submitted(out, opened.plaintext)
     elif header.kind == "task.out":
@@ -241,6 +305,18 @@ def _take(
     elif header.kind == "task.done":
         record.pop("wraps", None)
         out.done = DoneRecord.model_validate(record)
+
+
+def _follow(out: TaskView, epoch: str, after: object) -> None:
+    """An output envelope's epoch: the current one, or a new key's that follows it."""
+    if epoch == out.epoch:
+        if after is not None:
+            raise EnvelopeError(EnvelopeReason.MALFORMED, "'after' inside an epoch")
+        return
+    if out.epoch is not None and (after is None or after != out.last_link):
+        raise EnvelopeError(EnvelopeReason.BAD_PREV, "a new key's output does not follow")
+    out.epoch = epoch
+    out.epochs += 1
 
 
 def _submitted(out: TaskView, plaintext: bytes) -> None:

@@ -4,7 +4,7 @@
 // {kind, ws, id}: the title is made here, and a tap opens the screen, which fetches the
 // details over the signed-in connection.
 
-const VERSION = "codexrelay-shell-v11";
+const VERSION = "codexrelay-shell-v12";
 const LABELS = "codexrelay-push-labels"; // workspace names the page leaves (js/push.js)
 const SHELL = [
   "/",

@@ -161,7 +161,8 @@ def _latest_task_states(events: list[Event]) -> list[Event]:
     for index, task in enumerate(tasks):
         if task is not None:
             last[task] = index
-    return [e for i, (e, t) in enumerate(zip(events, tasks, strict=True)) if t is None or last[t] == i]
+    pairs = enumerate(zip(events, tasks, strict=True))
+    return [e for i, (e, t) in pairs if t is None or last[t] == i]
 
 
 class ClusterEvents(EventBus):

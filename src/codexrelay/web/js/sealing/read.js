@@ -1,7 +1,9 @@
 // Reading sealed tasks on this device (TRUST.md §4.5, §4.7, §5, §8). The relay holds only
-// ciphertext: the phone takes the task key from the first wrap addressed to one of this
-// browser's devices in its own verified log, then opens every envelope strictly in order per
-// (sender, epoch). The submission must carry a passkey signature of the log; everything the
+// ciphertext: the phone takes every task key wrapped to one of this browser's devices in its
+// own verified log (a second one when the agent re-keyed a running task because a reader
+// left), then opens every envelope strictly in order per (sender, epoch), each epoch under
+// the key that opens its first envelope. A new key's first output names the link of the last
+// output before it (`after`), so the epochs chain under the agent's signature. The submission must carry a passkey signature of the log; everything the
 // agent says must carry the agent's signature by its key in the log. Whatever fails is
 // dropped and counted, never glued in: the page then says "Output incomplete".
 // codexrelay.e2e.sealed.read_task is the same reader in Python.
@@ -13,6 +15,7 @@ import { verifyAssertion } from "../../e2e/log.js";
 import { b64u, deviceMessage, digest, fromB64u, sha256, statementBytes, utf8 } from "../../e2e/statements.js";
 
 const AGENT_KINDS = new Set(["task.out", "task.done", "key.wrap"]);
+const OUTPUT_KINDS = new Set(["task.out", "task.done"]);
 const TEXT_FIELDS = new Set(["outputTail", "diffText", "finalMessage"]);
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const SIGN = { c25519: { name: "Ed25519" }, p256: { name: "ECDSA", namedCurve: "P-256" } };
@@ -78,7 +81,7 @@ export class SealedTask {
     this.items = []; // envelope texts as the relay gave them: the submission, then the stream
     this.next = 0; // the stream index expected next
     this.expired = false;
-    this.receiver = null;
+    this.keys = [];
     this.queue = Promise.resolve(); // one open at a time: the receiver counts seqs in order
     this.reset();
   }
@@ -92,7 +95,8 @@ export class SealedTask {
   reset() {
     Object.assign(this, {
       prompt: null, statement: null, signer: null, progress: [], texts: {}, done: null,
-      outs: 0, lastLink: null, dropped: [], agentSeen: 0,
+      outs: 0, lastLink: null, dropped: [], agentSeen: 0, outEpoch: null, epochs: new Map(),
+      tally: { accepted: 0, duplicates: 0, gaps: 0, failed: 0 },
     });
   }
 
@@ -103,11 +107,11 @@ export class SealedTask {
   }
 
   get readable() {
-    return this.receiver !== null;
+    return this.keys.length > 0;
   }
 
   get counters() {
-    return this.receiver ? this.receiver.counters : { accepted: 0, duplicates: 0, gaps: 0, failed: 0 };
+    return this.tally;
   }
 
   /** Fetch the stream from the relay (from `after`) and open what is new. */
@@ -122,15 +126,15 @@ export class SealedTask {
     if (after < 0) {
       this.items = res.submission ? [res.submission] : [];
       this.next = 0;
-      this.receiver = null;
+      this.keys = [];
     }
     const fresh = res.envelopes.filter((e) => e.index >= this.next).sort((a, b) => a.index - b.index);
     for (const { index, envelope } of fresh) {
       this.items.push(envelope);
       this.next = index + 1;
-      if (this.receiver) await this.take(envelope);
+      if (this.readable) await this.take(envelope);
     }
-    if (!this.receiver) await this.openAll();
+    if (!this.readable) await this.openAll();
   }
 
   /** A live `envelope` event: in sequence it is opened; after a gap the relay is asked again. */
@@ -143,12 +147,14 @@ export class SealedTask {
     if (index > this.next) return this.fetchFrom({ after: this.next - 1 });
     this.items.push(envelope);
     this.next = index + 1;
-    if (this.receiver) await this.take(envelope);
+    if (this.readable) await this.take(envelope);
     else await this.openAll();
   }
 
-  async findKey() {
-    for (const text of this.items) {
+  /** Every task key wrapped to a device of this browser in these envelope texts, in order. */
+  async findKeys(texts) {
+    const found = [];
+    for (const text of texts) {
       let wire;
       try {
         ({ wire } = parseWire(text));
@@ -160,22 +166,56 @@ export class SealedTask {
         if (!device) continue;
         try {
           const key = await unwrapTaskKey(wrap, device.keys.suite, device.keys.kex, { ws: this.wid, task: this.taskId });
-          if (key.length === 32) return key;
+          if (key.length === 32 && !found.some((k) => b64u(k) === b64u(key))) found.push(key);
         } catch {
           // Not openable with our key: a wrap the relay swapped. Look further.
         }
       }
     }
-    return null;
+    return found;
+  }
+
+  async findKey() {
+    return (await this.findKeys(this.items))[0] || null;
   }
 
   async openAll() {
     this.reset();
-    const key = await this.findKey();
-    if (!key) return;
+    this.keys = await this.findKeys(this.items);
+    if (!this.keys.length) return;
     this.agentKey = await agentKey(this.view, this.agent);
-    this.receiver = new Receiver({ taskKey: key, ws: this.wid, agent: this.agent, task: this.taskId });
     for (const text of this.items) await this.take(text);
+  }
+
+  /** The receiver of this envelope's (sender, epoch), and the envelope opened by it; an
+   * epoch's first envelope picks the key that opens it. */
+  async openIn(text, header, senderKey) {
+    const id = `${header.from}\0${header.epoch}`;
+    const known = this.epochs.get(id);
+    if (known) return known.open(utf8(text), senderKey);
+    let last = new EnvelopeError("no-key");
+    for (const key of this.keys) {
+      const receiver = new Receiver({ taskKey: key, ws: this.wid, agent: this.agent, task: this.taskId });
+      try {
+        const opened = await receiver.open(utf8(text), senderKey);
+        this.epochs.set(id, receiver);
+        return opened;
+      } catch (error) {
+        if (!(error instanceof EnvelopeError) || error.reason !== "decrypt-failed") throw error;
+        last = error;
+      }
+    }
+    throw last;
+  }
+
+  /** An output's epoch: the current one, or a new key's whose `after` is the last output read. */
+  follow(header, after) {
+    if (header.epoch === this.outEpoch) {
+      if (after !== null) throw new EnvelopeError("malformed");
+      return;
+    }
+    if (this.outEpoch !== null && (after === null || after !== this.lastLink)) throw new EnvelopeError("bad-prev");
+    this.outEpoch = header.epoch;
   }
 
   async take(text) {
@@ -184,9 +224,19 @@ export class SealedTask {
       const fromAgent = AGENT_KINDS.has(header.kind);
       if (fromAgent && (header.from !== this.agent || !this.agentKey)) throw new EnvelopeError("bad-signature");
       if (!fromAgent && header.kind !== "task.submit") throw new EnvelopeError("malformed");
-      const opened = await this.receiver.open(utf8(text), fromAgent ? this.agentKey : null);
+      if (wire.keys) {
+        for (const key of await this.findKeys([text])) {
+          if (!this.keys.some((k) => b64u(k) === b64u(key))) this.keys.push(key);
+        }
+      }
+      const opened = await this.openIn(text, header, fromAgent ? this.agentKey : null);
       const record = parseJson(opened.plaintext);
       await checkWraps(wire, record);
+      if (OUTPUT_KINDS.has(header.kind)) {
+        const after = record.after === undefined ? null : record.after;
+        delete record.after;
+        this.follow(header, after);
+      }
       if (header.kind === "task.submit") await this.submitted(record, header);
       else if (header.kind === "task.out") {
         this.output(record);
@@ -197,8 +247,13 @@ export class SealedTask {
         this.done = done;
       }
       if (fromAgent) this.agentSeen += 1;
+      this.tally.accepted += 1;
     } catch (err) {
-      this.dropped.push(err instanceof EnvelopeError ? err.reason : err.message || "malformed");
+      const reason = err instanceof EnvelopeError ? err.reason : "";
+      if (reason === "duplicate") this.tally.duplicates += 1;
+      else if (reason === "gap") this.tally.gaps += 1;
+      else this.tally.failed += 1;
+      this.dropped.push(reason || err.message || "malformed");
     }
   }
 
